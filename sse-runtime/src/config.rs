@@ -1,0 +1,130 @@
+//! Settings of a [`Hub`](crate::Hub): keep-alive, history, limits.
+
+use std::time::Duration;
+
+/// How a [`Hub`](crate::Hub) behaves. Every setting has a sane default; change the ones you need.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let config = sse::Config::default()
+///     .keep_alive(Some(Duration::from_secs(30)))
+///     .history(5_000, Duration::from_secs(600))
+///     .max_streams(50_000);
+/// let hub = sse::Hub::new(config);
+/// assert_eq!(hub.open_streams(), 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) keep_alive: Option<Duration>,
+    pub(crate) retry: Option<Duration>,
+    pub(crate) history_events: usize,
+    pub(crate) history_age: Duration,
+    pub(crate) subscriber_queue: usize,
+    pub(crate) max_streams: usize,
+    pub(crate) max_event_bytes: usize,
+    pub(crate) max_last_event_id_len: usize,
+    pub(crate) shutdown_retry: Duration,
+}
+
+impl Default for Config {
+    /// Keep-alive every 15 s, `retry: 3000`, history of 1,000 events or 5 minutes, queues of 256
+    /// events, 10,000 open streams, events up to 1 MiB, `Last-Event-ID` up to 64 bytes.
+    fn default() -> Self {
+        Self {
+            keep_alive: Some(Duration::from_secs(15)),
+            retry: Some(Duration::from_secs(3)),
+            history_events: 1_000,
+            history_age: Duration::from_secs(300),
+            subscriber_queue: 256,
+            max_streams: 10_000,
+            max_event_bytes: 1 << 20,
+            max_last_event_id_len: 64,
+            shutdown_retry: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Config {
+    /// How often an idle stream sends a `:` comment so proxies keep it open; `None` never does.
+    ///
+    /// ```
+    /// let config = sse::Config::default().keep_alive(None);
+    /// # let _ = config;
+    /// ```
+    pub fn keep_alive(mut self, every: Option<Duration>) -> Self {
+        self.keep_alive = every;
+        self
+    }
+
+    /// The `retry:` hint sent when a stream opens: how long a browser waits before reconnecting.
+    /// `None` sends no hint (browsers then wait a few seconds of their own choosing).
+    ///
+    /// ```
+    /// let config = sse::Config::default().retry(Some(std::time::Duration::from_secs(1)));
+    /// # let _ = config;
+    /// ```
+    pub fn retry(mut self, after: Option<Duration>) -> Self {
+        self.retry = after;
+        self
+    }
+
+    /// How much of each group's past a reconnecting client can get back: the last `events`
+    /// events, none older than `age`. `(0, _)` keeps no history.
+    ///
+    /// ```
+    /// let config = sse::Config::default().history(10_000, std::time::Duration::from_secs(3600));
+    /// # let _ = config;
+    /// ```
+    pub fn history(mut self, events: usize, age: Duration) -> Self {
+        self.history_events = events;
+        self.history_age = age;
+        self
+    }
+
+    /// How many events a client may fall behind before it is disconnected. It then reconnects
+    /// and gets what it missed from the history, so keep this below the history's size.
+    ///
+    /// ```
+    /// let config = sse::Config::default().subscriber_queue(1_024);
+    /// # let _ = config;
+    /// ```
+    pub fn subscriber_queue(mut self, events: usize) -> Self {
+        self.subscriber_queue = events.max(1);
+        self
+    }
+
+    /// How many streams may be open at once; past it a new one is answered
+    /// `503 Service Unavailable` with `Retry-After`.
+    ///
+    /// ```
+    /// let config = sse::Config::default().max_streams(19_000);
+    /// # let _ = config;
+    /// ```
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.max_streams = streams;
+        self
+    }
+
+    /// The largest encoded event, in bytes; [`publish!`](crate::publish) refuses larger ones.
+    ///
+    /// ```
+    /// let config = sse::Config::default().max_event_bytes(64 * 1024);
+    /// # let _ = config;
+    /// ```
+    pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+        self.max_event_bytes = bytes;
+        self
+    }
+
+    /// The longest `Last-Event-ID` looked at; a longer one is treated as unknown.
+    ///
+    /// ```
+    /// let config = sse::Config::default().max_last_event_id_len(32);
+    /// # let _ = config;
+    /// ```
+    pub fn max_last_event_id_len(mut self, bytes: usize) -> Self {
+        self.max_last_event_id_len = bytes;
+        self
+    }
+}

@@ -1,0 +1,56 @@
+//! Why a publish was refused.
+
+use std::fmt;
+
+use crate::NameError;
+
+/// Why [`publish!`](crate::publish) refused an event. Nothing was sent when this is returned.
+///
+/// ```
+/// let group = String::from("not a group!");
+/// let err = sse::publish!(group, "yo", "hi").unwrap_err();
+/// assert!(matches!(err, sse::PublishError::InvalidGroup(_)));
+/// assert!(err.to_string().starts_with("invalid group name"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The group name breaks the group-name rule.
+    InvalidGroup(NameError),
+    /// The event name contains CR, LF or NUL, is empty or too long.
+    InvalidEvent(NameError),
+    /// The encoded event would be larger than [`Config::max_event_bytes`](crate::Config::max_event_bytes).
+    TooLarge {
+        /// The limit.
+        max_bytes: usize,
+        /// How large the event was found to be before encoding stopped.
+        at_least: usize,
+    },
+    /// The hub was shut down ([`Hub::shutdown`](crate::Hub::shutdown)).
+    ShutDown,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::InvalidGroup(e) | PublishError::InvalidEvent(e) => e.fmt(f),
+            PublishError::TooLarge {
+                max_bytes,
+                at_least,
+            } => write!(
+                f,
+                "event too large: at least {at_least} bytes encoded, at most {max_bytes} allowed"
+            ),
+            PublishError::ShutDown => f.write_str("the SSE hub is shut down"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PublishError::InvalidGroup(e) | PublishError::InvalidEvent(e) => Some(e),
+            _ => None,
+        }
+    }
+}

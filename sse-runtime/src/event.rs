@@ -1,0 +1,302 @@
+//! Events and their encoding on the wire (WHATWG HTML, "Server-sent events").
+//!
+//! An event is encoded once, into bytes that every subscriber shares:
+//!
+//! ```text
+//! event: yo            (absent for the default `message` event)
+//! data: first line     (one `data:` line per line of the data, even when it is empty)
+//! data: second line
+//! id: 42
+//!                      (the blank line dispatches the event)
+//! ```
+//!
+//! `\n`, `\r\n` and `\r` in the data each end a line, as a browser reads them, so the browser
+//! hands back the data with every line break turned into `\n`. Names and ids never contain CR, LF
+//! or NUL: those are refused before anything is written.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::{NameError, PublishError};
+
+/// The name of an event, as a browser's `addEventListener(name, ...)` expects it.
+///
+/// Any text of 1 to 256 bytes without CR, LF or NUL. Events published without a name are
+/// `message` events.
+///
+/// ```
+/// let yo = sse::EventName::new("yo")?;
+/// assert_eq!(yo.as_str(), "yo");
+/// assert!(sse::EventName::new("yo\ndata: forged").is_err());
+/// # Ok::<(), sse::NameError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EventName(Arc<str>);
+
+impl EventName {
+    /// Checks `name` and makes it an event name.
+    ///
+    /// ```
+    /// assert!(sse::EventName::new(String::from("user joined")).is_ok());
+    /// assert!(sse::EventName::new("").is_err());
+    /// ```
+    pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
+        let name = name.into();
+        sse_names::check_event(&name)?;
+        Ok(Self(name.into()))
+    }
+
+    /// The name as a string.
+    ///
+    /// ```
+    /// assert_eq!(sse::EventName::new("yo")?.as_str(), "yo");
+    /// # Ok::<(), sse::NameError>(())
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// The id of a published event, sent on the wire as `id: <n>`.
+///
+/// Ids increase within a group. A browser sends the last one it saw back as `Last-Event-ID`
+/// when it reconnects, and the stream resumes after it.
+///
+/// ```
+/// let id = sse::publish!("docs-event-id", "yo", "hello")?;
+/// let next = sse::publish!("docs-event-id", "yo", "again")?;
+/// assert!(next > id);
+/// assert_eq!(id.to_string(), id.get().to_string());
+/// # Ok::<(), sse::PublishError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId(pub(crate) u64);
+
+impl EventId {
+    /// The id as a number.
+    ///
+    /// ```
+    /// let id = sse::publish!("docs-event-id-get", "hello")?;
+    /// assert!(id.get() > 0);
+    /// # Ok::<(), sse::PublishError>(())
+    /// ```
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({})", self.0)
+    }
+}
+
+/// An encoded event that still lacks its id: the id is given under the registry's lock, so ids
+/// and the order of events in a group agree.
+pub(crate) struct Draft(BytesMut);
+
+/// Room for `id: <u64>\n\n`.
+const ID_LINE_MAX: usize = 4 + 20 + 2;
+
+impl Draft {
+    /// Encodes `event` and `data`; fails when the encoding would pass `max_bytes`.
+    pub(crate) fn new(
+        event: Option<&str>,
+        data: impl fmt::Display,
+        max_bytes: usize,
+    ) -> Result<Self, PublishError> {
+        let mut out = Limited {
+            buf: BytesMut::with_capacity(128),
+            max: max_bytes.saturating_sub(ID_LINE_MAX),
+        };
+        let too_large = |out: &Limited| PublishError::TooLarge {
+            max_bytes,
+            at_least: out.buf.len() + ID_LINE_MAX,
+        };
+        if let Some(event) = event {
+            out.push(b"event: ").map_err(|_| too_large(&out))?;
+            out.push(event.as_bytes()).map_err(|_| too_large(&out))?;
+            out.push(b"\n").map_err(|_| too_large(&out))?;
+        }
+        out.push(b"data: ").map_err(|_| too_large(&out))?;
+        let mut lines = DataLines {
+            out,
+            after_cr: false,
+        };
+        let written = fmt::write(&mut lines, format_args!("{data}"));
+        let mut out = lines.out;
+        written
+            .and_then(|()| out.push(b"\n"))
+            .map_err(|_| too_large(&out))?;
+        Ok(Self(out.buf))
+    }
+
+    /// Gives the event its id and freezes it into shareable bytes.
+    pub(crate) fn stamp(mut self, id: EventId) -> Bytes {
+        self.0.reserve(ID_LINE_MAX);
+        self.0.put_slice(b"id: ");
+        self.0
+            .put_slice(itoa::Buffer::new().format(id.0).as_bytes());
+        self.0.put_slice(b"\n\n");
+        self.0.freeze()
+    }
+}
+
+/// A buffer that refuses to grow past `max` bytes.
+struct Limited {
+    buf: BytesMut,
+    max: usize,
+}
+
+impl Limited {
+    fn push(&mut self, bytes: &[u8]) -> fmt::Result {
+        if self.buf.len() + bytes.len() > self.max {
+            return Err(fmt::Error);
+        }
+        self.buf.put_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Writes text as `data:` lines, ending a line at each `\n`, `\r\n` or `\r`.
+struct DataLines {
+    out: Limited,
+    /// The last character written was `\r`: a `\n` right after it belongs to the same break.
+    after_cr: bool,
+}
+
+impl fmt::Write for DataLines {
+    fn write_str(&mut self, mut s: &str) -> fmt::Result {
+        if self.after_cr && s.starts_with('\n') {
+            s = &s[1..];
+        }
+        if !s.is_empty() {
+            self.after_cr = s.ends_with('\r');
+        }
+        while let Some(at) = s.find(['\r', '\n']) {
+            self.out.push(&s.as_bytes()[..at])?;
+            self.out.push(b"\ndata: ")?;
+            let skip = if s[at..].starts_with("\r\n") { 2 } else { 1 };
+            s = &s[at + skip..];
+        }
+        self.out.push(s.as_bytes())
+    }
+}
+
+/// A comment line that keeps proxies and browsers from timing the stream out.
+pub(crate) const KEEP_ALIVE: &[u8] = b":\n\n";
+
+/// The reconnection delay hint, `retry: <ms>`.
+pub(crate) fn retry_hint(after: Duration) -> Bytes {
+    Bytes::from(format!("retry: {}\n\n", after.as_millis()))
+}
+
+/// The name of the event that tells a client its `Last-Event-ID` could not be honoured.
+pub const STREAM_RESET: &str = "stream-reset";
+
+/// The `stream-reset` event: the client's `Last-Event-ID` could not be resumed from, so it may
+/// have missed events; `id` lets its next reconnect resume from here.
+pub(crate) fn stream_reset(reason: &str, id: EventId) -> Bytes {
+    let data = format!("{{\"reason\":\"{reason}\"}}");
+    Draft::new(Some(STREAM_RESET), data, usize::MAX)
+        .map(|draft| draft.stamp(id))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(event: Option<&str>, data: &str) -> String {
+        let bytes = Draft::new(event, data, 1 << 20).unwrap().stamp(EventId(7));
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn named_event() {
+        assert_eq!(
+            encode(Some("yo"), "yo from a to b"),
+            "event: yo\ndata: yo from a to b\nid: 7\n\n"
+        );
+    }
+
+    #[test]
+    fn message_event_has_no_event_line() {
+        assert_eq!(encode(None, "hi"), "data: hi\nid: 7\n\n");
+    }
+
+    #[test]
+    fn empty_data_still_writes_a_data_line() {
+        assert_eq!(encode(None, ""), "data: \nid: 7\n\n");
+    }
+
+    #[test]
+    fn every_line_break_is_one_break() {
+        assert_eq!(
+            encode(None, "a\nb\r\nc\rd"),
+            "data: a\ndata: b\ndata: c\ndata: d\nid: 7\n\n"
+        );
+        assert_eq!(encode(None, "\r\n"), "data: \ndata: \nid: 7\n\n");
+        assert_eq!(encode(None, "\n\n"), "data: \ndata: \ndata: \nid: 7\n\n");
+        assert_eq!(
+            encode(None, "a\r\r\nb"),
+            "data: a\ndata: \ndata: b\nid: 7\n\n"
+        );
+    }
+
+    #[test]
+    fn crlf_split_across_writes_is_one_break() {
+        struct Pieces;
+        impl fmt::Display for Pieces {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a\r")?;
+                f.write_str("\nb\r")?;
+                f.write_str("c")
+            }
+        }
+        let bytes = Draft::new(None, Pieces, 1 << 20).unwrap().stamp(EventId(1));
+        assert_eq!(&bytes[..], b"data: a\ndata: b\ndata: c\nid: 1\n\n");
+    }
+
+    #[test]
+    fn leading_space_and_colon_survive() {
+        assert_eq!(encode(None, " x: y"), "data:  x: y\nid: 7\n\n");
+    }
+
+    #[test]
+    fn too_large_is_refused_not_truncated() {
+        let err = Draft::new(None, "x".repeat(1000), 500).err().unwrap();
+        assert!(
+            matches!(err, PublishError::TooLarge { max_bytes: 500, .. }),
+            "{err}"
+        );
+        assert!(Draft::new(None, "x".repeat(400), 500).is_ok());
+    }
+
+    #[test]
+    fn reset_event_is_a_named_event_with_an_id() {
+        assert_eq!(
+            &stream_reset("unknown id", EventId(3))[..],
+            b"event: stream-reset\ndata: {\"reason\":\"unknown id\"}\nid: 3\n\n"
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! Server-Sent Events pub/sub for axum, in one line.
+//!
+//! Mark an axum handler with [`#[sse::subscribe("group")]`](subscribe) and it becomes an SSE
+//! endpoint whose clients listen to that group. Anywhere else in the program, sync or async,
+//! [`sse::publish!("group", "event", "data")`](publish) sends an event to every one of them.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//!
+//! #[sse::subscribe("yo")]
+//! async fn yo_events() {}
+//!
+//! # #[tokio::main] async fn main() {
+//! let app = Router::new().route("/events/yo", get(yo_events));
+//! // elsewhere, e.g. in another handler or a background thread:
+//! sse::publish!("yo", "yo", "yo from {} to {}", "alice", "bob").unwrap();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+//!
+//! In the browser:
+//!
+//! ```js
+//! new EventSource("/events/yo").addEventListener("yo", (e) => console.log(e.data));
+//! ```
+//!
+//! Each group keeps a short history, so a browser that reconnects with `Last-Event-ID` gets
+//! what it missed. See the README for the guarantees, the wire format and the settings.
+
+mod axum;
+mod config;
+mod error;
+mod event;
+mod group;
+mod hub;
+mod registry;
+mod stream;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use crate::axum::LastEventId;
+pub use config::Config;
+pub use error::PublishError;
+pub use event::{EventId, EventName, STREAM_RESET};
+pub use group::GroupName;
+pub use hub::{hub, init, AlreadyInitialized, Hub};
+pub use sse_macros::subscribe;
+pub use sse_names::NameError;
+
+/// Sends an event to every subscriber of a group, from sync or async code, on any thread.
+///
+/// ```
+/// # let (from, to) = ("alice", "bob");
+/// // group, event, data
+/// sse::publish!("yo", "yo", "yo from alice to bob")?;
+/// // group, event, format string and its arguments
+/// sse::publish!("yo", "yo", "yo from {} to {}", from, to)?;
+/// sse::publish!("yo", "yo", "yo from {from} to {to}")?;
+/// // group, data: a `message` event (`EventSource.onmessage`)
+/// sse::publish!("yo", "plain message")?;
+/// // group and event may be values checked at run time: &str, String, GroupName, EventName
+/// let group = sse::GroupName::new(format!("yo.{to}"))?;
+/// let id = sse::publish!(group, String::from("yo"), "just for bob")?;
+/// println!("sent event {id}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// It returns the event's [`EventId`], or a [`PublishError`] saying why nothing was sent.
+/// Literal group and event names are checked when the program compiles:
+///
+/// ```compile_fail
+/// sse::publish!("yo yo", "yo", "spaces are not allowed in group names");
+/// ```
+///
+/// ```compile_fail
+/// sse::publish!("yo", "yo\n", "event names cannot hold a line break");
+/// ```
+#[macro_export]
+macro_rules! publish {
+    ($($args:tt)*) => {
+        $crate::__private::publish_checked!($crate, $($args)*)
+    };
+}

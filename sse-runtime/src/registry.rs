@@ -1,0 +1,435 @@
+//! Groups and their subscribers: where a published event goes, and what a client reads next.
+//!
+//! Each group keeps its recent events in one ring of shared bytes. That ring is at once the
+//! history a reconnecting client replays from and the queue every live subscriber reads from:
+//! a subscriber is only a position in the rings of its groups, so fan-out copies no bytes and
+//! allocates nothing per subscriber, and a slow subscriber costs no memory, only lag. A
+//! subscriber that lags more than the queue bound is cut off; it reconnects and replays.
+//!
+//! One lock guards every group, so ids are given in the same order events enter their groups
+//! and a subscriber of several groups sees one consistent order.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use slab::Slab;
+
+use crate::{
+    axum::Resume,
+    event::{self, Draft},
+    Config, EventId, GroupName, PublishError,
+};
+
+/// A subscriber reads at most this many bytes at once, so one write never grows unbounded.
+const BATCH_BYTES: usize = 64 * 1024;
+
+pub(crate) struct Registry {
+    state: Mutex<State>,
+    pub(crate) config: Config,
+}
+
+struct State {
+    /// The last id given; ids of a later process start above it (see `first_id`).
+    last_id: u64,
+    groups: Slab<Group>,
+    by_name: HashMap<GroupName, usize>,
+    /// Groups whose last subscriber left, oldest first, to free once their history expires.
+    idle: VecDeque<(Instant, GroupName)>,
+    streams: usize,
+    shut_down: bool,
+}
+
+struct Group {
+    name: GroupName,
+    ring: VecDeque<Stored>,
+    /// The position of `ring[0]`: positions count this group's events since it was created.
+    first_pos: u64,
+    /// Every event of the group with a greater id is still in `ring`.
+    complete_after: u64,
+    subscribers: Slab<Arc<AtomicWaker>>,
+    idle_since: Option<Instant>,
+}
+
+struct Stored {
+    id: u64,
+    at: Instant,
+    bytes: Bytes,
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    TooManyStreams,
+    ShutDown,
+}
+
+/// What a subscription has to say next.
+pub(crate) enum Next {
+    Events(Bytes),
+    /// The subscriber fell too far behind.
+    Overflow,
+    ShutDown,
+}
+
+/// Ids start at the clock's microseconds, so a restarted process gives ids above the old ones
+/// and a client's `Last-Event-ID` from before the restart is recognised as too old, not reused.
+fn first_id() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl Registry {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            state: Mutex::new(State {
+                last_id: first_id(),
+                groups: Slab::new(),
+                by_name: HashMap::new(),
+                idle: VecDeque::new(),
+                streams: 0,
+                shut_down: false,
+            }),
+            config,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-changed in a way that
+        // matters more than stopping every stream would, so keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Gives the event its id and hands it to the group's subscribers, if it has any.
+    pub(crate) fn publish(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.shut_down {
+            return Err(PublishError::ShutDown);
+        }
+        state.last_id += 1;
+        let id = state.last_id;
+        state.free_expired(now, &self.config);
+        if let Some(&slot) = state.by_name.get(group) {
+            let group = &mut state.groups[slot];
+            group.ring.push_back(Stored {
+                id,
+                at: now,
+                bytes: draft.stamp(EventId(id)),
+            });
+            group.trim(now, &self.config);
+            for (_, waker) in &group.subscribers {
+                waker.wake();
+            }
+        }
+        Ok(EventId(id))
+    }
+
+    /// Opens a subscription to `groups`, resuming after `last` when the history allows it.
+    /// Returns the subscription and, when `last` could not be resumed from, a `stream-reset`.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        groups: &[GroupName],
+        last: Resume,
+    ) -> Result<(Subscription, Option<Bytes>), Refused> {
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if state.shut_down {
+            return Err(Refused::ShutDown);
+        }
+        if state.streams >= self.config.max_streams {
+            return Err(Refused::TooManyStreams);
+        }
+        state.free_expired(now, &self.config);
+        let last_id = state.last_id;
+        let slots: Vec<usize> = groups
+            .iter()
+            .map(|name| {
+                let slot = state.slot_or_create(name);
+                state.groups[slot].trim(now, &self.config);
+                slot
+            })
+            .collect();
+
+        let resume_after = match last {
+            Resume::None => Ok(None),
+            Resume::Invalid(why) => Err(why),
+            Resume::Id(id) if id > last_id => Err("unknown id"),
+            Resume::Id(id)
+                if slots
+                    .iter()
+                    .all(|&slot| state.groups[slot].replayable_after(now, &self.config) <= id) =>
+            {
+                Ok(Some(id))
+            }
+            Resume::Id(_) => Err("id older than the history"),
+        };
+        let reset = match resume_after {
+            Ok(_) => None,
+            Err(why) => Some(event::stream_reset(why, EventId(last_id))),
+        };
+
+        let waker = Arc::new(AtomicWaker::new());
+        let cursors = slots
+            .into_iter()
+            .map(|slot| {
+                let group = &mut state.groups[slot];
+                group.idle_since = None;
+                let pos = match resume_after {
+                    Ok(Some(after)) => group.position_after(after),
+                    _ => group.head(),
+                };
+                Cursor {
+                    slot,
+                    key: group.subscribers.insert(waker.clone()),
+                    pos,
+                }
+            })
+            .collect();
+        state.streams += 1;
+        drop(guard);
+        let subscription = Subscription {
+            registry: self.clone(),
+            waker,
+            cursors,
+        };
+        Ok((subscription, reset))
+    }
+
+    /// Ends every stream (each sends a last `retry:` hint) and refuses new streams and events.
+    pub(crate) fn shut_down(&self) {
+        let mut state = self.lock();
+        state.shut_down = true;
+        for (_, group) in &state.groups {
+            for (_, waker) in &group.subscribers {
+                waker.wake();
+            }
+        }
+    }
+
+    pub(crate) fn subscriber_count(&self, group: &str) -> usize {
+        let state = self.lock();
+        state
+            .by_name
+            .get(group)
+            .map_or(0, |&slot| state.groups[slot].subscribers.len())
+    }
+
+    pub(crate) fn group_count(&self) -> usize {
+        let mut state = self.lock();
+        state.free_expired(Instant::now(), &self.config);
+        state.groups.len()
+    }
+
+    pub(crate) fn open_streams(&self) -> usize {
+        self.lock().streams
+    }
+}
+
+impl State {
+    fn slot_or_create(&mut self, name: &GroupName) -> usize {
+        if let Some(&slot) = self.by_name.get(name.as_str()) {
+            return slot;
+        }
+        let slot = self.groups.insert(Group {
+            name: name.clone(),
+            ring: VecDeque::new(),
+            first_pos: 0,
+            complete_after: self.last_id,
+            subscribers: Slab::new(),
+            idle_since: None,
+        });
+        self.by_name.insert(name.clone(), slot);
+        slot
+    }
+
+    /// Frees the groups that have had no subscriber for longer than their history lasts.
+    fn free_expired(&mut self, now: Instant, config: &Config) {
+        let keep_for = if config.history_events == 0 {
+            Duration::ZERO
+        } else {
+            config.history_age
+        };
+        while let Some((since, _)) = self.idle.front() {
+            if now.duration_since(*since) < keep_for {
+                break;
+            }
+            let Some((since, name)) = self.idle.pop_front() else {
+                break;
+            };
+            let Some(&slot) = self.by_name.get(name.as_str()) else {
+                continue;
+            };
+            // The group may have gained subscribers, or lost them again later, since.
+            if self.groups[slot].idle_since == Some(since) {
+                self.by_name.remove(name.as_str());
+                self.groups.remove(slot);
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, cursors: &[Cursor], config: &Config) {
+        let now = Instant::now();
+        for cursor in cursors {
+            let group = &mut self.groups[cursor.slot];
+            group.subscribers.remove(cursor.key);
+            if group.subscribers.is_empty() {
+                group.idle_since = Some(now);
+                self.idle.push_back((now, group.name.clone()));
+            }
+        }
+        self.streams -= 1;
+        self.free_expired(now, config);
+    }
+}
+
+impl Group {
+    fn head(&self) -> u64 {
+        self.first_pos + self.ring.len() as u64
+    }
+
+    /// Drops what neither the history nor any subscriber's queue needs any more.
+    fn trim(&mut self, now: Instant, config: &Config) {
+        let keep = config.history_events.max(config.subscriber_queue);
+        while let Some(front) = self.ring.front() {
+            let expired = now.duration_since(front.at) > config.history_age;
+            if self.ring.len() <= keep && !expired {
+                break;
+            }
+            self.complete_after = front.id;
+            self.first_pos += 1;
+            self.ring.pop_front();
+        }
+    }
+
+    /// A client that saw this id, or a later one, can be given everything it missed.
+    fn replayable_after(&self, now: Instant, config: &Config) -> u64 {
+        let skip = self.ring.len().saturating_sub(config.history_events);
+        let mut floor = match skip {
+            0 => self.complete_after,
+            n => self.ring[n - 1].id,
+        };
+        for stored in self.ring.iter().skip(skip) {
+            if now.duration_since(stored.at) <= config.history_age {
+                break;
+            }
+            floor = stored.id;
+        }
+        floor
+    }
+
+    /// The position of the first event with an id above `id`.
+    fn position_after(&self, id: u64) -> u64 {
+        self.first_pos + self.ring.partition_point(|stored| stored.id <= id) as u64
+    }
+}
+
+/// One open stream's place in each of its groups.
+pub(crate) struct Subscription {
+    registry: Arc<Registry>,
+    waker: Arc<AtomicWaker>,
+    cursors: Vec<Cursor>,
+}
+
+struct Cursor {
+    slot: usize,
+    key: usize,
+    /// The position of the next event to read.
+    pos: u64,
+}
+
+impl Subscription {
+    /// The events published since the last call, in id order, as one chunk of bytes.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        // Register before looking, so an event published in between wakes us.
+        self.waker.register(cx.waker());
+        let state = self.registry.lock();
+        if state.shut_down {
+            return Poll::Ready(Next::ShutDown);
+        }
+        let queue = self.registry.config.subscriber_queue as u64;
+        for cursor in &self.cursors {
+            let group = &state.groups[cursor.slot];
+            if cursor.pos < group.first_pos || group.head() - cursor.pos > queue {
+                return Poll::Ready(Next::Overflow);
+            }
+        }
+        let mut batch = Batch::Empty;
+        while batch.len() < BATCH_BYTES {
+            let next = self
+                .cursors
+                .iter_mut()
+                .filter_map(|cursor| {
+                    let group = &state.groups[cursor.slot];
+                    let stored = group.ring.get((cursor.pos - group.first_pos) as usize)?;
+                    Some((stored, cursor))
+                })
+                .min_by_key(|(stored, _)| stored.id);
+            let Some((stored, cursor)) = next else { break };
+            batch.push(&stored.bytes);
+            cursor.pos += 1;
+        }
+        match batch.into_bytes() {
+            Some(bytes) => Poll::Ready(Next::Events(bytes)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.registry
+            .lock()
+            .unsubscribe(&self.cursors, &self.registry.config);
+    }
+}
+
+/// Events read in one go: a single event is handed on as the shared bytes themselves.
+enum Batch {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Empty => 0,
+            Batch::One(bytes) => bytes.len(),
+            Batch::Many(buf) => buf.len(),
+        }
+    }
+
+    fn push(&mut self, bytes: &Bytes) {
+        *self = match std::mem::replace(self, Batch::Empty) {
+            Batch::Empty => Batch::One(bytes.clone()),
+            Batch::One(first) => {
+                let mut buf = BytesMut::with_capacity((first.len() + bytes.len()) * 4);
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(bytes);
+                Batch::Many(buf)
+            }
+            Batch::Many(mut buf) => {
+                buf.extend_from_slice(bytes);
+                Batch::Many(buf)
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        match self {
+            Batch::Empty => None,
+            Batch::One(bytes) => Some(bytes),
+            Batch::Many(buf) => Some(buf.freeze()),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! What the integration tests share: a server on a free loopback port, a real HTTP client, and
+//! an independent SSE parser (`eventsource-stream`) to read what the server wrote.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use axum::Router;
+pub use eventsource_stream::Event;
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
+
+/// How long any one wait in a test may last before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Serves `app` on 127.0.0.1 on a free port, in the background.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// An open SSE stream, decoded by an independent parser.
+pub struct Client {
+    /// The headers of the `200` answer.
+    pub response_headers: reqwest::header::HeaderMap,
+    events: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>>,
+}
+
+impl Client {
+    /// Opens `url` with `headers`; panics unless the answer is `200`.
+    pub async fn open(url: &str, headers: &[(&str, &str)]) -> Client {
+        let response = request(url, headers).await;
+        assert_eq!(response.status(), 200, "opening {url}");
+        Client::from_response(response)
+    }
+
+    /// Reads the body of `response` as an event stream.
+    pub fn from_response(response: reqwest::Response) -> Client {
+        let response_headers = response.headers().clone();
+        let events = response
+            .bytes_stream()
+            .eventsource()
+            .map(|event| event.expect("a well-formed event stream"));
+        Client {
+            response_headers,
+            events: Box::pin(events),
+        }
+    }
+
+    /// The next event, waiting at most [`PATIENCE`]; `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<Event> {
+        within(self.events.next()).await
+    }
+
+    /// The next `n` events; panics if the stream ends first.
+    pub async fn take(&mut self, n: usize) -> Vec<Event> {
+        let mut events = Vec::with_capacity(n);
+        while events.len() < n {
+            match self.next().await {
+                Some(event) => events.push(event),
+                None => panic!("stream ended after {} of {n} events", events.len()),
+            }
+        }
+        events
+    }
+}
+
+/// A GET with `headers`, over a fresh connection.
+pub async fn request(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = http_client().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    within(request.send()).await.unwrap()
+}
+
+/// A client that opens a new connection per request and never uses a proxy.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// Awaits `future`, failing the test if it takes longer than [`PATIENCE`].
+pub async fn within<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("waited too long")
+}
+
+/// Polls `condition` every 10 ms until it holds; panics after [`PATIENCE`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends a raw HTTP/1.0 request and returns the raw connection, to read exact bytes.
+pub async fn raw_get(addr: SocketAddr, path: &str, headers: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    tcp
+}
+
+/// Reads from `tcp` until `needle` has been seen; returns everything read.
+pub async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    within(async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let n = tcp.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "connection closed before {needle:?}; got {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    String::from_utf8(seen).unwrap()
+}

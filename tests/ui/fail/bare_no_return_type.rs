@@ -1,0 +1,4 @@
+#[sse::subscribe]
+async fn yo_events() {}
+
+fn main() {}

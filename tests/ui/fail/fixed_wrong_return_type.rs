@@ -1,0 +1,6 @@
+#[sse::subscribe("yo")]
+async fn yo_events() -> String {
+    "yo".to_owned()
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[sse::subscribe(yo)]
+async fn yo_events() {}
+
+fn main() {}

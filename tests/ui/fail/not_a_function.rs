@@ -1,0 +1,4 @@
+#[sse::subscribe("yo")]
+struct YoEvents;
+
+fn main() {}

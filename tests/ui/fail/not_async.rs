@@ -1,0 +1,4 @@
+#[sse::subscribe("yo")]
+fn yo_events() {}
+
+fn main() {}

@@ -1,0 +1,3 @@
+fn main() {
+    let _ = sse::publish!("yo yo", "yo", "data");
+}

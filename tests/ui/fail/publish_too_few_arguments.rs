@@ -1,0 +1,4 @@
+fn main() {
+    let _ = sse::publish!("yo");
+    let _ = sse::publish!();
+}

@@ -1,0 +1,4 @@
+#[sse::subscribe("yo", keep_alive = 30)]
+async fn yo_events() {}
+
+fn main() {}
