@@ -99,11 +99,7 @@ impl<E: IntoResponse, const N: usize> BareOutput for Result<[GroupName; N], E> {
 }
 
 /// The end of a `#[sse::subscribe("group")]` handler; `group` was checked at compile time.
-pub fn respond_fixed(
-    last: LastEventId,
-    group: &'static str,
-    outcome: Outcome<()>,
-) -> Response {
+pub fn respond_fixed(last: LastEventId, group: &'static str, outcome: Outcome<()>) -> Response {
     match outcome {
         Outcome::Stream(()) => hub().stream([GroupName::from_checked_literal(group)], &last),
         Outcome::Respond(response) => response,

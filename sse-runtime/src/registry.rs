@@ -4,14 +4,18 @@
 //! history a reconnecting client replays from and the queue every live subscriber reads from:
 //! a subscriber is only a position in the rings of its groups, so fan-out copies no bytes and
 //! allocates nothing per subscriber, and a slow subscriber costs no memory, only lag. A
-//! subscriber that lags more than the queue bound is cut off; it reconnects and replays.
+//! subscriber that lags more than the queue bound is cut off by the publish that overflows it,
+//! even while its connection is too stalled to be written to; it reconnects and replays.
 //!
 //! One lock guards every group, so ids are given in the same order events enter their groups
 //! and a subscriber of several groups sees one consistent order.
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     task::{Context, Poll},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -52,8 +56,23 @@ struct Group {
     first_pos: u64,
     /// Every event of the group with a greater id is still in `ring`.
     complete_after: u64,
-    subscribers: Slab<Arc<AtomicWaker>>,
+    subscribers: Slab<Member>,
     idle_since: Option<Instant>,
+}
+
+/// A subscriber, as one of its groups knows it.
+struct Member {
+    waiter: Arc<Waiter>,
+    /// The position of the next event it reads.
+    pos: u64,
+}
+
+/// What a subscriber's task and the registry share.
+#[derive(Default)]
+struct Waiter {
+    waker: AtomicWaker,
+    /// Set under the registry's lock when a publish left the subscriber too far behind.
+    cut: AtomicBool,
 }
 
 struct Stored {
@@ -126,8 +145,10 @@ impl Registry {
                 bytes: draft.stamp(EventId(id)),
             });
             group.trim(now, &self.config);
-            for (_, waker) in &group.subscribers {
-                waker.wake();
+            let cut = group.wake_or_cut(self.config.subscriber_queue as u64);
+            state.streams -= cut;
+            if cut > 0 {
+                state.left(slot, now);
             }
         }
         Ok(EventId(id))
@@ -178,7 +199,7 @@ impl Registry {
             Err(why) => Some(event::stream_reset(why, EventId(last_id))),
         };
 
-        let waker = Arc::new(AtomicWaker::new());
+        let waiter = Arc::new(Waiter::default());
         let cursors = slots
             .into_iter()
             .map(|slot| {
@@ -188,10 +209,10 @@ impl Registry {
                     Ok(Some(after)) => group.position_after(after),
                     _ => group.head(),
                 };
+                let waiter = waiter.clone();
                 Cursor {
                     slot,
-                    key: group.subscribers.insert(waker.clone()),
-                    pos,
+                    key: group.subscribers.insert(Member { waiter, pos }),
                 }
             })
             .collect();
@@ -199,7 +220,7 @@ impl Registry {
         drop(guard);
         let subscription = Subscription {
             registry: self.clone(),
-            waker,
+            waiter,
             cursors,
         };
         Ok((subscription, reset))
@@ -210,8 +231,8 @@ impl Registry {
         let mut state = self.lock();
         state.shut_down = true;
         for (_, group) in &state.groups {
-            for (_, waker) in &group.subscribers {
-                waker.wake();
+            for (_, member) in &group.subscribers {
+                member.waiter.waker.wake();
             }
         }
     }
@@ -277,18 +298,34 @@ impl State {
         }
     }
 
-    fn unsubscribe(&mut self, cursors: &[Cursor], config: &Config) {
+    fn unsubscribe(&mut self, waiter: &Arc<Waiter>, cursors: &[Cursor], config: &Config) {
         let now = Instant::now();
         for cursor in cursors {
             let group = &mut self.groups[cursor.slot];
-            group.subscribers.remove(cursor.key);
-            if group.subscribers.is_empty() {
-                group.idle_since = Some(now);
-                self.idle.push_back((now, group.name.clone()));
+            // A cut subscriber was already removed from the group that cut it, and its key
+            // there may belong to someone else by now.
+            let mine = group
+                .subscribers
+                .get(cursor.key)
+                .is_some_and(|member| Arc::ptr_eq(&member.waiter, waiter));
+            if mine {
+                group.subscribers.remove(cursor.key);
+                self.left(cursor.slot, now);
             }
         }
-        self.streams -= 1;
+        if !waiter.cut.load(Ordering::Relaxed) {
+            self.streams -= 1;
+        }
         self.free_expired(now, config);
+    }
+
+    /// Notes that a subscriber left group `slot`: when it was the last, the group starts idling.
+    fn left(&mut self, slot: usize, now: Instant) {
+        let group = &mut self.groups[slot];
+        if group.subscribers.is_empty() && group.idle_since.is_none() {
+            group.idle_since = Some(now);
+            self.idle.push_back((now, group.name.clone()));
+        }
     }
 }
 
@@ -309,6 +346,23 @@ impl Group {
             self.first_pos += 1;
             self.ring.pop_front();
         }
+    }
+
+    /// Wakes the subscribers that have something new to read, and cuts those that now lag more
+    /// than `queue` events (or lost an event to trimming). Returns how many were cut.
+    fn wake_or_cut(&mut self, queue: u64) -> usize {
+        let (first, head) = (self.first_pos, self.head());
+        let mut cut = 0;
+        self.subscribers.retain(|_, member| {
+            let keep = member.pos >= first && head - member.pos <= queue;
+            if !keep {
+                member.waiter.cut.store(true, Ordering::Relaxed);
+                cut += 1;
+            }
+            member.waiter.waker.wake();
+            keep
+        });
+        cut
     }
 
     /// A client that saw this id, or a later one, can be given everything it missed.
@@ -336,47 +390,50 @@ impl Group {
 /// One open stream's place in each of its groups.
 pub(crate) struct Subscription {
     registry: Arc<Registry>,
-    waker: Arc<AtomicWaker>,
+    waiter: Arc<Waiter>,
     cursors: Vec<Cursor>,
 }
 
+/// Where the subscriber is in one of its groups: its `Member` there.
 struct Cursor {
     slot: usize,
     key: usize,
-    /// The position of the next event to read.
-    pos: u64,
 }
 
 impl Subscription {
     /// The events published since the last call, in id order, as one chunk of bytes.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         // Register before looking, so an event published in between wakes us.
-        self.waker.register(cx.waker());
-        let state = self.registry.lock();
+        self.waiter.waker.register(cx.waker());
+        let mut guard = self.registry.lock();
+        let state = &mut *guard;
         if state.shut_down {
             return Poll::Ready(Next::ShutDown);
         }
-        let queue = self.registry.config.subscriber_queue as u64;
-        for cursor in &self.cursors {
+        let trimmed_away = |cursor: &Cursor| {
             let group = &state.groups[cursor.slot];
-            if cursor.pos < group.first_pos || group.head() - cursor.pos > queue {
-                return Poll::Ready(Next::Overflow);
-            }
+            group.subscribers[cursor.key].pos < group.first_pos
+        };
+        if self.waiter.cut.load(Ordering::Relaxed) || self.cursors.iter().any(trimmed_away) {
+            return Poll::Ready(Next::Overflow);
         }
         let mut batch = Batch::Empty;
         while batch.len() < BATCH_BYTES {
             let next = self
                 .cursors
-                .iter_mut()
+                .iter()
                 .filter_map(|cursor| {
                     let group = &state.groups[cursor.slot];
-                    let stored = group.ring.get((cursor.pos - group.first_pos) as usize)?;
-                    Some((stored, cursor))
+                    let pos = group.subscribers[cursor.key].pos;
+                    let stored = group.ring.get((pos - group.first_pos) as usize)?;
+                    Some((stored.id, cursor))
                 })
-                .min_by_key(|(stored, _)| stored.id);
-            let Some((stored, cursor)) = next else { break };
-            batch.push(&stored.bytes);
-            cursor.pos += 1;
+                .min_by_key(|(id, _)| *id);
+            let Some((_, cursor)) = next else { break };
+            let group = &mut state.groups[cursor.slot];
+            let member = &mut group.subscribers[cursor.key];
+            batch.push(&group.ring[(member.pos - group.first_pos) as usize].bytes);
+            member.pos += 1;
         }
         match batch.into_bytes() {
             Some(bytes) => Poll::Ready(Next::Events(bytes)),
@@ -389,7 +446,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.registry
             .lock()
-            .unsubscribe(&self.cursors, &self.registry.config);
+            .unsubscribe(&self.waiter, &self.cursors, &self.registry.config);
     }
 }
 
