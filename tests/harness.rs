@@ -13,9 +13,18 @@ use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Serves `app` on 127.0.0.1 on a free port, in the background.
+///
+/// Each accepted socket gets a fixed 64 KiB send buffer instead of the kernel's autotuned one
+/// (up to 4 MiB here), so a client that stops reading stalls the server after a known, small
+/// amount of data, as it would on a real network sooner or later.
 pub async fn serve(app: Router) -> SocketAddr {
+    use axum::serve::ListenerExt;
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(|tcp| {
+        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
@@ -128,4 +137,57 @@ pub async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
     })
     .await;
     String::from_utf8(seen).unwrap()
+}
+
+/// Sends a raw HTTP/1.0 GET whose header block is given as bytes (they may be any bytes), from a
+/// socket whose receive buffer is `recv_buffer` bytes, and returns the connection.
+pub async fn raw_get_bytes(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[u8],
+    recv_buffer: Option<u32>,
+) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let mut tcp = socket.connect(addr).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n").into_bytes();
+    request.extend_from_slice(headers);
+    request.extend_from_slice(b"\r\n");
+    tcp.write_all(&request).await.unwrap();
+    tcp
+}
+
+/// Reads `tcp` until the server closes it; returns the body (after the HTTP/1.0 head).
+pub async fn read_body_to_end(tcp: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    within(tcp.read_to_end(&mut all)).await.unwrap();
+    let body_at = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP head")
+        + 4;
+    all.split_off(body_at)
+}
+
+/// The events in a complete SSE body, read by the independent parser.
+pub async fn parse_events(body: Vec<u8>) -> Vec<Event> {
+    futures_util::stream::iter([Ok::<_, std::convert::Infallible>(body)])
+        .eventsource()
+        .map(|event| event.expect("a well-formed event stream"))
+        .collect()
+        .await
+}
+
+/// This process's resident memory, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kb * 1024
 }

@@ -118,12 +118,16 @@ pub(crate) struct Draft(BytesMut);
 const ID_LINE_MAX: usize = 4 + 20 + 2;
 
 impl Draft {
-    /// Encodes `event` and `data`; fails when the encoding would pass `max_bytes`.
+    /// Encodes `event` and `data`; fails when the event name is not one, or when the encoding
+    /// would pass `max_bytes`.
     pub(crate) fn new(
         event: Option<&str>,
         data: impl fmt::Display,
         max_bytes: usize,
     ) -> Result<Self, PublishError> {
+        if let Some(event) = event {
+            sse_names::check_event(event).map_err(PublishError::InvalidEvent)?;
+        }
         let mut out = Limited {
             buf: BytesMut::with_capacity(128),
             max: max_bytes.saturating_sub(ID_LINE_MAX),
@@ -293,10 +297,91 @@ mod tests {
     }
 
     #[test]
+    fn hostile_event_names_are_refused_before_anything_is_written() {
+        for name in ["yo\ndata: forged", "yo\r", "\0", ""] {
+            let err = Draft::new(Some(name), "x", 1 << 20).err().unwrap();
+            assert!(
+                matches!(err, PublishError::InvalidEvent(_)),
+                "{name:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn reset_event_is_a_named_event_with_an_id() {
         assert_eq!(
             &stream_reset("unknown id", EventId(3))[..],
             b"event: stream-reset\ndata: {\"reason\":\"unknown id\"}\nid: 3\n\n"
         );
+    }
+}
+
+/// The encoder against an independent parser (`eventsource-stream`), on arbitrary input.
+#[cfg(test)]
+mod conformance {
+    use std::convert::Infallible;
+
+    use eventsource_stream::Eventsource;
+    use futures_util::{stream, StreamExt};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a conforming parser makes of `bytes`, fed in chunks of `chunk` bytes.
+    fn parse(bytes: &[u8], chunk: usize) -> Vec<eventsource_stream::Event> {
+        let chunks: Vec<Result<Bytes, Infallible>> = bytes
+            .chunks(chunk)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures_executor::block_on(
+            stream::iter(chunks)
+                .eventsource()
+                .map(|event| event.expect("well-formed stream"))
+                .collect(),
+        )
+    }
+
+    /// Text biased towards what breaks encoders: line breaks of all three kinds, NUL, colons,
+    /// spaces, field names, and non-ASCII.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("\n".to_owned()),
+            Just("\r".to_owned()),
+            Just("\r\n".to_owned()),
+            Just("\0".to_owned()),
+            Just(":".to_owned()),
+            Just(" ".to_owned()),
+            Just("data: ".to_owned()),
+            Just("id: 1".to_owned()),
+            Just("event:".to_owned()),
+            Just("é🎉".to_owned()),
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn encoded_events_parse_back_exactly_or_are_refused(
+            event in proptest::option::of(tricky_text()),
+            data in tricky_text(),
+            id in any::<u64>(),
+            chunk in 1usize..64,
+        ) {
+            let Ok(draft) = Draft::new(event.as_deref(), &data, 1 << 20) else {
+                let name = event.unwrap_or_default();
+                prop_assert!(name.is_empty() || name.len() > sse_names::MAX_EVENT_LEN
+                    || name.contains(['\r', '\n', '\0']), "refused a valid name {name:?}");
+                return Ok(());
+            };
+            let parsed = parse(&draft.stamp(EventId(id)), chunk);
+            prop_assert_eq!(parsed.len(), 1);
+            let expected_data = data.replace("\r\n", "\n").replace('\r', "\n");
+            prop_assert_eq!(&parsed[0].event, event.as_deref().unwrap_or("message"));
+            prop_assert_eq!(&parsed[0].data, &expected_data);
+            prop_assert_eq!(&parsed[0].id, &id.to_string());
+        }
     }
 }

@@ -111,9 +111,6 @@ impl Hub {
         data: impl fmt::Display,
     ) -> Result<EventId, PublishError> {
         sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
-        if let Some(event) = event {
-            sse_names::check_event(event).map_err(PublishError::InvalidEvent)?;
-        }
         let draft = Draft::new(event, data, self.registry.config.max_event_bytes)?;
         self.registry.publish(group, draft)
     }

@@ -107,3 +107,94 @@ impl Body for EventStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::{axum::Resume, event::Draft, registry::Registry, Config, GroupName};
+
+    fn open(config: Config) -> (Arc<Registry>, EventStream) {
+        let registry = Arc::new(Registry::new(config.clone()));
+        let group = GroupName::new("g").unwrap();
+        let (subscription, _) = registry.subscribe(&[group], Resume::None).unwrap();
+        let start = Some(Bytes::from_static(b"retry: 3000\n\n"));
+        let stream = EventStream::new(
+            start,
+            subscription,
+            config.keep_alive,
+            config.shutdown_retry,
+        );
+        (registry, stream)
+    }
+
+    fn publish(registry: &Registry, data: &str) -> u64 {
+        let draft = Draft::new(Some("e"), data, 1 << 20).unwrap();
+        registry.publish("g", draft).unwrap().get()
+    }
+
+    /// The next chunk of the body as text; `None` once it ended.
+    async fn next(stream: &mut EventStream) -> Option<String> {
+        let frame = stream.frame().await?.unwrap();
+        Some(String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starts_with_the_start_bytes_then_keeps_alive_when_idle() {
+        let (_registry, mut stream) = open(Config::default());
+        assert_eq!(next(&mut stream).await.unwrap(), "retry: 3000\n\n");
+        assert_eq!(next(&mut stream).await.unwrap(), ":\n\n");
+        assert_eq!(next(&mut stream).await.unwrap(), ":\n\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_keep_alive_when_turned_off() {
+        let (registry, mut stream) = open(Config::default().keep_alive(None));
+        assert_eq!(next(&mut stream).await.unwrap(), "retry: 3000\n\n");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        let id = publish(&registry, "after an hour");
+        assert_eq!(
+            next(&mut stream).await.unwrap(),
+            format!("event: e\ndata: after an hour\nid: {id}\n\n")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_events_are_written_in_one_chunk_in_order() {
+        let (registry, mut stream) = open(Config::default());
+        next(&mut stream).await;
+        let a = publish(&registry, "a");
+        let b = publish(&registry, "b");
+        assert_eq!(
+            next(&mut stream).await.unwrap(),
+            format!("event: e\ndata: a\nid: {a}\n\nevent: e\ndata: b\nid: {b}\n\n")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overflow_ends_the_stream_with_a_comment() {
+        let (registry, mut stream) = open(Config::default().subscriber_queue(2));
+        next(&mut stream).await;
+        for _ in 0..3 {
+            publish(&registry, "x");
+        }
+        assert_eq!(registry.open_streams(), 0, "cut by the publish");
+        assert_eq!(
+            next(&mut stream).await.unwrap(),
+            ": too far behind, reconnect\n\n"
+        );
+        assert_eq!(next(&mut stream).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_stream_with_a_short_retry_hint() {
+        let (registry, mut stream) = open(Config::default());
+        next(&mut stream).await;
+        registry.shut_down();
+        assert_eq!(next(&mut stream).await.unwrap(), "retry: 500\n\n");
+        assert_eq!(next(&mut stream).await, None);
+    }
+}
