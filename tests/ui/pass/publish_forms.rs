@@ -7,7 +7,8 @@ fn from_sync_code(from: &str, to: &str) -> Result<sse::EventId, sse::PublishErro
     sse::publish!(&group, "yo", "typed group")?;
     sse::publish!(group.as_str(), String::from("yo"), String::from("owned data"))?;
     let event = sse::EventName::new("yo").unwrap();
-    sse::publish!(group, event.as_str(), 42)
+    sse::publish!(&group, &event, "typed event")?;
+    sse::publish!(group, event, 42)
 }
 
 async fn from_async_code() -> Result<(), sse::PublishError> {
