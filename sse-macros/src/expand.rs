@@ -1,11 +1,11 @@
 //! The expansion of `#[sse::subscribe]`.
 //!
-//! ```ignore
+//! ```text
 //! #[sse::subscribe("yo")]
 //! async fn yo_events(State(db): State<Db>) -> Result<(), Response> { body }
 //! ```
 //! becomes, in substance,
-//! ```ignore
+//! ```text
 //! async fn yo_events(last: sse::LastEventId, arg0: State<Db>) -> Response {
 //!     let output: Result<(), Response> = async move { let State(db) = arg0; body }.await;
 //!     sse::__private::respond_fixed(last, "yo", FixedOutput::into_outcome(output))
