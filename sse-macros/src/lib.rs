@@ -29,3 +29,10 @@ pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn __publish(input: TokenStream) -> TokenStream {
     publish::expand(input.into()).into()
 }
+
+/// The checking half of `sse::publish_json!`, which calls it with its own `$crate` first.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __publish_json(input: TokenStream) -> TokenStream {
+    publish::expand_json(input.into()).into()
+}

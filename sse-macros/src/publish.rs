@@ -3,7 +3,7 @@
 //! Input: `$crate, group, [event,] data | format, args..`, where `$crate` is the path of the `sse`
 //! crate as the calling `macro_rules!` knows it.
 
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use syn::{
     parse::{ParseStream, Parser},
@@ -16,19 +16,57 @@ use crate::names;
 const USAGE: &str = "expected `sse::publish!(group, data)`, `sse::publish!(group, event, data)` \
                      or `sse::publish!(group, event, \"format {}\", args..)`";
 
+const JSON_USAGE: &str =
+    "expected `sse::publish_json!(group, &value)` or `sse::publish_json!(group, event, &value)`";
+
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     parse
         .parse2(input)
         .unwrap_or_else(syn::Error::into_compile_error)
 }
 
-fn parse(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+pub(crate) fn expand_json(input: TokenStream) -> TokenStream {
+    parse_json
+        .parse2(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+}
+
+/// The path to `$crate::__private`, the span of the arguments (for "too few"), the arguments.
+fn crate_and_args(input: ParseStream<'_>) -> syn::Result<(TokenStream, Span, Vec<Expr>)> {
     let krate = crate_path(input)?;
     let call_site = input.span();
-    let args: Vec<Expr> = Punctuated::<Expr, Token![,]>::parse_terminated(input)?
+    let args = Punctuated::<Expr, Token![,]>::parse_terminated(input)?
         .into_iter()
         .collect();
-    let private = quote!(#krate::__private);
+    Ok((quote!(#krate::__private), call_site, args))
+}
+
+fn parse_json(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+    let (private, call_site, args) = crate_and_args(input)?;
+    match args.as_slice() {
+        [group, value] => {
+            let group = name(group, names::check_group)?;
+            Ok(quote!(#private::publish_json_message(#group, #value)))
+        }
+        [group, event, value] => {
+            let group = name(group, names::check_group)?;
+            let event = name(event, names::check_event)?;
+            Ok(quote!(#private::publish_json(#group, #event, #value)))
+        }
+        [] => Err(syn::Error::new(call_site, JSON_USAGE)),
+        [only] => Err(syn::Error::new_spanned(
+            only,
+            format!("missing the value to send: {JSON_USAGE}"),
+        )),
+        [_, _, _, extra, ..] => Err(syn::Error::new_spanned(
+            extra,
+            format!("too many arguments: {JSON_USAGE}"),
+        )),
+    }
+}
+
+fn parse(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+    let (private, call_site, args) = crate_and_args(input)?;
     match args.as_slice() {
         [group, data] => {
             let group = name(group, names::check_group)?;

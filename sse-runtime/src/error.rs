@@ -28,6 +28,10 @@ pub enum PublishError {
     },
     /// The hub was shut down ([`Hub::shutdown`](crate::Hub::shutdown)).
     ShutDown,
+    /// The value given to [`publish_json!`](crate::publish_json) could not be written as JSON
+    /// (a map with non-string keys, or a `Serialize` impl that failed).
+    #[cfg(feature = "json")]
+    Json(serde_json::Error),
 }
 
 impl fmt::Display for PublishError {
@@ -42,6 +46,8 @@ impl fmt::Display for PublishError {
                 "event too large: at least {at_least} bytes encoded, at most {max_bytes} allowed"
             ),
             PublishError::ShutDown => f.write_str("the SSE hub is shut down"),
+            #[cfg(feature = "json")]
+            PublishError::Json(e) => write!(f, "event data is not JSON: {e}"),
         }
     }
 }
@@ -50,6 +56,8 @@ impl std::error::Error for PublishError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PublishError::InvalidGroup(e) | PublishError::InvalidEvent(e) => Some(e),
+            #[cfg(feature = "json")]
+            PublishError::Json(e) => Some(e),
             _ => None,
         }
     }

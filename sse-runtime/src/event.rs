@@ -131,23 +131,7 @@ impl Draft {
         data: impl fmt::Display,
         max_bytes: usize,
     ) -> Result<Self, PublishError> {
-        if let Some(event) = event {
-            sse_names::check_event(event).map_err(PublishError::InvalidEvent)?;
-        }
-        let mut out = Limited {
-            buf: BytesMut::with_capacity(128),
-            max: max_bytes.saturating_sub(ID_LINE_MAX),
-        };
-        let too_large = |out: &Limited| PublishError::TooLarge {
-            max_bytes,
-            at_least: out.buf.len() + ID_LINE_MAX,
-        };
-        if let Some(event) = event {
-            out.push(b"event: ").map_err(|_| too_large(&out))?;
-            out.push(event.as_bytes()).map_err(|_| too_large(&out))?;
-            out.push(b"\n").map_err(|_| too_large(&out))?;
-        }
-        out.push(b"data: ").map_err(|_| too_large(&out))?;
+        let out = Limited::start(event, max_bytes)?;
         let mut lines = DataLines {
             out,
             after_cr: false,
@@ -156,7 +140,25 @@ impl Draft {
         let mut out = lines.out;
         written
             .and_then(|()| out.push(b"\n"))
-            .map_err(|_| too_large(&out))?;
+            .map_err(|_| out.too_large())?;
+        Ok(Self(out.buf))
+    }
+
+    /// Encodes `value` as compact JSON, written straight into the event. Compact JSON escapes
+    /// every line break inside strings, so the data is one `data:` line.
+    #[cfg(feature = "json")]
+    pub(crate) fn json(
+        event: Option<&str>,
+        value: &(impl serde::Serialize + ?Sized),
+        max_bytes: usize,
+    ) -> Result<Self, PublishError> {
+        let mut out = Limited::start(event, max_bytes)?;
+        match serde_json::to_writer(&mut out, value) {
+            Ok(()) => {}
+            Err(e) if e.is_io() => return Err(out.too_large()),
+            Err(e) => return Err(PublishError::Json(e)),
+        }
+        out.push(b"\n").map_err(|_| out.too_large())?;
         Ok(Self(out.buf))
     }
 
@@ -171,18 +173,58 @@ impl Draft {
     }
 }
 
-/// A buffer that refuses to grow past `max` bytes.
+/// A buffer for an event of at most `max_bytes`, its id line included.
 struct Limited {
     buf: BytesMut,
-    max: usize,
+    max_bytes: usize,
 }
 
 impl Limited {
+    /// The start of an event: its `event:` line, if named, and `data: `; room is kept for the id.
+    /// Fails when the event name is not one.
+    fn start(event: Option<&str>, max_bytes: usize) -> Result<Self, PublishError> {
+        if let Some(event) = event {
+            sse_names::check_event(event).map_err(PublishError::InvalidEvent)?;
+        }
+        let mut out = Limited {
+            buf: BytesMut::with_capacity(128),
+            max_bytes,
+        };
+        if let Some(event) = event {
+            out.push(b"event: ").map_err(|_| out.too_large())?;
+            out.push(event.as_bytes()).map_err(|_| out.too_large())?;
+            out.push(b"\n").map_err(|_| out.too_large())?;
+        }
+        out.push(b"data: ").map_err(|_| out.too_large())?;
+        Ok(out)
+    }
+
+    fn too_large(&self) -> PublishError {
+        PublishError::TooLarge {
+            max_bytes: self.max_bytes,
+            at_least: self.buf.len() + ID_LINE_MAX,
+        }
+    }
+
     fn push(&mut self, bytes: &[u8]) -> fmt::Result {
-        if self.buf.len() + bytes.len() > self.max {
+        if self.buf.len() + bytes.len() + ID_LINE_MAX > self.max_bytes {
             return Err(fmt::Error);
         }
         self.buf.put_slice(bytes);
+        Ok(())
+    }
+}
+
+/// serde_json writes here; an event over the limit is an I/O error it hands back as such.
+#[cfg(feature = "json")]
+impl std::io::Write for Limited {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.push(bytes)
+            .map_err(|_| std::io::Error::other("event too large"))?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -300,6 +342,34 @@ mod tests {
             "{err}"
         );
         assert!(Draft::new(None, "x".repeat(400), 500).is_ok());
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_is_one_compact_data_line() {
+        let value = serde_json::json!({"text": "two\nlines\r\n", "n": 1});
+        let bytes = Draft::json(Some("yo"), &value, 1 << 20)
+            .unwrap()
+            .stamp(EventId(7));
+        assert_eq!(
+            &bytes[..],
+            &b"event: yo\ndata: {\"n\":1,\"text\":\"two\\nlines\\r\\n\"}\nid: 7\n\n"[..]
+        );
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_too_large_and_unserializable_are_told_apart() {
+        let long = "x".repeat(1000);
+        let err = Draft::json(None, &long, 500).err().unwrap();
+        assert!(
+            matches!(err, PublishError::TooLarge { max_bytes: 500, .. }),
+            "{err}"
+        );
+        let mut bad_keys = std::collections::HashMap::new();
+        bad_keys.insert((1, 2), "tuple keys are not JSON");
+        let err = Draft::json(None, &bad_keys, 500).err().unwrap();
+        assert!(matches!(err, PublishError::Json(_)), "{err}");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use once_cell::sync::OnceCell;
 
-use crate::{event::Draft, registry::Registry, Config, EventId, PublishError};
+use crate::{event::Draft, registry::Registry, Config, EventId, PublishError, Stats};
 
 /// Where events are published and streams subscribe: groups, their history and their subscribers.
 ///
@@ -115,6 +115,29 @@ impl Hub {
         self.registry.publish(group, draft)
     }
 
+    /// Sends `value` as JSON: like [`Hub::publish`], with the data written by `serde_json`
+    /// straight into the event. What [`publish_json!`](crate::publish_json) calls.
+    ///
+    /// Compact JSON escapes the line breaks inside strings, so the data is one line and
+    /// `JSON.parse(event.data)` in the browser gives the value back.
+    ///
+    /// ```
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let yo = serde_json::json!({ "from": "alice", "to": "bob" });
+    /// assert!(hub.publish_json("yo", Some("yo"), &yo).is_ok());
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn publish_json(
+        &self,
+        group: &str,
+        event: Option<&str>,
+        value: &(impl serde::Serialize + ?Sized),
+    ) -> Result<EventId, PublishError> {
+        sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
+        let draft = Draft::json(event, value, self.registry.config.max_event_bytes)?;
+        self.registry.publish(group, draft)
+    }
+
     /// How many open streams listen to `group`.
     ///
     /// ```
@@ -144,6 +167,24 @@ impl Hub {
     /// ```
     pub fn open_streams(&self) -> usize {
         self.registry.open_streams()
+    }
+
+    /// A snapshot of the hub: groups, open streams, and events published, delivered, replayed
+    /// and streams dropped since it was made. Its `Display` is Prometheus' text format.
+    ///
+    /// ```
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// hub.publish("yo", None, "hi")?;
+    /// let stats = hub.stats();
+    /// assert_eq!((stats.published, stats.delivered, stats.dropped), (1, 0, 0));
+    /// # Ok::<(), sse::PublishError>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        Stats::new(
+            &self.registry.counters,
+            self.group_count(),
+            self.open_streams(),
+        )
     }
 
     /// Ends every open stream with a short `retry:` hint, so browsers come back soon (to the

@@ -35,6 +35,7 @@ mod event;
 mod group;
 mod hub;
 mod registry;
+mod stats;
 mod stream;
 
 #[doc(hidden)]
@@ -49,6 +50,7 @@ pub use group::GroupName;
 pub use hub::{hub, init, AlreadyInitialized, Hub};
 pub use sse_macros::subscribe;
 pub use sse_names::NameError;
+pub use stats::{metrics, Stats};
 
 /// Sends an event to every subscriber of a group, from sync or async code, on any thread.
 ///
@@ -82,5 +84,37 @@ pub use sse_names::NameError;
 macro_rules! publish {
     ($($args:tt)*) => {
         $crate::__private::publish_checked!($crate, $($args)*)
+    };
+}
+
+/// Sends a [`serde::Serialize`] value as JSON: `publish_json!(group, event, &value)`, or
+/// `publish_json!(group, &value)` for a `message` event. Like [`publish!`] otherwise: no
+/// `.await`, any thread, literal names checked when the program compiles. (Feature `json`, on
+/// by default.)
+///
+/// ```
+/// #[derive(serde::Serialize)]
+/// struct Yo<'a> { id: u64, from: &'a str, to: &'a str }
+///
+/// let yo = Yo { id: 1, from: "alice", to: "bob" };
+/// sse::publish_json!("yo.bob", "yo", &yo)?;         // data: {"id":1,"from":"alice","to":"bob"}
+/// sse::publish_json!("yo", &["a", "list"])?;       // a `message` event
+/// let group = format!("yo.{}", yo.to);
+/// sse::publish_json!(group, "yo", &yo)?;           // runtime names are checked at run time
+/// # Ok::<(), sse::PublishError>(())
+/// ```
+///
+/// In the browser: `source.addEventListener("yo", (e) => show(JSON.parse(e.data)))`.
+/// A value `serde_json` cannot write (a map with non-string keys) is
+/// [`PublishError::Json`]; nothing is sent then.
+///
+/// ```compile_fail
+/// sse::publish_json!("yo yo", "yo", &1);
+/// ```
+#[cfg(feature = "json")]
+#[macro_export]
+macro_rules! publish_json {
+    ($($args:tt)*) => {
+        $crate::__private::publish_json_checked!($crate, $($args)*)
     };
 }

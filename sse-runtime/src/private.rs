@@ -7,6 +7,8 @@ use axum::response::IntoResponse;
 pub use axum::response::Response;
 pub use core::{format_args, future::Future, marker::Send, pin::pin, pin::Pin};
 pub use sse_macros::__publish as publish_checked;
+#[cfg(feature = "json")]
+pub use sse_macros::__publish_json as publish_json_checked;
 
 pub use crate::LastEventId;
 
@@ -27,6 +29,25 @@ pub fn publish_message(
     data: impl fmt::Display,
 ) -> Result<EventId, PublishError> {
     hub().publish(group.as_ref(), None, data)
+}
+
+/// `publish_json!(group, event, value)`.
+#[cfg(feature = "json")]
+pub fn publish_json(
+    group: impl AsRef<str>,
+    event: impl AsRef<str>,
+    value: &(impl serde::Serialize + ?Sized),
+) -> Result<EventId, PublishError> {
+    hub().publish_json(group.as_ref(), Some(event.as_ref()), value)
+}
+
+/// `publish_json!(group, value)`: a `message` event.
+#[cfg(feature = "json")]
+pub fn publish_json_message(
+    group: impl AsRef<str>,
+    value: &(impl serde::Serialize + ?Sized),
+) -> Result<EventId, PublishError> {
+    hub().publish_json(group.as_ref(), None, value)
 }
 
 /// What a handler's return value says: stream these groups, or send this response instead.

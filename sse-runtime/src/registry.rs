@@ -27,6 +27,7 @@ use slab::Slab;
 use crate::{
     axum::Resume,
     event::{self, Draft},
+    stats::Counters,
     Config, EventId, GroupName, PublishError,
 };
 
@@ -36,6 +37,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 pub(crate) struct Registry {
     state: Mutex<State>,
     pub(crate) config: Config,
+    pub(crate) counters: Counters,
 }
 
 struct State {
@@ -116,6 +118,7 @@ impl Registry {
                 shut_down: false,
             }),
             config,
+            counters: Counters::default(),
         }
     }
 
@@ -149,8 +152,13 @@ impl Registry {
             state.streams -= cut;
             if cut > 0 {
                 state.left(slot, now);
+                self.counters.dropped(cut as u64);
+                tracing::debug!(id, cut, "subscribers too far behind: cut, they will resume");
             }
         }
+        drop(state);
+        self.counters.published();
+        tracing::trace!(group, id, "published");
         Ok(EventId(id))
     }
 
@@ -200,7 +208,8 @@ impl Registry {
         };
 
         let waiter = Arc::new(Waiter::default());
-        let cursors = slots
+        let mut replay = 0;
+        let cursors: Vec<Cursor> = slots
             .into_iter()
             .map(|slot| {
                 let group = &mut state.groups[slot];
@@ -209,6 +218,7 @@ impl Registry {
                     Ok(Some(after)) => group.position_after(after),
                     _ => group.head(),
                 };
+                replay += group.head() - pos;
                 let waiter = waiter.clone();
                 Cursor {
                     slot,
@@ -218,6 +228,8 @@ impl Registry {
             .collect();
         state.streams += 1;
         drop(guard);
+        self.counters.replayed(replay);
+        tracing::debug!(?groups, replay, reset = ?resume_after.err(), "subscribed");
         let subscription = Subscription {
             registry: self.clone(),
             waiter,
@@ -414,10 +426,16 @@ impl Subscription {
             let group = &state.groups[cursor.slot];
             group.subscribers[cursor.key].pos < group.first_pos
         };
-        if self.waiter.cut.load(Ordering::Relaxed) || self.cursors.iter().any(trimmed_away) {
+        let cut = self.waiter.cut.load(Ordering::Relaxed);
+        if cut || self.cursors.iter().any(trimmed_away) {
+            if !cut {
+                // Cut here, not by a publish (which counted its cuts).
+                self.registry.counters.dropped(1);
+            }
             return Poll::Ready(Next::Overflow);
         }
         let mut batch = Batch::Empty;
+        let mut events = 0;
         while batch.len() < BATCH_BYTES {
             let next = self
                 .cursors
@@ -434,9 +452,13 @@ impl Subscription {
             let member = &mut group.subscribers[cursor.key];
             batch.push(&group.ring[(member.pos - group.first_pos) as usize].bytes);
             member.pos += 1;
+            events += 1;
         }
         match batch.into_bytes() {
-            Some(bytes) => Poll::Ready(Next::Events(bytes)),
+            Some(bytes) => {
+                self.registry.counters.delivered(events);
+                Poll::Ready(Next::Events(bytes))
+            }
             None => Poll::Pending,
         }
     }
@@ -444,6 +466,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        tracing::debug!(groups = self.cursors.len(), "unsubscribed");
         self.registry
             .lock()
             .unsubscribe(&self.waiter, &self.cursors, &self.registry.config);
