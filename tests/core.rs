@@ -282,15 +282,8 @@ async fn closed_clients_are_unsubscribed() {
 async fn a_group_whose_last_subscriber_left_is_freed() {
     // A hub that keeps no history frees a group as soon as nobody listens.
     let hub = sse::Hub::new(sse::Config::default().history(0, Duration::ZERO));
-    let handler_hub = hub.clone();
-    let app = Router::new().route(
-        "/own",
-        get(move |last: sse::LastEventId| async move {
-            handler_hub.stream([sse::GroupName::new("own").unwrap()], &last)
-        }),
-    );
-    let addr = sse_tests::serve(app).await;
-    let client = Client::open(&url(addr, "/own"), &[]).await;
+    let addr = sse_tests::serve_hub(&hub, "own").await;
+    let client = Client::open(&url(addr, "/"), &[]).await;
     eventually("subscribed", || hub.subscriber_count("own") == 1).await;
     assert_eq!(hub.group_count(), 1);
     assert_eq!(hub.open_streams(), 1);

@@ -29,6 +29,17 @@ pub async fn serve(app: Router) -> SocketAddr {
     addr
 }
 
+/// Serves a stream of `group` from `hub` (a hub of the test's own, not the global one) at `/`.
+pub async fn serve_hub(hub: &sse::Hub, group: &str) -> SocketAddr {
+    let hub = hub.clone();
+    let group = sse::GroupName::new(group).unwrap();
+    let app = Router::new().route(
+        "/",
+        axum::routing::get(move |last: sse::LastEventId| async move { hub.stream([group], &last) }),
+    );
+    serve(app).await
+}
+
 /// An open SSE stream, decoded by an independent parser.
 pub struct Client {
     /// The headers of the `200` answer.

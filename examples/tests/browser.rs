@@ -1,0 +1,371 @@
+//! The yo demo in a real browser: headless Chromium driven by chromedriver over WebDriver.
+//!
+//! Alice and Bob log in from two browsers. Alice sends Bob a yo; Bob's page shows it. The server
+//! is killed while Bob's page stays open and started again on the same port; Alice sends another
+//! yo; Bob's page shows it once its `EventSource` has reconnected by itself, and neither yo is
+//! lost or shown twice. A screenshot of Bob's page is saved to `target/yo-bob.png`.
+//!
+//! The server runs as a separate process: this test binary started again with
+//! `--serve-yo-demo`, which runs the demo (the same code as `cargo run --example yo`).
+
+use std::{
+    future::Future,
+    net::{SocketAddr, TcpListener, TcpStream},
+    panic::AssertUnwindSafe,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
+use sse_tests::PATIENCE;
+
+const TEST_NAME: &str = "yo_demo_in_two_browsers_survives_a_restart";
+const SERVE_FLAG: &str = "--serve-yo-demo";
+/// The whole scenario's bound, browsers' start-up included.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(100);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == SERVE_FLAG) {
+        serve_demo();
+        return;
+    }
+    if args.iter().any(|arg| arg == "--list") {
+        println!("{TEST_NAME}: test");
+        return;
+    }
+    // Like libtest: positional arguments are name filters.
+    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
+        println!("0 passed, 0 failed, 1 skipped: browser");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let started = Instant::now();
+    runtime.block_on(yo_demo_in_two_browsers());
+    println!(
+        "test {TEST_NAME} ... ok ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("1 passed, 0 failed: browser");
+}
+
+/// The child process: the demo, configured by `YO_ADDR` and `YO_DATA`.
+fn serve_demo() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        let settings = yo_demo::Settings::from_env()?;
+        yo_demo::run(settings).await
+    });
+    if let Err(e) = result {
+        eprintln!("yo demo: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn yo_demo_in_two_browsers() {
+    let work = scratch_dir();
+    let data = work.join("yo.json");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut server = Process::demo(port, &data);
+    server.wait_listening(port);
+    let driver = Process::chromedriver();
+    let webdriver = format!("http://127.0.0.1:{}", driver.port);
+
+    let alice = browser(&webdriver, &work.join("alice")).await;
+    let bob = browser(&webdriver, &work.join("bob")).await;
+    let outcome = AssertUnwindSafe(tokio::time::timeout(
+        SCENARIO_LIMIT,
+        scenario(&alice, &bob, &base, &mut server, port, &data),
+    ))
+    .catch_unwind()
+    .await;
+    // Close the browsers whatever happened, so no Chromium outlives the test.
+    for client in [alice, bob] {
+        let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+    }
+    drop(driver);
+    drop(server);
+    match outcome {
+        Ok(Ok(())) => {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        Ok(Err(_)) => panic!("the scenario took longer than {SCENARIO_LIMIT:?}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+async fn scenario(
+    alice: &Client,
+    bob: &Client,
+    base: &str,
+    server: &mut Process,
+    port: u16,
+    data: &Path,
+) {
+    log_in(alice, base, "alice").await;
+    log_in(bob, base, "bob").await;
+    wait_for("bob's stream to open", || async {
+        text(bob, "#status").await == "live"
+    })
+    .await;
+
+    // Bob has an open stream, so Alice's page lists him as online.
+    let yo_bob = Locator::Css(r#"#online button[data-to="bob"]"#);
+    wait_for("alice to see bob online", || async {
+        alice.find(yo_bob).await.is_ok()
+    })
+    .await;
+    alice.find(yo_bob).await.unwrap().click().await.unwrap();
+    wait_for("bob's page to show alice's yo", || async {
+        inbox(bob).await.len() == 1
+    })
+    .await;
+    assert_eq!(inbox(bob).await[0].1, "yo from alice to bob");
+
+    // The server goes away while Bob's page stays open, and comes back on the same port.
+    server.kill();
+    wait_for("bob's page to notice", || async {
+        text(bob, "#status").await != "live"
+    })
+    .await;
+    *server = Process::demo(port, data);
+    server.wait_listening(port);
+
+    // Alice's session cookie is still good: the demo keeps its signing key with its data.
+    wait_for("alice's stream to reopen", || async {
+        text(alice, "#status").await == "live"
+    })
+    .await;
+    alice
+        .find(Locator::Css("#to"))
+        .await
+        .unwrap()
+        .send_keys("bob")
+        .await
+        .unwrap();
+    alice
+        .find(Locator::Css("#send button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Bob's EventSource reconnects by itself; its first open after the restart catches up.
+    wait_for("bob's page to reconnect and catch up", || async {
+        caught_up(bob).await >= 2 && inbox(bob).await.len() >= 2 && feed(bob).await.len() >= 2
+    })
+    .await;
+    let shown = inbox(bob).await;
+    assert_eq!(shown.len(), 2, "each yo once: {shown:?}");
+    assert!(
+        shown.iter().all(|(_, text)| text == "yo from alice to bob"),
+        "{shown:?}"
+    );
+    assert_ne!(shown[0].0, shown[1].0, "two different yos: {shown:?}");
+    // The page shows what the server stored, no more, no less.
+    let stored = sse_tests::request(&format!("{base}/api/yos"), &[]).await;
+    let stored: serde_json::Value = serde_json::from_slice(&stored.bytes().await.unwrap()).unwrap();
+    let mut stored_ids: Vec<String> = stored["feed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|yo| yo["id"].to_string())
+        .collect();
+    stored_ids.reverse(); // the page shows the newest first
+    let feed_ids: Vec<String> = feed(bob).await.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(feed_ids, stored_ids);
+    assert_eq!(text(bob, "#status").await, "live");
+
+    let png = bob.screenshot().await.unwrap();
+    let path = target_dir().join("yo-bob.png");
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot of bob's page: {}", path.display());
+}
+
+/// A child process that is killed when dropped, so none outlives a failing test.
+struct Process {
+    child: Child,
+    port: u16,
+}
+
+impl Process {
+    fn demo(port: u16, data: &Path) -> Process {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .arg(SERVE_FLAG)
+            .env("YO_ADDR", format!("127.0.0.1:{port}"))
+            .env("YO_DATA", data)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the demo starts");
+        Process { child, port }
+    }
+
+    fn chromedriver() -> Process {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed (scripts/test installs chromium-driver)");
+        let mut driver = Process { child, port };
+        driver.wait_listening(port);
+        driver
+    }
+
+    /// Waits until something accepts connections on `port`; fails if the process exits first.
+    fn wait_listening(&mut self, port: u16) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("process exited before listening on {port}: {status}");
+            }
+            assert!(Instant::now() < deadline, "nothing listens on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A fresh headless Chromium with its own profile: its own cookies, its own session.
+async fn browser(webdriver: &str, profile: &Path) -> Client {
+    let options = serde_json::json!({
+        "binary": "/usr/bin/chromium",
+        "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--window-size=820,900",
+            format!("--user-data-dir={}", profile.display()),
+        ],
+    });
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("goog:chromeOptions".into(), options);
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    sse_tests::within(
+        ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(webdriver),
+    )
+    .await
+    .expect("a Chromium session")
+}
+
+async fn log_in(client: &Client, base: &str, name: &str) {
+    client.goto(base).await.unwrap();
+    client
+        .find(Locator::Css(r#"input[name="name"]"#))
+        .await
+        .unwrap()
+        .send_keys(name)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css(r#"form[action="/login"] button"#))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the logged-in page", || async {
+        text(client, "#me").await == name
+    })
+    .await;
+}
+
+/// The text of the first element matching `css`, or "" when there is none.
+async fn text(client: &Client, css: &str) -> String {
+    match client.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// `(yo id, text)` of each entry of a list on the page, top to bottom.
+async fn entries(client: &Client, list: &str) -> Vec<(String, String)> {
+    let items = client
+        .find_all(Locator::Css(&format!("#{list} li")))
+        .await
+        .unwrap_or_default();
+    let mut entries = Vec::new();
+    for item in items {
+        let id = item.attr("data-id").await.unwrap().unwrap_or_default();
+        let text = item
+            .find(Locator::Css("span"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        entries.push((id, text));
+    }
+    entries
+}
+
+async fn inbox(client: &Client) -> Vec<(String, String)> {
+    entries(client, "inbox").await
+}
+
+async fn feed(client: &Client) -> Vec<(String, String)> {
+    entries(client, "feed").await
+}
+
+/// How many times the page has fetched the yos it missed.
+async fn caught_up(client: &Client) -> u64 {
+    let count = client
+        .execute("return document.body.dataset.caughtUp || '0';", vec![])
+        .await
+        .unwrap();
+    count.as_str().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Polls `condition` every 100 ms until it holds; panics after [`PATIENCE`].
+async fn wait_for<F: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> F) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sse-browser-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `target/`: where cargo puts this test's scratch directory, `target/tmp`.
+fn target_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).to_owned()
+}

@@ -1,0 +1,191 @@
+//! The yo demo over real TCP, in process: the seed's "Please login", the session cookie, a yo
+//! reaching its receiver's stream and the public feed, who is online, the store surviving a
+//! restart, the status page and `/metrics`.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use sse_tests::{eventually, Client};
+use yo_demo::store::Store;
+
+fn data_file(test: &str) -> PathBuf {
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("yo-demo-{test}.json"));
+    let _ = std::fs::remove_file(&file);
+    file
+}
+
+async fn demo(data: &Path) -> SocketAddr {
+    sse_tests::serve(yo_demo::app(Store::open(data).unwrap())).await
+}
+
+/// A client that shows redirects instead of following them, so the login's cookie is seen.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+async fn post_login(addr: SocketAddr, name: &str) -> reqwest::Response {
+    client()
+        .post(format!("http://{addr}/login"))
+        .form(&[("name", name)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Logs `name` in; returns the `Cookie` header value of the session.
+async fn log_in(addr: SocketAddr, name: &str) -> String {
+    let response = post_login(addr, name).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/");
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn send_yo(addr: SocketAddr, cookie: Option<&str>, to: &str) -> reqwest::Response {
+    let mut request = client()
+        .post(format!("http://{addr}/api/yo"))
+        .form(&[("to", to)]);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn not_logged_in_the_stream_says_please_login() {
+    let addr = demo(&data_file("please-login")).await;
+    for cookie in [None, Some("user=forged-without-signature")] {
+        let mut headers = vec![];
+        if let Some(cookie) = cookie {
+            headers.push(("cookie", cookie));
+        }
+        let response = sse_tests::request(&format!("http://{addr}/events/me"), &headers).await;
+        assert_eq!(response.status(), 403);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(response.text().await.unwrap(), "Please login");
+    }
+    let response = send_yo(addr, None, "anyone").await;
+    assert_eq!(response.status(), 403);
+    // A visitor gets the login page, which also shows the public feed.
+    let page = sse_tests::request(&format!("http://{addr}/"), &[]).await;
+    assert!(page.text().await.unwrap().contains(r#"action="/login""#));
+}
+
+#[tokio::test]
+async fn a_yo_reaches_its_receiver_and_the_public_feed_on_one_stream() {
+    let addr = demo(&data_file("one-stream")).await;
+    let alice = log_in(addr, "alice1").await;
+    let bob = log_in(addr, "bob1").await;
+    let mut bobs_stream =
+        Client::open(&format!("http://{addr}/events/me"), &[("cookie", &bob)]).await;
+    let mut visitor = Client::open(&format!("http://{addr}/events/yo"), &[]).await;
+    eventually("bob online", || sse::hub().subscriber_count("yo.bob1") == 1).await;
+
+    let online = sse_tests::request(&format!("http://{addr}/api/online"), &[]).await;
+    let online: Vec<String> = serde_json::from_slice(&online.bytes().await.unwrap()).unwrap();
+    assert!(online.contains(&"bob1".to_owned()), "{online:?}");
+    assert!(!online.contains(&"alice1".to_owned()), "{online:?}");
+
+    let response = send_yo(addr, Some(&alice), "bob1").await;
+    assert_eq!(response.status(), 201);
+    let sent: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (sent["from"].as_str(), sent["to"].as_str()),
+        (Some("alice1"), Some("bob1"))
+    );
+
+    // Bob's one stream: his own yo, and the same yo on the public feed.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = bobs_stream.next().await.unwrap();
+        if event.event == "online" {
+            continue;
+        }
+        let yo: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+        if yo["from"] == "alice1" {
+            seen.push((event.event, yo));
+        }
+    }
+    assert_eq!(seen[0].0, "yo");
+    assert_eq!(seen[1].0, "feed");
+    assert_eq!(seen[0].1, sent);
+    assert_eq!(seen[1].1, sent);
+    // The visitor's public feed shows it too.
+    loop {
+        let event = visitor.next().await.unwrap();
+        if event.event == "feed"
+            && serde_json::from_str::<serde_json::Value>(&event.data).unwrap() == sent
+        {
+            break;
+        }
+    }
+    // And what a page fetches to catch up holds it, in Bob's inbox.
+    let recent = sse_tests::request(&format!("http://{addr}/api/yos"), &[("cookie", &bob)]).await;
+    let recent: serde_json::Value = serde_json::from_slice(&recent.bytes().await.unwrap()).unwrap();
+    assert_eq!(recent["inbox"], serde_json::json!([sent]));
+
+    let unknown = send_yo(addr, Some(&alice), "nobody-here").await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn the_store_survives_a_restart_and_ids_go_on() {
+    let data = data_file("restart");
+    let first = Store::open(&data).unwrap();
+    first.add_user("carol").unwrap();
+    let one = first.add_yo("dave", "carol").unwrap();
+    let key = first.cookie_key();
+    drop(first);
+
+    let again = Store::open(&data).unwrap();
+    assert!(again.knows("carol"));
+    assert_eq!(
+        again.cookie_key().master(),
+        key.master(),
+        "sessions stay valid"
+    );
+    let two = again.add_yo("erin", "carol").unwrap();
+    assert_eq!(two.id, one.id + 1);
+    assert_eq!(again.recent_yos(10, |yo| yo.to == "carol"), [one, two]);
+}
+
+#[tokio::test]
+async fn bad_names_are_refused_at_login() {
+    let addr = demo(&data_file("bad-names")).await;
+    for name in ["", "with space", "<script>", &"x".repeat(25)] {
+        let response = post_login(addr, name).await;
+        assert_eq!(response.status(), 400, "{name:?}");
+        assert!(response.headers().get("set-cookie").is_none());
+    }
+}
+
+#[tokio::test]
+async fn status_page_and_metrics_show_the_counters() {
+    let addr = demo(&data_file("status")).await;
+    let page = sse_tests::request(&format!("http://{addr}/status"), &[]).await;
+    let page = page.text().await.unwrap();
+    for row in [
+        "open streams",
+        "events published",
+        "events delivered",
+        "events replayed",
+    ] {
+        assert!(page.contains(&format!("<th>{row}</th>")), "{row} in {page}");
+    }
+    let metrics = sse_tests::request(&format!("http://{addr}/metrics"), &[]).await;
+    assert!(metrics
+        .text()
+        .await
+        .unwrap()
+        .contains("# TYPE sse_events_published_total counter"));
+}

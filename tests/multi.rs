@@ -1,0 +1,154 @@
+//! One stream, several groups: a bare `#[sse::subscribe]` handler returns the user's own group
+//! and a shared feed, so a page needs one `EventSource`. Events of both arrive on it in the
+//! order they were published, and a reconnect with `Last-Event-ID` replays exactly what was
+//! missed in either group.
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::Path,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use sse_tests::{eventually, request, Client};
+
+/// The user's own group and the public feed, on one stream.
+#[sse::subscribe]
+async fn mine_and_feed(Path(user): Path<String>) -> Result<[sse::GroupName; 2], Response> {
+    let bad_request = |e: sse::NameError| (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+    let own = sse::GroupName::new(format!("inbox.{user}")).map_err(bad_request)?;
+    let feed = sse::GroupName::new(format!("feed.{user}")).map_err(bad_request)?;
+    Ok([own, feed])
+}
+
+/// Any number of groups, from the path: `/events/a+b+c`.
+#[sse::subscribe]
+async fn listed(Path(list): Path<String>) -> Result<Vec<sse::GroupName>, (StatusCode, String)> {
+    list.split('+')
+        .map(sse::GroupName::new)
+        .collect::<Result<_, _>>()
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn server() -> SocketAddr {
+    let app = Router::new()
+        .route("/events/user/{user}", get(mine_and_feed))
+        .route("/events/list/{list}", get(listed));
+    sse_tests::serve(app).await
+}
+
+async fn subscribed(groups: &[&str]) {
+    eventually("subscribed", || {
+        groups
+            .iter()
+            .all(|group| sse::hub().subscriber_count(group) == 1)
+    })
+    .await;
+}
+
+fn pairs(events: Vec<sse_tests::Event>) -> Vec<(String, String)> {
+    events.into_iter().map(|e| (e.event, e.data)).collect()
+}
+
+#[tokio::test]
+async fn one_stream_carries_both_groups_in_publish_order() {
+    let addr = server().await;
+    let mut client = Client::open(&format!("http://{addr}/events/user/ann"), &[]).await;
+    subscribed(&["inbox.ann", "feed.ann"]).await;
+
+    let ids = [
+        sse::publish!("inbox.ann", "yo", "one").unwrap(),
+        sse::publish!("feed.ann", "feed", "two").unwrap(),
+        sse::publish!("inbox.someone-else", "yo", "not for ann").unwrap(),
+        sse::publish!("feed.ann", "feed", "three").unwrap(),
+        sse::publish!("inbox.ann", "yo", "four").unwrap(),
+    ];
+    let events = client.take(4).await;
+    let got_ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let expected_ids: Vec<String> = [ids[0], ids[1], ids[3], ids[4]]
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    assert_eq!(got_ids, expected_ids);
+    assert_eq!(
+        pairs(events),
+        [
+            ("yo", "one"),
+            ("feed", "two"),
+            ("feed", "three"),
+            ("yo", "four")
+        ]
+        .map(|(e, d)| (e.to_owned(), d.to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn replay_across_two_groups_is_exact() {
+    let addr = server().await;
+    let url = format!("http://{addr}/events/user/bea");
+    let mut first = Client::open(&url, &[]).await;
+    subscribed(&["inbox.bea", "feed.bea"]).await;
+    sse::publish!("inbox.bea", "yo", "seen 1").unwrap();
+    sse::publish!("feed.bea", "feed", "seen 2").unwrap();
+    let seen = first.take(2).await;
+    let last_seen = seen[1].id.clone();
+    drop(first);
+    eventually("unsubscribed", || {
+        sse::hub().subscriber_count("inbox.bea") == 0
+    })
+    .await;
+
+    // Missed while away, interleaved across both groups and one unrelated group.
+    let missed = [
+        ("feed.bea", "missed 1"),
+        ("inbox.bea", "missed 2"),
+        ("inbox.other", "never for bea"),
+        ("feed.bea", "missed 3"),
+        ("inbox.bea", "missed 4"),
+    ];
+    let mut missed_ids = Vec::new();
+    for (group, data) in missed {
+        let id = sse::publish!(group, "x", data).unwrap();
+        if group.ends_with(".bea") {
+            missed_ids.push(id.to_string());
+        }
+    }
+
+    let mut again = Client::open(&url, &[("last-event-id", &last_seen)]).await;
+    subscribed(&["inbox.bea", "feed.bea"]).await;
+    let live = sse::publish!("feed.bea", "x", "live again").unwrap();
+    missed_ids.push(live.to_string());
+    let events = again.take(5).await;
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let data: Vec<String> = events.into_iter().map(|e| e.data).collect();
+    assert_eq!(
+        ids, missed_ids,
+        "no stream-reset, nothing twice, nothing lost"
+    );
+    assert_eq!(
+        data,
+        ["missed 1", "missed 2", "missed 3", "missed 4", "live again"]
+    );
+}
+
+#[tokio::test]
+async fn a_vec_of_groups_works_and_bad_names_are_refused() {
+    let addr = server().await;
+    let mut client = Client::open(&format!("http://{addr}/events/list/l.a+l.b+l.c"), &[]).await;
+    subscribed(&["l.a", "l.b", "l.c"]).await;
+    for group in ["l.c", "l.a", "l.b"] {
+        sse::publish!(group, "to {group}").unwrap();
+    }
+    let data: Vec<String> = client.take(3).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(data, ["to l.c", "to l.a", "to l.b"]);
+
+    let refused = request(&format!("http://{addr}/events/list/l.a+l%20b"), &[]).await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .starts_with("invalid group name \"l b\""));
+}

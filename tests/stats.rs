@@ -1,0 +1,124 @@
+//! The hub's counters, as a running hub sees real clients: published, delivered, replayed,
+//! dropped; and the Prometheus route.
+
+use std::time::Duration;
+
+use axum::{routing::get, Router};
+use sse_tests::{eventually, raw_get, Client};
+use tokio::io::AsyncReadExt;
+
+/// A hub of its own, so the counts are this test's alone, streaming group `g`.
+async fn serve(hub: &sse::Hub) -> String {
+    format!("http://{}/", sse_tests::serve_hub(hub, "g").await)
+}
+
+#[tokio::test]
+async fn published_delivered_and_replayed_are_counted() {
+    let hub = sse::Hub::new(sse::Config::default());
+    let url = serve(&hub).await;
+    hub.publish("g", None, "nobody listens yet").unwrap();
+
+    let mut a = Client::open(&url, &[]).await;
+    let mut b = Client::open(&url, &[]).await;
+    eventually("subscribed", || hub.subscriber_count("g") == 2).await;
+    let first = hub.publish("g", Some("n"), "to both").unwrap();
+    a.next().await.unwrap();
+    b.next().await.unwrap();
+    eventually("delivered twice", || hub.stats().delivered == 2).await;
+    let stats = hub.stats();
+    assert_eq!((stats.groups, stats.open_streams), (1, 2));
+    assert_eq!((stats.published, stats.replayed, stats.dropped), (2, 0, 0));
+
+    drop(a);
+    eventually("a left", || hub.subscriber_count("g") == 1).await;
+    for i in 0..3 {
+        hub.publish("g", Some("n"), format_args!("missed {i}"))
+            .unwrap();
+    }
+    b.take(3).await;
+    let mut a = Client::open(&url, &[("last-event-id", &first.to_string())]).await;
+    let replayed: Vec<String> = a.take(3).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(replayed, ["missed 0", "missed 1", "missed 2"]);
+    eventually("all counted", || hub.stats().delivered == 2 + 3 + 3).await;
+    let stats = hub.stats();
+    assert_eq!(
+        (stats.published, stats.replayed, stats.open_streams),
+        (5, 3, 2)
+    );
+}
+
+#[tokio::test]
+async fn a_stream_cut_for_lagging_counts_as_dropped() {
+    // A queue of 4 events; the client does not read while 200 events of 60 KB are published,
+    // far more than the sockets' buffers hold, so the stream falls behind and is cut.
+    let hub = sse::Hub::new(
+        sse::Config::default()
+            .subscriber_queue(4)
+            .history(8, Duration::from_secs(60)),
+    );
+    let addr = sse_tests::serve_hub(&hub, "g").await;
+    let mut tcp = raw_get(addr, "/", "").await;
+    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    let big = "x".repeat(60_000);
+    for _ in 0..200 {
+        hub.publish("g", None, &big).unwrap();
+    }
+    // Now read: the server finds the stream too far behind and ends it.
+    let mut end = Vec::new();
+    sse_tests::within(async {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            end.extend_from_slice(&buf[..n]);
+            let keep = end.len().saturating_sub(64);
+            end.drain(..keep);
+        }
+    })
+    .await;
+    assert!(
+        String::from_utf8_lossy(&end).ends_with(": too far behind, reconnect\n\n"),
+        "{:?}",
+        String::from_utf8_lossy(&end)
+    );
+    eventually("dropped counted", || hub.stats().dropped == 1).await;
+    let stats = hub.stats();
+    assert_eq!(stats.published, 200);
+    assert!(stats.delivered < 200, "{stats:?}");
+}
+
+#[tokio::test]
+async fn the_metrics_route_serves_prometheus_text() {
+    let app = Router::new().route("/metrics", get(sse::metrics));
+    let addr = sse_tests::serve(app).await;
+    sse::publish!("metrics-test", "counted").unwrap();
+    let response = sse_tests::request(&format!("http://{addr}/metrics"), &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    for name in [
+        "sse_groups",
+        "sse_open_streams",
+        "sse_events_published_total",
+        "sse_events_delivered_total",
+        "sse_events_replayed_total",
+        "sse_streams_dropped_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} in {text}"
+        );
+    }
+    let published: u64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("sse_events_published_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(published >= 1, "{text}");
+}

@@ -1,0 +1,3 @@
+fn main() {
+    let _ = sse::publish_json!("yo", "yo\n", &1);
+}

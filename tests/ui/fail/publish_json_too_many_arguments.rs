@@ -1,0 +1,3 @@
+fn main() {
+    let _ = sse::publish_json!("yo", "yo", &1, "format args are not for JSON");
+}
