@@ -39,7 +39,7 @@ fn main() {
     // Like libtest: positional arguments are name filters.
     let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
     if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
-        println!("0 passed, 0 failed, 1 skipped: browser");
+        println!("browser: 0 passed, 0 failed, 1 skipped");
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -52,7 +52,7 @@ fn main() {
         "test {TEST_NAME} ... ok ({:.1} s)",
         started.elapsed().as_secs_f64()
     );
-    println!("1 passed, 0 failed: browser");
+    println!("browser: 1 passed, 0 failed");
 }
 
 /// The child process: the demo, configured by `YO_ADDR` and `YO_DATA`.
