@@ -229,7 +229,10 @@ impl Registry {
         state.streams += 1;
         drop(guard);
         self.counters.replayed(replay);
-        tracing::debug!(?groups, replay, reset = ?resume_after.err(), "subscribed");
+        tracing::debug!(?groups, reset = ?resume_after.err(), "subscribed");
+        if replay > 0 {
+            tracing::debug!(?groups, events = replay, "replaying what the client missed");
+        }
         let subscription = Subscription {
             registry: self.clone(),
             waiter,
