@@ -152,3 +152,39 @@ async fn a_vec_of_groups_works_and_bad_names_are_refused() {
         .unwrap()
         .starts_with("invalid group name \"l b\""));
 }
+
+#[tokio::test]
+async fn when_one_group_lost_the_history_the_stream_starts_with_one_reset() {
+    // A hub of its own that keeps 2 events per group.
+    let hub = sse::Hub::new(sse::Config::default().history(2, std::time::Duration::from_secs(60)));
+    let handler_hub = hub.clone();
+    let app = Router::new().route(
+        "/",
+        get(move |last: sse::LastEventId| async move {
+            let groups = ["kept", "lost"].map(|name| sse::GroupName::new(name).unwrap());
+            handler_hub.stream(groups, &last)
+        }),
+    );
+    let url = format!("http://{}/", sse_tests::serve(app).await);
+    let mut first = Client::open(&url, &[]).await;
+    eventually("subscribed", || hub.subscriber_count("lost") == 1).await;
+    hub.publish("kept", None, "seen").unwrap();
+    let seen = first.next().await.unwrap().id;
+    drop(first);
+    eventually("unsubscribed", || hub.subscriber_count("lost") == 0).await;
+    for i in 0..3 {
+        hub.publish("lost", None, format_args!("lost {i}")).unwrap();
+    }
+
+    let mut again = Client::open(&url, &[("last-event-id", &seen)]).await;
+    let reset = again.next().await.unwrap();
+    assert_eq!(reset.event, sse::STREAM_RESET);
+    assert_eq!(reset.data, r#"{"reason":"id older than the history"}"#);
+    eventually("subscribed", || hub.subscriber_count("lost") == 1).await;
+    hub.publish("kept", None, "live").unwrap();
+    let next = again.next().await.unwrap();
+    assert_eq!(
+        next.data, "live",
+        "after the reset, live events only: no partial replay"
+    );
+}
