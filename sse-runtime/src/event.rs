@@ -262,7 +262,17 @@ pub(crate) fn retry_hint(after: Duration) -> Bytes {
     Bytes::from(format!("retry: {}\n\n", after.as_millis()))
 }
 
-/// The name of the event that tells a client its `Last-Event-ID` could not be honoured.
+/// The name of the event that tells a client its `Last-Event-ID` could not be honoured (it is
+/// older than the history, or from before a restart), so it may have missed events: the page
+/// should fetch the state it shows afresh.
+///
+/// ```
+/// assert_eq!(sse::STREAM_RESET, "stream-reset");
+/// ```
+///
+/// ```js
+/// source.addEventListener("stream-reset", () => refetchEverything());
+/// ```
 pub const STREAM_RESET: &str = "stream-reset";
 
 /// The `stream-reset` event: the client's `Last-Event-ID` could not be resumed from, so it may
