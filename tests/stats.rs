@@ -1,11 +1,18 @@
 //! The hub's counters, as a running hub sees real clients: published, delivered, replayed,
-//! dropped; and the Prometheus route.
+//! dropped; the Prometheus route; and the `tracing` events a hub emits.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::{routing::get, Router};
 use sse_tests::{eventually, raw_get, Client};
 use tokio::io::AsyncReadExt;
+use tracing::{
+    field::{Field, Visit},
+    span,
+};
 
 /// A hub of its own, so the counts are this test's alone, streaming group `g`.
 async fn serve(hub: &sse::Hub) -> String {
@@ -121,4 +128,80 @@ async fn the_metrics_route_serves_prometheus_text() {
         .parse()
         .unwrap();
     assert!(published >= 1, "{text}");
+}
+
+/// Keeps the message of every `tracing` event of the `sse` crate.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+impl Recorder {
+    fn saw(&self, message: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|seen| seen == message)
+    }
+}
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("sse")
+    }
+
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl Visit for Message {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.0.lock().unwrap().push(message.0);
+    }
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+}
+
+/// One thread (`#[tokio::test]`'s runtime): server, client and the recorder all on it.
+#[tokio::test]
+async fn subscribe_publish_replay_cut_and_unsubscribe_are_traced() {
+    let recorder = Recorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.clone());
+    let hub = sse::Hub::new(
+        sse::Config::default()
+            .subscriber_queue(1)
+            .history(10, Duration::from_secs(60)),
+    );
+    let url = serve(&hub).await;
+
+    let mut client = Client::open(&url, &[]).await;
+    let first = hub.publish("g", None, "one").unwrap();
+    client.next().await.unwrap();
+    assert!(recorder.saw("subscribed"));
+    assert!(recorder.saw("published"));
+    drop(client);
+    eventually("unsubscribed", || recorder.saw("unsubscribed")).await;
+
+    hub.publish("g", None, "missed").unwrap();
+    let mut client = Client::open(&url, &[("last-event-id", &first.to_string())]).await;
+    assert_eq!(client.next().await.unwrap().data, "missed");
+    assert!(recorder.saw("replaying what the client missed"));
+
+    // Nothing else runs on this thread while these are published: the client falls behind.
+    for i in 0..3 {
+        hub.publish("g", None, format_args!("too many {i}"))
+            .unwrap();
+    }
+    assert!(recorder.saw("subscribers too far behind: cut, they will resume"));
+    assert_eq!(hub.stats().dropped, 1);
 }
