@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::{
     event,
-    registry::{Refused, Registry},
+    registry::{Refused, Registry, Start},
     stream::EventStream,
     GroupName, Hub,
 };
@@ -126,7 +126,7 @@ fn respond(
 ) -> Response {
     let config = &registry.config;
     let resume = last.resume(config.max_last_event_id_len);
-    let (subscription, reset) = match registry.subscribe(groups, resume) {
+    let (subscription, start) = match registry.subscribe(groups, resume) {
         Ok(opened) => opened,
         Err(refused) => {
             let why = match refused {
@@ -142,15 +142,21 @@ fn respond(
                 .into_response();
         }
     };
-    let mut start = BytesMut::new();
+    let mut first = BytesMut::new();
     if let Some(retry) = config.retry {
-        start.put(event::retry_hint(retry));
+        first.put(event::retry_hint(retry));
     }
-    if let Some(reset) = reset {
-        start.put(reset);
-    }
+    let catch_up = match start {
+        Start::Live => None,
+        Start::Reset(reset) => {
+            first.put(reset);
+            None
+        }
+        Start::CatchUp(after) => Some(registry.broker.catch_up(groups.to_vec(), after)),
+    };
     let body = EventStream::new(
-        (!start.is_empty()).then(|| start.freeze()),
+        (!first.is_empty()).then(|| first.freeze()),
+        catch_up,
         subscription,
         config.keep_alive,
         config.shutdown_retry,

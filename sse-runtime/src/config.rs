@@ -1,6 +1,19 @@
-//! Settings of a [`Hub`](crate::Hub): keep-alive, history, limits.
+//! Settings of a [`Hub`](crate::Hub): keep-alive, history, limits, and the broker that shares
+//! events between processes.
 
 use std::time::Duration;
+
+use crate::BrokerError;
+
+/// The environment variable naming the broker: `redis://host:port/db` selects Redis, unset (or
+/// empty) keeps events inside the process. The process-wide hub reads it (through
+/// [`init`](crate::init), or on first use without it) unless the code chose a broker with
+/// [`Config::broker`]; so does [`Config::from_env`].
+///
+/// ```
+/// assert_eq!(sse::BROKER_URL_ENV, "SSE_BROKER_URL");
+/// ```
+pub const BROKER_URL_ENV: &str = "SSE_BROKER_URL";
 
 /// How a [`Hub`](crate::Hub) behaves. Every setting has a sane default; change the ones you need.
 ///
@@ -25,6 +38,9 @@ pub struct Config {
     pub(crate) max_event_bytes: usize,
     pub(crate) max_last_event_id_len: usize,
     pub(crate) shutdown_retry: Duration,
+    /// `None`: the in-memory broker.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::broker::redis::Target>,
 }
 
 impl Default for Config {
@@ -41,6 +57,8 @@ impl Default for Config {
             max_event_bytes: 1 << 20,
             max_last_event_id_len: 64,
             shutdown_retry: Duration::from_millis(500),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -126,5 +144,56 @@ impl Config {
     pub fn max_last_event_id_len(mut self, bytes: usize) -> Self {
         self.max_last_event_id_len = bytes;
         self
+    }
+
+    /// Shares events between processes through the broker at `url`: `redis://host:port/db`
+    /// (feature `redis`). Every process configured with the same URL sees the same groups, the
+    /// same ids and the same history; see the README, "More than one process". The URL is only
+    /// parsed here; [`sse::init`](crate::init) checks that Redis answers.
+    ///
+    /// ```
+    /// let err = sse::Config::default().broker("mysql://db").unwrap_err();
+    /// assert!(err.to_string().contains("mysql://db"));
+    /// ```
+    pub fn broker(self, url: &str) -> Result<Self, BrokerError> {
+        #[cfg(feature = "redis")]
+        {
+            let redis = Some(crate::broker::redis::Target::parse(url)?);
+            Ok(Self { redis, ..self })
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = self;
+            Err(BrokerError(format!(
+                "broker {:?}: sse was built without its `redis` feature, so events stay in this process",
+                crate::broker::redacted(url)
+            )))
+        }
+    }
+
+    /// The default settings, with the broker named by the `SSE_BROKER_URL` environment variable
+    /// when it is set (see [`Config::broker`]).
+    ///
+    /// ```
+    /// // With SSE_BROKER_URL unset, events stay in this process.
+    /// let config = sse::Config::from_env()?.keep_alive(None);
+    /// # let _ = config;
+    /// # Ok::<(), sse::BrokerError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, BrokerError> {
+        Self::default().or_broker_from_env()
+    }
+
+    /// These settings, with the broker of `SSE_BROKER_URL` if they name none: what the
+    /// process-wide hub runs with, so the environment chooses without a code change.
+    pub(crate) fn or_broker_from_env(self) -> Result<Self, BrokerError> {
+        #[cfg(feature = "redis")]
+        if self.redis.is_some() {
+            return Ok(self);
+        }
+        match std::env::var(BROKER_URL_ENV) {
+            Ok(url) if !url.is_empty() => self.broker(&url),
+            _ => Ok(self),
+        }
     }
 }

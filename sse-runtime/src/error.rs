@@ -32,6 +32,9 @@ pub enum PublishError {
     /// (a map with non-string keys, or a `Serialize` impl that failed).
     #[cfg(feature = "json")]
     Json(serde_json::Error),
+    /// The broker that shares events between processes (Redis) could not take the event: it
+    /// is unreachable, or its URL is wrong. Nothing is queued: publish again once it is back.
+    Broker(BrokerError),
 }
 
 impl fmt::Display for PublishError {
@@ -48,6 +51,7 @@ impl fmt::Display for PublishError {
             PublishError::ShutDown => f.write_str("the SSE hub is shut down"),
             #[cfg(feature = "json")]
             PublishError::Json(e) => write!(f, "event data is not JSON: {e}"),
+            PublishError::Broker(e) => write!(f, "event not sent: {e}"),
         }
     }
 }
@@ -58,7 +62,26 @@ impl std::error::Error for PublishError {
             PublishError::InvalidGroup(e) | PublishError::InvalidEvent(e) => Some(e),
             #[cfg(feature = "json")]
             PublishError::Json(e) => Some(e),
+            PublishError::Broker(e) => Some(e),
             _ => None,
         }
     }
 }
+
+/// What went wrong with the broker: a bad `SSE_BROKER_URL`, or a Redis that cannot be reached.
+/// The message names the URL (without its password) and the cause.
+///
+/// ```
+/// let err = sse::Config::default().broker("http://not-redis").unwrap_err();
+/// assert!(err.to_string().contains("http://not-redis"), "{err}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct BrokerError(pub(crate) String);
+
+impl fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BrokerError {}

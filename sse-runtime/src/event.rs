@@ -162,6 +162,18 @@ impl Draft {
         Ok(Self(out.buf))
     }
 
+    /// An event encoded by [`Draft::new`] elsewhere (another process, through a broker).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn from_encoded(bytes: &[u8]) -> Self {
+        Self(BytesMut::from(bytes))
+    }
+
+    /// The encoded event, without its id line.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Gives the event its id and freezes it into shareable bytes.
     pub(crate) fn stamp(mut self, id: EventId) -> Bytes {
         self.0.reserve(ID_LINE_MAX);

@@ -1,10 +1,18 @@
 //! The hub: publishing, subscribing and the process-wide instance the macros use.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, Weak},
+};
 
 use once_cell::sync::OnceCell;
 
-use crate::{event::Draft, registry::Registry, Config, EventId, PublishError, Stats};
+use crate::{
+    broker::{self, Broker},
+    event::Draft,
+    registry::Registry,
+    BrokerError, Config, EventId, PublishError, Stats,
+};
 
 /// Where events are published and streams subscribe: groups, their history and their subscribers.
 ///
@@ -26,7 +34,10 @@ pub struct Hub {
 
 static GLOBAL: OnceCell<Hub> = OnceCell::new();
 
-/// The process-wide hub, made with [`Config::default()`] on first use unless [`init`] ran first.
+/// The process-wide hub, made on first use unless [`init`] ran first: with the default settings
+/// and the broker named by the `SSE_BROKER_URL` environment variable, so a worker process that
+/// only publishes needs no setup beyond that variable. If the variable holds a bad URL, every
+/// publish returns that error ([`init`] would have reported it at startup).
 ///
 /// ```
 /// let _id = sse::publish!("docs-hub", "hi")?;
@@ -34,62 +45,121 @@ static GLOBAL: OnceCell<Hub> = OnceCell::new();
 /// # Ok::<(), sse::PublishError>(())
 /// ```
 pub fn hub() -> &'static Hub {
-    GLOBAL.get_or_init(|| Hub::new(Config::default()))
+    GLOBAL.get_or_init(|| match Config::from_env() {
+        Ok(config) => Hub::new(config),
+        Err(error) => {
+            tracing::error!(%error, "SSE_BROKER_URL is unusable: every publish will fail");
+            Hub::with_broker(Config::default(), |_, _| Box::new(broker::Unusable(error)))
+        }
+    })
 }
 
 /// Sets up the process-wide hub with `config`. Call it once at startup, before anything
-/// subscribes or publishes; afterwards it returns [`AlreadyInitialized`].
+/// subscribes or publishes; afterwards it returns [`InitError::AlreadyInitialized`]. Unless
+/// `config` names a broker ([`Config::broker`]), the `SSE_BROKER_URL` environment variable
+/// chooses it. With a broker it checks that the broker answers, and says so when it does not.
 ///
 /// ```
 /// use std::time::Duration;
 ///
 /// sse::init(sse::Config::default().keep_alive(Some(Duration::from_secs(20))))?;
 /// assert!(sse::init(sse::Config::default()).is_err());
-/// # Ok::<(), sse::AlreadyInitialized>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn init(config: Config) -> Result<&'static Hub, AlreadyInitialized> {
+pub fn init(config: Config) -> Result<&'static Hub, InitError> {
     let mut fresh = false;
-    let hub = GLOBAL.get_or_init(|| {
+    let hub = GLOBAL.get_or_try_init(|| {
         fresh = true;
-        Hub::new(config)
-    });
+        Hub::connect(config.or_broker_from_env()?)
+    })?;
     if fresh {
         Ok(hub)
     } else {
-        Err(AlreadyInitialized)
+        Err(InitError::AlreadyInitialized)
     }
 }
 
-/// [`init`] was called after the process-wide hub was already in use.
+/// Why [`init`] did not set up the process-wide hub.
 ///
 /// ```
 /// let _ = sse::hub();
 /// let err = sse::init(sse::Config::default()).unwrap_err();
+/// assert!(matches!(err, sse::InitError::AlreadyInitialized));
 /// assert_eq!(err.to_string(), "the SSE hub was already initialized: call sse::init before anything subscribes or publishes");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AlreadyInitialized;
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum InitError {
+    /// The process-wide hub was already in use.
+    AlreadyInitialized,
+    /// The broker cannot be used: bad URL, or Redis unreachable.
+    Broker(BrokerError),
+}
 
-impl fmt::Display for AlreadyInitialized {
+impl fmt::Display for InitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "the SSE hub was already initialized: call sse::init before anything subscribes or publishes",
-        )
+        match self {
+            InitError::AlreadyInitialized => f.write_str(
+                "the SSE hub was already initialized: call sse::init before anything subscribes or publishes",
+            ),
+            InitError::Broker(e) => e.fmt(f),
+        }
     }
 }
 
-impl std::error::Error for AlreadyInitialized {}
+impl std::error::Error for InitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InitError::Broker(e) => Some(e),
+            InitError::AlreadyInitialized => None,
+        }
+    }
+}
+
+impl From<BrokerError> for InitError {
+    fn from(error: BrokerError) -> Self {
+        InitError::Broker(error)
+    }
+}
 
 impl Hub {
-    /// A hub of its own, with `config`.
+    /// A hub of its own, with `config`. A broker in `config` is not contacted yet: publishes
+    /// report it if it cannot be reached. [`Hub::connect`] checks it first.
     ///
     /// ```
     /// let hub = sse::Hub::new(sse::Config::default().max_streams(100));
     /// assert_eq!(hub.group_count(), 0);
     /// ```
     pub fn new(config: Config) -> Self {
+        Self::with_broker(config, broker::choose)
+    }
+
+    /// A hub of its own, with `config`, once its broker answered.
+    ///
+    /// ```
+    /// let hub = sse::Hub::connect(sse::Config::default())?; // in memory: nothing to reach
+    /// # let _ = hub;
+    /// let unreachable = sse::Config::default().broker("redis://127.0.0.1:1/0");
+    /// # #[cfg(feature = "redis")]
+    /// assert!(sse::Hub::connect(unreachable?).is_err());
+    /// # Ok::<(), sse::BrokerError>(())
+    /// ```
+    pub fn connect(config: Config) -> Result<Self, BrokerError> {
+        let hub = Self::new(config);
+        hub.registry.broker.check()?;
+        Ok(hub)
+    }
+
+    /// A hub whose broker `make_broker` makes from the settings and the registry it delivers to.
+    fn with_broker(
+        config: Config,
+        make_broker: impl FnOnce(&Config, Weak<Registry>) -> Box<dyn Broker>,
+    ) -> Self {
         Self {
-            registry: Arc::new(Registry::new(config)),
+            registry: Arc::new_cyclic(|registry| {
+                let broker = make_broker(&config, registry.clone());
+                Registry::new(config, broker)
+            }),
         }
     }
 
@@ -112,7 +182,18 @@ impl Hub {
     ) -> Result<EventId, PublishError> {
         sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
         let draft = Draft::new(event, data, self.registry.config.max_event_bytes)?;
-        self.registry.publish(group, draft)
+        self.send(group, draft)
+    }
+
+    /// Hands an encoded event to the broker, which gives it its id and carries it.
+    fn send(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
+        if self.registry.is_shut_down() {
+            return Err(PublishError::ShutDown);
+        }
+        let id = self.registry.broker.publish(&self.registry, group, draft)?;
+        self.registry.counters.published();
+        tracing::trace!(group, id = id.get(), "published");
+        Ok(id)
     }
 
     /// Sends `value` as JSON: like [`Hub::publish`], with the data written by `serde_json`
@@ -135,7 +216,7 @@ impl Hub {
     ) -> Result<EventId, PublishError> {
         sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
         let draft = Draft::json(event, value, self.registry.config.max_event_bytes)?;
-        self.registry.publish(group, draft)
+        self.send(group, draft)
     }
 
     /// How many open streams listen to `group`.

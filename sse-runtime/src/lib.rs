@@ -26,9 +26,13 @@
 //! ```
 //!
 //! Each group keeps a short history, so a browser that reconnects with `Last-Event-ID` gets
-//! what it missed. See the README for the guarantees, the wire format and the settings.
+//! what it missed. Several processes (behind a load balancer, or workers that only publish)
+//! share their groups, ids and history through Redis: feature `redis`, then
+//! `SSE_BROKER_URL=redis://127.0.0.1:6379/0` or [`Config::broker`]. See the README for the
+//! guarantees, the wire format, the settings and "More than one process".
 
 mod axum;
+mod broker;
 mod config;
 mod error;
 mod event;
@@ -43,11 +47,11 @@ mod stream;
 pub mod __private;
 
 pub use crate::axum::LastEventId;
-pub use config::Config;
-pub use error::PublishError;
+pub use config::{Config, BROKER_URL_ENV};
+pub use error::{BrokerError, PublishError};
 pub use event::{EventId, EventName, STREAM_RESET};
 pub use group::GroupName;
-pub use hub::{hub, init, AlreadyInitialized, Hub};
+pub use hub::{hub, init, Hub, InitError};
 pub use sse_macros::subscribe;
 pub use sse_names::NameError;
 pub use stats::{metrics, Stats};

@@ -9,6 +9,10 @@
 //!
 //! One lock guards every group, so ids are given in the same order events enter their groups
 //! and a subscriber of several groups sees one consistent order.
+//!
+//! With a broker shared between processes (Redis), ids come from the broker and events arrive
+//! through [`Registry::deliver`], in id order; the rings then hold what this process received
+//! since it started listening to each group, and older history is read from the broker.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -26,6 +30,7 @@ use slab::Slab;
 
 use crate::{
     axum::Resume,
+    broker::Broker,
     event::{self, Draft},
     stats::Counters,
     Config, EventId, GroupName, PublishError,
@@ -38,6 +43,7 @@ pub(crate) struct Registry {
     state: Mutex<State>,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
+    pub(crate) broker: Box<dyn Broker>,
 }
 
 struct State {
@@ -90,6 +96,17 @@ pub(crate) enum Refused {
     ShutDown,
 }
 
+/// How a new stream starts.
+pub(crate) enum Start {
+    /// With the next event (or the missed ones, which its cursors already point at).
+    Live,
+    /// With a `stream-reset`: the client's `Last-Event-ID` cannot be resumed from.
+    Reset(Bytes),
+    /// With the events after this id from the broker's shared history, which the local rings
+    /// do not cover; live events are held meanwhile.
+    CatchUp(u64),
+}
+
 /// What a subscription has to say next.
 pub(crate) enum Next {
     Events(Bytes),
@@ -107,10 +124,15 @@ fn first_id() -> u64 {
 }
 
 impl Registry {
-    pub(crate) fn new(config: Config) -> Self {
+    pub(crate) fn new(config: Config, broker: Box<dyn Broker>) -> Self {
         Self {
             state: Mutex::new(State {
-                last_id: first_id(),
+                // With a shared broker, ids come from it: only those delivered here count.
+                last_id: if broker.shares_history() {
+                    0
+                } else {
+                    first_id()
+                },
                 groups: Slab::new(),
                 by_name: HashMap::new(),
                 idle: VecDeque::new(),
@@ -119,6 +141,7 @@ impl Registry {
             }),
             config,
             counters: Counters::default(),
+            broker,
         }
     }
 
@@ -130,6 +153,10 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.lock().shut_down
+    }
+
     /// Gives the event its id and hands it to the group's subscribers, if it has any.
     pub(crate) fn publish(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
         let now = Instant::now();
@@ -139,37 +166,49 @@ impl Registry {
         }
         state.last_id += 1;
         let id = state.last_id;
-        state.free_expired(now, &self.config);
-        if let Some(&slot) = state.by_name.get(group) {
-            let group = &mut state.groups[slot];
-            group.ring.push_back(Stored {
-                id,
-                at: now,
-                bytes: draft.stamp(EventId(id)),
-            });
-            group.trim(now, &self.config);
-            let cut = group.wake_or_cut(self.config.subscriber_queue as u64);
-            state.streams -= cut;
-            if cut > 0 {
-                state.left(slot, now);
-                self.counters.dropped(cut as u64);
-                tracing::debug!(id, cut, "subscribers too far behind: cut, they will resume");
-            }
-        }
+        state.free_expired(now, &self.config, &*self.broker);
+        let cut = state.push(group, id, now, || draft.stamp(EventId(id)), &self.config);
         drop(state);
-        self.counters.published();
-        tracing::trace!(group, id, "published");
+        self.counters.dropped(cut as u64);
         Ok(EventId(id))
     }
 
+    /// Hands an event that already has its id (from a shared broker, in id order) to the
+    /// group's subscribers, if it has any. An id not above the group's last is a repeat.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn deliver(&self, group: &str, id: u64, bytes: Bytes) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        state.last_id = state.last_id.max(id);
+        state.free_expired(now, &self.config, &*self.broker);
+        let cut = state.push(group, id, now, || bytes, &self.config);
+        drop(state);
+        self.counters.dropped(cut as u64);
+    }
+
+    /// The broker now delivers every event of `group` with an id above `id`: from there on the
+    /// ring is a complete history, and resumes it covers need not ask the broker.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn complete_after(&self, group: &str, id: u64) {
+        let mut state = self.lock();
+        if let Some(&slot) = state.by_name.get(group) {
+            let group = &mut state.groups[slot];
+            // Trimming may have set a later floor already.
+            if group.complete_after == u64::MAX {
+                group.complete_after = id;
+            }
+        }
+    }
+
     /// Opens a subscription to `groups`, resuming after `last` when the history allows it.
-    /// Returns the subscription and, when `last` could not be resumed from, a `stream-reset`.
+    /// Returns the subscription and how its stream starts.
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         groups: &[GroupName],
         last: Resume,
-    ) -> Result<(Subscription, Option<Bytes>), Refused> {
+    ) -> Result<(Subscription, Start), Refused> {
         let now = Instant::now();
+        let id_is_shared = self.broker.shares_history();
         let mut guard = self.lock();
         let state = &mut *guard;
         if state.shut_down {
@@ -178,12 +217,12 @@ impl Registry {
         if state.streams >= self.config.max_streams {
             return Err(Refused::TooManyStreams);
         }
-        state.free_expired(now, &self.config);
+        state.free_expired(now, &self.config, &*self.broker);
         let last_id = state.last_id;
         let slots: Vec<usize> = groups
             .iter()
             .map(|name| {
-                let slot = state.slot_or_create(name);
+                let slot = state.slot_or_create(name, &*self.broker);
                 state.groups[slot].trim(now, &self.config);
                 slot
             })
@@ -192,19 +231,23 @@ impl Registry {
         let resume_after = match last {
             Resume::None => Ok(None),
             Resume::Invalid(why) => Err(why),
-            Resume::Id(id) if id > last_id => Err("unknown id"),
             Resume::Id(id)
-                if slots
-                    .iter()
-                    .all(|&slot| state.groups[slot].replayable_after(now, &self.config) <= id) =>
+                if id <= last_id
+                    && slots.iter().all(|&slot| {
+                        state.groups[slot].replayable_after(now, &self.config) <= id
+                    }) =>
             {
                 Ok(Some(id))
             }
+            // The broker's shared history may cover what the local rings do not.
+            Resume::Id(_) if id_is_shared => Ok(None),
+            Resume::Id(id) if id > last_id => Err("unknown id"),
             Resume::Id(_) => Err("id older than the history"),
         };
-        let reset = match resume_after {
-            Ok(_) => None,
-            Err(why) => Some(event::stream_reset(why, EventId(last_id))),
+        let start = match (resume_after, last) {
+            (Err(why), _) => Start::Reset(event::stream_reset(why, EventId(last_id))),
+            (Ok(None), Resume::Id(id)) => Start::CatchUp(id),
+            (Ok(_), _) => Start::Live,
         };
 
         let waiter = Arc::new(Waiter::default());
@@ -237,8 +280,9 @@ impl Registry {
             registry: self.clone(),
             waiter,
             cursors,
+            skip_through: 0,
         };
-        Ok((subscription, reset))
+        Ok((subscription, start))
     }
 
     /// Ends every stream (each sends a last `retry:` hint) and refuses new streams and events.
@@ -262,7 +306,7 @@ impl Registry {
 
     pub(crate) fn group_count(&self) -> usize {
         let mut state = self.lock();
-        state.free_expired(Instant::now(), &self.config);
+        state.free_expired(Instant::now(), &self.config, &*self.broker);
         state.groups.len()
     }
 
@@ -272,7 +316,39 @@ impl Registry {
 }
 
 impl State {
-    fn slot_or_create(&mut self, name: &GroupName) -> usize {
+    /// Appends the event to `group`'s ring and wakes its subscribers, if the group is held here;
+    /// cuts those it leaves too far behind, and returns how many it cut.
+    fn push(
+        &mut self,
+        group: &str,
+        id: u64,
+        now: Instant,
+        bytes: impl FnOnce() -> Bytes,
+        config: &Config,
+    ) -> usize {
+        let Some(&slot) = self.by_name.get(group) else {
+            return 0;
+        };
+        let group = &mut self.groups[slot];
+        if group.ring.back().is_some_and(|last| last.id >= id) {
+            return 0;
+        }
+        group.ring.push_back(Stored {
+            id,
+            at: now,
+            bytes: bytes(),
+        });
+        group.trim(now, config);
+        let cut = group.wake_or_cut(config.subscriber_queue as u64);
+        self.streams -= cut;
+        if cut > 0 {
+            self.left(slot, now);
+            tracing::debug!(id, cut, "subscribers too far behind: cut, they will resume");
+        }
+        cut
+    }
+
+    fn slot_or_create(&mut self, name: &GroupName, broker: &dyn Broker) -> usize {
         if let Some(&slot) = self.by_name.get(name.as_str()) {
             return slot;
         }
@@ -280,16 +356,22 @@ impl State {
             name: name.clone(),
             ring: VecDeque::new(),
             first_pos: 0,
-            complete_after: self.last_id,
+            // With a shared broker, what came before the group was held here is not here.
+            complete_after: if broker.shares_history() {
+                u64::MAX
+            } else {
+                self.last_id
+            },
             subscribers: Slab::new(),
             idle_since: None,
         });
         self.by_name.insert(name.clone(), slot);
+        broker.group_opened(name);
         slot
     }
 
     /// Frees the groups that have had no subscriber for longer than their history lasts.
-    fn free_expired(&mut self, now: Instant, config: &Config) {
+    fn free_expired(&mut self, now: Instant, config: &Config, broker: &dyn Broker) {
         let keep_for = if config.history_events == 0 {
             Duration::ZERO
         } else {
@@ -309,11 +391,18 @@ impl State {
             if self.groups[slot].idle_since == Some(since) {
                 self.by_name.remove(name.as_str());
                 self.groups.remove(slot);
+                broker.group_freed(&name);
             }
         }
     }
 
-    fn unsubscribe(&mut self, waiter: &Arc<Waiter>, cursors: &[Cursor], config: &Config) {
+    fn unsubscribe(
+        &mut self,
+        waiter: &Arc<Waiter>,
+        cursors: &[Cursor],
+        config: &Config,
+        broker: &dyn Broker,
+    ) {
         let now = Instant::now();
         for cursor in cursors {
             let group = &mut self.groups[cursor.slot];
@@ -331,7 +420,7 @@ impl State {
         if !waiter.cut.load(Ordering::Relaxed) {
             self.streams -= 1;
         }
-        self.free_expired(now, config);
+        self.free_expired(now, config, broker);
     }
 
     /// Notes that a subscriber left group `slot`: when it was the last, the group starts idling.
@@ -407,6 +496,8 @@ pub(crate) struct Subscription {
     registry: Arc<Registry>,
     waiter: Arc<Waiter>,
     cursors: Vec<Cursor>,
+    /// Events with this id or a lower one were sent already (caught up from the broker).
+    skip_through: u64,
 }
 
 /// Where the subscriber is in one of its groups: its `Member` there.
@@ -416,6 +507,11 @@ struct Cursor {
 }
 
 impl Subscription {
+    /// Skips the events with id `through` or lower: the stream has sent them already.
+    pub(crate) fn skip_through(&mut self, through: u64) {
+        self.skip_through = through;
+    }
+
     /// The events published since the last call, in id order, as one chunk of bytes.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         // Register before looking, so an event published in between wakes us.
@@ -450,12 +546,14 @@ impl Subscription {
                     Some((stored.id, cursor))
                 })
                 .min_by_key(|(id, _)| *id);
-            let Some((_, cursor)) = next else { break };
+            let Some((id, cursor)) = next else { break };
             let group = &mut state.groups[cursor.slot];
             let member = &mut group.subscribers[cursor.key];
-            batch.push(&group.ring[(member.pos - group.first_pos) as usize].bytes);
+            if id > self.skip_through {
+                batch.push(&group.ring[(member.pos - group.first_pos) as usize].bytes);
+                events += 1;
+            }
             member.pos += 1;
-            events += 1;
         }
         match batch.into_bytes() {
             Some(bytes) => {
@@ -470,9 +568,12 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         tracing::debug!(groups = self.cursors.len(), "unsubscribed");
-        self.registry
-            .lock()
-            .unsubscribe(&self.waiter, &self.cursors, &self.registry.config);
+        self.registry.lock().unsubscribe(
+            &self.waiter,
+            &self.cursors,
+            &self.registry.config,
+            &*self.registry.broker,
+        );
     }
 }
 

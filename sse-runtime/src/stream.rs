@@ -13,6 +13,7 @@ use http_body::{Body, Frame};
 use tokio::time::{Instant, Sleep};
 
 use crate::{
+    broker::CatchUp,
     event,
     registry::{Next, Subscription},
 };
@@ -22,6 +23,9 @@ use crate::{
 pub(crate) struct EventStream {
     /// Sent first: the `retry:` hint, and a `stream-reset` if the client could not be resumed.
     start: Option<Bytes>,
+    /// Then, when the client resumes from an id only the broker's shared history covers, the
+    /// events it missed; live events wait in the subscription meanwhile.
+    catch_up: Option<CatchUp>,
     subscription: Subscription,
     keep_alive: Option<KeepAlive>,
     shutdown_retry: Duration,
@@ -36,6 +40,7 @@ struct KeepAlive {
 impl EventStream {
     pub(crate) fn new(
         start: Option<Bytes>,
+        catch_up: Option<CatchUp>,
         subscription: Subscription,
         keep_alive: Option<Duration>,
         shutdown_retry: Duration,
@@ -46,6 +51,7 @@ impl EventStream {
         });
         Self {
             start,
+            catch_up,
             subscription,
             keep_alive,
             shutdown_retry,
@@ -58,6 +64,18 @@ impl EventStream {
             let next = Instant::now() + keep_alive.every;
             keep_alive.timer.as_mut().reset(next);
         }
+    }
+
+    /// Nothing to send: a keep-alive comment if one is due.
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Chunk> {
+        let Some(keep_alive) = &mut self.keep_alive else {
+            return Poll::Pending;
+        };
+        if keep_alive.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.sent_something();
+        chunk(Bytes::from_static(event::KEEP_ALIVE))
     }
 }
 
@@ -80,6 +98,26 @@ impl Body for EventStream {
             this.sent_something();
             return chunk(start);
         }
+        if let Some(catch_up) = &mut this.catch_up {
+            match catch_up.as_mut().poll(cx) {
+                Poll::Pending => return this.poll_keep_alive(cx),
+                Poll::Ready(Ok(caught_up)) => {
+                    this.catch_up = None;
+                    this.subscription.skip_through(caught_up.through);
+                    if !caught_up.replay.is_empty() {
+                        this.sent_something();
+                        return chunk(caught_up.replay);
+                    }
+                }
+                Poll::Ready(Err(error)) => {
+                    // Ending with a retry hint brings the client back with the same
+                    // `Last-Event-ID`, to try again, rather than losing its place.
+                    tracing::warn!(%error, "missed events unavailable: stream ended, client will retry");
+                    this.ended = true;
+                    return chunk(event::retry_hint(this.shutdown_retry));
+                }
+            }
+        }
         match this.subscription.poll_next(cx) {
             Poll::Ready(Next::Events(bytes)) => {
                 this.sent_something();
@@ -94,16 +132,7 @@ impl Body for EventStream {
                 this.ended = true;
                 chunk(event::retry_hint(this.shutdown_retry))
             }
-            Poll::Pending => {
-                let Some(keep_alive) = &mut this.keep_alive else {
-                    return Poll::Pending;
-                };
-                if keep_alive.timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                this.sent_something();
-                chunk(Bytes::from_static(event::KEEP_ALIVE))
-            }
+            Poll::Pending => this.poll_keep_alive(cx),
         }
     }
 }
@@ -115,15 +144,18 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
-    use crate::{axum::Resume, event::Draft, registry::Registry, Config, GroupName};
+    use crate::{
+        axum::Resume, broker::Memory, event::Draft, registry::Registry, Config, GroupName,
+    };
 
     fn open(config: Config) -> (Arc<Registry>, EventStream) {
-        let registry = Arc::new(Registry::new(config.clone()));
+        let registry = Arc::new(Registry::new(config.clone(), Box::new(Memory)));
         let group = GroupName::new("g").unwrap();
         let (subscription, _) = registry.subscribe(&[group], Resume::None).unwrap();
         let start = Some(Bytes::from_static(b"retry: 3000\n\n"));
         let stream = EventStream::new(
             start,
+            None,
             subscription,
             config.keep_alive,
             config.shutdown_retry,

@@ -1,0 +1,754 @@
+//! The Redis broker: every process using the same Redis shares ids, history and events.
+//!
+//! Publishing runs one Lua script, atomically: `INCR` the id sequence, `XADD` the encoded event
+//! to the group's stream (trimmed to the history bound), `PUBLISH` it on the group's channel.
+//! Redis runs scripts one at a time, so the ids of a group's events rise in the order they are
+//! delivered, and each process, listening on one pub/sub connection, receives every event in id
+//! order. Each process listens only to the groups it has subscribers for (one `SUBSCRIBE` per
+//! group, not per client) and hands each event, stamped once, to its local registry.
+//!
+//! `publish!` is synchronous: it runs the script over a blocking connection behind a mutex (one
+//! loopback round trip, bounded by timeouts), which neither needs nor disturbs a tokio runtime.
+//! The listening side runs on a thread of its own with a small runtime, so it works the same
+//! under any runtime, and in a process that serves no HTTP it is never started.
+//!
+//! Keys: `sse:seq` (the last id given), `sse:epoch` (the first: older ids were given by a Redis
+//! that has since lost its data), `sse:history:<group>` (a stream of `<id>-0` entries with the
+//! time `t` and the encoded event `d`; it expires when the group has been quiet for the history
+//! age) and the channel `sse:events:<group>`.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, PoisonError, Weak},
+    time::Duration,
+};
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use once_cell::sync::OnceCell;
+use redis::{
+    aio::{MultiplexedConnection, PubSubSink, PubSubStream},
+    Client, Script,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Broker, BrokerError, CatchUp, CaughtUp};
+use crate::{
+    event::{self, Draft},
+    registry::Registry,
+    Config, EventId, GroupName, PublishError,
+};
+
+const SEQ_KEY: &str = "sse:seq";
+const EPOCH_KEY: &str = "sse:epoch";
+const CHANNEL_PREFIX: &str = "sse:events:";
+
+fn history_key(group: &str) -> String {
+    format!("sse:history:{group}")
+}
+
+fn channel(group: &str) -> String {
+    format!("{CHANNEL_PREFIX}{group}")
+}
+
+/// How long connecting may take before a publish gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long Redis may take to answer one command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a reconnecting client waits for its missed events before its stream ends (it then
+/// comes back after the `retry:` delay and asks again).
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
+/// Reconnection delays of the listening side: doubling from the first to the last.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Ids start at Redis's clock in microseconds, as in memory: a Redis that lost its data gives
+/// ids above the old ones, so an old `Last-Event-ID` is seen as too old, not reused. Redis's
+/// own clock, so that the clocks of the machines running the processes do not matter.
+const ENSURE_SEQ: &str = r"
+local time = redis.call('TIME')
+local now = time[1] * 1000 + math.floor(time[2] / 1000)
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local micros = string.format('%d', time[1] * 1000000 + time[2])
+  redis.call('SET', KEYS[1], micros)
+  redis.call('SET', KEYS[2], micros)
+end
+";
+
+/// KEYS: seq, epoch, history. ARGV: channel, encoded event, max events, max age in ms.
+const PUBLISH: &str = r"
+local id = string.format('%d', redis.call('INCR', KEYS[1]))
+redis.call('XADD', KEYS[3], id .. '-0', 't', string.format('%d', now), 'd', ARGV[2])
+-- Trim with XDEL, not MAXLEN: only XDEL records the highest id deleted, which tells a
+-- reconnecting client whether it missed events that are gone.
+local excess = redis.call('XLEN', KEYS[3]) - tonumber(ARGV[3])
+local oldest_kept = now - tonumber(ARGV[4])
+for _ = 1, 100 do
+  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+  if oldest == nil or (excess <= 0 and tonumber(oldest[2][2]) >= oldest_kept) then break end
+  redis.call('XDEL', KEYS[3], oldest[1])
+  excess = excess - 1
+end
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
+return id
+";
+
+/// KEYS: seq, epoch, then one history per group. ARGV: after id, max events.
+/// Returns seq, epoch, now, then per group: the highest id trimmed away, the count of entries
+/// after the id, and each entry's id, time and encoded event.
+const READ: &str = r"
+local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), string.format('%d', now)}
+for i = 3, #KEYS do
+  local trimmed = '0-0'
+  local entries = {}
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local info = redis.call('XINFO', 'STREAM', KEYS[i])
+    for j = 1, #info, 2 do
+      if info[j] == 'max-deleted-entry-id' then trimmed = info[j + 1] end
+    end
+    entries = redis.call('XRANGE', KEYS[i], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+  end
+  table.insert(out, trimmed)
+  table.insert(out, tostring(#entries))
+  for _, entry in ipairs(entries) do
+    table.insert(out, entry[1])
+    table.insert(out, entry[2][2])
+    table.insert(out, entry[2][4])
+  end
+end
+return out
+";
+
+/// A parsed `redis://` URL, and how to show it without its password.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    client: Client,
+    shown: String,
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Self, BrokerError> {
+        let shown = super::redacted(url);
+        let client =
+            Client::open(url).map_err(|e| BrokerError(format!("bad broker URL {shown:?}: {e}")))?;
+        Ok(Self { client, shown })
+    }
+
+    fn unreachable(&self, error: redis::RedisError) -> BrokerError {
+        BrokerError(format!("cannot reach Redis at {}: {error}", self.shown))
+    }
+
+    fn failed(&self, error: redis::RedisError) -> BrokerError {
+        BrokerError(format!("Redis at {} failed: {error}", self.shown))
+    }
+
+    fn connect_blocking(&self) -> Result<redis::Connection, BrokerError> {
+        let connection = self
+            .client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .map_err(|e| self.unreachable(e))?;
+        connection
+            .set_read_timeout(Some(COMMAND_TIMEOUT))
+            .and_then(|()| connection.set_write_timeout(Some(COMMAND_TIMEOUT)))
+            .map_err(|e| self.unreachable(e))?;
+        Ok(connection)
+    }
+}
+
+pub(crate) struct RedisBroker {
+    target: Target,
+    limits: Limits,
+    /// Publishes go one at a time over this connection; `None` until the first, and after a
+    /// failure (the next publish reconnects).
+    publisher: Mutex<Option<redis::Connection>>,
+    publish: Script,
+    registry: Weak<Registry>,
+    /// The listening side, started when the first local group opens.
+    listener: OnceCell<mpsc::UnboundedSender<Command>>,
+}
+
+/// The history bound, as the scripts take it.
+#[derive(Clone, Copy)]
+struct Limits {
+    events: usize,
+    age_ms: u64,
+}
+
+enum Command {
+    Subscribe(GroupName),
+    Unsubscribe(GroupName),
+    CatchUp {
+        groups: Vec<GroupName>,
+        after: u64,
+        reply: oneshot::Sender<Result<CaughtUp, BrokerError>>,
+    },
+}
+
+impl RedisBroker {
+    pub(crate) fn new(target: Target, config: &Config, registry: Weak<Registry>) -> Self {
+        Self {
+            target,
+            limits: Limits {
+                events: config.history_events,
+                // PEXPIRE 0 would delete the history at once.
+                age_ms: (config.history_age.as_millis() as u64).max(1),
+            },
+            publisher: Mutex::new(None),
+            publish: Script::new(&format!("{ENSURE_SEQ}{PUBLISH}")),
+            registry,
+            listener: OnceCell::new(),
+        }
+    }
+
+    /// Runs `command` on the publishing connection. A connection found closed (Redis restarted
+    /// since it was last used) is replaced and the command sent once more: it never reached the
+    /// old server, whose socket was already gone. A timeout is not retried: Redis may have run
+    /// the command, and a retry would publish the event twice.
+    fn with_publisher<T>(
+        &self,
+        command: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BrokerError> {
+        let mut publisher = self
+            .publisher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut connection) = publisher.take() {
+            match command(&mut connection) {
+                Ok(answer) => {
+                    *publisher = Some(connection);
+                    return Ok(answer);
+                }
+                // Closed since it was last used: the command reached no server.
+                Err(e) if e.is_connection_dropped() && !e.is_timeout() => {}
+                // Otherwise the connection may be out of step with Redis: the next publish
+                // makes a new one.
+                Err(e) => return Err(self.target.failed(e)),
+            }
+        }
+        let mut connection = self.target.connect_blocking()?;
+        let answer = command(&mut connection).map_err(|e| self.target.failed(e))?;
+        *publisher = Some(connection);
+        Ok(answer)
+    }
+
+    fn tell_listener(&self, command: Command) {
+        let listener = self.listener.get_or_init(|| {
+            let (commands, received) = mpsc::unbounded_channel();
+            let listener = Listener {
+                target: self.target.clone(),
+                limits: self.limits,
+                registry: self.registry.clone(),
+                commands: received,
+                read: Script::new(&format!("{ENSURE_SEQ}{READ}")),
+                groups: HashMap::new(),
+            };
+            let started = std::thread::Builder::new()
+                .name("sse-redis".into())
+                .spawn(move || listener.run_on_own_runtime());
+            if let Err(error) = started {
+                tracing::error!(%error, "cannot start the Redis listener: no events will arrive");
+            }
+            commands
+        });
+        // If the listener is gone, a catch-up's reply channel closes and says so.
+        let _ = listener.send(command);
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, _: &Registry, group: &str, draft: Draft) -> Result<EventId, PublishError> {
+        let id = self
+            .with_publisher(|connection| {
+                self.publish
+                    .key(SEQ_KEY)
+                    .key(EPOCH_KEY)
+                    .key(history_key(group))
+                    .arg(channel(group))
+                    .arg(draft.as_bytes())
+                    .arg(self.limits.events)
+                    .arg(self.limits.age_ms)
+                    .invoke(connection)
+            })
+            .map_err(PublishError::Broker)?;
+        Ok(EventId(id))
+    }
+
+    fn check(&self) -> Result<(), BrokerError> {
+        self.with_publisher(|connection| redis::cmd("PING").query::<String>(connection))
+            .map(drop)
+    }
+
+    fn shares_history(&self) -> bool {
+        true
+    }
+
+    fn group_opened(&self, group: &GroupName) {
+        self.tell_listener(Command::Subscribe(group.clone()));
+    }
+
+    fn group_freed(&self, group: &GroupName) {
+        self.tell_listener(Command::Unsubscribe(group.clone()));
+    }
+
+    fn catch_up(&self, groups: Vec<GroupName>, after: u64) -> CatchUp {
+        let (reply, answer) = oneshot::channel();
+        self.tell_listener(Command::CatchUp {
+            groups,
+            after,
+            reply,
+        });
+        Box::pin(async move {
+            match tokio::time::timeout(CATCH_UP_PATIENCE, answer).await {
+                Ok(Ok(caught_up)) => caught_up,
+                Ok(Err(_)) => Err(BrokerError("the Redis listener stopped".into())),
+                Err(_) => Err(BrokerError(format!(
+                    "Redis did not give the missed events within {CATCH_UP_PATIENCE:?}"
+                ))),
+            }
+        })
+    }
+}
+
+/// The listening side: one pub/sub connection for the groups this process has subscribers
+/// for, one connection for reading histories. Commands are handled in the order they were
+/// sent, so a catch-up always runs after its groups' `SUBSCRIBE` was confirmed: whatever is
+/// published later arrives live, whatever was published earlier is in the history read.
+struct Listener {
+    target: Target,
+    limits: Limits,
+    registry: Weak<Registry>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    read: Script,
+    /// The groups this process listens to, each with its mark: every event of the group with
+    /// this id or a lower one was delivered here, or published before the group was listened
+    /// to. After a reconnection, what follows the mark is fetched. `None` until the first read
+    /// after the group's `SUBSCRIBE`.
+    groups: HashMap<GroupName, Option<u64>>,
+}
+
+/// The history of some groups after an id, read atomically.
+struct Snapshot {
+    seq: u64,
+    epoch: u64,
+    now_ms: u64,
+    groups: Vec<History>,
+}
+
+struct History {
+    /// The highest id trimmed away (count or age); 0 when none was.
+    trimmed: u64,
+    entries: Vec<Entry>,
+}
+
+struct Entry {
+    id: u64,
+    at_ms: u64,
+    draft: Vec<u8>,
+}
+
+impl Listener {
+    fn run_on_own_runtime(self) {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(self.run()),
+            Err(error) => tracing::error!(%error, "cannot start the Redis listener's runtime"),
+        }
+    }
+
+    async fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut was_down = false;
+        loop {
+            let lost = match self.connect().await {
+                Ok((sink, messages, connection)) => {
+                    if was_down {
+                        tracing::info!(redis = %self.target.shown, "Redis is back: listening again");
+                    }
+                    backoff = FIRST_BACKOFF;
+                    match self.serve(sink, messages, connection).await {
+                        Ok(()) => return,
+                        Err(lost) => lost,
+                    }
+                }
+                Err(lost) => lost,
+            };
+            was_down = true;
+            tracing::warn!(
+                redis = %self.target.shown, error = %lost, retry_in = ?backoff,
+                "Redis link down: streams stay open, events resume when it is back"
+            );
+            if !self.wait_offline(backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<(PubSubSink, PubSubStream, MultiplexedConnection), BrokerError> {
+        let client = &self.target.client;
+        let connecting = async {
+            let (sink, messages) = client.get_async_pubsub().await?.split();
+            let connection = client.get_multiplexed_async_connection().await?;
+            Ok((sink, messages, connection))
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(connected) => connected.map_err(|e| self.target.unreachable(e)),
+            Err(_) => Err(BrokerError(format!(
+                "cannot reach Redis at {}: no answer within {CONNECT_TIMEOUT:?}",
+                self.target.shown
+            ))),
+        }
+    }
+
+    /// Waits `delay`, keeping track of groups opened and freed meanwhile; `false` when the hub
+    /// is gone.
+    async fn wait_offline(&mut self, delay: Duration) -> bool {
+        let pause = tokio::time::sleep(delay);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut pause => return true,
+                command = self.commands.recv() => match command {
+                    None => return false,
+                    Some(Command::Subscribe(group)) => {
+                        self.groups.entry(group).or_insert(None);
+                    }
+                    Some(Command::Unsubscribe(group)) => {
+                        self.groups.remove(&group);
+                    }
+                    Some(Command::CatchUp { reply, .. }) => {
+                        let down = format!("Redis at {} is unreachable", self.target.shown);
+                        let _ = reply.send(Err(BrokerError(down)));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
+    async fn serve(
+        &mut self,
+        mut sink: PubSubSink,
+        mut messages: PubSubStream,
+        mut connection: MultiplexedConnection,
+    ) -> Result<(), BrokerError> {
+        let channels: Vec<String> = self.groups.keys().map(|g| channel(g.as_str())).collect();
+        if !channels.is_empty() {
+            sink.subscribe(&channels)
+                .await
+                .map_err(|e| self.target.failed(e))?;
+        }
+        // Back after an outage: fetch what was published while nobody here was listening.
+        let marked: Vec<(GroupName, u64)> = self
+            .groups
+            .iter()
+            .filter_map(|(group, mark)| Some((group.clone(), (*mark)?)))
+            .collect();
+        let names: Vec<GroupName> = marked.iter().map(|(group, _)| group.clone()).collect();
+        let after = marked.iter().map(|&(_, mark)| mark).min().unwrap_or(0);
+        let snapshot = self.snapshot(&mut connection, &names, after).await?;
+        let mut missed: Vec<(&GroupName, &Entry)> = marked
+            .iter()
+            .zip(&snapshot.groups)
+            .flat_map(|((group, mark), history)| {
+                let missed = history.entries.iter().filter(move |e| e.id > *mark);
+                missed.map(move |entry| (group, entry))
+            })
+            .collect();
+        missed.sort_by_key(|(_, entry)| entry.id);
+        for (group, entry) in missed {
+            self.deliver(group.as_str(), entry.id, &entry.draft);
+        }
+        let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
+        for group in groups {
+            self.listening_from(group, snapshot.seq);
+        }
+
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return Err(BrokerError("the pub/sub connection closed".into()));
+                    };
+                    self.receive(&message);
+                }
+                command = self.commands.recv() => match command {
+                    None => return Ok(()),
+                    Some(Command::Subscribe(group)) => {
+                        if self.groups.contains_key(&group) {
+                            continue;
+                        }
+                        self.groups.insert(group.clone(), None);
+                        sink.subscribe(channel(group.as_str()))
+                            .await
+                            .map_err(|e| self.target.failed(e))?;
+                        let seq = self.snapshot(&mut connection, &[], 0).await?.seq;
+                        self.listening_from(group, seq);
+                    }
+                    Some(Command::Unsubscribe(group)) => {
+                        if self.groups.remove(&group).is_some() {
+                            sink.unsubscribe(channel(group.as_str()))
+                                .await
+                                .map_err(|e| self.target.failed(e))?;
+                        }
+                    }
+                    Some(Command::CatchUp { groups, after, reply }) => {
+                        if reply.is_closed() {
+                            continue;
+                        }
+                        let snapshot = self.snapshot(&mut connection, &groups, after).await?;
+                        let _ = reply.send(Ok(snapshot.caught_up(after, self.limits.age_ms)));
+                    }
+                },
+            }
+        }
+    }
+
+    /// A message on a group's channel: `<id> <encoded event>`.
+    fn receive(&mut self, message: &redis::Msg) {
+        let Some(group) = message.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
+            return;
+        };
+        let payload = message.get_payload_bytes();
+        let parsed = payload.iter().position(|&b| b == b' ').and_then(|space| {
+            let id = std::str::from_utf8(&payload[..space]).ok()?.parse().ok()?;
+            Some((id, &payload[space + 1..]))
+        });
+        let Some(mark) = self.groups.get_mut(group) else {
+            return; // left over from a group just unsubscribed
+        };
+        match parsed {
+            // Already fetched from the history when the link came back.
+            Some((id, _)) if mark.is_some_and(|mark| id <= mark) => {}
+            Some((id, draft)) => {
+                *mark = Some(id);
+                self.deliver(group, id, draft);
+            }
+            None => tracing::warn!(
+                channel = message.get_channel_name(),
+                "ignored a malformed event"
+            ),
+        }
+    }
+
+    /// Every event of `group` published after the sequence stood at `seq` reaches this process
+    /// (its `SUBSCRIBE` was confirmed before `seq` was read), or was fetched.
+    fn listening_from(&mut self, group: GroupName, seq: u64) {
+        let Some(mark) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let first_time = mark.is_none();
+        *mark = Some(mark.map_or(seq, |mark| mark.max(seq)));
+        if let (true, Some(registry)) = (first_time, self.registry.upgrade()) {
+            registry.complete_after(group.as_str(), seq);
+        }
+    }
+
+    fn deliver(&self, group: &str, id: u64, draft: &[u8]) {
+        if let Some(registry) = self.registry.upgrade() {
+            let bytes = Draft::from_encoded(draft).stamp(EventId(id));
+            registry.deliver(group, id, bytes);
+        }
+    }
+
+    async fn snapshot(
+        &self,
+        connection: &mut MultiplexedConnection,
+        groups: &[GroupName],
+        after: u64,
+    ) -> Result<Snapshot, BrokerError> {
+        let mut invocation = self.read.key(SEQ_KEY);
+        invocation.key(EPOCH_KEY);
+        for group in groups {
+            invocation.key(history_key(group.as_str()));
+        }
+        // Stream ids are below 2^64; an id above every real one is simply unknown.
+        invocation
+            .arg(after.min(u64::MAX - 1))
+            .arg(self.limits.events);
+        let reply: Vec<Vec<u8>> = match tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            invocation.invoke_async(connection),
+        )
+        .await
+        {
+            Ok(reply) => reply.map_err(|e| self.target.failed(e))?,
+            Err(_) => {
+                return Err(BrokerError(format!(
+                    "Redis at {} did not answer within {COMMAND_TIMEOUT:?}",
+                    self.target.shown
+                )))
+            }
+        };
+        Snapshot::parse(reply, groups.len()).ok_or_else(|| {
+            BrokerError(format!(
+                "Redis at {} gave an unexpected history",
+                self.target.shown
+            ))
+        })
+    }
+}
+
+impl Snapshot {
+    fn parse(reply: Vec<Vec<u8>>, groups: usize) -> Option<Self> {
+        let mut items = reply.into_iter();
+        // Numbers and stream ids (`<n>-<m>`, of which `n` is ours).
+        let number = |items: &mut std::vec::IntoIter<Vec<u8>>| -> Option<u64> {
+            let item = items.next()?;
+            let text = std::str::from_utf8(&item).ok()?;
+            text.split('-').next()?.parse().ok()
+        };
+        let seq = number(&mut items)?;
+        let epoch = number(&mut items)?;
+        let now_ms = number(&mut items)?;
+        let mut histories = Vec::with_capacity(groups);
+        for _ in 0..groups {
+            let trimmed = number(&mut items)?;
+            let count = number(&mut items)?;
+            let mut entries = Vec::new();
+            for _ in 0..count {
+                let id = number(&mut items)?;
+                let at_ms = number(&mut items)?;
+                let draft = items.next()?;
+                entries.push(Entry { id, at_ms, draft });
+            }
+            histories.push(History { trimmed, entries });
+        }
+        Some(Self {
+            seq,
+            epoch,
+            now_ms,
+            groups: histories,
+        })
+    }
+
+    /// What a client that last saw `after` gets: the events it missed, or a `stream-reset` when
+    /// the history no longer holds all of them.
+    fn caught_up(&self, after: u64, age_ms: u64) -> CaughtUp {
+        let reset = |why| CaughtUp {
+            replay: event::stream_reset(why, EventId(self.seq)),
+            through: self.seq,
+        };
+        if after > self.seq {
+            return reset("unknown id");
+        }
+        let oldest_kept = self.now_ms.saturating_sub(age_ms);
+        let lost = after < self.epoch
+            || self.groups.iter().any(|history| {
+                history.trimmed > after || history.entries.iter().any(|e| e.at_ms < oldest_kept)
+            });
+        if lost {
+            return reset("id older than the history");
+        }
+        let mut entries: Vec<&Entry> = self.groups.iter().flat_map(|h| &h.entries).collect();
+        entries.sort_by_key(|entry| entry.id);
+        let mut replay = BytesMut::new();
+        for entry in entries {
+            replay.extend_from_slice(&Draft::from_encoded(&entry.draft).stamp(EventId(entry.id)));
+        }
+        CaughtUp {
+            replay: replay.freeze(),
+            through: self.seq,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, at_ms: u64, data: &str) -> Entry {
+        let draft = Draft::new(Some("tick"), data, 1 << 20).unwrap();
+        Entry {
+            id,
+            at_ms,
+            draft: draft.as_bytes().to_vec(),
+        }
+    }
+
+    fn snapshot(groups: Vec<History>) -> Snapshot {
+        Snapshot {
+            seq: 120,
+            epoch: 100,
+            now_ms: 10_000,
+            groups,
+        }
+    }
+
+    fn text(caught_up: &CaughtUp) -> &str {
+        std::str::from_utf8(&caught_up.replay).unwrap()
+    }
+
+    #[test]
+    fn missed_events_of_several_groups_come_in_id_order() {
+        let a = History {
+            trimmed: 101,
+            entries: vec![entry(111, 9_000, "a1"), entry(115, 9_500, "a2")],
+        };
+        let b = History {
+            trimmed: 0,
+            entries: vec![entry(112, 9_100, "b1")],
+        };
+        let caught_up = snapshot(vec![a, b]).caught_up(110, 5_000);
+        assert_eq!(
+            text(&caught_up),
+            "event: tick\ndata: a1\nid: 111\n\n\
+             event: tick\ndata: b1\nid: 112\n\n\
+             event: tick\ndata: a2\nid: 115\n\n"
+        );
+        assert_eq!(caught_up.through, 120);
+    }
+
+    #[test]
+    fn what_redis_no_longer_holds_is_a_reset_from_its_last_id() {
+        let trimmed = || History {
+            trimmed: 105,
+            entries: vec![entry(111, 9_000, "a1")],
+        };
+        let aged = || History {
+            trimmed: 0,
+            entries: vec![entry(111, 4_000, "a1")],
+        };
+        for (after, history, why) in [
+            (121, trimmed(), "unknown id"),
+            (99, trimmed(), "id older than the history"),
+            (104, trimmed(), "id older than the history"),
+            (110, aged(), "id older than the history"),
+        ] {
+            let caught_up = snapshot(vec![history]).caught_up(after, 5_000);
+            let text = text(&caught_up);
+            assert!(text.starts_with("event: stream-reset\n"), "{after}: {text}");
+            assert!(text.contains(why), "{after}: {text}");
+            assert!(text.ends_with("id: 120\n\n"), "{after}: {text}");
+            assert_eq!(caught_up.through, 120);
+        }
+        // Right at the trimmed id, nothing is missing.
+        let caught_up = snapshot(vec![trimmed()]).caught_up(105, 5_000);
+        assert!(text(&caught_up).ends_with("id: 111\n\n"));
+    }
+
+    #[test]
+    fn a_history_reply_is_read_field_by_field() {
+        let reply: Vec<Vec<u8>> = ["120", "100", "10000", "105-0", "1", "111-0", "9000", "D"]
+            .iter()
+            .map(|item| item.as_bytes().to_vec())
+            .collect();
+        let snapshot = Snapshot::parse(reply.clone(), 1).unwrap();
+        assert_eq!(
+            (snapshot.seq, snapshot.epoch, snapshot.now_ms),
+            (120, 100, 10_000)
+        );
+        assert_eq!(snapshot.groups[0].trimmed, 105);
+        assert_eq!(snapshot.groups[0].entries[0].id, 111);
+        assert_eq!(snapshot.groups[0].entries[0].draft, b"D");
+        assert!(
+            Snapshot::parse(reply[..6].to_vec(), 1).is_none(),
+            "truncated"
+        );
+    }
+}

@@ -1,0 +1,526 @@
+//! Groups across processes: a real `redis-server` on a free loopback port, several server
+//! processes (`examples/redis_node.rs`) and a publisher process (`examples/publish.rs`), as a
+//! deployment behind a load balancer would run them.
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use sse_tests::{eventually, http_client, raw_get, read_until, within, Client, Event};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::TcpStream,
+    process::{Child, Command},
+};
+
+/// A `redis-server` of this test's own, killed when dropped.
+struct RedisServer {
+    port: u16,
+    process: Child,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        for _ in 0..5 {
+            let port = free_port().await;
+            if let Some(server) = RedisServer::start_on(port).await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// `None` if it exited at once (the port was taken meanwhile).
+    async fn start_on(port: u16) -> Option<RedisServer> {
+        let mut process = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        let deadline = Instant::now() + sse_tests::PATIENCE;
+        while Instant::now() < deadline {
+            if process.try_wait().unwrap().is_some() {
+                return None;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Some(RedisServer { port, process });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("redis-server never listened on {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    async fn stop(&mut self) {
+        self.process.kill().await.unwrap();
+    }
+
+    /// A new server on the same port, as after a crash: empty, since nothing is saved.
+    async fn restart(&mut self) {
+        self.stop().await;
+        let restarted = RedisServer::start_on(self.port).await;
+        *self = restarted.expect("the port is still ours");
+    }
+
+    /// Runs `command` on this server; panics if it fails.
+    fn command(&self, command: &redis::Cmd) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        command.exec(&mut connection).unwrap();
+    }
+
+    /// How many processes listen to `group` (its channel's `PUBSUB NUMSUB`).
+    fn listeners(&self, group: &str) -> u64 {
+        let client = redis::Client::open(self.url()).unwrap();
+        let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+            return 0;
+        };
+        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("sse:events:{group}"))
+            .query(&mut connection)
+            .unwrap_or_default();
+        counts.first().map_or(0, |(_, count)| *count)
+    }
+
+    async fn wait_listeners(&self, group: &str, processes: u64) {
+        let what = format!("{processes} processes listen to {group}");
+        eventually(&what, || self.listeners(group) == processes).await;
+    }
+}
+
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A server process (`redis_node`), killed when dropped.
+struct Node {
+    addr: String,
+    _process: Child,
+}
+
+impl Node {
+    async fn start(redis: &RedisServer) -> Node {
+        Node::start_with(redis, &[]).await
+    }
+
+    /// A node with extra environment variables (`HISTORY_MS`, ...).
+    async fn start_with(redis: &RedisServer, env: &[(&str, &str)]) -> Node {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_redis_node"))
+            .env("SSE_BROKER_URL", redis.url())
+            .env("PORT", "0")
+            .env("KEEP_ALIVE_MS", "200")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let line = within(BufReader::new(stdout).lines().next_line())
+            .await
+            .unwrap()
+            .expect("the node says where it listens");
+        let addr = line.strip_prefix("listening on ").unwrap().to_owned();
+        Node {
+            addr,
+            _process: process,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn open(&self, group: &str, last_event_id: Option<&str>) -> Client {
+        let headers: Vec<(&str, &str)> = last_event_id
+            .map(|id| ("last-event-id", id))
+            .into_iter()
+            .collect();
+        Client::open(&self.url(&format!("/events/{group}")), &headers).await
+    }
+
+    /// Publishes `count` events from this process; their ids.
+    async fn publish(&self, group: &str, count: u32) -> Result<Vec<u64>, String> {
+        let url = self.url(&format!("/publish/{group}/{count}"));
+        let response = within(http_client().post(url).send()).await.unwrap();
+        let ok = response.status().is_success();
+        let text = response.text().await.unwrap();
+        match ok {
+            true => Ok(text.lines().map(|id| id.parse().unwrap()).collect()),
+            false => Err(text),
+        }
+    }
+}
+
+/// Runs the `publish` example: the ids it printed, or its error message.
+async fn publish_from_worker(
+    broker_url: &str,
+    group: &str,
+    data: &[String],
+) -> Result<Vec<u64>, String> {
+    let output = within(
+        Command::new(env!("CARGO_BIN_EXE_publish"))
+            .env("SSE_BROKER_URL", broker_url)
+            .args([group, "tick"])
+            .args(data)
+            .output(),
+    )
+    .await
+    .unwrap();
+    match output.status.success() {
+        true => Ok(String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|id| id.parse().unwrap())
+            .collect()),
+        false => Err(String::from_utf8(output.stderr).unwrap()),
+    }
+}
+
+fn numbered(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Id and data of each event: what must agree everywhere.
+fn seen(events: &[Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| (e.id.clone(), e.data.clone()))
+        .collect()
+}
+
+fn ids(events: &[Event]) -> Vec<u64> {
+    events.iter().map(|e| e.id.parse().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_process_gets_every_event_in_the_same_order() {
+    let redis = RedisServer::start().await;
+    let nodes = [
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+    ];
+    let mut clients = Vec::new();
+    for node in &nodes {
+        clients.push(node.open("order", None).await);
+        clients.push(node.open("order", None).await);
+    }
+    redis.wait_listeners("order", 3).await;
+
+    // Four publishers at once: a worker process and each server process.
+    const EACH: usize = 100;
+    let started = Instant::now();
+    let worker_data = numbered("worker", EACH);
+    let url = redis.url();
+    let worker = publish_from_worker(&url, "order", &worker_data);
+    let (worker, a, b, c) = tokio::join!(
+        worker,
+        nodes[0].publish("order", EACH as u32),
+        nodes[1].publish("order", EACH as u32),
+        nodes[2].publish("order", EACH as u32),
+    );
+    let mut published: Vec<u64> = [worker, a, b, c]
+        .into_iter()
+        .flat_map(|ids| ids.unwrap())
+        .collect();
+    published.sort_unstable();
+
+    let mut received = Vec::new();
+    for client in &mut clients {
+        received.push(client.take(4 * EACH).await);
+    }
+    let elapsed = started.elapsed();
+    for events in &received {
+        assert_eq!(seen(events), seen(&received[0]), "same events, same order");
+    }
+    assert_eq!(
+        ids(&received[0]),
+        published,
+        "every event once, in id order"
+    );
+    assert!(received[0].iter().all(|e| e.event == "tick"));
+    let data: std::collections::HashSet<&str> =
+        received[0].iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(data.len(), 4 * EACH);
+    assert!(worker_data.iter().all(|d| data.contains(d.as_str())));
+    assert_eq!(
+        redis.listeners("order"),
+        3,
+        "one SUBSCRIBE per process, not per client"
+    );
+    eprintln!(
+        "{} events from 4 publishers to 6 streams on 3 processes in {elapsed:?}: {:.0} events/s",
+        4 * EACH,
+        (4 * EACH) as f64 / elapsed.as_secs_f64()
+    );
+
+    // Round trip: published in one process, read by a client of another.
+    let mut round_trips = Vec::new();
+    for _ in 0..20 {
+        let sent = Instant::now();
+        let id = nodes[0].publish("order", 1).await.unwrap()[0];
+        let event = clients[2].next().await.unwrap();
+        round_trips.push(sent.elapsed());
+        assert_eq!(event.id, id.to_string());
+    }
+    round_trips.sort_unstable();
+    eprintln!(
+        "publish over HTTP in one process to a client of another: median {:?}",
+        round_trips[round_trips.len() / 2]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnecting_to_another_process_replays_exactly_what_was_missed() {
+    let redis = RedisServer::start().await;
+    let [a, b, c] = [
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+        Node::start(&redis).await,
+    ];
+    let mut on_a = a.open("replay", None).await;
+    // B holds the group already, with a client of its own; C never heard of it.
+    let mut on_b = b.open("replay", None).await;
+    redis.wait_listeners("replay", 2).await;
+
+    let before = publish_from_worker(&redis.url(), "replay", &numbered("before", 5))
+        .await
+        .unwrap();
+    let first = on_a.take(5).await;
+    assert_eq!(ids(&first), before);
+    let last_seen = first[4].id.clone();
+    drop(on_a);
+
+    let missed = publish_from_worker(&redis.url(), "replay", &numbered("missed", 7))
+        .await
+        .unwrap();
+    assert_eq!(ids(&on_b.take(12).await)[5..], missed);
+
+    // Everything published after the client's last id, so far.
+    let mut since_last_seen = missed.clone();
+    // C never heard of the group: it reads what was missed from Redis. B holds the group and
+    // has it all in its own ring: to show that it answers from there, Redis forgets first.
+    for (node, redis_forgets) in [(&c, false), (&b, true)] {
+        if redis_forgets {
+            redis.command(redis::cmd("DEL").arg("sse:history:replay"));
+        }
+        let mut back = node.open("replay", Some(&last_seen)).await;
+        let replayed = back.take(since_last_seen.len()).await;
+        assert_eq!(ids(&replayed), since_last_seen, "exactly the missed events");
+        assert_eq!(
+            replayed[..7]
+                .iter()
+                .map(|e| e.data.as_str())
+                .collect::<Vec<_>>(),
+            numbered("missed", 7)
+        );
+        // Then live events, none repeated.
+        let live = b.publish("replay", 1).await.unwrap();
+        assert_eq!(ids(&back.take(1).await), live);
+        since_last_seen.extend(live);
+    }
+
+    // An id older than anything Redis keeps: the documented reset, then live events.
+    let mut too_old = c.open("replay", Some("1")).await;
+    let reset = too_old.take(1).await;
+    assert_eq!(reset[0].event, sse::STREAM_RESET);
+    let live = a.publish("replay", 1).await.unwrap();
+    assert_eq!(ids(&too_old.take(1).await), live);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_to_another_process_while_events_flow_loses_and_repeats_nothing() {
+    let redis = RedisServer::start().await;
+    let [a, b] = [Node::start(&redis).await, Node::start(&redis).await];
+    let mut on_a = a.open("flow", None).await;
+    redis.wait_listeners("flow", 1).await;
+
+    // A worker publishes 20 batches of 10 while the client moves from A to B.
+    let url = redis.url();
+    let worker = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for batch in 0..20 {
+            let data = numbered(&format!("batch{batch}"), 10);
+            ids.extend(publish_from_worker(&url, "flow", &data).await.unwrap());
+        }
+        ids
+    });
+    let mut seen = ids(&on_a.take(35).await);
+    drop(on_a);
+    let last = seen.last().unwrap().to_string();
+    let mut on_b = b.open("flow", Some(&last)).await;
+    seen.extend(ids(&on_b.take(200 - 35).await));
+    let published = within(worker).await.unwrap();
+    assert_eq!(
+        seen, published,
+        "every event once, in order, across the move"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_outlive_a_redis_restart_and_recover() {
+    let mut redis = RedisServer::start().await;
+    let [a, b] = [Node::start(&redis).await, Node::start(&redis).await];
+    let addr_a = a.addr.parse().unwrap();
+    let mut raw_on_a = raw_get(addr_a, "/events/outage", "").await;
+    let mut on_b = b.open("outage", None).await;
+    redis.wait_listeners("outage", 2).await;
+    let first = publish_from_worker(&redis.url(), "outage", &numbered("first", 1))
+        .await
+        .unwrap();
+    read_until(&mut raw_on_a, "first-0").await;
+    assert_eq!(ids(&on_b.take(1).await), first);
+
+    redis.stop().await;
+    // Publishing fails, and says why.
+    let refused = publish_from_worker(&redis.url(), "outage", &numbered("lost", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("cannot reach Redis at redis://127.0.0.1:"),
+        "{refused}"
+    );
+    let refused = a.publish("outage", 1).await.unwrap_err();
+    assert!(refused.contains("Redis"), "{refused}");
+    // Open streams stay open: keep-alives go on.
+    let tail = read_until(&mut raw_on_a, ":\n\n:\n\n:\n\n").await;
+    assert!(!tail.contains("lost-0"));
+
+    redis.restart().await;
+    redis.wait_listeners("outage", 2).await;
+    let after = publish_from_worker(&redis.url(), "outage", &numbered("after", 3))
+        .await
+        .unwrap();
+    read_until(&mut raw_on_a, "after-2").await;
+    let recovered = on_b.take(3).await;
+    assert_eq!(
+        ids(&recovered),
+        after,
+        "open streams get what follows recovery"
+    );
+
+    // A client that comes back with its last id, to the other process, gets what it missed.
+    drop(on_b);
+    let missed = b.publish("outage", 2).await.unwrap();
+    let mut back = a.open("outage", Some(&recovered[2].id)).await;
+    assert_eq!(ids(&back.take(2).await), missed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_stops_listening_to_a_group_it_freed() {
+    let redis = RedisServer::start().await;
+    let node = Node::start_with(&redis, &[("HISTORY_MS", "300")]).await;
+    let client = node.open("fleeting", None).await;
+    redis.wait_listeners("fleeting", 1).await;
+    drop(client);
+    // The group is freed once idle for its history age; asking for the count frees it.
+    let deadline = Instant::now() + sse_tests::PATIENCE;
+    loop {
+        let response = within(http_client().get(node.url("/groups")).send()).await;
+        let held: usize = response.unwrap().text().await.unwrap().parse().unwrap();
+        if held == 0 && redis.listeners("fleeting") == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{held} groups held, still listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_errors_name_the_broker() {
+    let closed = format!("redis://127.0.0.1:{}/0", free_port().await);
+    let down = publish_from_worker(&closed, "yo", &numbered("x", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        down.contains(&format!("cannot reach Redis at {closed}")),
+        "{down}"
+    );
+    let bad = publish_from_worker("http://127.0.0.1/", "yo", &numbered("x", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        bad.contains("bad broker URL \"http://127.0.0.1/\""),
+        "{bad}"
+    );
+
+    // A server process refuses to start, and says why.
+    let node = within(
+        Command::new(env!("CARGO_BIN_EXE_redis_node"))
+            .env("SSE_BROKER_URL", &closed)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let said = String::from_utf8(node.stderr).unwrap();
+    assert!(!node.status.success());
+    assert!(
+        said.contains(&format!("cannot reach Redis at {closed}")),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_of_its_own_publishes_through_redis_with_consecutive_ids() {
+    let redis = RedisServer::start().await;
+    let config = sse::Config::default()
+        .history(100, Duration::from_secs(60))
+        .broker(&redis.url())
+        .unwrap();
+    let hub = sse::Hub::connect(config).unwrap();
+    const EVENTS: u64 = 1_000;
+    let started = Instant::now();
+    let ids: Vec<u64> = (0..EVENTS)
+        .map(|i| hub.publish("solo", Some("tick"), i).unwrap().get())
+        .collect();
+    let elapsed = started.elapsed();
+    assert!(ids.windows(2).all(|pair| pair[1] == pair[0] + 1));
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_connection().unwrap();
+    let kept: u64 = redis::cmd("XLEN")
+        .arg("sse:history:solo")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(kept, 100, "the history is trimmed to its bound");
+
+    // Resuming from this hub's own endpoint: within the kept history, exactly what followed;
+    // before it, the documented reset.
+    let stream_hub = hub.clone();
+    let app = axum::Router::new().route(
+        "/events/solo",
+        axum::routing::get(move |last: sse::LastEventId| async move {
+            stream_hub.stream([sse::GroupName::new("solo").unwrap()], &last)
+        }),
+    );
+    let url = format!("http://{}/events/solo", sse_tests::serve(app).await);
+    let recent = ids[949].to_string();
+    let mut resumed = Client::open(&url, &[("last-event-id", &recent)]).await;
+    let replayed = resumed.take(50).await;
+    assert_eq!(self::ids(&replayed), ids[950..]);
+    assert_eq!(replayed[49].data, "999");
+    let trimmed = ids[10].to_string();
+    let mut reset = Client::open(&url, &[("last-event-id", &trimmed)]).await;
+    let first = reset.take(1).await;
+    assert_eq!(first[0].event, sse::STREAM_RESET);
+    assert!(
+        first[0].data.contains("older than the history"),
+        "{}",
+        first[0].data
+    );
+    eprintln!(
+        "publish through Redis from one thread: {:?} per event, {:.0} events/s",
+        elapsed / EVENTS as u32,
+        EVENTS as f64 / elapsed.as_secs_f64()
+    );
+}
