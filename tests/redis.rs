@@ -509,6 +509,7 @@ async fn a_hub_of_its_own_publishes_through_redis_with_consecutive_ids() {
     let replayed = resumed.take(50).await;
     assert_eq!(self::ids(&replayed), ids[950..]);
     assert_eq!(replayed[49].data, "999");
+    assert_eq!(hub.stats().replayed, 50, "replays from Redis are counted");
     let trimmed = ids[10].to_string();
     let mut reset = Client::open(&url, &[("last-event-id", &trimmed)]).await;
     let first = reset.take(1).await;

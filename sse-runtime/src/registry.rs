@@ -507,9 +507,14 @@ struct Cursor {
 }
 
 impl Subscription {
-    /// Skips the events with id `through` or lower: the stream has sent them already.
-    pub(crate) fn skip_through(&mut self, through: u64) {
+    /// The stream sent `events` missed events from the broker's history: from here on, skip
+    /// the ids up to `through`, which it has sent or which came before the client's.
+    pub(crate) fn caught_up(&mut self, through: u64, events: u64) {
         self.skip_through = through;
+        self.registry.counters.replayed(events);
+        if events > 0 {
+            tracing::debug!(events, "replaying what the client missed, from the broker");
+        }
     }
 
     /// The events published since the last call, in id order, as one chunk of bytes.

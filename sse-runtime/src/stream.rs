@@ -103,7 +103,8 @@ impl Body for EventStream {
                 Poll::Pending => return this.poll_keep_alive(cx),
                 Poll::Ready(Ok(caught_up)) => {
                     this.catch_up = None;
-                    this.subscription.skip_through(caught_up.through);
+                    this.subscription
+                        .caught_up(caught_up.through, caught_up.events);
                     if !caught_up.replay.is_empty() {
                         this.sent_something();
                         return chunk(caught_up.replay);

@@ -22,6 +22,8 @@ pub(crate) use memory::Memory;
 pub(crate) struct CaughtUp {
     /// The missed events in id order, or a `stream-reset` when they are no longer all kept.
     pub(crate) replay: Bytes,
+    /// How many events `replay` holds.
+    pub(crate) events: u64,
     /// Events with this id or a lower one are in `replay` or were published before the client
     /// arrived: the live stream skips them.
     pub(crate) through: u64,

@@ -632,6 +632,7 @@ impl Snapshot {
     fn caught_up(&self, after: u64, age_ms: u64) -> CaughtUp {
         let reset = |why| CaughtUp {
             replay: event::stream_reset(why, EventId(self.seq)),
+            events: 0,
             through: self.seq,
         };
         if after > self.seq {
@@ -648,11 +649,12 @@ impl Snapshot {
         let mut entries: Vec<&Entry> = self.groups.iter().flat_map(|h| &h.entries).collect();
         entries.sort_by_key(|entry| entry.id);
         let mut replay = BytesMut::new();
-        for entry in entries {
+        for entry in &entries {
             replay.extend_from_slice(&Draft::from_encoded(&entry.draft).stamp(EventId(entry.id)));
         }
         CaughtUp {
             replay: replay.freeze(),
+            events: entries.len() as u64,
             through: self.seq,
         }
     }
@@ -702,6 +704,7 @@ mod tests {
              event: tick\ndata: a2\nid: 115\n\n"
         );
         assert_eq!(caught_up.through, 120);
+        assert_eq!(caught_up.events, 3);
     }
 
     #[test]
@@ -726,6 +729,7 @@ mod tests {
             assert!(text.contains(why), "{after}: {text}");
             assert!(text.ends_with("id: 120\n\n"), "{after}: {text}");
             assert_eq!(caught_up.through, 120);
+            assert_eq!(caught_up.events, 0);
         }
         // Right at the trimmed id, nothing is missing.
         let caught_up = snapshot(vec![trimmed()]).caught_up(105, 5_000);
