@@ -175,6 +175,10 @@ impl tracing::Subscriber for Recorder {
 /// One thread (`#[tokio::test]`'s runtime): server, client and the recorder all on it.
 #[tokio::test]
 async fn subscribe_publish_replay_cut_and_unsubscribe_are_traced() {
+    // With a single Dispatch in the process, tracing-core caches a callsite's interest from
+    // whichever thread reaches it first, here another test publishing without a subscriber
+    // (tokio-rs/tracing#3611): a second live Dispatch makes it ask every subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let recorder = Recorder::default();
     let _guard = tracing::subscriber::set_default(recorder.clone());
     let hub = sse::Hub::new(
