@@ -525,3 +525,15 @@ async fn a_hub_of_its_own_publishes_through_redis_with_consecutive_ids() {
         EVENTS as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// `publish!` is synchronous: inside a single-threaded runtime it must neither panic (no
+/// `block_on` within a runtime) nor need the runtime to make progress.
+#[tokio::test(flavor = "current_thread")]
+async fn publishing_inside_a_current_thread_runtime_works() {
+    let redis = RedisServer::start().await;
+    let config = sse::Config::default().broker(&redis.url()).unwrap();
+    let hub = sse::Hub::connect(config).unwrap();
+    let first = hub.publish("inside", Some("tick"), "one").unwrap();
+    let second = hub.publish("inside", Some("tick"), "two").unwrap();
+    assert_eq!(second.get(), first.get() + 1);
+}
