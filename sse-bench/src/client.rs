@@ -1,0 +1,330 @@
+//! The load generator's HTTP side: SSE subscribers and publishers on hyper's HTTP/1.1 client.
+//!
+//! A subscriber is one task that drives its connection and scans its body; every event it
+//! completes is counted, and in the latency workload timed from the send time the publisher
+//! wrote into the data (`"{seq} {sent_us} xxx…"`, microseconds since the bench started).
+
+use std::{
+    net::SocketAddr,
+    pin::pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::{client::conn::http1, header, Request};
+use hyper_util::rt::TokioIo;
+use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+
+use crate::scan::Scanner;
+
+/// The size of every event's data, as the issue specifies.
+pub(crate) const EVENT_BYTES: usize = 100;
+
+/// The data of a probe event, published until every subscriber has seen one.
+const PROBE: &[u8] = b"probe";
+
+/// An `http://host:port/path` URL whose path may hold `{group}`.
+#[derive(Clone, Debug)]
+pub(crate) struct Url {
+    pub(crate) addr: SocketAddr,
+    path: String,
+}
+
+impl Url {
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("not an http:// URL: {url}"))?;
+        let slash = rest.find('/').unwrap_or(rest.len());
+        let addr = rest[..slash]
+            .parse()
+            .map_err(|e| format!("bad address in {url}: {e}"))?;
+        let path = match &rest[slash..] {
+            "" => "/".to_owned(),
+            path => path.to_owned(),
+        };
+        Ok(Self { addr, path })
+    }
+
+    fn path(&self, group: &str) -> String {
+        self.path.replace("{group}", group)
+    }
+}
+
+/// How a system takes a published event.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PubFormat {
+    /// `POST` the data as the body to the group's URL.
+    Body,
+    /// Pushpin's publish API: JSON items carrying the raw SSE bytes.
+    PushpinJson,
+}
+
+/// What every subscriber of a run reports into.
+pub(crate) struct Shared {
+    started: Instant,
+    /// Events delivered to any subscriber since the last reset.
+    pub(crate) delivered: AtomicU64,
+    /// When the last one arrived, in µs since `started`.
+    last_delivery_us: AtomicU64,
+    /// Whether subscribers keep every event's latency.
+    pub(crate) recording: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            started: Instant::now(),
+            delivered: AtomicU64::new(0),
+            last_delivery_us: AtomicU64::new(0),
+            recording: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Forgets what was delivered so far; returns the time of the reset in µs.
+    pub(crate) fn reset(&self) -> u64 {
+        self.delivered.store(0, Relaxed);
+        let now = self.now_us();
+        self.last_delivery_us.store(now, Relaxed);
+        now
+    }
+
+    pub(crate) fn last_delivery_us(&self) -> u64 {
+        self.last_delivery_us.load(Relaxed)
+    }
+
+    /// The data of event `seq`, sent now: `EVENT_BYTES` long.
+    pub(crate) fn event_data(&self, seq: u64) -> String {
+        let mut data = format!("{seq} {} ", self.now_us());
+        data.extend(std::iter::repeat('x').take(EVENT_BYTES.saturating_sub(data.len())));
+        data
+    }
+}
+
+/// What one subscriber has seen.
+#[derive(Default)]
+pub(crate) struct Seen {
+    pub(crate) events: AtomicU64,
+    pub(crate) probes: AtomicU64,
+    pub(crate) latencies_us: Mutex<Vec<u32>>,
+}
+
+/// An open stream; dropping it closes the connection.
+pub(crate) struct Subscriber {
+    pub(crate) seen: Arc<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Opens `url` for `group` and returns once the `200` headers arrived. With `abort_on_close`
+/// the connection is reset when closed (no TIME_WAIT), as churn needs.
+pub(crate) async fn subscribe(
+    url: &Url,
+    group: &str,
+    shared: &Arc<Shared>,
+    abort_on_close: bool,
+) -> Result<Subscriber, String> {
+    let stream = TcpStream::connect(url.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    if abort_on_close {
+        stream.set_zero_linger().map_err(|e| e.to_string())?;
+    }
+    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let request = Request::get(url.path(group))
+        .header(header::HOST, url.addr.to_string())
+        .header(header::ACCEPT, "text/event-stream")
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let seen = Arc::new(Seen::default());
+    let (opened, is_open) = oneshot::channel();
+    let task = tokio::spawn(read_stream(
+        sender.send_request(request),
+        conn,
+        opened,
+        shared.clone(),
+        seen.clone(),
+    ));
+    match is_open.await {
+        Ok(Ok(())) => Ok(Subscriber { seen, task }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("connection ended before the answer".to_owned()),
+    }
+}
+
+async fn read_stream(
+    response: impl std::future::Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>>,
+    conn: http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>,
+    opened: oneshot::Sender<Result<(), String>>,
+    shared: Arc<Shared>,
+    seen: Arc<Seen>,
+) {
+    let mut conn = pin!(conn);
+    let response = tokio::select! {
+        response = response => response,
+        _ = &mut conn => return,
+    };
+    let mut body = match response {
+        Ok(response) if response.status().is_success() => response.into_body(),
+        Ok(response) => {
+            let _ = opened.send(Err(format!("answered {}", response.status())));
+            return;
+        }
+        Err(e) => {
+            let _ = opened.send(Err(format!("request: {e}")));
+            return;
+        }
+    };
+    let _ = opened.send(Ok(()));
+    let mut scanner = Scanner::default();
+    let mut on_event = |data: &[u8]| on_event(data, &shared, &seen);
+    loop {
+        tokio::select! {
+            biased;
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        scanner.feed(data, &mut on_event);
+                    }
+                }
+                _ => return,
+            },
+            _ = &mut conn => return,
+        }
+    }
+}
+
+fn on_event(data: &[u8], shared: &Shared, seen: &Seen) {
+    if data == PROBE {
+        seen.probes.fetch_add(1, Relaxed);
+        return;
+    }
+    let mut fields = data.split(|&b| b == b' ');
+    let (Some(_seq), Some(sent_us)) = (fields.next(), fields.next()) else {
+        return; // not one of ours (e.g. django-eventstream's `stream-open`)
+    };
+    let Some(sent_us) = std::str::from_utf8(sent_us)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return;
+    };
+    seen.events.fetch_add(1, Relaxed);
+    shared.delivered.fetch_add(1, Relaxed);
+    let now = shared.now_us();
+    shared.last_delivery_us.fetch_max(now, Relaxed);
+    if shared.recording.load(Relaxed) {
+        let latency = now.saturating_sub(sent_us).min(u32::MAX as u64) as u32;
+        seen.latencies_us.lock().unwrap().push(latency);
+    }
+}
+
+/// One keep-alive connection that publishes sequentially.
+pub(crate) struct Publisher {
+    url: Url,
+    format: PubFormat,
+    sender: http1::SendRequest<Full<Bytes>>,
+    _conn: JoinHandle<()>,
+}
+
+impl Publisher {
+    pub(crate) async fn connect(url: &Url, format: PubFormat) -> Result<Self, String> {
+        let stream = TcpStream::connect(url.addr)
+            .await
+            .map_err(|e| format!("connect to publish: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self {
+            url: url.clone(),
+            format,
+            sender,
+            _conn: conn,
+        })
+    }
+
+    /// Publishes `data` to `group` and waits for the answer.
+    pub(crate) async fn publish(&mut self, group: &str, data: &str) -> Result<(), String> {
+        let (path, body, content_type) = match self.format {
+            PubFormat::Body => (self.url.path(group), data.to_owned(), "text/plain"),
+            PubFormat::PushpinJson => {
+                // The data is ASCII without quotes or backslashes: it needs no JSON escaping.
+                let content = format!("event: message\\ndata: {data}\\n\\n");
+                let body = format!(
+                    r#"{{"items":[{{"channel":"{group}","formats":{{"http-stream":{{"content":"{content}"}}}}}}]}}"#
+                );
+                (self.url.path(group), body, "application/json")
+            }
+        };
+        let request = Request::post(path)
+            .header(header::HOST, self.url.addr.to_string())
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("publish connection: {e}"))?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("publish: {e}"))?;
+        let status = response.status();
+        // Read the answer to the end so the connection can carry the next request.
+        let _ = response.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("publish answered {status}"))
+        }
+    }
+
+    /// Publishes probes to `group` until every one of `subscribers` has seen one.
+    pub(crate) async fn until_all_subscribed(
+        &mut self,
+        group: &str,
+        subscribers: &[Subscriber],
+        patience: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + patience;
+        loop {
+            self.publish(group, "probe").await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let waiting = subscribers
+                .iter()
+                .filter(|s| s.seen.probes.load(Relaxed) == 0)
+                .count();
+            if waiting == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{waiting} of {} subscribers never got a probe event",
+                    subscribers.len()
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `sse-bench`: `sse` side by side with the dedicated SSE servers, on loopback, in one run.
+//!
+//! ```text
+//! sse-bench quick [--out DIR]            seconds: sse, the axum baseline and the floor, small N;
+//!                                        fails unless every event reached every subscriber
+//! sse-bench full [--out DIR] [SYSTEM..]  every workload at full size against every system
+//!                                        (peers started with ../shared/peers/peer)
+//! sse-bench floor ADDR                   the no-HTTP floor server (the runner starts it)
+//! ```
+//!
+//! It prints one table per workload and writes `report.md`, `results.json` and `fanout.svg`
+//! to the output directory (default `target/bench`).
+
+mod client;
+mod floor;
+mod report;
+mod scan;
+mod systems;
+mod workloads;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use report::SystemResult;
+use workloads::Sizes;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mode, rest) = args
+        .split_first()
+        .map_or(("", &[][..]), |(m, r)| (m.as_str(), r));
+    match mode {
+        "floor" if rest.len() == 1 => match floor::serve(&rest[0]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        "quick" | "full" => {
+            let (out, names) = options(rest);
+            let quick = mode == "quick";
+            let names = match names {
+                Some(names) => names,
+                None if quick => systems::QUICK.iter().map(|s| s.to_string()).collect(),
+                None => systems::ALL.iter().map(|s| s.to_string()).collect(),
+            };
+            let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+            run(&names, &sizes, &out, quick)
+        }
+        _ => {
+            eprintln!(
+                "usage: sse-bench quick|full [--out DIR] [SYSTEM..]   (systems: {})",
+                systems::ALL.join(" ")
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn fail(why: &str) -> ExitCode {
+    eprintln!("sse-bench: {why}");
+    ExitCode::FAILURE
+}
+
+fn options(args: &[String]) -> (PathBuf, Option<Vec<String>>) {
+    let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"));
+    let mut names = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
+            name => names.push(name.to_owned()),
+        }
+    }
+    (out, (!names.is_empty()).then_some(names))
+}
+
+fn run(names: &[String], sizes: &Sizes, out: &std::path::Path, quick: bool) -> ExitCode {
+    if let Err(e) = raise_open_files_limit() {
+        return fail(&e);
+    }
+    if let Err(e) = std::fs::create_dir_all(out) {
+        return fail(&format!("{}: {e}", out.display()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut results = Vec::new();
+    for name in names {
+        eprintln!("== {name}");
+        let result = runtime.block_on(measure(name, sizes, out));
+        for error in &result.errors {
+            eprintln!("   {name}: {error}");
+        }
+        results.push(result);
+    }
+    let tables = report::tables(&results);
+    println!("{tables}");
+    let json = serde_json::to_string_pretty(&results).expect("results serialize");
+    let written = std::fs::write(out.join("report.md"), &tables)
+        .and_then(|()| std::fs::write(out.join("results.json"), json))
+        .map_err(|e| e.to_string())
+        .and_then(|()| report::chart(&results, &out.join("fanout.svg")));
+    if let Err(e) = written {
+        return fail(&format!("writing the results to {}: {e}", out.display()));
+    }
+    eprintln!(
+        "wrote report.md, results.json and fanout.svg to {}",
+        out.display()
+    );
+    let incomplete: Vec<&str> = results
+        .iter()
+        .filter(|r| !r.errors.is_empty() || !r.delivered_everything())
+        .map(|r| r.name.as_str())
+        .collect();
+    if quick && !incomplete.is_empty() {
+        return fail(&format!(
+            "not every event reached every subscriber on: {}",
+            incomplete.join(", ")
+        ));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Every workload against one system, each on what the previous one left: capacity and churn
+/// first on a fresh server, then fan-out (the largest fan-out's streams also serve latency),
+/// then many groups.
+async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResult {
+    let mut result = SystemResult {
+        name: name.to_owned(),
+        ..SystemResult::default()
+    };
+    let system = match systems::start(name, out) {
+        Ok(system) => system,
+        Err(e) => {
+            result.errors.push(format!("could not start: {e}"));
+            return result;
+        }
+    };
+    let shared = client::Shared::new();
+    let (capacity, error) = workloads::capacity(&system, &shared, sizes).await;
+    result.capacity = capacity;
+    result
+        .errors
+        .extend(error.map(|e| format!("capacity: {e}")));
+    result.churn = Some(workloads::churn(&system, &shared, sizes).await);
+
+    let mut latency_done = false;
+    for &n in &sizes.fanout_subscribers {
+        let group = format!("fan{n}");
+        let (subscribers, error) =
+            workloads::open(&system, &shared, n, |_| group.clone(), sizes.patience).await;
+        if let Some(error) = error {
+            result.errors.push(format!("fan-out to {n}: {error}"));
+            continue;
+        }
+        match workloads::fan_out(&system, &shared, &subscribers, &group, sizes).await {
+            Ok(fanout) => result.fanout.push(fanout),
+            Err(e) => result.errors.push(format!("fan-out to {n}: {e}")),
+        }
+        if n == sizes.latency_subscribers {
+            latency_done = true;
+            record_latency(&mut result, &system, &shared, &subscribers, &group, sizes).await;
+        }
+    }
+    if !latency_done {
+        let n = sizes.latency_subscribers;
+        let (subscribers, error) =
+            workloads::open(&system, &shared, n, |_| "lat".to_owned(), sizes.patience).await;
+        match error {
+            Some(error) => result.errors.push(format!("latency: {error}")),
+            None => record_latency(&mut result, &system, &shared, &subscribers, "lat", sizes).await,
+        }
+    }
+    match workloads::many_groups(&system, &shared, sizes).await {
+        Ok(groups) => result.groups = Some(groups),
+        Err(e) => result.errors.push(format!("many groups: {e}")),
+    }
+    system.stop();
+    result
+}
+
+async fn record_latency(
+    result: &mut SystemResult,
+    system: &systems::Running,
+    shared: &Arc<client::Shared>,
+    subscribers: &[client::Subscriber],
+    group: &str,
+    sizes: &Sizes,
+) {
+    match workloads::latency(system, shared, subscribers, group, sizes).await {
+        Ok(latency) => result.latency = Some(latency),
+        Err(e) => result.errors.push(format!("latency: {e}")),
+    }
+}
+
+/// Lets this process (and the servers it starts, which inherit it) open as many files as the
+/// machine allows: 19k streams need 19k sockets.
+fn raise_open_files_limit() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for the kernel to fill in and read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}

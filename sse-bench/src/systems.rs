@@ -1,0 +1,248 @@
+//! The systems under test: starting each one on a free loopback port, where to subscribe and
+//! publish, how much memory it holds, and stopping it.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::client::{PubFormat, Url};
+
+/// Every system the full run measures, ours first.
+pub(crate) const ALL: &[&str] = &[
+    "sse",
+    "axum-baseline",
+    "floor",
+    "nchan",
+    "pushpin",
+    "django-eventstream",
+    "sse-starlette",
+];
+
+/// What the quick run measures: only what this workspace builds.
+pub(crate) const QUICK: &[&str] = &["sse", "axum-baseline", "floor"];
+
+/// A started system.
+pub(crate) struct Running {
+    pub(crate) sub: Url,
+    pub(crate) publish: Url,
+    pub(crate) format: PubFormat,
+    /// Process-group leaders: the system is every process in their groups.
+    pids: Vec<u32>,
+    stop: Stop,
+}
+
+enum Stop {
+    Child(Child),
+    Peer { script: PathBuf, dir: PathBuf },
+}
+
+/// Starts `name`; `work` is a directory for its files and logs.
+pub(crate) fn start(name: &str, work: &Path) -> Result<Running, String> {
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let own = |command: Command| -> Result<Running, String> {
+        let child = spawn(command, &work.join(format!("{name}.log")))?;
+        wait_port(port)?;
+        let url = |kind: &str| Url::parse(&format!("http://{addr}/{kind}/{{group}}"));
+        Ok(Running {
+            sub: url("sub")?,
+            publish: url("pub")?,
+            format: PubFormat::Body,
+            pids: vec![child.id()],
+            stop: Stop::Child(child),
+        })
+    };
+    match name {
+        "sse" => own(server_command("sse-bench-server", &addr)?),
+        "axum-baseline" => own(server_command("sse-bench-baseline", &addr)?),
+        "floor" => {
+            let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+            command.args(["floor", &addr]);
+            own(command)
+        }
+        peer => start_peer(peer, &work.join(peer), port),
+    }
+}
+
+/// A server binary built beside this one (`cargo build -p sse-bench` builds them all).
+fn server_command(binary: &str, addr: &str) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name(binary);
+    if !path.exists() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build --release -p sse-bench`",
+            path.display()
+        ));
+    }
+    let mut command = Command::new(path);
+    command.arg(addr);
+    Ok(command)
+}
+
+fn spawn(mut command: Command, log: &Path) -> Result<Child, String> {
+    use std::os::unix::process::CommandExt;
+    let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))
+}
+
+/// The peers' kit: `../shared/peers/peer` beside the repository, or `$SSE_PEERS/peer`.
+fn peer_script() -> PathBuf {
+    match std::env::var_os("SSE_PEERS") {
+        Some(dir) => PathBuf::from(dir).join("peer"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers/peer"),
+    }
+}
+
+fn start_peer(name: &str, dir: &Path, port: u16) -> Result<Running, String> {
+    let script = peer_script();
+    let output = Command::new(&script)
+        .arg("start")
+        .arg(name)
+        .arg(dir)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let stop = Stop::Peer {
+        script: script.clone(),
+        dir: dir.to_owned(),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
+            .map(str::trim)
+    };
+    let started = (|| {
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr.lines().last().unwrap_or("no output");
+            return Err(format!("`peer start {name}` failed: {last}"));
+        }
+        let format = match line("PUBFORMAT") {
+            Some("body") => PubFormat::Body,
+            Some("pushpin-json") => PubFormat::PushpinJson,
+            other => return Err(format!("`peer start {name}` printed PUBFORMAT {other:?}")),
+        };
+        let url =
+            |key| Url::parse(line(key).ok_or(format!("`peer start {name}` printed no {key}"))?);
+        let pids = line("PIDS")
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect();
+        Ok((url("SUB")?, url("PUB")?, format, pids))
+    })();
+    match started {
+        Ok((sub, publish, format, pids)) => Ok(Running {
+            sub,
+            publish,
+            format,
+            pids,
+            stop,
+        }),
+        Err(e) => {
+            stop_now(stop);
+            Err(e)
+        }
+    }
+}
+
+impl Running {
+    /// Resident memory of every process of the system, in bytes.
+    pub(crate) fn rss_bytes(&self) -> u64 {
+        rss_of_groups(&self.pids)
+    }
+
+    pub(crate) fn stop(self) {
+        stop_now(self.stop);
+    }
+}
+
+fn stop_now(stop: Stop) {
+    match stop {
+        Stop::Child(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Stop::Peer { script, dir } => {
+            let _ = Command::new(script)
+                .arg("stop")
+                .arg(dir)
+                .stdin(Stdio::null())
+                .output();
+        }
+    }
+}
+
+/// Sums `VmRSS` over the processes whose process group is one of `leaders`.
+fn rss_of_groups(leaders: &[u32]) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's closing parenthesis: state, ppid, pgrp.
+        let pgrp = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|pgrp| pgrp.parse::<u32>().ok());
+        if !pgrp.is_some_and(|pgrp| leaders.contains(&pgrp)) {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kb = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        total += kb * 1024;
+    }
+    total
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener
+        .local_addr()
+        .map(|addr| addr.port())
+        .map_err(|e| e.to_string())
+}
+
+fn wait_port(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("nothing listens on port {port} after 10 s"))
+}

@@ -1,0 +1,400 @@
+//! The workloads, each against one running system: fan-out, latency, many groups, capacity,
+//! churn. Every wait is bounded; what a system did not deliver in time is reported, not hidden.
+
+use std::{
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::{Duration, Instant},
+};
+
+use futures_util::{stream, StreamExt};
+use serde::Serialize;
+
+use crate::{
+    client::{self, Publisher, Shared, Subscriber},
+    systems::Running,
+};
+
+/// How big each workload is.
+pub(crate) struct Sizes {
+    pub(crate) fanout_subscribers: Vec<usize>,
+    /// Events per fan-out run: about this many deliveries in all.
+    pub(crate) fanout_deliveries: u64,
+    pub(crate) latency_subscribers: usize,
+    pub(crate) latency_rate: u64,
+    pub(crate) latency_events: u64,
+    pub(crate) groups: usize,
+    pub(crate) group_events: u64,
+    pub(crate) publishers: usize,
+    pub(crate) capacity: Vec<usize>,
+    pub(crate) churn_cycles: u64,
+    pub(crate) churn_concurrency: usize,
+    /// The longest any one phase may take.
+    pub(crate) patience: Duration,
+}
+
+impl Sizes {
+    pub(crate) fn full() -> Self {
+        Self {
+            fanout_subscribers: vec![100, 1_000, 10_000],
+            fanout_deliveries: 200_000,
+            latency_subscribers: 10_000,
+            latency_rate: 10,
+            latency_events: 50,
+            groups: 10_000,
+            group_events: 20_000,
+            publishers: 16,
+            capacity: vec![10_000, 19_000],
+            churn_cycles: 100_000,
+            churn_concurrency: 64,
+            patience: Duration::from_secs(30),
+        }
+    }
+
+    pub(crate) fn quick() -> Self {
+        Self {
+            fanout_subscribers: vec![10, 100],
+            fanout_deliveries: 2_000,
+            latency_subscribers: 100,
+            latency_rate: 100,
+            latency_events: 20,
+            groups: 100,
+            group_events: 500,
+            publishers: 4,
+            capacity: vec![200],
+            churn_cycles: 500,
+            churn_concurrency: 8,
+            patience: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Fan-out: one group, `subscribers` streams, events published one after the other.
+#[derive(Serialize, Clone)]
+pub(crate) struct FanOut {
+    pub(crate) subscribers: usize,
+    pub(crate) events: u64,
+    pub(crate) delivered: u64,
+    pub(crate) expected: u64,
+    pub(crate) secs: f64,
+    pub(crate) per_sec: f64,
+}
+
+/// Latency: a steady rate of events to many subscribers, publish → receive.
+#[derive(Serialize, Clone)]
+pub(crate) struct Latency {
+    pub(crate) subscribers: usize,
+    pub(crate) rate: u64,
+    pub(crate) delivered: u64,
+    pub(crate) expected: u64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+}
+
+/// Many groups: one subscriber each, events to random groups from concurrent publishers.
+#[derive(Serialize, Clone)]
+pub(crate) struct Groups {
+    pub(crate) groups: usize,
+    pub(crate) delivered: u64,
+    pub(crate) expected: u64,
+    pub(crate) secs: f64,
+    pub(crate) per_sec: f64,
+}
+
+/// Capacity: what an idle open stream costs the server.
+#[derive(Serialize, Clone)]
+pub(crate) struct Capacity {
+    pub(crate) wanted: usize,
+    pub(crate) opened: usize,
+    pub(crate) rss_mb: f64,
+    pub(crate) per_stream_kb: f64,
+}
+
+/// Churn: streams opened and closed as fast as they go.
+#[derive(Serialize, Clone)]
+pub(crate) struct Churn {
+    pub(crate) cycles: u64,
+    pub(crate) failed: u64,
+    pub(crate) secs: f64,
+    pub(crate) per_sec: f64,
+    pub(crate) rss_before_mb: f64,
+    pub(crate) rss_after_mb: f64,
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+/// Opens `n` streams, the i-th to `group(i)`, a few hundred at a time.
+pub(crate) async fn open(
+    system: &Running,
+    shared: &Arc<Shared>,
+    n: usize,
+    group: impl Fn(usize) -> String,
+    patience: Duration,
+) -> (Vec<Subscriber>, Option<String>) {
+    let deadline = tokio::time::Instant::now() + patience;
+    let attempts = stream::iter(0..n)
+        .map(|i| {
+            let group = group(i);
+            async move {
+                tokio::time::timeout_at(
+                    deadline,
+                    client::subscribe(&system.sub, &group, shared, false),
+                )
+                .await
+                .unwrap_or_else(|_| Err("timed out opening".to_owned()))
+            }
+        })
+        .buffer_unordered(256)
+        .collect::<Vec<_>>()
+        .await;
+    let mut opened = Vec::with_capacity(n);
+    let mut first_error = None;
+    let mut failed = 0;
+    for attempt in attempts {
+        match attempt {
+            Ok(subscriber) => opened.push(subscriber),
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let error = first_error.map(|e| format!("{failed} of {n} streams did not open: {e}"));
+    (opened, error)
+}
+
+/// Waits until `shared.delivered` reaches `expected` or stops moving for a while.
+async fn until_delivered(shared: &Shared, expected: u64, patience: Duration) {
+    let deadline = Instant::now() + patience;
+    let mut last = (0, Instant::now());
+    while shared.delivered.load(Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = shared.delivered.load(Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(3) {
+            return;
+        }
+    }
+}
+
+/// Fan-out to `subscribers` already open on `group`.
+pub(crate) async fn fan_out(
+    system: &Running,
+    shared: &Shared,
+    subscribers: &[Subscriber],
+    group: &str,
+    sizes: &Sizes,
+) -> Result<FanOut, String> {
+    let n = subscribers.len();
+    let events = (sizes.fanout_deliveries / n as u64).max(10);
+    let mut publisher = Publisher::connect(&system.publish, system.format).await?;
+    publisher
+        .until_all_subscribed(group, subscribers, sizes.patience)
+        .await?;
+    let expected = events * n as u64;
+    let started = shared.reset();
+    let publishing = async {
+        for seq in 0..events {
+            publisher.publish(group, &shared.event_data(seq)).await?;
+        }
+        Ok::<_, String>(())
+    };
+    tokio::time::timeout(sizes.patience, publishing)
+        .await
+        .map_err(|_| "publishing did not finish in time".to_owned())??;
+    until_delivered(shared, expected, sizes.patience).await;
+    let delivered = shared.delivered.load(Relaxed);
+    let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
+    Ok(FanOut {
+        subscribers: n,
+        events,
+        delivered,
+        expected,
+        secs,
+        per_sec: delivered as f64 / secs.max(1e-6),
+    })
+}
+
+/// Events at a steady rate to `subscribers` already open on `group`.
+pub(crate) async fn latency(
+    system: &Running,
+    shared: &Shared,
+    subscribers: &[Subscriber],
+    group: &str,
+    sizes: &Sizes,
+) -> Result<Latency, String> {
+    let mut publisher = Publisher::connect(&system.publish, system.format).await?;
+    publisher
+        .until_all_subscribed(group, subscribers, sizes.patience)
+        .await?;
+    for subscriber in subscribers {
+        subscriber.seen.latencies_us.lock().unwrap().clear();
+    }
+    shared.reset();
+    shared.recording.store(true, Relaxed);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / sizes.latency_rate as u32);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let events = sizes.latency_events;
+    let publishing = async {
+        for seq in 0..events {
+            ticks.tick().await;
+            publisher.publish(group, &shared.event_data(seq)).await?;
+        }
+        Ok::<_, String>(())
+    };
+    let published = tokio::time::timeout(sizes.patience, publishing).await;
+    let expected = events * subscribers.len() as u64;
+    until_delivered(shared, expected, sizes.patience).await;
+    shared.recording.store(false, Relaxed);
+    published.map_err(|_| "publishing did not finish in time".to_owned())??;
+    let mut all: Vec<u32> = Vec::with_capacity(expected as usize);
+    for subscriber in subscribers {
+        all.extend(subscriber.seen.latencies_us.lock().unwrap().drain(..));
+    }
+    if all.is_empty() {
+        return Err("no event arrived".to_owned());
+    }
+    all.sort_unstable();
+    let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    Ok(Latency {
+        subscribers: subscribers.len(),
+        rate: sizes.latency_rate,
+        delivered: all.len() as u64,
+        expected,
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    })
+}
+
+/// One subscriber on each of `sizes.groups` groups, events to random groups.
+pub(crate) async fn many_groups(
+    system: &Running,
+    shared: &Arc<Shared>,
+    sizes: &Sizes,
+) -> Result<Groups, String> {
+    let n = sizes.groups;
+    let (subscribers, error) = open(system, shared, n, |i| format!("g{i}"), sizes.patience).await;
+    if let Some(error) = error {
+        return Err(error);
+    }
+    // Subscribers see no probe here (that would be one publish per group): the headers arrived,
+    // and a second lets a system that subscribes after answering (Pushpin) catch up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut publishers = Vec::with_capacity(sizes.publishers);
+    for _ in 0..sizes.publishers {
+        publishers.push(Publisher::connect(&system.publish, system.format).await?);
+    }
+    let started = shared.reset();
+    let per_publisher = sizes.group_events / sizes.publishers as u64;
+    let expected = per_publisher * sizes.publishers as u64;
+    let runs = publishers
+        .into_iter()
+        .enumerate()
+        .map(|(p, mut publisher)| async move {
+            let mut random = Random(0x9E37_79B9_7F4A_7C15 ^ p as u64);
+            for seq in 0..per_publisher {
+                let group = format!("g{}", random.below(n as u64));
+                publisher.publish(&group, &shared.event_data(seq)).await?;
+            }
+            Ok::<_, String>(())
+        });
+    let publishing = futures_util::future::try_join_all(runs);
+    tokio::time::timeout(sizes.patience, publishing)
+        .await
+        .map_err(|_| "publishing did not finish in time".to_owned())??;
+    until_delivered(shared, expected, sizes.patience).await;
+    drop(subscribers);
+    let delivered = shared.delivered.load(Relaxed);
+    let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
+    Ok(Groups {
+        groups: n,
+        delivered,
+        expected,
+        secs,
+        per_sec: delivered as f64 / secs.max(1e-6),
+    })
+}
+
+/// Opens streams up to each size in `sizes.capacity` and weighs the server each time.
+pub(crate) async fn capacity(
+    system: &Running,
+    shared: &Arc<Shared>,
+    sizes: &Sizes,
+) -> (Vec<Capacity>, Option<String>) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = system.rss_bytes();
+    let mut open_now: Vec<Subscriber> = Vec::new();
+    let mut results = Vec::new();
+    for &wanted in &sizes.capacity {
+        let more = wanted.saturating_sub(open_now.len());
+        let (opened, error) = open(
+            system,
+            shared,
+            more,
+            |_| "idle".to_owned(),
+            sizes.patience * 2,
+        )
+        .await;
+        open_now.extend(opened);
+        // Let the server settle (allocators hand memory back lazily, Python collects).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss = system.rss_bytes();
+        results.push(Capacity {
+            wanted,
+            opened: open_now.len(),
+            rss_mb: rss as f64 / MB,
+            per_stream_kb: rss.saturating_sub(idle) as f64 / 1024.0 / open_now.len().max(1) as f64,
+        });
+        if error.is_some() {
+            return (results, error);
+        }
+    }
+    (results, None)
+}
+
+/// Opens and closes streams from `sizes.churn_concurrency` loops until `sizes.churn_cycles`.
+pub(crate) async fn churn(system: &Running, shared: &Arc<Shared>, sizes: &Sizes) -> Churn {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = system.rss_bytes();
+    let started = Instant::now();
+    let deadline = started + sizes.patience;
+    let per_loop = sizes.churn_cycles / sizes.churn_concurrency as u64;
+    let loops = (0..sizes.churn_concurrency).map(|_| async move {
+        let (mut done, mut failed) = (0u64, 0u64);
+        while done < per_loop && Instant::now() < deadline {
+            match client::subscribe(&system.sub, "churn", shared, true).await {
+                Ok(subscriber) => drop(subscriber),
+                Err(_) => failed += 1,
+            }
+            done += 1;
+        }
+        (done, failed)
+    });
+    let counts = futures_util::future::join_all(loops).await;
+    let secs = started.elapsed().as_secs_f64();
+    let cycles = counts.iter().map(|c| c.0).sum::<u64>();
+    let failed = counts.iter().map(|c| c.1).sum();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Churn {
+        cycles,
+        failed,
+        secs,
+        per_sec: (cycles - failed) as f64 / secs,
+        rss_before_mb: rss_before as f64 / MB,
+        rss_after_mb: system.rss_bytes() as f64 / MB,
+    }
+}
+
+/// xorshift64: random groups without a dependency.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}

@@ -1,0 +1,27 @@
+//! The bench must not rot: its quick mode runs every workload, small, against our server, the
+//! axum baseline and the floor, over real loopback TCP. It exits non-zero unless every event
+//! reached every subscriber. Only correctness is checked here, never timing.
+
+use std::process::Command;
+
+#[test]
+fn quick_bench_delivers_every_event_and_reports_each_workload() {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-quick");
+    let run = Command::new(env!("CARGO_BIN_EXE_sse-bench"))
+        .arg("quick")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("sse-bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "sse-bench quick failed\n{stdout}\n{stderr}");
+    for workload in ["Fan-out", "Latency", "Many groups", "Capacity", "Churn"] {
+        assert!(stdout.contains(workload), "no {workload} table in\n{stdout}");
+    }
+    for system in ["| sse |", "| axum-baseline |", "| floor |"] {
+        assert!(stdout.contains(system), "no row {system} in\n{stdout}");
+    }
+    let chart = std::fs::read_to_string(out.join("fanout.svg")).expect("the chart was written");
+    assert!(chart.starts_with("<svg"), "fanout.svg is not an SVG");
+}
