@@ -120,6 +120,7 @@ pub(crate) struct Seen {
 
 /// An open stream; dropping it closes the connection.
 pub(crate) struct Subscriber {
+    pub(crate) group: String,
     pub(crate) seen: Arc<Seen>,
     task: JoinHandle<()>,
 }
@@ -127,6 +128,12 @@ pub(crate) struct Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.conn.abort();
     }
 }
 
@@ -163,7 +170,11 @@ pub(crate) async fn subscribe(
         seen.clone(),
     ));
     match is_open.await {
-        Ok(Ok(())) => Ok(Subscriber { seen, task }),
+        Ok(Ok(())) => Ok(Subscriber {
+            group: group.to_owned(),
+            seen,
+            task,
+        }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err("connection ended before the answer".to_owned()),
     }
@@ -236,16 +247,27 @@ fn on_event(data: &[u8], shared: &Shared, seen: &Seen) {
     }
 }
 
-/// One keep-alive connection that publishes sequentially.
+/// One keep-alive connection that publishes sequentially, opening a new one when the server
+/// closes it (nginx closes a connection after 1,000 requests).
 pub(crate) struct Publisher {
     url: Url,
     format: PubFormat,
     sender: http1::SendRequest<Full<Bytes>>,
-    _conn: JoinHandle<()>,
+    conn: JoinHandle<()>,
 }
 
 impl Publisher {
     pub(crate) async fn connect(url: &Url, format: PubFormat) -> Result<Self, String> {
+        let (sender, conn) = Self::open(url).await?;
+        Ok(Self {
+            url: url.clone(),
+            format,
+            sender,
+            conn,
+        })
+    }
+
+    async fn open(url: &Url) -> Result<(http1::SendRequest<Full<Bytes>>, JoinHandle<()>), String> {
         let stream = TcpStream::connect(url.addr)
             .await
             .map_err(|e| format!("connect to publish: {e}"))?;
@@ -256,12 +278,7 @@ impl Publisher {
         let conn = tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Self {
-            url: url.clone(),
-            format,
-            sender,
-            _conn: conn,
-        })
+        Ok((sender, conn))
     }
 
     /// Publishes `data` to `group` and waits for the answer.
@@ -282,10 +299,9 @@ impl Publisher {
             .header(header::CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| format!("publish connection: {e}"))?;
+        if self.sender.ready().await.is_err() {
+            (self.sender, self.conn) = Self::open(&self.url).await?;
+        }
         let response = self
             .sender
             .send_request(request)

@@ -150,9 +150,11 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
             workloads::open(&system, &shared, n, |_| group.clone(), sizes.patience).await;
         if let Some(error) = error {
             result.errors.push(format!("fan-out to {n}: {error}"));
+        }
+        if subscribers.is_empty() {
             continue;
         }
-        match workloads::fan_out(&system, &shared, &subscribers, &group, sizes).await {
+        match workloads::fan_out(&system, &shared, (&subscribers, n), &group, sizes).await {
             Ok(fanout) => result.fanout.push(fanout),
             Err(e) => result.errors.push(format!("fan-out to {n}: {e}")),
         }
@@ -165,12 +167,12 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
         let n = sizes.latency_subscribers;
         let (subscribers, error) =
             workloads::open(&system, &shared, n, |_| "lat".to_owned(), sizes.patience).await;
-        match error {
-            Some(error) => result.errors.push(format!("latency: {error}")),
-            None => record_latency(&mut result, &system, &shared, &subscribers, "lat", sizes).await,
+        result.errors.extend(error.map(|e| format!("latency: {e}")));
+        if !subscribers.is_empty() {
+            record_latency(&mut result, &system, &shared, &subscribers, "lat", sizes).await;
         }
     }
-    match workloads::many_groups(&system, &shared, sizes).await {
+    match workloads::many_groups(&system, &shared, sizes, &mut result.errors).await {
         Ok(groups) => result.groups = Some(groups),
         Err(e) => result.errors.push(format!("many groups: {e}")),
     }

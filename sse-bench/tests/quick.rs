@@ -15,9 +15,15 @@ fn quick_bench_delivers_every_event_and_reports_each_workload() {
         .expect("sse-bench runs");
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "sse-bench quick failed\n{stdout}\n{stderr}");
+    assert!(
+        run.status.success(),
+        "sse-bench quick failed\n{stdout}\n{stderr}"
+    );
     for workload in ["Fan-out", "Latency", "Many groups", "Capacity", "Churn"] {
-        assert!(stdout.contains(workload), "no {workload} table in\n{stdout}");
+        assert!(
+            stdout.contains(workload),
+            "no {workload} table in\n{stdout}"
+        );
     }
     for system in ["| sse |", "| axum-baseline |", "| floor |"] {
         assert!(stdout.contains(system), "no row {system} in\n{stdout}");
