@@ -169,12 +169,14 @@ pub(crate) async fn subscribe(
         shared.clone(),
         seen.clone(),
     ));
+    // From here on, giving up (an error, or the caller's timeout) closes the connection.
+    let subscriber = Subscriber {
+        group: group.to_owned(),
+        seen,
+        task,
+    };
     match is_open.await {
-        Ok(Ok(())) => Ok(Subscriber {
-            group: group.to_owned(),
-            seen,
-            task,
-        }),
+        Ok(Ok(())) => Ok(subscriber),
         Ok(Err(e)) => Err(e),
         Err(_) => Err("connection ended before the answer".to_owned()),
     }

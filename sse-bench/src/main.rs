@@ -34,14 +34,19 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         "quick" | "full" => {
-            let (out, names) = options(rest);
+            let Options { out, names, only } = options(rest);
             let quick = mode == "quick";
             let names = match names {
                 Some(names) => names,
                 None if quick => systems::QUICK.iter().map(|s| s.to_string()).collect(),
                 None => systems::ALL.iter().map(|s| s.to_string()).collect(),
             };
-            let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+            let mut sizes = if quick { Sizes::quick() } else { Sizes::full() };
+            if let Some(only) = only {
+                if let Err(e) = sizes.only(&only) {
+                    return fail(&e);
+                }
+            }
             run(&names, &sizes, &out, quick)
         }
         _ => {
@@ -59,17 +64,30 @@ fn fail(why: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn options(args: &[String]) -> (PathBuf, Option<Vec<String>>) {
+struct Options {
+    out: PathBuf,
+    /// The systems asked for, if any.
+    names: Option<Vec<String>>,
+    /// The workloads asked for, if not all.
+    only: Option<String>,
+}
+
+fn options(args: &[String]) -> Options {
     let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"));
-    let mut names = Vec::new();
+    let (mut names, mut only) = (Vec::new(), None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
+            "--only" => only = args.next().cloned(),
             name => names.push(name.to_owned()),
         }
     }
-    (out, (!names.is_empty()).then_some(names))
+    Options {
+        out,
+        names: (!names.is_empty()).then_some(names),
+        only,
+    }
 }
 
 fn run(names: &[String], sizes: &Sizes, out: &std::path::Path, quick: bool) -> ExitCode {
@@ -136,12 +154,16 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
         }
     };
     let shared = client::Shared::new();
-    let (capacity, error) = workloads::capacity(&system, &shared, sizes).await;
-    result.capacity = capacity;
-    result
-        .errors
-        .extend(error.map(|e| format!("capacity: {e}")));
-    result.churn = Some(workloads::churn(&system, &shared, sizes).await);
+    if !sizes.capacity.is_empty() {
+        let (capacity, error) = workloads::capacity(&system, &shared, sizes).await;
+        result.capacity = capacity;
+        result
+            .errors
+            .extend(error.map(|e| format!("capacity: {e}")));
+    }
+    if sizes.churn_cycles > 0 {
+        result.churn = Some(workloads::churn(&system, &shared, sizes).await);
+    }
 
     let mut latency_done = false;
     for &n in &sizes.fanout_subscribers {
@@ -158,12 +180,12 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
             Ok(fanout) => result.fanout.push(fanout),
             Err(e) => result.errors.push(format!("fan-out to {n}: {e}")),
         }
-        if n == sizes.latency_subscribers {
+        if n == sizes.latency_subscribers && sizes.latency_events > 0 {
             latency_done = true;
             record_latency(&mut result, &system, &shared, &subscribers, &group, sizes).await;
         }
     }
-    if !latency_done {
+    if !latency_done && sizes.latency_events > 0 {
         let n = sizes.latency_subscribers;
         let (subscribers, error) =
             workloads::open(&system, &shared, n, |_| "lat".to_owned(), sizes.patience).await;
@@ -172,9 +194,11 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
             record_latency(&mut result, &system, &shared, &subscribers, "lat", sizes).await;
         }
     }
-    match workloads::many_groups(&system, &shared, sizes, &mut result.errors).await {
-        Ok(groups) => result.groups = Some(groups),
-        Err(e) => result.errors.push(format!("many groups: {e}")),
+    if sizes.groups > 0 {
+        match workloads::many_groups(&system, &shared, sizes, &mut result.errors).await {
+            Ok(groups) => result.groups = Some(groups),
+            Err(e) => result.errors.push(format!("many groups: {e}")),
+        }
     }
     system.stop();
     result

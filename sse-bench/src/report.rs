@@ -24,7 +24,9 @@ pub(crate) struct SystemResult {
 impl SystemResult {
     /// Whether every fan-out, latency and many-groups event reached every subscriber.
     pub(crate) fn delivered_everything(&self) -> bool {
-        self.fanout.iter().all(|f| f.delivered == f.expected)
+        self.fanout
+            .iter()
+            .all(|f| f.delivered == f.expected && f.published == f.events)
             && self.latency.iter().all(|l| l.delivered == l.expected)
             && self.groups.iter().all(|g| g.delivered == g.expected)
     }
@@ -59,21 +61,36 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
     for n in sizes {
         let figure = move |r: &SystemResult| {
             let f = r.fanout.iter().find(|f| f.subscribers == n)?;
-            Some((
-                f.per_sec,
-                format!("{} ({})", count(f.per_sec), share(f.delivered, f.expected)),
-            ))
+            let mut shown = format!("{} ({})", count(f.per_sec), share(f.delivered, f.expected));
+            if f.opened < f.subscribers {
+                shown += &format!(", {} streams opened", f.opened);
+            }
+            if f.published < f.events {
+                shown += &format!(", {} of {} events published in time", f.published, f.events);
+            }
+            Some((f.per_sec, shown))
         };
         table(
             &mut out,
             &format!("Fan-out, {n} subscribers, one group"),
             results,
             ours,
-            vec![Column {
-                title: "deliveries/s (delivered)".into(),
-                better: Better::Higher,
-                figure: Box::new(figure),
-            }],
+            vec![
+                Column {
+                    title: "deliveries/s (delivered)".into(),
+                    better: Better::Higher,
+                    figure: Box::new(figure),
+                },
+                Column {
+                    title: "server CPU µs/delivery".into(),
+                    better: Better::Lower,
+                    figure: Box::new(move |r: &SystemResult| {
+                        let f = r.fanout.iter().find(|f| f.subscribers == n)?;
+                        let cost = f.server_cpu_us_per_delivery;
+                        Some((cost, format!("{cost:.2}")))
+                    }),
+                },
+            ],
         );
     }
     let latency = |pick: fn(&Latency) -> f64| {

@@ -43,8 +43,9 @@ enum Stop {
 pub(crate) fn start(name: &str, work: &Path) -> Result<Running, String> {
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
+    let log = work.join(format!("{}.log", name.replace('/', "_")));
     let own = |command: Command| -> Result<Running, String> {
-        let child = spawn(command, &work.join(format!("{name}.log")))?;
+        let child = spawn(command, &log)?;
         wait_port(port)?;
         let url = |kind: &str| Url::parse(&format!("http://{addr}/{kind}/{{group}}"));
         Ok(Running {
@@ -57,6 +58,12 @@ pub(crate) fn start(name: &str, work: &Path) -> Result<Running, String> {
     };
     match name {
         "sse" => own(server_command("sse-bench-server", &addr)?),
+        // Another build of our server, to compare before and after a change in one run.
+        other if other.starts_with("sse@") => {
+            let mut command = Command::new(&other[4..]);
+            command.arg(&addr);
+            own(command)
+        }
         "axum-baseline" => own(server_command("sse-bench-baseline", &addr)?),
         "floor" => {
             let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
@@ -161,7 +168,12 @@ fn start_peer(name: &str, dir: &Path, port: u16) -> Result<Running, String> {
 impl Running {
     /// Resident memory of every process of the system, in bytes.
     pub(crate) fn rss_bytes(&self) -> u64 {
-        rss_of_groups(&self.pids)
+        usage_of_groups(&self.pids).0
+    }
+
+    /// CPU seconds every process of the system used so far.
+    pub(crate) fn cpu_secs(&self) -> f64 {
+        usage_of_groups(&self.pids).1
     }
 
     pub(crate) fn stop(self) {
@@ -185,12 +197,15 @@ fn stop_now(stop: Stop) {
     }
 }
 
-/// Sums `VmRSS` over the processes whose process group is one of `leaders`.
-fn rss_of_groups(leaders: &[u32]) -> u64 {
+/// What the processes whose process group is one of `leaders` hold: resident bytes, and CPU
+/// seconds used so far (user + system).
+fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return (0, 0.0);
     };
-    let mut total = 0;
+    // SAFETY: sysconf only reads a constant.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (mut rss, mut cpu) = (0, 0.0);
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -202,14 +217,16 @@ fn rss_of_groups(leaders: &[u32]) -> u64 {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        // After the command's closing parenthesis: state, ppid, pgrp.
-        let pgrp = stat
+        // After the command's closing parenthesis: state, ppid, pgrp, … utime, stime (the
+        // 12th and 13th fields from there).
+        let fields: Vec<&str> = stat
             .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-            .and_then(|pgrp| pgrp.parse::<u32>().ok());
-        if !pgrp.is_some_and(|pgrp| leaders.contains(&pgrp)) {
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        if !field(2).is_some_and(|pgrp| leaders.contains(&(pgrp as u32))) {
             continue;
         }
+        cpu += (field(11).unwrap_or(0) + field(12).unwrap_or(0)) as f64 / ticks_per_sec;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let kb = status
             .lines()
@@ -223,9 +240,9 @@ fn rss_of_groups(leaders: &[u32]) -> u64 {
                     .ok()
             })
             .unwrap_or(0);
-        total += kb * 1024;
+        rss += kb * 1024;
     }
-    total
+    (rss, cpu)
 }
 
 fn free_port() -> Result<u16, String> {
