@@ -176,7 +176,16 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
         if subscribers.is_empty() {
             continue;
         }
-        match workloads::fan_out(&system, &shared, (&subscribers, n), &group, sizes).await {
+        match workloads::fan_out(
+            &system,
+            &shared,
+            (&subscribers, n),
+            &group,
+            sizes,
+            &mut result.errors,
+        )
+        .await
+        {
             Ok(fanout) => result.fanout.push(fanout),
             Err(e) => result.errors.push(format!("fan-out to {n}: {e}")),
         }
@@ -212,7 +221,16 @@ async fn record_latency(
     group: &str,
     sizes: &Sizes,
 ) {
-    match workloads::latency(system, shared, subscribers, group, sizes).await {
+    match workloads::latency(
+        system,
+        shared,
+        subscribers,
+        group,
+        sizes,
+        &mut result.errors,
+    )
+    .await
+    {
         Ok(latency) => result.latency = Some(latency),
         Err(e) => result.errors.push(format!("latency: {e}")),
     }

@@ -149,16 +149,27 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
             "Many groups, {} groups × 1 subscriber, random groups",
             g.groups
         );
+        let cpu = |r: &SystemResult| {
+            let cost = r.groups.as_ref()?.server_cpu_us_per_delivery;
+            Some((cost, format!("{cost:.1}")))
+        };
         table(
             &mut out,
             &title,
             results,
             ours,
-            vec![Column {
-                title: "deliveries/s (delivered)".into(),
-                better: Better::Higher,
-                figure: Box::new(figure),
-            }],
+            vec![
+                Column {
+                    title: "deliveries/s (delivered)".into(),
+                    better: Better::Higher,
+                    figure: Box::new(figure),
+                },
+                Column {
+                    title: "server CPU µs/delivery".into(),
+                    better: Better::Lower,
+                    figure: Box::new(cpu),
+                },
+            ],
         );
     }
     let mut wanted: Vec<usize> = results

@@ -2,6 +2,7 @@
 //! publish, how much memory it holds, and stopping it.
 
 use std::{
+    collections::HashMap,
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -197,15 +198,21 @@ fn stop_now(stop: Stop) {
     }
 }
 
-/// What the processes whose process group is one of `leaders` hold: resident bytes, and CPU
-/// seconds used so far (user + system).
+/// What the processes of a system hold: resident bytes, and CPU seconds used so far (user +
+/// system). A system is every process in the process group of one of `leaders`, and their
+/// descendants (Pushpin's runner starts its services in groups of their own).
 fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
+    struct Process {
+        ppid: u32,
+        pgrp: u32,
+        cpu: f64,
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return (0, 0.0);
     };
     // SAFETY: sysconf only reads a constant.
     let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let (mut rss, mut cpu) = (0, 0.0);
+    let mut processes = HashMap::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -222,11 +229,35 @@ fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        if !field(2).is_some_and(|pgrp| leaders.contains(&(pgrp as u32))) {
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let cpu = (field(11) + field(12)) as f64 / ticks_per_sec;
+        let (ppid, pgrp) = (field(1) as u32, field(2) as u32);
+        processes.insert(pid, Process { ppid, pgrp, cpu });
+    }
+    let belongs = |mut pid: u32| {
+        // Bounded: a process tree is not deeper than the number of processes.
+        for _ in 0..processes.len() {
+            let Some(process) = processes.get(&pid) else {
+                return false;
+            };
+            if leaders.contains(&process.pgrp) || leaders.contains(&pid) {
+                return true;
+            }
+            pid = process.ppid;
+        }
+        false
+    };
+    let (mut rss, mut cpu) = (0, 0.0);
+    for (&pid, process) in &processes {
+        if !belongs(pid) {
             continue;
         }
-        cpu += (field(11).unwrap_or(0) + field(12).unwrap_or(0)) as f64 / ticks_per_sec;
+        cpu += process.cpu;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let kb = status
             .lines()

@@ -48,7 +48,7 @@ impl Sizes {
             capacity: vec![10_000, 19_000],
             churn_cycles: 100_000,
             churn_concurrency: 64,
-            patience: Duration::from_secs(30),
+            patience: Duration::from_secs(20),
         }
     }
 
@@ -137,6 +137,8 @@ pub(crate) struct Groups {
     pub(crate) groups: usize,
     /// How many of the groups' subscribers opened.
     pub(crate) opened: usize,
+    /// The server's CPU time per delivery (here, per publish: one subscriber each).
+    pub(crate) server_cpu_us_per_delivery: f64,
     pub(crate) delivered: u64,
     pub(crate) expected: u64,
     pub(crate) secs: f64,
@@ -224,20 +226,25 @@ async fn until_delivered(shared: &Shared, expected: u64, patience: Duration) {
     }
 }
 
-/// Fan-out to `subscribers` already open on `group`, out of `wanted`.
+/// Fan-out to `subscribers` already open on `group`, out of `wanted`. What did not go as
+/// planned but still gave a figure is noted in `notes`.
 pub(crate) async fn fan_out(
     system: &Running,
     shared: &Shared,
     (subscribers, wanted): (&[Subscriber], usize),
     group: &str,
     sizes: &Sizes,
+    notes: &mut Vec<String>,
 ) -> Result<FanOut, String> {
     let n = subscribers.len();
     let events = (sizes.fanout_deliveries / wanted as u64).max(10);
     let mut publisher = Publisher::connect(&system.publish, system.format).await?;
-    publisher
-        .until_all_subscribed(group, subscribers, sizes.patience)
-        .await?;
+    notes.extend(
+        publisher
+            .until_all_subscribed(group, subscribers, sizes.patience)
+            .await?
+            .map(|e| format!("fan-out to {wanted}: {e}")),
+    );
     let cpu_before = system.cpu_secs();
     let started = shared.reset();
     // A system slower than the patience gets the events it took in that time, and is
@@ -275,11 +282,15 @@ pub(crate) async fn latency(
     subscribers: &[Subscriber],
     group: &str,
     sizes: &Sizes,
+    notes: &mut Vec<String>,
 ) -> Result<Latency, String> {
     let mut publisher = Publisher::connect(&system.publish, system.format).await?;
-    publisher
-        .until_all_subscribed(group, subscribers, sizes.patience)
-        .await?;
+    notes.extend(
+        publisher
+            .until_all_subscribed(group, subscribers, sizes.patience)
+            .await?
+            .map(|e| format!("latency: {e}")),
+    );
     for subscriber in subscribers {
         subscriber.seen.latencies_us.lock().unwrap().clear();
     }
@@ -347,6 +358,7 @@ pub(crate) async fn many_groups(
     for _ in 0..sizes.publishers {
         publishers.push(Publisher::connect(&system.publish, system.format).await?);
     }
+    let cpu_before = system.cpu_secs();
     let started = shared.reset();
     let per_publisher = sizes.group_events / sizes.publishers as u64;
     let expected = per_publisher * sizes.publishers as u64;
@@ -371,9 +383,11 @@ pub(crate) async fn many_groups(
     until_delivered(shared, expected, sizes.patience).await;
     let delivered = shared.delivered.load(Relaxed);
     let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
+    let server_cpu_secs = system.cpu_secs() - cpu_before;
     Ok(Groups {
         groups: sizes.groups,
         opened: subscribers.len(),
+        server_cpu_us_per_delivery: server_cpu_secs * 1e6 / delivered.max(1) as f64,
         delivered,
         expected,
         secs,
