@@ -372,6 +372,7 @@ pub(crate) fn chart(results: &[SystemResult], path: &Path) -> Result<(), String>
         .configure_mesh()
         .x_desc("subscribers")
         .y_desc("deliveries/s")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| count(*v))
         .draw()
         .map_err(plot)?;

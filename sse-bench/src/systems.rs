@@ -37,7 +37,11 @@ pub(crate) struct Running {
 
 enum Stop {
     Child(Child),
-    Peer { script: PathBuf, dir: PathBuf },
+    Peer {
+        script: PathBuf,
+        dir: PathBuf,
+        pids: Vec<u32>,
+    },
 }
 
 /// Starts `name`; `work` is a directory for its files and logs.
@@ -120,16 +124,22 @@ fn start_peer(name: &str, dir: &Path, port: u16) -> Result<Running, String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    let stop = Stop::Peer {
-        script: script.clone(),
-        dir: dir.to_owned(),
-    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = |key: &str| {
         stdout
             .lines()
             .find_map(|line| line.strip_prefix(key)?.strip_prefix(' '))
             .map(str::trim)
+    };
+    let pids: Vec<u32> = line("PIDS")
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .collect();
+    let stop = Stop::Peer {
+        script: script.clone(),
+        dir: dir.to_owned(),
+        pids: pids.clone(),
     };
     let started = (|| {
         if !output.status.success() {
@@ -144,15 +154,10 @@ fn start_peer(name: &str, dir: &Path, port: u16) -> Result<Running, String> {
         };
         let url =
             |key| Url::parse(line(key).ok_or(format!("`peer start {name}` printed no {key}"))?);
-        let pids = line("PIDS")
-            .unwrap_or("")
-            .split_whitespace()
-            .filter_map(|pid| pid.parse().ok())
-            .collect();
-        Ok((url("SUB")?, url("PUB")?, format, pids))
+        Ok((url("SUB")?, url("PUB")?, format))
     })();
     match started {
-        Ok((sub, publish, format, pids)) => Ok(Running {
+        Ok((sub, publish, format)) => Ok(Running {
             sub,
             publish,
             format,
@@ -188,12 +193,23 @@ fn stop_now(stop: Stop) {
             let _ = child.kill();
             let _ = child.wait();
         }
-        Stop::Peer { script, dir } => {
+        Stop::Peer { script, dir, pids } => {
             let _ = Command::new(script)
                 .arg("stop")
                 .arg(dir)
                 .stdin(Stdio::null())
                 .output();
+            // uvicorn drains its open streams before it exits: give it a few seconds, then
+            // end the process groups this run started, so the next system starts alone.
+            let alive = || usage_of_groups(&pids).0 > 0;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            for &pid in &pids {
+                // SAFETY: kill has no memory effects; -pid is a process group this run started.
+                unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            }
         }
     }
 }
@@ -276,12 +292,17 @@ fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
     (rss, cpu)
 }
 
+/// A free port whose next port is free too (Pushpin's origin listens on PORT + 1, and the
+/// bench's own client connections take ports from the same range).
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|e| e.to_string())
+    for _ in 0..100 {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no two free ports in a row on 127.0.0.1".to_owned())
 }
 
 fn wait_port(port: u16) -> Result<(), String> {

@@ -36,7 +36,7 @@ impl Sizes {
     pub(crate) fn full() -> Self {
         Self {
             fanout_subscribers: vec![100, 1_000, 10_000],
-            fanout_deliveries: 200_000,
+            fanout_deliveries: 400_000,
             latency_subscribers: 10_000,
             // 20k deliveries/s: well within every fast system's fan-out rate, so this measures
             // delay, not queueing behind an overload.
