@@ -292,17 +292,18 @@ fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
     (rss, cpu)
 }
 
-/// A free port whose next port is free too (Pushpin's origin listens on PORT + 1, and the
-/// bench's own client connections take ports from the same range).
+/// A free port whose next port is free too (Pushpin's origin listens on PORT + 1), taken below
+/// the kernel's ephemeral range (32768 and up by default) where the bench's own client sockets
+/// cannot be holding it.
 fn free_port() -> Result<u16, String> {
-    for _ in 0..100 {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err("no two free ports in a row on 127.0.0.1".to_owned())
+    let start = 20_000 + (std::process::id() % 6_000) as u16 * 2;
+    (0..6_000u16)
+        .map(|i| 20_000 + (start - 20_000 + 2 * i) % 12_000)
+        .find(|&port| {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        })
+        .ok_or_else(|| "no two free ports in a row on 127.0.0.1 between 20000 and 32000".to_owned())
 }
 
 fn wait_port(port: u16) -> Result<(), String> {
