@@ -3,8 +3,10 @@
 //! ```text
 //! sse-bench quick [--out DIR]            seconds: sse, the axum baseline and the floor, small N;
 //!                                        fails unless every event reached every subscriber
-//! sse-bench full [--out DIR] [SYSTEM..]  every workload at full size against every system
-//!                                        (peers started with ../shared/peers/peer)
+//! sse-bench full [--out DIR] [--only WORKLOAD,..] [SYSTEM..]
+//!                                        every workload at full size against every system
+//!                                        (peers started with ../shared/peers/peer; sse@PATH
+//!                                        is another build of our server, to compare two)
 //! sse-bench floor ADDR                   the no-HTTP floor server (the runner starts it)
 //! ```
 //!
