@@ -102,7 +102,7 @@ async fn main() -> ExitCode {
         Ok(addr) => println!("listening on {addr}"),
         Err(error) => eprintln!("redis_node: {error}"),
     }
-    if let Err(error) = axum::serve(listener, app).await {
+    if let Err(error) = sse::serve(listener, app).await {
         eprintln!("redis_node: {error}");
         return ExitCode::FAILURE;
     }

@@ -12,12 +12,26 @@ use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
 /// How long any one wait in a test may last before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Serves `app` on 127.0.0.1 on a free port, in the background.
+/// Serves `app` with [`sse::serve`] on 127.0.0.1 on a free port, in the background.
 ///
 /// Each accepted socket gets a fixed 64 KiB send buffer instead of the kernel's autotuned one
 /// (up to 4 MiB here), so a client that stops reading stalls the server after a known, small
 /// amount of data, as it would on a real network sooner or later.
 pub async fn serve(app: Router) -> SocketAddr {
+    let (listener, addr) = listen().await;
+    tokio::spawn(async move { sse::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Like [`serve`], with `axum::serve` instead: every stream goes through hyper.
+pub async fn serve_with_axum(app: Router) -> SocketAddr {
+    let (listener, addr) = listen().await;
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A listener on a free loopback port whose sockets have a 64 KiB send buffer.
+pub async fn listen() -> (impl axum::serve::Listener<Addr = SocketAddr>, SocketAddr) {
     use axum::serve::ListenerExt;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -25,8 +39,7 @@ pub async fn serve(app: Router) -> SocketAddr {
     let listener = listener.tap_io(|tcp| {
         let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
     });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    (listener, addr)
 }
 
 /// Serves a stream of `group` from `hub` (a hub of the test's own, not the global one) at `/`.
@@ -86,9 +99,10 @@ impl Client {
     }
 }
 
-/// A GET with `headers`, over a fresh connection.
+/// A GET with `headers`, over a fresh connection, accepting `text/event-stream` as
+/// `EventSource` does.
 pub async fn request(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request = http_client().get(url);
+    let mut request = http_client().get(url).header("accept", "text/event-stream");
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -123,10 +137,13 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// Sends a raw HTTP/1.0 request and returns the raw connection, to read exact bytes.
+/// Sends a raw HTTP/1.0 request for an event stream and returns the raw connection, to read
+/// exact bytes.
 pub async fn raw_get(addr: SocketAddr, path: &str, headers: &str) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{headers}\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{headers}\r\n"
+    );
     tcp.write_all(request.as_bytes()).await.unwrap();
     tcp
 }
@@ -150,7 +167,7 @@ pub async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
     String::from_utf8(seen).unwrap()
 }
 
-/// Sends a raw HTTP/1.0 GET whose header block is given as bytes (they may be any bytes), from a
+/// Sends a raw HTTP/1.0 GET for an event stream whose other headers is given as bytes (they may be any bytes), from a
 /// socket whose receive buffer is `recv_buffer` bytes, and returns the connection.
 pub async fn raw_get_bytes(
     addr: SocketAddr,
@@ -163,7 +180,9 @@ pub async fn raw_get_bytes(
         socket.set_recv_buffer_size(size).unwrap();
     }
     let mut tcp = socket.connect(addr).await.unwrap();
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n").into_bytes();
+    let mut request =
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: text/event-stream\r\n")
+            .into_bytes();
     request.extend_from_slice(headers);
     request.extend_from_slice(b"\r\n");
     tcp.write_all(&request).await.unwrap();

@@ -38,7 +38,7 @@ async fn serve_counting(app: Router) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = listener.tap_io(move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
     });
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move { sse::serve(listener, app).await.unwrap() });
     (addr, connections)
 }
 

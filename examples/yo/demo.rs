@@ -105,7 +105,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         settings.addr,
         settings.data.display()
     );
-    axum::serve(listener, app(store))
+    sse::serve(listener, app(store))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             sse::hub().shutdown();

@@ -15,7 +15,7 @@
 //! // elsewhere, e.g. in another handler or a background thread:
 //! sse::publish!("yo", "yo", "yo from {} to {}", "alice", "bob").unwrap();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await.unwrap();
-//! axum::serve(listener, app).await.unwrap();
+//! sse::serve(listener, app).await.unwrap(); // or axum::serve: streams cost more there
 //! # }
 //! ```
 //!
@@ -39,6 +39,7 @@ mod event;
 mod group;
 mod hub;
 mod registry;
+mod serve;
 mod stats;
 mod stream;
 
@@ -52,6 +53,7 @@ pub use error::{BrokerError, PublishError};
 pub use event::{EventId, EventName, STREAM_RESET};
 pub use group::GroupName;
 pub use hub::{hub, init, Hub, InitError};
+pub use serve::{serve, Serve};
 pub use sse_macros::subscribe;
 pub use sse_names::NameError;
 pub use stats::{metrics, Stats};

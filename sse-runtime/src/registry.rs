@@ -523,9 +523,6 @@ impl Subscription {
         self.waiter.waker.register(cx.waker());
         let mut guard = self.registry.lock();
         let state = &mut *guard;
-        if state.shut_down {
-            return Poll::Ready(Next::ShutDown);
-        }
         let trimmed_away = |cursor: &Cursor| {
             let group = &state.groups[cursor.slot];
             group.subscribers[cursor.key].pos < group.first_pos
@@ -565,6 +562,8 @@ impl Subscription {
                 self.registry.counters.delivered(events);
                 Poll::Ready(Next::Events(bytes))
             }
+            // What was published before the shutdown is sent before the stream ends.
+            None if state.shut_down => Poll::Ready(Next::ShutDown),
             None => Poll::Pending,
         }
     }

@@ -43,5 +43,5 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"));
-    axum::serve(listener, app).await.expect("server runs");
+    sse::serve(listener, app).await.expect("server runs");
 }
