@@ -4,6 +4,7 @@
 
 use std::{
     process::Stdio,
+    sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
@@ -23,7 +24,7 @@ struct RedisServer {
 impl RedisServer {
     async fn start() -> RedisServer {
         for _ in 0..5 {
-            let port = free_port().await;
+            let port = free_port();
             if let Some(server) = RedisServer::start_on(port).await {
                 return server;
             }
@@ -95,9 +96,16 @@ impl RedisServer {
     }
 }
 
-async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+/// A free port for a `redis-server`, each handed out once, below the kernel's ephemeral range
+/// (32768 and up by default): while a test's Redis is down for a restart, neither another
+/// test's Redis nor a socket bound to port 0 can take its port.
+fn free_port() -> u16 {
+    static HANDED_OUT: AtomicU16 = AtomicU16::new(0);
+    let first = 20_000 + (std::process::id() % 3_000) as u16 * 2;
+    (0..6_000)
+        .map(|_| first + HANDED_OUT.fetch_add(1, Ordering::Relaxed) % 6_000)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port on 127.0.0.1 between 20000 and 32000")
 }
 
 /// A server process (`redis_node`), killed when dropped.
@@ -439,7 +447,7 @@ async fn a_process_stops_listening_to_a_group_it_freed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_errors_name_the_broker() {
-    let closed = format!("redis://127.0.0.1:{}/0", free_port().await);
+    let closed = format!("redis://127.0.0.1:{}/0", free_port());
     let down = publish_from_worker(&closed, "yo", &numbered("x", 1))
         .await
         .unwrap_err();
@@ -536,4 +544,55 @@ async fn publishing_inside_a_current_thread_runtime_works() {
     let first = hub.publish("inside", Some("tick"), "one").unwrap();
     let second = hub.publish("inside", Some("tick"), "two").unwrap();
     assert_eq!(second.get(), first.get() + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_back_after_its_quiet_groups_history_expired_gets_a_reset() {
+    let redis = RedisServer::start().await;
+    let config = sse::Config::default()
+        .history(100, Duration::from_millis(300))
+        .broker(&redis.url())
+        .unwrap();
+    let hub = sse::Hub::connect(config).unwrap();
+    let seen = hub.publish("quiet", Some("tick"), "seen").unwrap();
+    hub.publish("quiet", Some("tick"), "missed").unwrap();
+    // Redis drops the history of a group that stayed quiet longer than its age.
+    let mut connection = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    eventually("history expired", || {
+        !redis::cmd("EXISTS")
+            .arg("sse:history:quiet")
+            .query::<bool>(&mut connection)
+            .unwrap()
+    })
+    .await;
+
+    let stream_hub = hub.clone();
+    let app = axum::Router::new().route(
+        "/events/quiet",
+        axum::routing::get(move |last: sse::LastEventId| async move {
+            stream_hub.stream([sse::GroupName::new("quiet").unwrap()], &last)
+        }),
+    );
+    let url = format!("http://{}/events/quiet", sse_tests::serve(app).await);
+    let mut back = Client::open(&url, &[("last-event-id", &seen.to_string())]).await;
+    let first = back.take(1).await;
+    assert_eq!(first[0].event, sse::STREAM_RESET);
+    assert!(
+        first[0].data.contains("older than the history"),
+        "{}",
+        first[0].data
+    );
+    // Its new id is current: coming back with it later resumes without a reset.
+    let resumed_from = first[0].id.clone();
+    drop(back);
+    let later = hub.publish("quiet", Some("tick"), "later").unwrap();
+    let mut again = Client::open(&url, &[("last-event-id", &resumed_from)]).await;
+    let next = again.take(1).await;
+    assert_eq!(
+        (next[0].data.as_str(), next[0].id.clone()),
+        ("later", later.to_string())
+    );
 }

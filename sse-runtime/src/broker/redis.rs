@@ -47,10 +47,18 @@ fn history_key(group: &str) -> String {
     format!("sse:history:{group}")
 }
 
+/// The last id published to a group, kept long after its history expired, so a client that
+/// comes back to a quiet group learns that it missed events.
+fn last_key(group: &str) -> String {
+    format!("sse:last:{group}")
+}
+
 fn channel(group: &str) -> String {
     format!("{CHANNEL_PREFIX}{group}")
 }
 
+/// How long a group's last id outlives its last event (see `last_key`).
+const LAST_ID_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long connecting may take before a publish gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long Redis may take to answer one command.
@@ -75,9 +83,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 ";
 
-/// KEYS: seq, epoch, history. ARGV: channel, encoded event, max events, max age in ms.
+/// KEYS: seq, epoch, history, last id. ARGV: channel, encoded event, max events, max age in
+/// ms, how long the last id is kept in ms.
 const PUBLISH: &str = r"
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
+redis.call('SET', KEYS[4], id, 'PX', ARGV[5])
 redis.call('XADD', KEYS[3], id .. '-0', 't', string.format('%d', now), 'd', ARGV[2])
 -- Trim with XDEL, not MAXLEN: only XDEL records the highest id deleted, which tells a
 -- reconnecting client whether it missed events that are gone.
@@ -94,15 +104,19 @@ redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
 return id
 ";
 
-/// KEYS: seq, epoch, then one history per group. ARGV: after id, max events.
-/// Returns seq, epoch, now, then per group: the highest id trimmed away, the count of entries
-/// after the id, and each entry's id, time and encoded event.
+/// KEYS: seq, epoch, then per group its history and its last id. ARGV: after id, max events.
+/// Returns seq, epoch, now, then per group: the highest id trimmed away (all of them, when the
+/// history expired), the count of entries after the id, and each entry's id, time and encoded
+/// event.
 const READ: &str = r"
 local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), string.format('%d', now)}
-for i = 3, #KEYS do
+for i = 3, #KEYS, 2 do
   local trimmed = '0-0'
   local entries = {}
-  if redis.call('EXISTS', KEYS[i]) == 1 then
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    -- Expired, or never written: every event up to the group's last id is gone.
+    trimmed = redis.call('GET', KEYS[i + 1]) or '0-0'
+  else
     local info = redis.call('XINFO', 'STREAM', KEYS[i])
     for j = 1, #info, 2 do
       if info[j] == 'max-deleted-entry-id' then trimmed = info[j + 1] end
@@ -264,10 +278,12 @@ impl Broker for RedisBroker {
                     .key(SEQ_KEY)
                     .key(EPOCH_KEY)
                     .key(history_key(group))
+                    .key(last_key(group))
                     .arg(channel(group))
                     .arg(draft.as_bytes())
                     .arg(self.limits.events)
                     .arg(self.limits.age_ms)
+                    .arg(LAST_ID_TTL.as_millis() as u64)
                     .invoke(connection)
             })
             .map_err(PublishError::Broker)?;
@@ -566,6 +582,7 @@ impl Listener {
         invocation.key(EPOCH_KEY);
         for group in groups {
             invocation.key(history_key(group.as_str()));
+            invocation.key(last_key(group.as_str()));
         }
         // Stream ids are below 2^64; an id above every real one is simply unknown.
         invocation
