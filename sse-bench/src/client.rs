@@ -249,6 +249,20 @@ fn on_event(data: &[u8], shared: &Shared, seen: &Seen) {
     }
 }
 
+/// Runs what `publishing` makes on a runtime of its own, on this thread (the bench's main thread,
+/// not one of its runtime's workers). A publisher's connection then reads the server's answer the
+/// moment it arrives, instead of waiting in the workers' queue behind thousands of subscribers'
+/// reads: the bench measures the server's publish path, not its own run queue.
+pub(crate) fn publishing<F: std::future::Future>(publishing: impl FnOnce() -> F) -> F::Output {
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(publishing())
+    })
+}
+
 /// One keep-alive connection that publishes sequentially, opening a new one when the server
 /// closes it (nginx closes a connection after 1,000 requests).
 pub(crate) struct Publisher {

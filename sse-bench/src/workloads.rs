@@ -238,25 +238,28 @@ pub(crate) async fn fan_out(
 ) -> Result<FanOut, String> {
     let n = subscribers.len();
     let events = (sizes.fanout_deliveries / wanted as u64).max(10);
-    let mut publisher = Publisher::connect(&system.publish, system.format).await?;
-    notes.extend(
-        publisher
-            .until_all_subscribed(group, subscribers, sizes.patience)
-            .await?
-            .map(|e| format!("fan-out to {wanted}: {e}")),
-    );
-    let cpu_before = system.cpu_secs();
-    let started = shared.reset();
-    // A system slower than the patience gets the events it took in that time, and is
-    // measured on those.
-    let deadline = Instant::now() + sizes.patience;
-    let mut published = 0;
-    while published < events && Instant::now() < deadline {
-        publisher
-            .publish(group, &shared.event_data(published))
-            .await?;
-        published += 1;
-    }
+    let (published, cpu_before, started) = client::publishing(|| async {
+        let mut publisher = Publisher::connect(&system.publish, system.format).await?;
+        notes.extend(
+            publisher
+                .until_all_subscribed(group, subscribers, sizes.patience)
+                .await?
+                .map(|e| format!("fan-out to {wanted}: {e}")),
+        );
+        let cpu_before = system.cpu_secs();
+        let started = shared.reset();
+        // A system slower than the patience gets the events it took in that time, and is
+        // measured on those.
+        let deadline = Instant::now() + sizes.patience;
+        let mut published = 0;
+        while published < events && Instant::now() < deadline {
+            publisher
+                .publish(group, &shared.event_data(published))
+                .await?;
+            published += 1;
+        }
+        Ok::<_, String>((published, cpu_before, started))
+    })?;
     let expected = published * n as u64;
     until_delivered(shared, expected, sizes.patience).await;
     let delivered = shared.delivered.load(Relaxed);
@@ -284,29 +287,31 @@ pub(crate) async fn latency(
     sizes: &Sizes,
     notes: &mut Vec<String>,
 ) -> Result<Latency, String> {
-    let mut publisher = Publisher::connect(&system.publish, system.format).await?;
-    notes.extend(
-        publisher
-            .until_all_subscribed(group, subscribers, sizes.patience)
-            .await?
-            .map(|e| format!("latency: {e}")),
-    );
-    for subscriber in subscribers {
-        subscriber.seen.latencies_us.lock().unwrap().clear();
-    }
-    shared.reset();
-    shared.recording.store(true, Relaxed);
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / sizes.latency_rate as u32);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let events = sizes.latency_events;
-    let publishing = async {
-        for seq in 0..events {
-            ticks.tick().await;
-            publisher.publish(group, &shared.event_data(seq)).await?;
+    let published = client::publishing(|| async {
+        let mut publisher = Publisher::connect(&system.publish, system.format).await?;
+        notes.extend(
+            publisher
+                .until_all_subscribed(group, subscribers, sizes.patience)
+                .await?
+                .map(|e| format!("latency: {e}")),
+        );
+        for subscriber in subscribers {
+            subscriber.seen.latencies_us.lock().unwrap().clear();
         }
-        Ok::<_, String>(())
-    };
-    let published = tokio::time::timeout(sizes.patience, publishing).await;
+        shared.reset();
+        shared.recording.store(true, Relaxed);
+        let mut ticks = tokio::time::interval(Duration::from_secs(1) / sizes.latency_rate as u32);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let publishing = async {
+            for seq in 0..events {
+                ticks.tick().await;
+                publisher.publish(group, &shared.event_data(seq)).await?;
+            }
+            Ok::<_, String>(())
+        };
+        Ok::<_, String>(tokio::time::timeout(sizes.patience, publishing).await)
+    })?;
     let expected = events * subscribers.len() as u64;
     until_delivered(shared, expected, sizes.patience).await;
     shared.recording.store(false, Relaxed);
@@ -354,32 +359,35 @@ pub(crate) async fn many_groups(
     // Subscribers see no probe here (that would be one publish per group): the headers arrived,
     // and a second lets a system that subscribes after answering (Pushpin) catch up.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut publishers = Vec::with_capacity(sizes.publishers);
-    for _ in 0..sizes.publishers {
-        publishers.push(Publisher::connect(&system.publish, system.format).await?);
-    }
-    let cpu_before = system.cpu_secs();
-    let started = shared.reset();
     let per_publisher = sizes.group_events / sizes.publishers as u64;
     let expected = per_publisher * sizes.publishers as u64;
     let subscribers = &subscribers;
-    let runs = publishers
-        .into_iter()
-        .enumerate()
-        .map(|(p, mut publisher)| async move {
-            let mut random = Random(0x9E37_79B9_7F4A_7C15 ^ p as u64);
-            for seq in 0..per_publisher {
-                let to = &subscribers[random.below(subscribers.len() as u64) as usize];
-                publisher
-                    .publish(&to.group, &shared.event_data(seq))
-                    .await?;
-            }
-            Ok::<_, String>(())
-        });
-    let publishing = futures_util::future::try_join_all(runs);
-    tokio::time::timeout(sizes.patience, publishing)
-        .await
-        .map_err(|_| "publishing did not finish in time".to_owned())??;
+    let (cpu_before, started) = client::publishing(|| async {
+        let mut publishers = Vec::with_capacity(sizes.publishers);
+        for _ in 0..sizes.publishers {
+            publishers.push(Publisher::connect(&system.publish, system.format).await?);
+        }
+        let cpu_before = system.cpu_secs();
+        let started = shared.reset();
+        let runs = publishers
+            .into_iter()
+            .enumerate()
+            .map(|(p, mut publisher)| async move {
+                let mut random = Random(0x9E37_79B9_7F4A_7C15 ^ p as u64);
+                for seq in 0..per_publisher {
+                    let to = &subscribers[random.below(subscribers.len() as u64) as usize];
+                    publisher
+                        .publish(&to.group, &shared.event_data(seq))
+                        .await?;
+                }
+                Ok::<_, String>(())
+            });
+        let publishing = futures_util::future::try_join_all(runs);
+        tokio::time::timeout(sizes.patience, publishing)
+            .await
+            .map_err(|_| "publishing did not finish in time".to_owned())??;
+        Ok::<_, String>((cpu_before, started))
+    })?;
     until_delivered(shared, expected, sizes.patience).await;
     let delivered = shared.delivered.load(Relaxed);
     let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
