@@ -58,6 +58,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// A hub of the test's own with `config`, on this server.
+    fn hub(&self, config: sse::Config) -> sse::Hub {
+        sse::Hub::connect(config.broker(&self.url()).unwrap()).unwrap()
+    }
+
     async fn stop(&mut self) {
         self.process.kill().await.unwrap();
     }
@@ -482,11 +487,7 @@ async fn startup_errors_name_the_broker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hub_of_its_own_publishes_through_redis_with_consecutive_ids() {
     let redis = RedisServer::start().await;
-    let config = sse::Config::default()
-        .history(100, Duration::from_secs(60))
-        .broker(&redis.url())
-        .unwrap();
-    let hub = sse::Hub::connect(config).unwrap();
+    let hub = redis.hub(sse::Config::default().history(100, Duration::from_secs(60)));
     const EVENTS: u64 = 1_000;
     let started = Instant::now();
     let ids: Vec<u64> = (0..EVENTS)
@@ -539,8 +540,7 @@ async fn a_hub_of_its_own_publishes_through_redis_with_consecutive_ids() {
 #[tokio::test(flavor = "current_thread")]
 async fn publishing_inside_a_current_thread_runtime_works() {
     let redis = RedisServer::start().await;
-    let config = sse::Config::default().broker(&redis.url()).unwrap();
-    let hub = sse::Hub::connect(config).unwrap();
+    let hub = redis.hub(sse::Config::default());
     let first = hub.publish("inside", Some("tick"), "one").unwrap();
     let second = hub.publish("inside", Some("tick"), "two").unwrap();
     assert_eq!(second.get(), first.get() + 1);
@@ -549,11 +549,7 @@ async fn publishing_inside_a_current_thread_runtime_works() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_back_after_its_quiet_groups_history_expired_gets_a_reset() {
     let redis = RedisServer::start().await;
-    let config = sse::Config::default()
-        .history(100, Duration::from_millis(300))
-        .broker(&redis.url())
-        .unwrap();
-    let hub = sse::Hub::connect(config).unwrap();
+    let hub = redis.hub(sse::Config::default().history(100, Duration::from_millis(300)));
     let seen = hub.publish("quiet", Some("tick"), "seen").unwrap();
     hub.publish("quiet", Some("tick"), "missed").unwrap();
     // Redis drops the history of a group that stayed quiet longer than its age.
