@@ -62,6 +62,11 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
         let figure = move |r: &SystemResult| {
             let f = r.fanout.iter().find(|f| f.subscribers == n)?;
             let mut shown = format!("{} ({})", count(f.per_sec), share(f.delivered, f.expected));
+            let fastest = f.rounds_per_sec.iter().copied().fold(f64::NAN, f64::max);
+            let slowest = f.rounds_per_sec.iter().copied().fold(f64::NAN, f64::min);
+            if f.rounds_per_sec.len() > 1 {
+                shown += &format!(", rounds {}–{}", count(slowest), count(fastest));
+            }
             if f.opened < f.subscribers {
                 shown += &format!(", {} streams opened", f.opened);
             }
@@ -77,12 +82,12 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
             ours,
             vec![
                 Column {
-                    title: "deliveries/s (delivered)".into(),
+                    title: "deliveries/s, median round (delivered, range)".into(),
                     better: Better::Higher,
                     figure: Box::new(figure),
                 },
                 Column {
-                    title: "server CPU µs/delivery".into(),
+                    title: "server CPU µs/delivery, median".into(),
                     better: Better::Lower,
                     figure: Box::new(move |r: &SystemResult| {
                         let f = r.fanout.iter().find(|f| f.subscribers == n)?;

@@ -17,8 +17,11 @@ use crate::{
 /// How big each workload is.
 pub(crate) struct Sizes {
     pub(crate) fanout_subscribers: Vec<usize>,
-    /// Events per fan-out run: about this many deliveries in all.
+    /// Events per fan-out round: about this many deliveries in all.
     pub(crate) fanout_deliveries: u64,
+    /// Fan-out rounds on the same streams, of which the median is reported: one round can be
+    /// twice as fast as the next on this shared machine.
+    pub(crate) fanout_rounds: usize,
     pub(crate) latency_subscribers: usize,
     pub(crate) latency_rate: u64,
     pub(crate) latency_events: u64,
@@ -37,6 +40,7 @@ impl Sizes {
         Self {
             fanout_subscribers: vec![100, 1_000, 10_000],
             fanout_deliveries: 400_000,
+            fanout_rounds: 3,
             latency_subscribers: 10_000,
             // 20k deliveries/s: well within every fast system's fan-out rate, so this measures
             // delay, not queueing behind an overload.
@@ -87,6 +91,7 @@ impl Sizes {
         Self {
             fanout_subscribers: vec![10, 100],
             fanout_deliveries: 2_000,
+            fanout_rounds: 2,
             latency_subscribers: 100,
             latency_rate: 100,
             latency_events: 20,
@@ -101,22 +106,25 @@ impl Sizes {
     }
 }
 
-/// Fan-out: one group, `subscribers` streams, events published one after the other.
+/// Fan-out: one group, `subscribers` streams, events published one after the other, in
+/// several rounds: the median round's figures, and the range of the rounds' rates.
 #[derive(Serialize, Clone)]
 pub(crate) struct FanOut {
     pub(crate) subscribers: usize,
     /// How many of them opened (all, unless the system refused some).
     pub(crate) opened: usize,
-    /// Events planned, and published within the patience.
+    /// Events planned per round, and the fewest published within the patience in a round.
     pub(crate) events: u64,
     pub(crate) published: u64,
     /// The server's CPU time (all its processes, user + system) per delivery: what one
-    /// delivery costs, whatever the number of cores.
+    /// delivery costs, whatever the number of cores. The median of the rounds.
     pub(crate) server_cpu_us_per_delivery: f64,
+    /// Deliveries, and deliveries expected, summed over the rounds.
     pub(crate) delivered: u64,
     pub(crate) expected: u64,
-    pub(crate) secs: f64,
+    /// Deliveries/s: the median round, and every round's.
     pub(crate) per_sec: f64,
+    pub(crate) rounds_per_sec: Vec<f64>,
 }
 
 /// Latency: a steady rate of events to many subscribers, publish → receive.
@@ -226,6 +234,23 @@ async fn until_delivered(shared: &Shared, expected: u64, patience: Duration) {
     }
 }
 
+/// A publisher to `system`, once every one of `subscribers` has seen a probe on `group`; those
+/// that never did are noted in `notes`, after `what`.
+async fn ready_publisher(
+    system: &Running,
+    group: &str,
+    subscribers: &[Subscriber],
+    patience: Duration,
+    (what, notes): (&str, &mut Vec<String>),
+) -> Result<Publisher, String> {
+    let mut publisher = Publisher::connect(&system.publish, system.format).await?;
+    let unreached = publisher
+        .until_all_subscribed(group, subscribers, patience)
+        .await?;
+    notes.extend(unreached.map(|e| format!("{what}: {e}")));
+    Ok(publisher)
+}
+
 /// Fan-out to `subscribers` already open on `group`, out of `wanted`. What did not go as
 /// planned but still gave a figure is noted in `notes`.
 pub(crate) async fn fan_out(
@@ -236,46 +261,64 @@ pub(crate) async fn fan_out(
     sizes: &Sizes,
     notes: &mut Vec<String>,
 ) -> Result<FanOut, String> {
-    let n = subscribers.len();
+    let n = subscribers.len() as u64;
     let events = (sizes.fanout_deliveries / wanted as u64).max(10);
-    let (published, cpu_before, started) = client::publishing(|| async {
-        let mut publisher = Publisher::connect(&system.publish, system.format).await?;
-        notes.extend(
-            publisher
-                .until_all_subscribed(group, subscribers, sizes.patience)
-                .await?
-                .map(|e| format!("fan-out to {wanted}: {e}")),
-        );
-        let cpu_before = system.cpu_secs();
-        let started = shared.reset();
-        // A system slower than the patience gets the events it took in that time, and is
-        // measured on those.
-        let deadline = Instant::now() + sizes.patience;
-        let mut published = 0;
-        while published < events && Instant::now() < deadline {
-            publisher
-                .publish(group, &shared.event_data(published))
-                .await?;
-            published += 1;
+    let mut rounds = Vec::with_capacity(sizes.fanout_rounds);
+    client::publishing(|| async {
+        let what = format!("fan-out to {wanted}");
+        let mut publisher =
+            ready_publisher(system, group, subscribers, sizes.patience, (&what, notes)).await?;
+        for _ in 0..sizes.fanout_rounds {
+            let cpu_before = system.cpu_secs();
+            let started = shared.reset();
+            // A system slower than the patience gets the events it took in that time, and is
+            // measured on those.
+            let deadline = Instant::now() + sizes.patience;
+            let mut published = 0;
+            while published < events && Instant::now() < deadline {
+                publisher
+                    .publish(group, &shared.event_data(published))
+                    .await?;
+                published += 1;
+            }
+            until_delivered(shared, published * n, sizes.patience).await;
+            let delivered = shared.delivered.load(Relaxed);
+            let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
+            let cpu_secs = system.cpu_secs() - cpu_before;
+            rounds.push(Round {
+                published,
+                delivered,
+                per_sec: delivered as f64 / secs.max(1e-6),
+                cpu_us_per_delivery: cpu_secs * 1e6 / delivered.max(1) as f64,
+            });
         }
-        Ok::<_, String>((published, cpu_before, started))
+        Ok::<_, String>(())
     })?;
-    let expected = published * n as u64;
-    until_delivered(shared, expected, sizes.patience).await;
-    let delivered = shared.delivered.load(Relaxed);
-    let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
-    let server_cpu_secs = system.cpu_secs() - cpu_before;
+    let median = |figure: fn(&Round) -> f64| {
+        let mut all: Vec<f64> = rounds.iter().map(figure).collect();
+        all.sort_unstable_by(f64::total_cmp);
+        all[all.len() / 2]
+    };
+    let published = rounds.iter().map(|r| r.published).min().unwrap_or(0);
     Ok(FanOut {
         subscribers: wanted,
-        opened: n,
+        opened: subscribers.len(),
         events,
         published,
-        server_cpu_us_per_delivery: server_cpu_secs * 1e6 / delivered.max(1) as f64,
-        delivered,
-        expected,
-        secs,
-        per_sec: delivered as f64 / secs.max(1e-6),
+        server_cpu_us_per_delivery: median(|r| r.cpu_us_per_delivery),
+        delivered: rounds.iter().map(|r| r.delivered).sum(),
+        expected: rounds.iter().map(|r| r.published * n).sum(),
+        per_sec: median(|r| r.per_sec),
+        rounds_per_sec: rounds.iter().map(|r| r.per_sec).collect(),
     })
+}
+
+/// One fan-out round's figures.
+struct Round {
+    published: u64,
+    delivered: u64,
+    per_sec: f64,
+    cpu_us_per_delivery: f64,
 }
 
 /// Events at a steady rate to `subscribers` already open on `group`.
@@ -289,13 +332,14 @@ pub(crate) async fn latency(
 ) -> Result<Latency, String> {
     let events = sizes.latency_events;
     let published = client::publishing(|| async {
-        let mut publisher = Publisher::connect(&system.publish, system.format).await?;
-        notes.extend(
-            publisher
-                .until_all_subscribed(group, subscribers, sizes.patience)
-                .await?
-                .map(|e| format!("latency: {e}")),
-        );
+        let mut publisher = ready_publisher(
+            system,
+            group,
+            subscribers,
+            sizes.patience,
+            ("latency", notes),
+        )
+        .await?;
         for subscriber in subscribers {
             subscriber.seen.latencies_us.lock().unwrap().clear();
         }
