@@ -47,7 +47,7 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Headers of a first request, at most; more go to hyper too.
 const MAX_HEADERS: usize = 64;
 
-/// Serves `app` on `listener`, like [`axum::serve`], with SSE streams written straight to
+/// Serves `app` on `listener`, like [`axum::serve()`], with SSE streams written straight to
 /// their sockets.
 ///
 /// A drop-in replacement for `axum::serve(listener, app)`: every route, extractor and
