@@ -113,6 +113,18 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1 between 20000 and 32000")
 }
 
+/// Serves `hub`'s stream of `group` in this process; returns its URL.
+async fn stream_url(hub: &sse::Hub, group: &'static str) -> String {
+    let hub = hub.clone();
+    let app = axum::Router::new().route(
+        &format!("/events/{group}"),
+        axum::routing::get(move |last: sse::LastEventId| async move {
+            hub.stream([sse::GroupName::new(group).unwrap()], &last)
+        }),
+    );
+    format!("http://{}/events/{group}", sse_tests::serve(app).await)
+}
+
 /// A server process (`redis_node`), killed when dropped.
 struct Node {
     addr: String,
@@ -505,14 +517,7 @@ async fn a_hub_of_its_own_publishes_through_redis_with_consecutive_ids() {
 
     // Resuming from this hub's own endpoint: within the kept history, exactly what followed;
     // before it, the documented reset.
-    let stream_hub = hub.clone();
-    let app = axum::Router::new().route(
-        "/events/solo",
-        axum::routing::get(move |last: sse::LastEventId| async move {
-            stream_hub.stream([sse::GroupName::new("solo").unwrap()], &last)
-        }),
-    );
-    let url = format!("http://{}/events/solo", sse_tests::serve(app).await);
+    let url = stream_url(&hub, "solo").await;
     let recent = ids[949].to_string();
     let mut resumed = Client::open(&url, &[("last-event-id", &recent)]).await;
     let replayed = resumed.take(50).await;
@@ -565,14 +570,7 @@ async fn a_client_back_after_its_quiet_groups_history_expired_gets_a_reset() {
     })
     .await;
 
-    let stream_hub = hub.clone();
-    let app = axum::Router::new().route(
-        "/events/quiet",
-        axum::routing::get(move |last: sse::LastEventId| async move {
-            stream_hub.stream([sse::GroupName::new("quiet").unwrap()], &last)
-        }),
-    );
-    let url = format!("http://{}/events/quiet", sse_tests::serve(app).await);
+    let url = stream_url(&hub, "quiet").await;
     let mut back = Client::open(&url, &[("last-event-id", &seen.to_string())]).await;
     let first = back.take(1).await;
     assert_eq!(first[0].event, sse::STREAM_RESET);
