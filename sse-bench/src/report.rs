@@ -62,9 +62,10 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
         let figure = move |r: &SystemResult| {
             let f = r.fanout.iter().find(|f| f.subscribers == n)?;
             let mut shown = format!("{} ({})", count(f.per_sec), share(f.delivered, f.expected));
-            let fastest = f.rounds_per_sec.iter().copied().fold(f64::NAN, f64::max);
-            let slowest = f.rounds_per_sec.iter().copied().fold(f64::NAN, f64::min);
             if f.rounds_per_sec.len() > 1 {
+                let rounds = f.rounds_per_sec.iter().copied();
+                let slowest = rounds.clone().fold(f64::INFINITY, f64::min);
+                let fastest = rounds.fold(0.0, f64::max);
                 shown += &format!(", rounds {}–{}", count(slowest), count(fastest));
             }
             if f.opened < f.subscribers {
