@@ -127,11 +127,18 @@ async fn data_round_trips_exactly() {
 async fn exact_wire_bytes() {
     let addr = server(true).await;
     let mut tcp = raw_get(addr, "/events/g/wire", "").await;
-    let head = read_until(&mut tcp, "retry: 3000\n\n").await;
+    let mut head = read_until(&mut tcp, "retry: 3000\n\nid: ").await;
+    if !head.ends_with("\n\n") {
+        head += &read_until(&mut tcp, "\n\n").await;
+    }
     assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
-    assert!(head.ends_with("\r\n\r\nretry: 3000\n\n"), "{head}");
+    // Where the stream starts: the group's last id, before any event.
+    let (head, start) = head.split_once("retry: 3000\n\nid: ").unwrap();
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+    let start: u64 = start.trim_end().parse().unwrap();
     eventually("subscribed", || sse::hub().subscriber_count("wire") == 1).await;
     let id = sse::publish!("wire", "yo", "a\r\nb").unwrap();
+    assert_eq!(id.get(), start + 1, "the group's next id");
     let empty = sse::publish!("wire", "").unwrap();
     let expected = format!("event: yo\ndata: a\ndata: b\nid: {id}\n\ndata: \nid: {empty}\n\n");
     let body = read_until(&mut tcp, &format!("id: {empty}\n\n")).await;

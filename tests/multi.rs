@@ -52,6 +52,15 @@ fn pairs(events: Vec<sse_tests::Event>) -> Vec<(String, String)> {
     events.into_iter().map(|e| (e.event, e.data)).collect()
 }
 
+/// The id a stream of these groups sends at these positions: `inbox.ann:17,feed.ann:40`.
+fn composite(positions: &[(&str, u64)]) -> String {
+    let parts: Vec<String> = positions
+        .iter()
+        .map(|(g, id)| format!("{g}:{id}"))
+        .collect();
+    parts.join(",")
+}
+
 #[tokio::test]
 async fn one_stream_carries_both_groups_in_publish_order() {
     let addr = server().await;
@@ -59,18 +68,25 @@ async fn one_stream_carries_both_groups_in_publish_order() {
     subscribed(&["inbox.ann", "feed.ann"]).await;
 
     let ids = [
-        sse::publish!("inbox.ann", "yo", "one").unwrap(),
-        sse::publish!("feed.ann", "feed", "two").unwrap(),
-        sse::publish!("inbox.someone-else", "yo", "not for ann").unwrap(),
-        sse::publish!("feed.ann", "feed", "three").unwrap(),
-        sse::publish!("inbox.ann", "yo", "four").unwrap(),
+        sse::publish!("inbox.ann", "yo", "one").unwrap().get(),
+        sse::publish!("feed.ann", "feed", "two").unwrap().get(),
+        sse::publish!("inbox.someone-else", "yo", "not for ann")
+            .unwrap()
+            .get(),
+        sse::publish!("feed.ann", "feed", "three").unwrap().get(),
+        sse::publish!("inbox.ann", "yo", "four").unwrap().get(),
     ];
     let events = client.take(4).await;
     let got_ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-    let expected_ids: Vec<String> = [ids[0], ids[1], ids[3], ids[4]]
-        .iter()
-        .map(|id| id.to_string())
-        .collect();
+    // Each event's id says where the stream is in both of its groups, each numbering its own
+    // events one by one.
+    let (inbox, feed) = ("inbox.ann", "feed.ann");
+    let expected_ids = [
+        composite(&[(inbox, ids[0]), (feed, ids[1] - 1)]),
+        composite(&[(inbox, ids[0]), (feed, ids[1])]),
+        composite(&[(inbox, ids[0]), (feed, ids[3])]),
+        composite(&[(inbox, ids[4]), (feed, ids[3])]),
+    ];
     assert_eq!(got_ids, expected_ids);
     assert_eq!(
         pairs(events),
@@ -90,10 +106,14 @@ async fn replay_across_two_groups_is_exact() {
     let url = format!("http://{addr}/events/user/bea");
     let mut first = Client::open(&url, &[]).await;
     subscribed(&["inbox.bea", "feed.bea"]).await;
-    sse::publish!("inbox.bea", "yo", "seen 1").unwrap();
-    sse::publish!("feed.bea", "feed", "seen 2").unwrap();
+    let mut inbox = sse::publish!("inbox.bea", "yo", "seen 1").unwrap().get();
+    let mut feed = sse::publish!("feed.bea", "feed", "seen 2").unwrap().get();
     let seen = first.take(2).await;
     let last_seen = seen[1].id.clone();
+    assert_eq!(
+        last_seen,
+        composite(&[("inbox.bea", inbox), ("feed.bea", feed)])
+    );
     drop(first);
     eventually("unsubscribed", || {
         sse::hub().subscriber_count("inbox.bea") == 0
@@ -110,16 +130,19 @@ async fn replay_across_two_groups_is_exact() {
     ];
     let mut missed_ids = Vec::new();
     for (group, data) in missed {
-        let id = sse::publish!(group, "x", data).unwrap();
-        if group.ends_with(".bea") {
-            missed_ids.push(id.to_string());
+        let id = sse::publish!(group, "x", data).unwrap().get();
+        match group {
+            "inbox.bea" => inbox = id,
+            "feed.bea" => feed = id,
+            _ => continue,
         }
+        missed_ids.push(composite(&[("inbox.bea", inbox), ("feed.bea", feed)]));
     }
 
     let mut again = Client::open(&url, &[("last-event-id", &last_seen)]).await;
     subscribed(&["inbox.bea", "feed.bea"]).await;
-    let live = sse::publish!("feed.bea", "x", "live again").unwrap();
-    missed_ids.push(live.to_string());
+    let live = sse::publish!("feed.bea", "x", "live again").unwrap().get();
+    missed_ids.push(composite(&[("inbox.bea", inbox), ("feed.bea", live)]));
     let events = again.take(5).await;
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let data: Vec<String> = events.into_iter().map(|e| e.data).collect();

@@ -1,73 +1,22 @@
-//! The axum side: from a request to an open stream.
+//! The axum side: the `Last-Event-ID` extractor, a subscription as a response, the metrics
+//! handler.
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use axum::{
-    body::Body,
     extract::FromRequestParts,
     http::{header, request::Parts, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use futures_util::Stream;
+use http_body::{Body, Frame};
 
-use crate::{
-    event,
-    registry::{Refused, Registry, Start},
-    stream::EventStream,
-    GroupName, Hub,
-};
-
-/// The id a reconnecting client last saw: the `Last-Event-ID` header that browsers resend, or
-/// else a `lastEventId` query parameter for clients that cannot set headers.
-///
-/// An axum extractor; it never rejects. A value that is not an id this hub gave (garbage,
-/// non-UTF-8, longer than [`Config::max_last_event_id_len`](crate::Config::max_last_event_id_len))
-/// is not an error: the stream starts with a `stream-reset` event instead of a replay.
-///
-/// ```
-/// use axum::{extract::Request, extract::FromRequestParts};
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let request = Request::builder().uri("/events?lastEventId=42").body(()).unwrap();
-/// let (mut parts, ()) = request.into_parts();
-/// let last = sse::LastEventId::from_request_parts(&mut parts, &()).await.unwrap();
-/// assert_eq!(last.as_bytes(), Some(&b"42"[..]));
-/// # }
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct LastEventId(Option<Bytes>);
-
-/// How a `Last-Event-ID` reads, once checked against the hub's limit.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Resume {
-    None,
-    Id(u64),
-    Invalid(&'static str),
-}
-
-impl LastEventId {
-    /// The raw value, if the client sent one.
-    ///
-    /// ```
-    /// assert_eq!(sse::LastEventId::default().as_bytes(), None);
-    /// ```
-    pub fn as_bytes(&self) -> Option<&[u8]> {
-        self.0.as_deref()
-    }
-
-    pub(crate) fn resume(&self, max_len: usize) -> Resume {
-        let Some(raw) = &self.0 else {
-            return Resume::None;
-        };
-        if raw.len() > max_len {
-            return Resume::Invalid("id too long");
-        }
-        match std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok()) {
-            Some(id) => Resume::Id(id),
-            None => Resume::Invalid("not an id"),
-        }
-    }
-}
+use crate::{GroupName, Hub, LastEventId, SubscribeError, Subscription};
 
 impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     type Rejection = Infallible;
@@ -84,7 +33,10 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
                 .map(|(_, value)| Bytes::from(value.into_owned()))
         };
         // Browsers send no header rather than an empty one; an empty value means "none".
-        Ok(Self(header.or_else(query).filter(|raw| !raw.is_empty())))
+        Ok(header
+            .or_else(query)
+            .map(LastEventId::new)
+            .unwrap_or_default())
     }
 }
 
@@ -93,9 +45,10 @@ impl Hub {
     /// SSE endpoint. What [`#[sse::subscribe]`](crate::subscribe) handlers return; call it
     /// yourself for an endpoint the attribute does not fit.
     ///
-    /// The response is `200 OK` with the SSE headers and a body that stays open, or
-    /// `503 Service Unavailable` with `Retry-After` when [`Config::max_streams`](crate::Config::max_streams)
-    /// streams are open or the hub is shut down.
+    /// The response is `200 OK` with the SSE headers and a body that stays open (the
+    /// [`Subscription`] of [`Hub::subscribe`]), or `503 Service Unavailable` with `Retry-After`
+    /// when [`Config::max_streams`](crate::Config::max_streams) streams are open or the hub is
+    /// shut down.
     ///
     /// ```
     /// use axum::{routing::get, Router};
@@ -111,69 +64,80 @@ impl Hub {
         groups: impl IntoIterator<Item = GroupName>,
         last_event_id: &LastEventId,
     ) -> Response {
-        respond(
-            &self.registry,
-            &groups.into_iter().collect::<Vec<_>>(),
-            last_event_id,
-        )
+        match self.subscribe(groups, last_event_id) {
+            Ok(subscription) => subscription.into_response(),
+            Err(refused) => refused.into_response(),
+        }
     }
 }
 
-fn respond(
-    registry: &std::sync::Arc<Registry>,
-    groups: &[GroupName],
-    last: &LastEventId,
-) -> Response {
-    let config = &registry.config;
-    let resume = last.resume(config.max_last_event_id_len);
-    let (subscription, start) = match registry.subscribe(groups, resume) {
-        Ok(opened) => opened,
-        Err(refused) => {
-            let why = match refused {
-                Refused::TooManyStreams => "too many open streams, try again later",
-                Refused::ShutDown => "shutting down, try again later",
-            };
-            tracing::warn!(?groups, why, "stream refused");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
-                why,
-            )
-                .into_response();
-        }
-    };
-    let mut first = BytesMut::new();
-    if let Some(retry) = config.retry {
-        first.put(event::retry_hint(retry));
+impl IntoResponse for Subscription {
+    /// `200 OK`, `text/event-stream`, not to be cached nor buffered by proxies, and the
+    /// subscription as the body.
+    fn into_response(self) -> Response {
+        (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/event-stream"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+                (
+                    header::HeaderName::from_static("x-accel-buffering"),
+                    HeaderValue::from_static("no"),
+                ),
+            ],
+            axum::body::Body::new(EventBody(self)),
+        )
+            .into_response()
     }
-    let catch_up = match start {
-        Start::Live => None,
-        Start::Reset(reset) => {
-            first.put(reset);
-            None
-        }
-        Start::CatchUp(after) => Some(registry.broker.catch_up(groups.to_vec(), after)),
-    };
-    let body = EventStream::new(
-        (!first.is_empty()).then(|| first.freeze()),
-        catch_up,
-        subscription,
-        config.keep_alive,
-        config.shutdown_retry,
-    );
+}
+
+impl IntoResponse for SubscribeError {
+    /// `503 Service Unavailable`, `Retry-After: 5`, and why.
+    fn into_response(self) -> Response {
+        tracing::warn!(why = %self, "stream refused");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            self.to_string(),
+        )
+            .into_response()
+    }
+}
+
+/// A subscription as an HTTP body: each chunk it yields is one data frame.
+struct EventBody(Subscription);
+
+impl Body for EventBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.0)
+            .poll_next(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// An axum handler serving the process-wide hub's [`Stats`](crate::Stats) in Prometheus' text
+/// format.
+///
+/// ```
+/// use axum::{routing::get, Router};
+///
+/// let app: Router = Router::new().route("/metrics", get(sse::metrics));
+/// ```
+pub async fn metrics() -> Response {
     (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                header::HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-        ],
-        Body::new(body),
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        crate::hub().stats().to_string(),
     )
         .into_response()
 }

@@ -40,12 +40,41 @@ pub struct Config {
     pub(crate) shutdown_retry: Duration,
     /// `None`: the in-memory broker.
     #[cfg(feature = "redis")]
-    pub(crate) redis: Option<crate::broker::redis::Target>,
+    pub(crate) redis: Option<RedisUrl>,
+}
+
+/// A parsed `redis://` URL, and how to show it without its password.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+pub(crate) struct RedisUrl {
+    pub(crate) client: redis::Client,
+    pub(crate) shown: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisUrl {
+    fn parse(url: &str) -> Result<Self, BrokerError> {
+        let shown = redacted(url);
+        let client = redis::Client::open(url)
+            .map_err(|e| BrokerError(format!("bad broker URL {shown:?}: {e}")))?;
+        Ok(Self { client, shown })
+    }
+}
+
+/// `url` with its password hidden, fit for messages and logs.
+pub(crate) fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Default for Config {
     /// Keep-alive every 15 s, `retry: 3000`, history of 1,000 events or 5 minutes, queues of 256
-    /// events, 10,000 open streams, events up to 1 MiB, `Last-Event-ID` up to 64 bytes.
+    /// events, 10,000 open streams, events up to 1 MiB, `Last-Event-ID` up to 1,024 bytes (room for
+    /// the id of a stream of several groups, which names each of them).
     fn default() -> Self {
         Self {
             keep_alive: Some(Duration::from_secs(15)),
@@ -55,7 +84,7 @@ impl Default for Config {
             subscriber_queue: 256,
             max_streams: 10_000,
             max_event_bytes: 1 << 20,
-            max_last_event_id_len: 64,
+            max_last_event_id_len: 1024,
             shutdown_retry: Duration::from_millis(500),
             #[cfg(feature = "redis")]
             redis: None,
@@ -158,7 +187,7 @@ impl Config {
     pub fn broker(self, url: &str) -> Result<Self, BrokerError> {
         #[cfg(feature = "redis")]
         {
-            let redis = Some(crate::broker::redis::Target::parse(url)?);
+            let redis = Some(RedisUrl::parse(url)?);
             Ok(Self { redis, ..self })
         }
         #[cfg(not(feature = "redis"))]
@@ -166,7 +195,7 @@ impl Config {
             let _ = self;
             Err(BrokerError(format!(
                 "broker {:?}: sse was built without its `redis` feature, so events stay in this process",
-                crate::broker::redacted(url)
+                redacted(url)
             )))
         }
     }
@@ -195,5 +224,22 @@ impl Config {
             Ok(url) if !url.is_empty() => self.broker(&url),
             _ => Ok(self),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redacted("redis://:secret@127.0.0.1:6379/0"),
+            "redis://***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
     }
 }

@@ -85,3 +85,34 @@ impl fmt::Display for BrokerError {
 }
 
 impl std::error::Error for BrokerError {}
+
+/// Why [`Hub::subscribe`](crate::Hub::subscribe) opened no stream. Over HTTP it answers
+/// `503 Service Unavailable` with `Retry-After: 5` and this message.
+///
+/// ```
+/// let hub = sse::Hub::new(sse::Config::default());
+/// hub.shutdown();
+/// let err = hub.subscribe([sse::GroupName::new("yo")?], &sse::LastEventId::default()).unwrap_err();
+/// assert_eq!(err, sse::SubscribeError::ShutDown);
+/// assert_eq!(err.to_string(), "shutting down, try again later");
+/// # Ok::<(), sse::NameError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// [`Config::max_streams`](crate::Config::max_streams) streams are open.
+    TooManyStreams,
+    /// The hub was shut down ([`Hub::shutdown`](crate::Hub::shutdown)).
+    ShutDown,
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SubscribeError::TooManyStreams => "too many open streams, try again later",
+            SubscribeError::ShutDown => "shutting down, try again later",
+        })
+    }
+}
+
+impl std::error::Error for SubscribeError {}

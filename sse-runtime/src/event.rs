@@ -116,8 +116,8 @@ impl fmt::Debug for EventId {
     }
 }
 
-/// An encoded event that still lacks its id: the id is given under the registry's lock, so ids
-/// and the order of events in a group agree.
+/// An encoded event that still lacks its id: the id is given under its group's lock, so ids and
+/// the order of events in a group agree.
 pub(crate) struct Draft(BytesMut);
 
 /// Room for `id: <u64>\n\n`.
@@ -163,13 +163,12 @@ impl Draft {
     }
 
     /// An event encoded by [`Draft::new`] elsewhere (another process, through a broker).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(feature = "redis")]
     pub(crate) fn from_encoded(bytes: &[u8]) -> Self {
         Self(BytesMut::from(bytes))
     }
 
     /// The encoded event, without its id line.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -287,13 +286,12 @@ pub(crate) fn retry_hint(after: Duration) -> Bytes {
 /// ```
 pub const STREAM_RESET: &str = "stream-reset";
 
-/// The `stream-reset` event: the client's `Last-Event-ID` could not be resumed from, so it may
-/// have missed events; `id` lets its next reconnect resume from here.
-pub(crate) fn stream_reset(reason: &str, id: EventId) -> Bytes {
+/// The `stream-reset` event, without its id line: the client's `Last-Event-ID` could not be
+/// resumed from, so it may have missed events. Its id lets its next reconnect resume from there.
+pub(crate) fn stream_reset(reason: &str) -> Draft {
     let data = format!("{{\"reason\":\"{reason}\"}}");
-    Draft::new(Some(STREAM_RESET), data, usize::MAX)
-        .map(|draft| draft.stamp(id))
-        .unwrap_or_default()
+    // The name is a valid one and there is no size limit: encoding cannot fail.
+    Draft::new(Some(STREAM_RESET), data, usize::MAX).unwrap_or(Draft(BytesMut::new()))
 }
 
 #[cfg(test)]
@@ -408,7 +406,7 @@ mod tests {
     #[test]
     fn reset_event_is_a_named_event_with_an_id() {
         assert_eq!(
-            &stream_reset("unknown id", EventId(3))[..],
+            &stream_reset("unknown id").stamp(EventId(3))[..],
             b"event: stream-reset\ndata: {\"reason\":\"unknown id\"}\nid: 3\n\n"
         );
     }

@@ -11,7 +11,8 @@ use crate::{
     broker::{self, Broker},
     event::Draft,
     registry::Registry,
-    BrokerError, Config, EventId, PublishError, Stats,
+    subscription::{Settings, Subscription},
+    BrokerError, Config, EventId, GroupName, LastEventId, PublishError, Stats, SubscribeError,
 };
 
 /// Where events are published and streams subscribe: groups, their history and their subscribers.
@@ -29,7 +30,8 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct Hub {
-    pub(crate) registry: Arc<Registry>,
+    registry: Arc<Registry>,
+    broker: Arc<dyn Broker>,
 }
 
 static GLOBAL: OnceCell<Hub> = OnceCell::new();
@@ -49,7 +51,7 @@ pub fn hub() -> &'static Hub {
         Ok(config) => Hub::new(config),
         Err(error) => {
             tracing::error!(%error, "SSE_BROKER_URL is unusable: every publish will fail");
-            Hub::with_broker(Config::default(), |_, _| Box::new(broker::Unusable(error)))
+            Hub::with_broker(Config::default(), |_, _| Arc::new(broker::Unusable(error)))
         }
     })
 }
@@ -131,7 +133,7 @@ impl Hub {
     /// assert_eq!(hub.group_count(), 0);
     /// ```
     pub fn new(config: Config) -> Self {
-        Self::with_broker(config, broker::choose)
+        Self::with_broker(config, choose_broker)
     }
 
     /// A hub of its own, with `config`, once its broker answered.
@@ -146,21 +148,26 @@ impl Hub {
     /// ```
     pub fn connect(config: Config) -> Result<Self, BrokerError> {
         let hub = Self::new(config);
-        hub.registry.broker.check()?;
+        hub.broker.check()?;
         Ok(hub)
     }
 
     /// A hub whose broker `make_broker` makes from the settings and the registry it delivers to.
+    /// The registry tells the broker which groups it holds; the broker hands it their events.
     fn with_broker(
         config: Config,
-        make_broker: impl FnOnce(&Config, Weak<Registry>) -> Box<dyn Broker>,
+        make_broker: impl FnOnce(&Config, &Weak<Registry>) -> Arc<dyn Broker>,
     ) -> Self {
-        Self {
-            registry: Arc::new_cyclic(|registry| {
-                let broker = make_broker(&config, registry.clone());
-                Registry::new(config, broker)
-            }),
-        }
+        let mut made = None;
+        let registry = Arc::new_cyclic(|registry| {
+            let broker = make_broker(&config, registry);
+            made = Some(broker.clone());
+            let ids_from_broker = broker.shares_history();
+            let watch = Box::new(move |group: &GroupName, held| broker.watch(group, held));
+            Registry::new(config, ids_from_broker, watch)
+        });
+        let broker = made.unwrap_or_else(|| Arc::new(broker::Memory));
+        Self { registry, broker }
     }
 
     /// Sends `data` as event `event` (`None`: a `message` event) to every subscriber of `group`.
@@ -190,7 +197,7 @@ impl Hub {
         if self.registry.is_shut_down() {
             return Err(PublishError::ShutDown);
         }
-        let id = self.registry.broker.publish(&self.registry, group, draft)?;
+        let id = self.broker.publish(&self.registry, group, draft)?;
         self.registry.counters.published();
         tracing::trace!(group, id = id.get(), "published");
         Ok(id)
@@ -217,6 +224,68 @@ impl Hub {
         sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
         let draft = Draft::json(event, value, self.registry.config.max_event_bytes)?;
         self.send(group, draft)
+    }
+
+    /// Opens a stream of `groups` for a client that last saw `last_event_id`: a [`Subscription`]
+    /// yielding the stream's bytes, to serve over any transport. (Over HTTP,
+    /// [`Hub::stream`] and [`#[sse::subscribe]`](crate::subscribe) serve it for you.) A group
+    /// named twice is streamed once.
+    ///
+    /// It starts where the id says: after it in each group when the history still holds what
+    /// the client missed; else with a `stream-reset` event, then live. It is refused when
+    /// [`Config::max_streams`] streams are open or the hub is shut down.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = sse::Hub::new(sse::Config::default().retry(None));
+    /// let groups = [sse::GroupName::new("yo.bob")?, sse::GroupName::new("yo")?];
+    /// let mut bob = hub.subscribe(groups, &sse::LastEventId::default())?;
+    /// bob.next().await; // where the stream starts: `id: yo.bob:…,yo:…`
+    /// let id = hub.publish("yo.bob", Some("yo"), "yo from alice")?;
+    /// let event = String::from_utf8(bob.next().await.unwrap().to_vec())?;
+    /// assert!(event.starts_with(&format!("event: yo\ndata: yo from alice\nid: yo.bob:{id},yo:")));
+    ///
+    /// let full = sse::Hub::new(sse::Config::default().max_streams(0));
+    /// let refused = full.subscribe([sse::GroupName::new("yo")?], &sse::LastEventId::default());
+    /// assert!(matches!(refused, Err(sse::SubscribeError::TooManyStreams)));
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe(
+        &self,
+        groups: impl IntoIterator<Item = GroupName>,
+        last_event_id: &LastEventId,
+    ) -> Result<Subscription, SubscribeError> {
+        let mut unique: Vec<GroupName> = Vec::new();
+        for group in groups {
+            if !unique.contains(&group) {
+                unique.push(group);
+            }
+        }
+        let groups = unique;
+        let config = &self.registry.config;
+        let resume = last_event_id.resume(&groups, config.max_last_event_id_len);
+        let (reader, start) = self.registry.subscribe(&groups, resume)?;
+        #[cfg(feature = "redis")]
+        let catch_up = match &start {
+            crate::registry::Start::CatchUp(from) => {
+                Some(self.broker.catch_up(groups.clone(), from.clone()))
+            }
+            _ => None,
+        };
+        let settings = Settings {
+            retry: config.retry,
+            keep_alive: config.keep_alive,
+            shutdown_retry: config.shutdown_retry,
+        };
+        let subscription = Subscription::new(groups, reader, start, settings);
+        #[cfg(feature = "redis")]
+        let subscription = match catch_up {
+            Some(catch_up) => subscription.catching_up(catch_up),
+            None => subscription,
+        };
+        Ok(subscription)
     }
 
     /// How many open streams listen to `group`.
@@ -281,6 +350,22 @@ impl Hub {
     pub fn shutdown(&self) {
         self.registry.shut_down();
     }
+}
+
+/// The broker `config` names; the broker hands events to `registry`.
+fn choose_broker(config: &Config, registry: &Weak<Registry>) -> Arc<dyn Broker> {
+    #[cfg(feature = "redis")]
+    if let Some(target) = &config.redis {
+        let history = (config.history_events, config.history_age);
+        let registry = registry.clone();
+        return Arc::new(broker::redis::RedisBroker::new(
+            target.clone(),
+            history,
+            registry,
+        ));
+    }
+    let _ = (config, registry);
+    Arc::new(broker::Memory)
 }
 
 impl fmt::Debug for Hub {

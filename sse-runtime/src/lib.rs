@@ -39,24 +39,27 @@ mod event;
 mod group;
 mod hub;
 mod registry;
+mod resume;
 mod serve;
 mod stats;
-mod stream;
+mod subscription;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
-pub use crate::axum::LastEventId;
+pub use crate::axum::metrics;
 pub use config::{Config, BROKER_URL_ENV};
-pub use error::{BrokerError, PublishError};
+pub use error::{BrokerError, PublishError, SubscribeError};
 pub use event::{EventId, EventName, STREAM_RESET};
 pub use group::GroupName;
 pub use hub::{hub, init, Hub, InitError};
+pub use resume::LastEventId;
 pub use serve::{serve, Serve};
 pub use sse_macros::subscribe;
 pub use sse_names::NameError;
-pub use stats::{metrics, Stats};
+pub use stats::Stats;
+pub use subscription::Subscription;
 
 /// Sends an event to every subscriber of a group, from sync or async code, on any thread.
 ///

@@ -7,109 +7,178 @@
 //! subscriber that lags more than the queue bound is cut off by the publish that overflows it,
 //! even while its connection is too stalled to be written to; it reconnects and replays.
 //!
-//! One lock guards every group, so ids are given in the same order events enter their groups
-//! and a subscriber of several groups sees one consistent order.
+//! Nothing is locked for all groups at once. Groups are found through shards of a map (locked
+//! only to find, create or free a group); each group numbers its own events, and guards its ring
+//! with a read-write lock that publishes to it write and its readers share, and its members (who
+//! to wake) with a mutex that only publishes, subscribes and leaves take. A subscriber's position
+//! in each group is an atomic it alone writes; the publish that overflows it reads it to cut it.
+//!
+//! Each stored event also records when its group received it, under the ring's lock. A reader of
+//! several groups merges them in that order and holds back an event received after it looked at
+//! another of its groups, so events come in the order their groups received them, whatever the
+//! cores involved.
 //!
 //! With a broker shared between processes (Redis), ids come from the broker and events arrive
-//! through [`Registry::deliver`], in id order; the rings then hold what this process received
-//! since it started listening to each group, and older history is read from the broker.
+//! through [`Deliver`], in id order; the rings then hold what this process received since it
+//! started listening to each group, and older history is read from the broker.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{hash_map::RandomState, HashMap, VecDeque},
+    hash::BuildHasher,
     sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        Arc, Mutex, MutexGuard, PoisonError, RwLock,
     },
     task::{Context, Poll},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use slab::Slab;
 
 use crate::{
-    axum::Resume,
-    broker::Broker,
-    event::{self, Draft},
-    stats::Counters,
-    Config, EventId, GroupName, PublishError,
+    event::Draft, stats::Counters, Config, EventId, GroupName, PublishError, SubscribeError,
 };
 
-/// A subscriber reads at most this many bytes at once, so one write never grows unbounded.
-const BATCH_BYTES: usize = 64 * 1024;
+/// Shards of the map of groups: enough that cores rarely meet on one.
+const SHARDS: usize = 64;
 
 pub(crate) struct Registry {
-    state: Mutex<State>,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    streams: AtomicUsize,
+    shut_down: AtomicBool,
+    /// The last id given to an event of a group not held here (stored nowhere); groups made
+    /// later number their events above it.
+    unheld: AtomicU64,
+    /// Ids come from a broker shared by processes, not from the groups here.
+    ids_from_broker: bool,
+    watch: GroupWatch,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
-    pub(crate) broker: Box<dyn Broker>,
 }
 
-struct State {
-    /// The last id given; ids of a later process start above it (see `first_id`).
-    last_id: u64,
-    groups: Slab<Group>,
-    by_name: HashMap<GroupName, usize>,
+/// Told when a group starts or stops being held here, in the order it happens to each group.
+pub(crate) type GroupWatch = Box<dyn Fn(&GroupName, Held) + Send + Sync>;
+
+/// What became of a group, for the [`GroupWatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// It got its first subscriber.
+    Opened,
+    /// It had no subscriber for as long as its history lasts, and is gone.
+    Freed,
+}
+
+/// How a broker hands this process the events of the groups it holds.
+#[cfg(feature = "redis")]
+pub(crate) trait Deliver: Send + Sync {
+    /// An event of `group` (encoded without its id line) with the id the broker gave it, in id
+    /// order; dropped when no such group is held here.
+    fn deliver(&self, group: &str, id: u64, encoded: &[u8]);
+
+    /// Every event of `group` with an id above `id` is now delivered here: from there on the
+    /// ring is a complete history.
+    fn complete_after(&self, group: &str, id: u64);
+}
+
+#[derive(Default)]
+struct Shard {
+    groups: HashMap<GroupName, Arc<Group>>,
     /// Groups whose last subscriber left, oldest first, to free once their history expires.
     idle: VecDeque<(Instant, GroupName)>,
-    streams: usize,
-    shut_down: bool,
 }
 
 struct Group {
     name: GroupName,
-    ring: VecDeque<Stored>,
-    /// The position of `ring[0]`: positions count this group's events since it was created.
+    ring: RwLock<Ring>,
+    members: Mutex<Members>,
+}
+
+struct Ring {
+    events: VecDeque<Stored>,
+    /// The position of `events[0]`: positions count this group's events since it was made.
     first_pos: u64,
-    /// Every event of the group with a greater id is still in `ring`.
+    /// The group's last id: given here, or delivered by the broker.
+    last_id: u64,
+    /// Every event of the group with a greater id is still in `events` (`u64::MAX`: not known
+    /// yet, the broker is still starting to deliver the group here).
     complete_after: u64,
-    subscribers: Slab<Member>,
+}
+
+/// An event in a group's ring.
+#[derive(Clone)]
+pub(crate) struct Stored {
+    pub(crate) id: u64,
+    /// When the group received it, for merging several groups in that order.
+    at: Instant,
+    /// The whole event, its id line last.
+    pub(crate) bytes: Bytes,
+    /// How many of `bytes` come before the id line.
+    pub(crate) body_len: usize,
+}
+
+#[derive(Default)]
+struct Members {
+    slab: Slab<Member>,
     idle_since: Option<Instant>,
 }
 
-/// A subscriber, as one of its groups knows it.
+/// A subscriber, as one of its groups knows it: its waiter, and which of its positions is here.
 struct Member {
     waiter: Arc<Waiter>,
-    /// The position of the next event it reads.
-    pos: u64,
+    index: usize,
 }
 
-/// What a subscriber's task and the registry share.
-#[derive(Default)]
+/// What a subscriber's task and the groups it listens to share.
 struct Waiter {
     waker: AtomicWaker,
-    /// Set under the registry's lock when a publish left the subscriber too far behind.
-    cut: AtomicBool,
+    /// Set once the stream stops counting as open: cut for lagging, or gone.
+    done: AtomicBool,
+    /// In each of its groups, the position of the next event it reads.
+    positions: Box<[AtomicU64]>,
 }
 
-struct Stored {
-    id: u64,
-    at: Instant,
-    bytes: Bytes,
-}
-
-/// Why a stream could not be opened.
-#[derive(Debug)]
-pub(crate) enum Refused {
-    TooManyStreams,
-    ShutDown,
+impl Waiter {
+    /// Marks the stream as no longer open; `true` for the one caller that did it first.
+    fn finish(&self) -> bool {
+        !self.done.swap(true, Relaxed)
+    }
 }
 
 /// How a new stream starts.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Start {
-    /// With the next event (or the missed ones, which its cursors already point at).
-    Live,
-    /// With a `stream-reset`: the client's `Last-Event-ID` cannot be resumed from.
-    Reset(Bytes),
-    /// With the events after this id from the broker's shared history, which the local rings
-    /// do not cover; live events are held meanwhile.
-    CatchUp(u64),
+    /// From these positions (per group, the id it starts after): what follows them in the local
+    /// rings is replayed, then the live events.
+    At(Vec<u64>),
+    /// With a `stream-reset`: the client's `Last-Event-ID` cannot be resumed from. The stream
+    /// goes on live from these positions.
+    Reset(&'static str, Vec<u64>),
+    /// Per group, the id after which the broker's shared history has to give the events (none:
+    /// only where the group stands), since the local rings do not cover them; live events are
+    /// held meanwhile.
+    #[cfg(feature = "redis")]
+    CatchUp(Vec<Option<u64>>),
 }
 
-/// What a subscription has to say next.
-pub(crate) enum Next {
-    Events(Bytes),
+/// Where a new stream's positions are taken from, before they are.
+enum Plan {
+    /// The groups' heads: it starts live.
+    Live,
+    /// After these ids, one per group, replayed from the local rings.
+    From(Vec<u64>),
+    /// The groups' heads, after a `stream-reset`.
+    Reset(&'static str),
+    #[cfg(feature = "redis")]
+    CatchUp(Vec<Option<u64>>),
+}
+
+/// What a subscriber's read found, when it found something.
+pub(crate) enum Read {
+    /// Events were handed over.
+    Events,
     /// The subscriber fell too far behind.
     Overflow,
     ShutDown,
@@ -117,261 +186,346 @@ pub(crate) enum Next {
 
 /// Ids start at the clock's microseconds, so a restarted process gives ids above the old ones
 /// and a client's `Last-Event-ID` from before the restart is recognised as too old, not reused.
-fn first_id() -> u64 {
+fn clock_id() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock cannot leave the state half-changed in a way that matters
+    // more than stopping every stream would, so keep going.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Registry {
-    pub(crate) fn new(config: Config, broker: Box<dyn Broker>) -> Self {
+    pub(crate) fn new(config: Config, ids_from_broker: bool, watch: GroupWatch) -> Self {
         Self {
-            state: Mutex::new(State {
-                // With a shared broker, ids come from it: only those delivered here count.
-                last_id: if broker.shares_history() {
-                    0
-                } else {
-                    first_id()
-                },
-                groups: Slab::new(),
-                by_name: HashMap::new(),
-                idle: VecDeque::new(),
-                streams: 0,
-                shut_down: false,
-            }),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            streams: AtomicUsize::new(0),
+            shut_down: AtomicBool::new(false),
+            unheld: AtomicU64::new(0),
+            ids_from_broker,
+            watch,
             config,
             counters: Counters::default(),
-            broker,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the state half-changed in a way that
-        // matters more than stopping every stream would, so keep going.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn shard(&self, group: &str) -> &Mutex<Shard> {
+        &self.shards[self.hasher.hash_one(group) as usize % SHARDS]
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
-        self.lock().shut_down
+        self.shut_down.load(Relaxed)
     }
 
-    /// Gives the event its id and hands it to the group's subscribers, if it has any.
+    /// The group, if it is held here.
+    fn held(&self, group: &str) -> Option<Arc<Group>> {
+        let mut shard = lock(self.shard(group));
+        shard.free_expired(Instant::now(), &self.config, &self.watch);
+        shard.groups.get(group).cloned()
+    }
+
+    /// Gives the event the next id of its group and hands it to the group's subscribers, if it
+    /// has any. A group nobody holds keeps nothing, but its id still rises.
     pub(crate) fn publish(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        if state.shut_down {
+        if self.is_shut_down() {
             return Err(PublishError::ShutDown);
         }
-        state.last_id += 1;
-        let id = state.last_id;
-        state.free_expired(now, &self.config, &*self.broker);
-        let cut = state.push(group, id, now, || draft.stamp(EventId(id)), &self.config);
-        drop(state);
-        self.counters.dropped(cut as u64);
+        let id = match self.held(group) {
+            Some(group) => self.push(&group, None, |id| stamped(draft, id)),
+            None => self.unheld_id(),
+        };
         Ok(EventId(id))
     }
 
-    /// Hands an event that already has its id (from a shared broker, in id order) to the
-    /// group's subscribers, if it has any. An id not above the group's last is a repeat.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn deliver(&self, group: &str, id: u64, bytes: Bytes) {
-        let now = Instant::now();
-        let mut state = self.lock();
-        state.last_id = state.last_id.max(id);
-        state.free_expired(now, &self.config, &*self.broker);
-        let cut = state.push(group, id, now, || bytes, &self.config);
-        drop(state);
-        self.counters.dropped(cut as u64);
-    }
-
-    /// The broker now delivers every event of `group` with an id above `id`: from there on the
-    /// ring is a complete history, and resumes it covers need not ask the broker.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn complete_after(&self, group: &str, id: u64) {
-        let mut state = self.lock();
-        if let Some(&slot) = state.by_name.get(group) {
-            let group = &mut state.groups[slot];
-            // Trimming may have set a later floor already.
-            if group.complete_after == u64::MAX {
-                group.complete_after = id;
-            }
+    fn unheld_id(&self) -> u64 {
+        let now = clock_id();
+        let next = |last: u64| (last + 1).max(now);
+        match self
+            .unheld
+            .fetch_update(Relaxed, Relaxed, |last| Some(next(last)))
+        {
+            Ok(last) | Err(last) => next(last),
         }
     }
 
-    /// Opens a subscription to `groups`, resuming after `last` when the history allows it.
-    /// Returns the subscription and how its stream starts.
+    /// Appends an event to `group` (with `given` id from a broker, or the group's next one),
+    /// wakes its subscribers and cuts those it leaves too far behind. Returns the id; an id from
+    /// a broker not above the group's last is a repeat and is dropped.
+    fn push(
+        &self,
+        group: &Group,
+        given: Option<u64>,
+        encode: impl FnOnce(u64) -> (Bytes, usize),
+    ) -> u64 {
+        let config = &self.config;
+        let (id, first, head) = {
+            let mut ring = group.ring.write().unwrap_or_else(PoisonError::into_inner);
+            let id = match given {
+                Some(id) if id <= ring.last_id => return id,
+                Some(id) => id,
+                None => ring.last_id + 1,
+            };
+            ring.last_id = id;
+            let (bytes, body_len) = encode(id);
+            // Taken under the lock, so a group's events are in the order of their times.
+            let at = Instant::now();
+            ring.events.push_back(Stored {
+                id,
+                at,
+                bytes,
+                body_len,
+            });
+            ring.trim(at, config);
+            (id, ring.first_pos, ring.head())
+        };
+        let queue = config.subscriber_queue as u64;
+        let (mut removed, mut cut) = (0, 0);
+        let mut members = lock(&group.members);
+        members.slab.retain(|_, member| {
+            let pos = member.waiter.positions[member.index].load(Relaxed);
+            let keep = pos >= first && head - pos <= queue;
+            if !keep {
+                removed += 1;
+                // It may have been cut by another of its groups already.
+                cut += usize::from(member.waiter.finish());
+            }
+            member.waiter.waker.wake();
+            keep
+        });
+        let idle_since = (removed > 0 && members.slab.is_empty() && members.idle_since.is_none())
+            .then(Instant::now);
+        if idle_since.is_some() {
+            members.idle_since = idle_since;
+        }
+        drop(members);
+        if cut > 0 {
+            self.streams.fetch_sub(cut, Relaxed);
+            self.counters.dropped(cut as u64);
+            tracing::debug!(id, cut, "subscribers too far behind: cut, they will resume");
+        }
+        if let Some(since) = idle_since {
+            lock(self.shard(group.name.as_str()))
+                .idle
+                .push_back((since, group.name.clone()));
+        }
+        id
+    }
+
+    /// Opens a subscription to `groups`, resuming after the given ids (one per group) when the
+    /// history allows it, or as `resume` says it cannot be. Returns the reader and how its
+    /// stream starts.
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         groups: &[GroupName],
-        last: Resume,
-    ) -> Result<(Subscription, Start), Refused> {
+        resume: Result<Option<Vec<u64>>, &'static str>,
+    ) -> Result<(Reader, Start), SubscribeError> {
+        if self.is_shut_down() {
+            return Err(SubscribeError::ShutDown);
+        }
+        let max = self.config.max_streams;
+        if self
+            .streams
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_err()
+        {
+            return Err(SubscribeError::TooManyStreams);
+        }
         let now = Instant::now();
-        let id_is_shared = self.broker.shares_history();
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        if state.shut_down {
-            return Err(Refused::ShutDown);
-        }
-        if state.streams >= self.config.max_streams {
-            return Err(Refused::TooManyStreams);
-        }
-        state.free_expired(now, &self.config, &*self.broker);
-        let last_id = state.last_id;
-        let slots: Vec<usize> = groups
-            .iter()
-            .map(|name| {
-                let slot = state.slot_or_create(name, &*self.broker);
-                state.groups[slot].trim(now, &self.config);
-                slot
-            })
-            .collect();
-
-        let resume_after = match last {
-            Resume::None => Ok(None),
-            Resume::Invalid(why) => Err(why),
-            Resume::Id(id)
-                if id <= last_id
-                    && slots.iter().all(|&slot| {
-                        state.groups[slot].replayable_after(now, &self.config) <= id
-                    }) =>
-            {
-                Ok(Some(id))
-            }
-            // The broker's shared history may cover what the local rings do not.
-            Resume::Id(_) if id_is_shared => Ok(None),
-            Resume::Id(id) if id > last_id => Err("unknown id"),
-            Resume::Id(_) => Err("id older than the history"),
-        };
-        let start = match (resume_after, last) {
-            (Err(why), _) => Start::Reset(event::stream_reset(why, EventId(last_id))),
-            (Ok(None), Resume::Id(id)) => Start::CatchUp(id),
-            (Ok(_), _) => Start::Live,
-        };
-
-        let waiter = Arc::new(Waiter::default());
-        let mut replay = 0;
-        let cursors: Vec<Cursor> = slots
+        let held: Vec<Arc<Group>> = groups.iter().map(|name| self.hold(name, now)).collect();
+        let plan = self.plan(&held, resume, now);
+        let waiter = Arc::new(Waiter {
+            waker: AtomicWaker::new(),
+            done: AtomicBool::new(false),
+            positions: held.iter().map(|_| AtomicU64::new(0)).collect(),
+        });
+        let mut replayed = 0;
+        let mut positions = Vec::with_capacity(held.len());
+        let members = held
             .into_iter()
-            .map(|slot| {
-                let group = &mut state.groups[slot];
-                group.idle_since = None;
-                let pos = match resume_after {
-                    Ok(Some(after)) => group.position_after(after),
-                    _ => group.head(),
+            .enumerate()
+            .map(|(index, group)| {
+                let mut members = lock(&group.members);
+                let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
+                let (pos, at) = match &plan {
+                    Plan::From(ids) if ids[index] < ring.position_id() => {
+                        (ring.position_after(ids[index]), ids[index])
+                    }
+                    _ => (ring.head(), ring.position_id()),
                 };
-                replay += group.head() - pos;
-                let waiter = waiter.clone();
-                Cursor {
-                    slot,
-                    key: group.subscribers.insert(Member { waiter, pos }),
-                }
+                replayed += ring.head() - pos;
+                positions.push(at);
+                drop(ring);
+                waiter.positions[index].store(pos, Relaxed);
+                members.idle_since = None;
+                let key = members.slab.insert(Member {
+                    waiter: waiter.clone(),
+                    index,
+                });
+                drop(members);
+                (group, key)
             })
             .collect();
-        state.streams += 1;
-        drop(guard);
-        self.counters.replayed(replay);
-        tracing::debug!(?groups, reset = ?resume_after.err(), "subscribed");
-        if replay > 0 {
-            tracing::debug!(?groups, events = replay, "replaying what the client missed");
+        let start = match plan {
+            Plan::Live | Plan::From(_) => Start::At(positions),
+            Plan::Reset(why) => Start::Reset(why, positions),
+            #[cfg(feature = "redis")]
+            Plan::CatchUp(from) => Start::CatchUp(from),
+        };
+        self.counters.replayed(replayed);
+        tracing::debug!(?groups, ?start, "subscribed");
+        if replayed > 0 {
+            tracing::debug!(
+                ?groups,
+                events = replayed,
+                "replaying what the client missed"
+            );
         }
-        let subscription = Subscription {
+        let reader = Reader {
             registry: self.clone(),
             waiter,
-            cursors,
-            skip_through: 0,
+            members,
+            merge: Vec::new(),
         };
-        Ok((subscription, start))
+        Ok((reader, start))
+    }
+
+    /// The group named `name`, made if it is not held yet.
+    fn hold(&self, name: &GroupName, now: Instant) -> Arc<Group> {
+        let mut shard = lock(self.shard(name.as_str()));
+        shard.free_expired(now, &self.config, &self.watch);
+        if let Some(group) = shard.groups.get(name.as_str()) {
+            return group.clone();
+        }
+        // Above every id this process gave the name, so its old ids are recognised as old.
+        let last_id = clock_id().max(self.unheld.load(Relaxed));
+        let group = Arc::new(Group {
+            name: name.clone(),
+            ring: RwLock::new(Ring {
+                events: VecDeque::new(),
+                first_pos: 0,
+                last_id: if self.ids_from_broker { 0 } else { last_id },
+                // With a shared broker, what came before the group was held here is not here.
+                complete_after: if self.ids_from_broker {
+                    u64::MAX
+                } else {
+                    last_id
+                },
+            }),
+            members: Mutex::default(),
+        });
+        shard.groups.insert(name.clone(), group.clone());
+        (self.watch)(name, Held::Opened);
+        group
+    }
+
+    /// How a stream of `groups` starts for a client that sent `resume`.
+    fn plan(
+        &self,
+        groups: &[Arc<Group>],
+        resume: Result<Option<Vec<u64>>, &'static str>,
+        now: Instant,
+    ) -> Plan {
+        let ids = match resume {
+            Err(why) => return Plan::Reset(why),
+            // Where a group stands is not known here until the broker delivers it.
+            #[cfg(feature = "redis")]
+            Ok(None)
+                if self.ids_from_broker
+                    && groups.iter().any(|group| {
+                        let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
+                        ring.complete_after == u64::MAX
+                    }) =>
+            {
+                return Plan::CatchUp(vec![None; groups.len()]);
+            }
+            Ok(None) => return Plan::Live,
+            Ok(Some(ids)) => ids,
+        };
+        let mut lost = None;
+        for (group, &id) in groups.iter().zip(&ids) {
+            let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
+            if id > ring.position_id() {
+                lost = lost.or(Some("unknown id"));
+            } else if ring.replayable_after(now, &self.config) > id {
+                lost = Some("id older than the history");
+            }
+        }
+        match lost {
+            None => Plan::From(ids),
+            // The broker's shared history may cover what the local rings do not.
+            #[cfg(feature = "redis")]
+            Some(_) if self.ids_from_broker => Plan::CatchUp(ids.into_iter().map(Some).collect()),
+            Some(why) => Plan::Reset(why),
+        }
     }
 
     /// Ends every stream (each sends a last `retry:` hint) and refuses new streams and events.
     pub(crate) fn shut_down(&self) {
-        let mut state = self.lock();
-        state.shut_down = true;
-        for (_, group) in &state.groups {
-            for (_, member) in &group.subscribers {
-                member.waiter.waker.wake();
+        self.shut_down.store(true, Relaxed);
+        for shard in self.shards.iter() {
+            for group in lock(shard).groups.values() {
+                for (_, member) in &lock(&group.members).slab {
+                    member.waiter.waker.wake();
+                }
             }
         }
     }
 
     pub(crate) fn subscriber_count(&self, group: &str) -> usize {
-        let state = self.lock();
-        state
-            .by_name
-            .get(group)
-            .map_or(0, |&slot| state.groups[slot].subscribers.len())
+        self.held(group)
+            .map_or(0, |group| lock(&group.members).slab.len())
     }
 
     pub(crate) fn group_count(&self) -> usize {
-        let mut state = self.lock();
-        state.free_expired(Instant::now(), &self.config, &*self.broker);
-        state.groups.len()
+        let now = Instant::now();
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut shard = lock(shard);
+                shard.free_expired(now, &self.config, &self.watch);
+                shard.groups.len()
+            })
+            .sum()
     }
 
     pub(crate) fn open_streams(&self) -> usize {
-        self.lock().streams
+        self.streams.load(Relaxed)
     }
 }
 
-impl State {
-    /// Appends the event to `group`'s ring and wakes its subscribers, if the group is held here;
-    /// cuts those it leaves too far behind, and returns how many it cut.
-    fn push(
-        &mut self,
-        group: &str,
-        id: u64,
-        now: Instant,
-        bytes: impl FnOnce() -> Bytes,
-        config: &Config,
-    ) -> usize {
-        let Some(&slot) = self.by_name.get(group) else {
-            return 0;
-        };
-        let group = &mut self.groups[slot];
-        if group.ring.back().is_some_and(|last| last.id >= id) {
-            return 0;
+fn stamped(draft: Draft, id: u64) -> (Bytes, usize) {
+    let body_len = draft.as_bytes().len();
+    (draft.stamp(EventId(id)), body_len)
+}
+
+#[cfg(feature = "redis")]
+impl Deliver for Registry {
+    fn deliver(&self, group: &str, id: u64, encoded: &[u8]) {
+        if let Some(group) = self.held(group) {
+            self.push(&group, Some(id), |id| {
+                stamped(Draft::from_encoded(encoded), id)
+            });
         }
-        group.ring.push_back(Stored {
-            id,
-            at: now,
-            bytes: bytes(),
-        });
-        group.trim(now, config);
-        let cut = group.wake_or_cut(config.subscriber_queue as u64);
-        self.streams -= cut;
-        if cut > 0 {
-            self.left(slot, now);
-            tracing::debug!(id, cut, "subscribers too far behind: cut, they will resume");
-        }
-        cut
     }
 
-    fn slot_or_create(&mut self, name: &GroupName, broker: &dyn Broker) -> usize {
-        if let Some(&slot) = self.by_name.get(name.as_str()) {
-            return slot;
+    fn complete_after(&self, group: &str, id: u64) {
+        if let Some(group) = self.held(group) {
+            let mut ring = group.ring.write().unwrap_or_else(PoisonError::into_inner);
+            // Trimming may have set a later floor already.
+            if ring.complete_after == u64::MAX {
+                ring.complete_after = id;
+            }
         }
-        let slot = self.groups.insert(Group {
-            name: name.clone(),
-            ring: VecDeque::new(),
-            first_pos: 0,
-            // With a shared broker, what came before the group was held here is not here.
-            complete_after: if broker.shares_history() {
-                u64::MAX
-            } else {
-                self.last_id
-            },
-            subscribers: Slab::new(),
-            idle_since: None,
-        });
-        self.by_name.insert(name.clone(), slot);
-        broker.group_opened(name);
-        slot
     }
+}
 
+impl Shard {
     /// Frees the groups that have had no subscriber for longer than their history lasts.
-    fn free_expired(&mut self, now: Instant, config: &Config, broker: &dyn Broker) {
+    fn free_expired(&mut self, now: Instant, config: &Config, watch: &GroupWatch) {
         let keep_for = if config.history_events == 0 {
             Duration::ZERO
         } else {
@@ -384,99 +538,53 @@ impl State {
             let Some((since, name)) = self.idle.pop_front() else {
                 break;
             };
-            let Some(&slot) = self.by_name.get(name.as_str()) else {
+            let Some(group) = self.groups.get(name.as_str()) else {
                 continue;
             };
             // The group may have gained subscribers, or lost them again later, since.
-            if self.groups[slot].idle_since == Some(since) {
-                self.by_name.remove(name.as_str());
-                self.groups.remove(slot);
-                broker.group_freed(&name);
+            if lock(&group.members).idle_since == Some(since) {
+                self.groups.remove(name.as_str());
+                watch(&name, Held::Freed);
             }
-        }
-    }
-
-    fn unsubscribe(
-        &mut self,
-        waiter: &Arc<Waiter>,
-        cursors: &[Cursor],
-        config: &Config,
-        broker: &dyn Broker,
-    ) {
-        let now = Instant::now();
-        for cursor in cursors {
-            let group = &mut self.groups[cursor.slot];
-            // A cut subscriber was already removed from the group that cut it, and its key
-            // there may belong to someone else by now.
-            let mine = group
-                .subscribers
-                .get(cursor.key)
-                .is_some_and(|member| Arc::ptr_eq(&member.waiter, waiter));
-            if mine {
-                group.subscribers.remove(cursor.key);
-                self.left(cursor.slot, now);
-            }
-        }
-        if !waiter.cut.load(Ordering::Relaxed) {
-            self.streams -= 1;
-        }
-        self.free_expired(now, config, broker);
-    }
-
-    /// Notes that a subscriber left group `slot`: when it was the last, the group starts idling.
-    fn left(&mut self, slot: usize, now: Instant) {
-        let group = &mut self.groups[slot];
-        if group.subscribers.is_empty() && group.idle_since.is_none() {
-            group.idle_since = Some(now);
-            self.idle.push_back((now, group.name.clone()));
         }
     }
 }
 
-impl Group {
+impl Ring {
     fn head(&self) -> u64 {
-        self.first_pos + self.ring.len() as u64
+        self.first_pos + self.events.len() as u64
+    }
+
+    /// The id of the group's last event known here: where a stream starting now stands.
+    fn position_id(&self) -> u64 {
+        match self.complete_after {
+            u64::MAX => self.last_id,
+            complete => self.last_id.max(complete),
+        }
     }
 
     /// Drops what neither the history nor any subscriber's queue needs any more.
     fn trim(&mut self, now: Instant, config: &Config) {
         let keep = config.history_events.max(config.subscriber_queue);
-        while let Some(front) = self.ring.front() {
+        while let Some(front) = self.events.front() {
             let expired = now.duration_since(front.at) > config.history_age;
-            if self.ring.len() <= keep && !expired {
+            if self.events.len() <= keep && !expired {
                 break;
             }
             self.complete_after = front.id;
             self.first_pos += 1;
-            self.ring.pop_front();
+            self.events.pop_front();
         }
-    }
-
-    /// Wakes the subscribers that have something new to read, and cuts those that now lag more
-    /// than `queue` events (or lost an event to trimming). Returns how many were cut.
-    fn wake_or_cut(&mut self, queue: u64) -> usize {
-        let (first, head) = (self.first_pos, self.head());
-        let mut cut = 0;
-        self.subscribers.retain(|_, member| {
-            let keep = member.pos >= first && head - member.pos <= queue;
-            if !keep {
-                member.waiter.cut.store(true, Ordering::Relaxed);
-                cut += 1;
-            }
-            member.waiter.waker.wake();
-            keep
-        });
-        cut
     }
 
     /// A client that saw this id, or a later one, can be given everything it missed.
     fn replayable_after(&self, now: Instant, config: &Config) -> u64 {
-        let skip = self.ring.len().saturating_sub(config.history_events);
+        let skip = self.events.len().saturating_sub(config.history_events);
         let mut floor = match skip {
             0 => self.complete_after,
-            n => self.ring[n - 1].id,
+            n => self.events[n - 1].id,
         };
-        for stored in self.ring.iter().skip(skip) {
+        for stored in self.events.iter().skip(skip) {
             if now.duration_since(stored.at) <= config.history_age {
                 break;
             }
@@ -487,137 +595,182 @@ impl Group {
 
     /// The position of the first event with an id above `id`.
     fn position_after(&self, id: u64) -> u64 {
-        self.first_pos + self.ring.partition_point(|stored| stored.id <= id) as u64
+        self.first_pos + self.events.partition_point(|stored| stored.id <= id) as u64
     }
 }
 
-/// One open stream's place in each of its groups.
-pub(crate) struct Subscription {
+/// A subscriber's side of the registry: its place in each of its groups.
+pub(crate) struct Reader {
     registry: Arc<Registry>,
     waiter: Arc<Waiter>,
-    cursors: Vec<Cursor>,
-    /// Events with this id or a lower one were sent already (caught up from the broker).
-    skip_through: u64,
+    /// Each group, and the subscriber's key among its members.
+    members: Vec<(Arc<Group>, usize)>,
+    /// Events of several groups being merged, with their group's index (kept to reuse its
+    /// memory).
+    merge: Vec<(usize, Stored)>,
 }
 
-/// Where the subscriber is in one of its groups: its `Member` there.
-struct Cursor {
-    slot: usize,
-    key: usize,
-}
-
-impl Subscription {
-    /// The stream sent `events` missed events from the broker's history: from here on, skip
-    /// the ids up to `through`, which it has sent or which came before the client's.
-    pub(crate) fn caught_up(&mut self, through: u64, events: u64) {
-        self.skip_through = through;
-        self.registry.counters.replayed(events);
-        if events > 0 {
-            tracing::debug!(events, "replaying what the client missed, from the broker");
-        }
-    }
-
-    /// The events published since the last call, in id order, as one chunk of bytes.
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+impl Reader {
+    /// Hands `take` the events published since the last read, in the order their groups
+    /// received them, with the index of their group, until about `budget` bytes were taken.
+    /// `take` says whether it sent the event (or had sent it already).
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: usize,
+        mut take: impl FnMut(usize, &Stored) -> bool,
+    ) -> Poll<Read> {
         // Register before looking, so an event published in between wakes us.
         self.waiter.waker.register(cx.waker());
-        let mut guard = self.registry.lock();
-        let state = &mut *guard;
-        let trimmed_away = |cursor: &Cursor| {
-            let group = &state.groups[cursor.slot];
-            group.subscribers[cursor.key].pos < group.first_pos
+        if self.waiter.done.load(Relaxed) {
+            return Poll::Ready(Read::Overflow);
+        }
+        let mut sent = 0;
+        let mut take = |index: usize, stored: &Stored| {
+            sent += u64::from(take(index, stored));
         };
-        let cut = self.waiter.cut.load(Ordering::Relaxed);
-        if cut || self.cursors.iter().any(trimmed_away) {
-            if !cut {
-                // Cut here, not by a publish (which counted its cuts).
-                self.registry.counters.dropped(1);
+        let read = match self.members.as_slice() {
+            [(group, _)] => self.read_one(group, budget, &mut take),
+            _ => self.read_merged(cx, budget, &mut take),
+        };
+        match read {
+            Some(0) if self.registry.is_shut_down() => Poll::Ready(Read::ShutDown),
+            Some(0) => Poll::Pending,
+            Some(_) => {
+                self.registry.counters.delivered(sent);
+                Poll::Ready(Read::Events)
             }
-            return Poll::Ready(Next::Overflow);
+            None => {
+                if self.waiter.finish() {
+                    // Cut here, not by a publish (which counted its cuts).
+                    self.registry.streams.fetch_sub(1, Relaxed);
+                    self.registry.counters.dropped(1);
+                }
+                Poll::Ready(Read::Overflow)
+            }
         }
-        let mut batch = Batch::Empty;
+    }
+
+    /// Reads one group straight from its ring. `None` when events it had not read are gone.
+    fn read_one(
+        &self,
+        group: &Group,
+        budget: usize,
+        take: &mut impl FnMut(usize, &Stored),
+    ) -> Option<u64> {
+        let position = &self.waiter.positions[0];
+        let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
+        let start = position.load(Relaxed);
+        let mut pos = start;
+        let mut taken = 0;
+        while taken < budget {
+            let Some(stored) = pos
+                .checked_sub(ring.first_pos)
+                .and_then(|offset| ring.events.get(offset as usize))
+            else {
+                break;
+            };
+            take(0, stored);
+            taken += stored.bytes.len();
+            pos += 1;
+        }
+        if pos < ring.first_pos {
+            return None;
+        }
+        drop(ring);
+        position.store(pos, Relaxed);
+        Some(pos - start)
+    }
+
+    /// Reads several groups and merges them by arrival. An event its group received after this
+    /// read looked at another group waits for the next read: an earlier event of that other
+    /// group may not have been visible yet.
+    fn read_merged(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: usize,
+        take: &mut impl FnMut(usize, &Stored),
+    ) -> Option<u64> {
+        let mut merge = std::mem::take(&mut self.merge);
+        let mut horizon: Option<Instant> = None;
+        for (index, (group, _)) in self.members.iter().enumerate() {
+            let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
+            let pos = self.waiter.positions[index].load(Relaxed);
+            let offset = pos.checked_sub(ring.first_pos)?;
+            let mut found = 0;
+            for stored in ring.events.iter().skip(offset as usize) {
+                if found >= budget {
+                    break;
+                }
+                found += stored.bytes.len();
+                merge.push((index, stored.clone()));
+            }
+            let looked = Instant::now();
+            drop(ring);
+            horizon = Some(horizon.map_or(looked, |h| h.min(looked)));
+        }
+        // Stable: a group's events keep their order among equal times.
+        merge.sort_by_key(|(_, stored)| stored.at);
+        let mut taken = 0;
         let mut events = 0;
-        while batch.len() < BATCH_BYTES {
-            let next = self
-                .cursors
-                .iter()
-                .filter_map(|cursor| {
-                    let group = &state.groups[cursor.slot];
-                    let pos = group.subscribers[cursor.key].pos;
-                    let stored = group.ring.get((pos - group.first_pos) as usize)?;
-                    Some((stored.id, cursor))
-                })
-                .min_by_key(|(id, _)| *id);
-            let Some((id, cursor)) = next else { break };
-            let group = &mut state.groups[cursor.slot];
-            let member = &mut group.subscribers[cursor.key];
-            if id > self.skip_through {
-                batch.push(&group.ring[(member.pos - group.first_pos) as usize].bytes);
-                events += 1;
+        let mut held_back = false;
+        for (index, stored) in &merge {
+            if taken >= budget {
+                break;
             }
-            member.pos += 1;
-        }
-        match batch.into_bytes() {
-            Some(bytes) => {
-                self.registry.counters.delivered(events);
-                Poll::Ready(Next::Events(bytes))
+            if horizon.is_some_and(|horizon| stored.at >= horizon) {
+                held_back = true;
+                break;
             }
-            // What was published before the shutdown is sent before the stream ends.
-            None if state.shut_down => Poll::Ready(Next::ShutDown),
-            None => Poll::Pending,
+            take(*index, stored);
+            taken += stored.bytes.len();
+            self.waiter.positions[*index].fetch_add(1, Relaxed);
+            events += 1;
         }
+        merge.clear();
+        self.merge = merge;
+        if held_back && events == 0 {
+            cx.waker().wake_by_ref();
+        }
+        Some(events)
     }
 }
 
-impl Drop for Subscription {
+impl Reader {
+    /// The stream gave its client `events` missed events from the broker's history.
+    #[cfg(feature = "redis")]
+    pub(crate) fn replayed(&self, events: u64) {
+        self.registry.counters.replayed(events);
+    }
+}
+
+impl Drop for Reader {
     fn drop(&mut self) {
-        tracing::debug!(groups = self.cursors.len(), "unsubscribed");
-        self.registry.lock().unsubscribe(
-            &self.waiter,
-            &self.cursors,
-            &self.registry.config,
-            &*self.registry.broker,
-        );
-    }
-}
-
-/// Events read in one go: a single event is handed on as the shared bytes themselves.
-enum Batch {
-    Empty,
-    One(Bytes),
-    Many(BytesMut),
-}
-
-impl Batch {
-    fn len(&self) -> usize {
-        match self {
-            Batch::Empty => 0,
-            Batch::One(bytes) => bytes.len(),
-            Batch::Many(buf) => buf.len(),
+        tracing::debug!(groups = self.members.len(), "unsubscribed");
+        let registry = &self.registry;
+        if self.waiter.finish() {
+            registry.streams.fetch_sub(1, Relaxed);
         }
-    }
-
-    fn push(&mut self, bytes: &Bytes) {
-        *self = match std::mem::replace(self, Batch::Empty) {
-            Batch::Empty => Batch::One(bytes.clone()),
-            Batch::One(first) => {
-                let mut buf = BytesMut::with_capacity((first.len() + bytes.len()) * 4);
-                buf.extend_from_slice(&first);
-                buf.extend_from_slice(bytes);
-                Batch::Many(buf)
+        let now = Instant::now();
+        for (group, key) in &self.members {
+            let mut members = lock(&group.members);
+            // A cut subscriber was already removed from the group that cut it, and its key
+            // there may belong to someone else by now.
+            let mine = members
+                .slab
+                .get(*key)
+                .is_some_and(|member| Arc::ptr_eq(&member.waiter, &self.waiter));
+            if !mine {
+                continue;
             }
-            Batch::Many(mut buf) => {
-                buf.extend_from_slice(bytes);
-                Batch::Many(buf)
+            members.slab.remove(*key);
+            if members.slab.is_empty() && members.idle_since.is_none() {
+                members.idle_since = Some(now);
+                drop(members);
+                let mut shard = lock(registry.shard(group.name.as_str()));
+                shard.idle.push_back((now, group.name.clone()));
+                shard.free_expired(now, &registry.config, &registry.watch);
             }
-        }
-    }
-
-    fn into_bytes(self) -> Option<Bytes> {
-        match self {
-            Batch::Empty => None,
-            Batch::One(bytes) => Some(bytes),
-            Batch::Many(buf) => Some(buf.freeze()),
         }
     }
 }

@@ -1,14 +1,9 @@
 //! What a hub has done so far: counters kept with atomics (no lock on the hot path), read
-//! together as a [`Stats`] snapshot, and served in Prometheus' text format by [`metrics`].
+//! together as a [`Stats`] snapshot, written in Prometheus' text format (which [`metrics`](crate::metrics) serves).
 
 use std::{
     fmt,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
-};
-
-use axum::{
-    http::{header, HeaderValue},
-    response::{IntoResponse, Response},
 };
 
 /// The running totals a hub keeps.
@@ -40,7 +35,8 @@ impl Counters {
 
 /// A snapshot of a hub's state and totals since it was made, from [`Hub::stats`](crate::Hub::stats).
 ///
-/// Its `Display` is the Prometheus text exposition format ([`metrics`] serves it).
+/// Its `Display` is the Prometheus text exposition format ([`metrics`](crate::metrics) serves
+/// it).
 ///
 /// ```
 /// let hub = sse::Hub::new(sse::Config::default());
@@ -127,22 +123,4 @@ impl fmt::Display for Stats {
         }
         Ok(())
     }
-}
-
-/// An axum handler serving the process-wide hub's [`Stats`] in Prometheus' text format.
-///
-/// ```
-/// use axum::{routing::get, Router};
-///
-/// let app: Router = Router::new().route("/metrics", get(sse::metrics));
-/// ```
-pub async fn metrics() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        crate::hub().stats().to_string(),
-    )
-        .into_response()
 }

@@ -3,7 +3,7 @@
 use super::Broker;
 use crate::{event::Draft, registry::Registry, EventId, PublishError};
 
-/// Ids from the registry's own counter, history in its rings, fan-out to local streams only.
+/// Ids from each group's own sequence, history in its ring, fan-out to local streams only.
 pub(crate) struct Memory;
 
 impl Broker for Memory {

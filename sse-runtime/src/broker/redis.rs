@@ -23,20 +23,21 @@ use std::{
     time::Duration,
 };
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use once_cell::sync::OnceCell;
 use redis::{
     aio::{MultiplexedConnection, PubSubSink, PubSubStream},
-    Client, Script,
+    Script,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Broker, BrokerError, CatchUp, CaughtUp};
+use super::{Broker, BrokerError};
 use crate::{
-    event::{self, Draft},
-    registry::Registry,
-    Config, EventId, GroupName, PublishError,
+    event::Draft,
+    registry::{Deliver, Held, Registry},
+    resume::{CatchUp, CaughtUp},
+    EventId, GroupName, PublishError,
 };
 
 const SEQ_KEY: &str = "sse:seq";
@@ -104,16 +105,19 @@ redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
 return id
 ";
 
-/// KEYS: seq, epoch, then per group its history and its last id. ARGV: after id, max events.
-/// Returns seq, epoch, now, then per group: the highest id trimmed away (all of them, when the
-/// history expired), the count of entries after the id, and each entry's id, time and encoded
-/// event.
+/// KEYS: seq, epoch, then per group its history and its last id. ARGV: max events, then per
+/// group the id after which its events are wanted (`-`: none are). Returns seq, epoch, now, then
+/// per group: the highest id trimmed away (all of them, when the history expired), the count of
+/// entries after the id, and each entry's id, time and encoded event.
 const READ: &str = r"
 local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), string.format('%d', now)}
 for i = 3, #KEYS, 2 do
+  local after = ARGV[(i - 1) / 2 + 1]
   local trimmed = '0-0'
   local entries = {}
-  if redis.call('EXISTS', KEYS[i]) == 0 then
+  if after == '-' then
+    -- Only where the group stands is wanted.
+  elseif redis.call('EXISTS', KEYS[i]) == 0 then
     -- Expired, or never written: every event up to the group's last id is gone.
     trimmed = redis.call('GET', KEYS[i + 1]) or '0-0'
   else
@@ -121,7 +125,7 @@ for i = 3, #KEYS, 2 do
     for j = 1, #info, 2 do
       if info[j] == 'max-deleted-entry-id' then trimmed = info[j + 1] end
     end
-    entries = redis.call('XRANGE', KEYS[i], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+    entries = redis.call('XRANGE', KEYS[i], '(' .. after .. '-0', '+', 'COUNT', ARGV[1])
   end
   table.insert(out, trimmed)
   table.insert(out, tostring(#entries))
@@ -134,21 +138,10 @@ end
 return out
 ";
 
-/// A parsed `redis://` URL, and how to show it without its password.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    client: Client,
-    shown: String,
-}
+/// Where Redis is, as the settings name it.
+pub(crate) use crate::config::RedisUrl as Target;
 
 impl Target {
-    pub(crate) fn parse(url: &str) -> Result<Self, BrokerError> {
-        let shown = super::redacted(url);
-        let client =
-            Client::open(url).map_err(|e| BrokerError(format!("bad broker URL {shown:?}: {e}")))?;
-        Ok(Self { client, shown })
-    }
-
     fn unreachable(&self, error: redis::RedisError) -> BrokerError {
         BrokerError(format!("cannot reach Redis at {}: {error}", self.shown))
     }
@@ -177,7 +170,7 @@ pub(crate) struct RedisBroker {
     /// failure (the next publish reconnects).
     publisher: Mutex<Option<redis::Connection>>,
     publish: Script,
-    registry: Weak<Registry>,
+    registry: Weak<dyn Deliver>,
     /// The listening side, started when the first local group opens.
     listener: OnceCell<mpsc::UnboundedSender<Command>>,
 }
@@ -194,19 +187,24 @@ enum Command {
     Unsubscribe(GroupName),
     CatchUp {
         groups: Vec<GroupName>,
-        after: u64,
+        from: Vec<Option<u64>>,
         reply: oneshot::Sender<Result<CaughtUp, BrokerError>>,
     },
 }
 
 impl RedisBroker {
-    pub(crate) fn new(target: Target, config: &Config, registry: Weak<Registry>) -> Self {
+    /// A broker on `target` whose groups keep `history` (events, age), delivering to `registry`.
+    pub(crate) fn new(
+        target: Target,
+        history: (usize, Duration),
+        registry: Weak<Registry>,
+    ) -> Self {
         Self {
             target,
             limits: Limits {
-                events: config.history_events,
+                events: history.0,
                 // PEXPIRE 0 would delete the history at once.
-                age_ms: (config.history_age.as_millis() as u64).max(1),
+                age_ms: (history.1.as_millis() as u64).max(1),
             },
             publisher: Mutex::new(None),
             publish: Script::new(&format!("{ENSURE_SEQ}{PUBLISH}")),
@@ -299,19 +297,18 @@ impl Broker for RedisBroker {
         true
     }
 
-    fn group_opened(&self, group: &GroupName) {
-        self.tell_listener(Command::Subscribe(group.clone()));
+    fn watch(&self, group: &GroupName, held: Held) {
+        self.tell_listener(match held {
+            Held::Opened => Command::Subscribe(group.clone()),
+            Held::Freed => Command::Unsubscribe(group.clone()),
+        });
     }
 
-    fn group_freed(&self, group: &GroupName) {
-        self.tell_listener(Command::Unsubscribe(group.clone()));
-    }
-
-    fn catch_up(&self, groups: Vec<GroupName>, after: u64) -> CatchUp {
+    fn catch_up(&self, groups: Vec<GroupName>, from: Vec<Option<u64>>) -> CatchUp {
         let (reply, answer) = oneshot::channel();
         self.tell_listener(Command::CatchUp {
             groups,
-            after,
+            from,
             reply,
         });
         Box::pin(async move {
@@ -333,7 +330,7 @@ impl Broker for RedisBroker {
 struct Listener {
     target: Target,
     limits: Limits,
-    registry: Weak<Registry>,
+    registry: Weak<dyn Deliver>,
     commands: mpsc::UnboundedReceiver<Command>,
     read: Script,
     /// The groups this process listens to, each with its mark: every event of the group with
@@ -466,8 +463,8 @@ impl Listener {
             .filter_map(|(group, mark)| Some((group.clone(), (*mark)?)))
             .collect();
         let names: Vec<GroupName> = marked.iter().map(|(group, _)| group.clone()).collect();
-        let after = marked.iter().map(|&(_, mark)| mark).min().unwrap_or(0);
-        let snapshot = self.snapshot(&mut connection, &names, after).await?;
+        let from: Vec<Option<u64>> = marked.iter().map(|&(_, mark)| Some(mark)).collect();
+        let snapshot = self.snapshot(&mut connection, &names, &from).await?;
         let mut missed: Vec<(&GroupName, &Entry)> = marked
             .iter()
             .zip(&snapshot.groups)
@@ -503,7 +500,7 @@ impl Listener {
                         sink.subscribe(channel(group.as_str()))
                             .await
                             .map_err(|e| self.target.failed(e))?;
-                        let seq = self.snapshot(&mut connection, &[], 0).await?.seq;
+                        let seq = self.snapshot(&mut connection, &[], &[]).await?.seq;
                         self.listening_from(group, seq);
                     }
                     Some(Command::Unsubscribe(group)) => {
@@ -513,12 +510,12 @@ impl Listener {
                                 .map_err(|e| self.target.failed(e))?;
                         }
                     }
-                    Some(Command::CatchUp { groups, after, reply }) => {
+                    Some(Command::CatchUp { groups, from, reply }) => {
                         if reply.is_closed() {
                             continue;
                         }
-                        let snapshot = self.snapshot(&mut connection, &groups, after).await?;
-                        let _ = reply.send(Ok(snapshot.caught_up(after, self.limits.age_ms)));
+                        let snapshot = self.snapshot(&mut connection, &groups, &from).await?;
+                        let _ = reply.send(Ok(snapshot.caught_up(&from, self.limits.age_ms)));
                     }
                 },
             }
@@ -567,8 +564,7 @@ impl Listener {
 
     fn deliver(&self, group: &str, id: u64, draft: &[u8]) {
         if let Some(registry) = self.registry.upgrade() {
-            let bytes = Draft::from_encoded(draft).stamp(EventId(id));
-            registry.deliver(group, id, bytes);
+            registry.deliver(group, id, draft);
         }
     }
 
@@ -576,7 +572,7 @@ impl Listener {
         &self,
         connection: &mut MultiplexedConnection,
         groups: &[GroupName],
-        after: u64,
+        from: &[Option<u64>],
     ) -> Result<Snapshot, BrokerError> {
         let mut invocation = self.read.key(SEQ_KEY);
         invocation.key(EPOCH_KEY);
@@ -584,10 +580,14 @@ impl Listener {
             invocation.key(history_key(group.as_str()));
             invocation.key(last_key(group.as_str()));
         }
-        // Stream ids are below 2^64; an id above every real one is simply unknown.
-        invocation
-            .arg(after.min(u64::MAX - 1))
-            .arg(self.limits.events);
+        invocation.arg(self.limits.events);
+        for after in from {
+            // Stream ids are below 2^64; an id above every real one is simply unknown.
+            match after {
+                Some(after) => invocation.arg(after.min(&(u64::MAX - 1))),
+                None => invocation.arg("-"),
+            };
+        }
         let reply: Vec<Vec<u8>> = match tokio::time::timeout(
             COMMAND_TIMEOUT,
             invocation.invoke_async(connection),
@@ -644,36 +644,43 @@ impl Snapshot {
         })
     }
 
-    /// What a client that last saw `after` gets: the events it missed, or a `stream-reset` when
-    /// the history no longer holds all of them.
-    fn caught_up(&self, after: u64, age_ms: u64) -> CaughtUp {
-        let reset = |why| CaughtUp {
-            replay: event::stream_reset(why, EventId(self.seq)),
-            events: 0,
-            through: self.seq,
-        };
-        if after > self.seq {
-            return reset("unknown id");
-        }
+    /// What a client that last saw `from` (per group; `None`: it needs no event, only where the
+    /// group stands) gets: the events it missed, or a `stream-reset` when the history no longer
+    /// holds all of them. Either way each group then stands at the sequence read.
+    fn caught_up(self, from: &[Option<u64>], age_ms: u64) -> CaughtUp {
+        let through = vec![self.seq; from.len()];
         let oldest_kept = self.now_ms.saturating_sub(age_ms);
-        let lost = after < self.epoch
-            || self.groups.iter().any(|history| {
-                history.trimmed > after || history.entries.iter().any(|e| e.at_ms < oldest_kept)
-            });
-        if lost {
-            return reset("id older than the history");
+        let mut reason = None;
+        for (history, after) in self.groups.iter().zip(from) {
+            let Some(after) = *after else { continue };
+            let lost = after < self.epoch
+                || history.trimmed > after
+                || history.entries.iter().any(|e| e.at_ms < oldest_kept);
+            if lost {
+                reason = Some("id older than the history");
+            } else if after > self.seq {
+                reason = reason.or(Some("unknown id"));
+            }
         }
-        let mut entries: Vec<&Entry> = self.groups.iter().flat_map(|h| &h.entries).collect();
-        entries.sort_by_key(|entry| entry.id);
-        let mut replay = BytesMut::new();
-        for entry in &entries {
-            replay.extend_from_slice(&Draft::from_encoded(&entry.draft).stamp(EventId(entry.id)));
+        if let Some(reason) = reason {
+            return CaughtUp::Reset { reason, through };
         }
-        CaughtUp {
-            replay: replay.freeze(),
-            events: entries.len() as u64,
-            through: self.seq,
-        }
+        let mut events: Vec<(usize, u64, Bytes)> = self
+            .groups
+            .into_iter()
+            .enumerate()
+            .zip(from)
+            .flat_map(|((index, history), &after)| {
+                let missed = history
+                    .entries
+                    .into_iter()
+                    .filter(move |entry| after.is_some_and(|after| entry.id > after));
+                missed.map(move |entry| (index, entry.id, Bytes::from(entry.draft)))
+            })
+            .collect();
+        // Ids are given in the order Redis received the events, across groups.
+        events.sort_by_key(|&(_, id, _)| id);
+        CaughtUp::Replay { events, through }
     }
 }
 
@@ -699,8 +706,20 @@ mod tests {
         }
     }
 
-    fn text(caught_up: &CaughtUp) -> &str {
-        std::str::from_utf8(&caught_up.replay).unwrap()
+    /// Replayed events as (group index, id, encoded event), or the reset's reason.
+    type Replay = Result<Vec<(usize, u64, String)>, &'static str>;
+
+    /// What a catch-up replays, and `through`.
+    fn read(caught_up: CaughtUp) -> (Replay, Vec<u64>) {
+        match caught_up {
+            CaughtUp::Replay { events, through } => {
+                let events = events.into_iter().map(|(index, id, encoded)| {
+                    (index, id, String::from_utf8(encoded.to_vec()).unwrap())
+                });
+                (Ok(events.collect()), through)
+            }
+            CaughtUp::Reset { reason, through } => (Err(reason), through),
+        }
     }
 
     #[test]
@@ -713,15 +732,18 @@ mod tests {
             trimmed: 0,
             entries: vec![entry(112, 9_100, "b1")],
         };
-        let caught_up = snapshot(vec![a, b]).caught_up(110, 5_000);
+        let (events, through) =
+            read(snapshot(vec![a, b]).caught_up(&[Some(110), Some(111)], 5_000));
+        let tick = |data| format!("event: tick\ndata: {data}\n");
         assert_eq!(
-            text(&caught_up),
-            "event: tick\ndata: a1\nid: 111\n\n\
-             event: tick\ndata: b1\nid: 112\n\n\
-             event: tick\ndata: a2\nid: 115\n\n"
+            events.unwrap(),
+            [
+                (0, 111, tick("a1")),
+                (1, 112, tick("b1")),
+                (0, 115, tick("a2"))
+            ]
         );
-        assert_eq!(caught_up.through, 120);
-        assert_eq!(caught_up.events, 3);
+        assert_eq!(through, [120, 120]);
     }
 
     #[test]
@@ -740,17 +762,16 @@ mod tests {
             (104, trimmed(), "id older than the history"),
             (110, aged(), "id older than the history"),
         ] {
-            let caught_up = snapshot(vec![history]).caught_up(after, 5_000);
-            let text = text(&caught_up);
-            assert!(text.starts_with("event: stream-reset\n"), "{after}: {text}");
-            assert!(text.contains(why), "{after}: {text}");
-            assert!(text.ends_with("id: 120\n\n"), "{after}: {text}");
-            assert_eq!(caught_up.through, 120);
-            assert_eq!(caught_up.events, 0);
+            let (events, through) = read(snapshot(vec![history]).caught_up(&[Some(after)], 5_000));
+            assert_eq!(events, Err(why), "{after}");
+            assert_eq!(through, [120]);
         }
         // Right at the trimmed id, nothing is missing.
-        let caught_up = snapshot(vec![trimmed()]).caught_up(105, 5_000);
-        assert!(text(&caught_up).ends_with("id: 111\n\n"));
+        let (events, _) = read(snapshot(vec![trimmed()]).caught_up(&[Some(105)], 5_000));
+        assert_eq!(events.unwrap().len(), 1);
+        // A group the client needs nothing of only says where it stands.
+        let (events, through) = read(snapshot(vec![aged()]).caught_up(&[None], 5_000));
+        assert_eq!((events.unwrap().len(), through), (0, vec![120]));
     }
 
     #[test]

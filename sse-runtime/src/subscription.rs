@@ -1,0 +1,365 @@
+//! A subscription: one stream's events as ready-to-write bytes, whatever carries them.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
+
+#[cfg(feature = "redis")]
+use crate::resume::{CatchUp, CaughtUp};
+use crate::{
+    event,
+    registry::{Read, Reader, Start, Stored},
+    resume, GroupName, LastEventId,
+};
+
+/// A subscriber reads at most about this many bytes at once, so one write never grows unbounded.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// One open stream of a hub's groups, from [`Hub::subscribe`](crate::Hub::subscribe): a
+/// [`Stream`] of bytes ready to write to a client as `text/event-stream`.
+///
+/// It yields, in order: the `retry:` hint and where the stream starts (an `id:` line, so a
+/// client that reconnects before its first event resumes from there), or a `stream-reset` event
+/// when the client's `Last-Event-ID` could not be resumed from; the events the client missed;
+/// then every event published to its groups, several pending events in one chunk, and a `:`
+/// keep-alive comment when it is idle. It ends only when its client falls too far behind (after
+/// a last comment) or the hub shuts down (after a short `retry:` hint); a client that leaves
+/// just drops it. [`#[sse::subscribe]`](crate::subscribe) handlers and [`Hub::stream`](crate::Hub::stream)
+/// serve one as an HTTP body; serve it yourself over anything else, or read it in a test.
+///
+/// Poll it on a tokio runtime with time enabled, unless keep-alives are off
+/// ([`Config::keep_alive`](crate::Config::keep_alive)).
+///
+/// ```
+/// use futures_util::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let hub = sse::Hub::new(sse::Config::default().retry(None));
+/// let yo = sse::GroupName::new("yo")?;
+/// let mut subscription = hub.subscribe([yo], &sse::LastEventId::default())?;
+/// let start = subscription.next().await.unwrap();
+/// let id = hub.publish("yo", Some("yo"), "yo from alice to bob")?;
+/// assert_eq!(start, format!("id: {}\n\n", id.get() - 1));
+/// let event = subscription.next().await.unwrap();
+/// assert_eq!(event, format!("event: yo\ndata: yo from alice to bob\nid: {id}\n\n"));
+/// # Ok(()) }
+/// ```
+#[must_use = "a subscription receives events only while it is polled"]
+pub struct Subscription {
+    groups: Vec<GroupName>,
+    /// Per group, the id of the last event the client was given: the stream's position.
+    positions: Vec<u64>,
+    /// Per group, events with this id or a lower one were given already (from the broker's
+    /// history) or came before the client's id: the live stream skips them.
+    skip_through: Vec<u64>,
+    /// Sent first: the `retry:` hint, and where the stream starts or its `stream-reset`.
+    start: Option<Bytes>,
+    /// Then, when the client resumes from ids only the broker's shared history covers, the
+    /// events it missed; live events wait in the reader meanwhile.
+    #[cfg(feature = "redis")]
+    catch_up: Option<CatchUp>,
+    reader: Reader,
+    keep_alive: Option<KeepAlive>,
+    shutdown_retry: Duration,
+    ended: bool,
+}
+
+struct KeepAlive {
+    every: Duration,
+    /// Made at the first poll, so a subscription can be made outside a runtime.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// What a subscription is made with.
+pub(crate) struct Settings {
+    pub(crate) retry: Option<Duration>,
+    pub(crate) keep_alive: Option<Duration>,
+    pub(crate) shutdown_retry: Duration,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        groups: Vec<GroupName>,
+        reader: Reader,
+        start: Start,
+        settings: Settings,
+    ) -> Self {
+        let mut first = BytesMut::new();
+        if let Some(retry) = settings.retry {
+            first.put(event::retry_hint(retry));
+        }
+        let positions = match start {
+            Start::At(positions) => {
+                resume::put_id_line(&mut first, &groups, &positions);
+                positions
+            }
+            Start::Reset(why, positions) => {
+                put_reset(&mut first, why, &groups, &positions);
+                positions
+            }
+            // Where the client was, until the broker says where the stream goes on from.
+            #[cfg(feature = "redis")]
+            Start::CatchUp(from) => from.into_iter().map(Option::unwrap_or_default).collect(),
+        };
+        Self {
+            skip_through: vec![0; groups.len()],
+            groups,
+            positions,
+            start: (!first.is_empty()).then(|| first.freeze()),
+            #[cfg(feature = "redis")]
+            catch_up: None,
+            reader,
+            keep_alive: settings
+                .keep_alive
+                .map(|every| KeepAlive { every, timer: None }),
+            shutdown_retry: settings.shutdown_retry,
+            ended: false,
+        }
+    }
+
+    /// The groups it streams, in the order its ids name them.
+    ///
+    /// ```
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let groups = [sse::GroupName::new("yo.bob")?, sse::GroupName::new("yo")?];
+    /// let subscription = hub.subscribe(groups.clone(), &sse::LastEventId::default())?;
+    /// assert_eq!(subscription.groups(), groups);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn groups(&self) -> &[GroupName] {
+        &self.groups
+    }
+
+    /// The id of what it has yielded so far: a new subscription given it as its `Last-Event-ID`
+    /// goes on exactly where this one is. (Before a catch-up from a broker's history finished,
+    /// the id the client came with.)
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let groups = [sse::GroupName::new("a")?, sse::GroupName::new("b")?];
+    /// let mut first = hub.subscribe(groups.clone(), &sse::LastEventId::default())?;
+    /// first.next().await; // the start
+    /// let a = hub.publish("a", None, "one")?;
+    /// first.next().await; // the event
+    /// let b = hub.publish("b", None, "two")?;
+    /// let mut second = hub.subscribe(groups, &first.last_event_id())?;
+    /// drop(first);
+    /// assert!(second.last_event_id().as_bytes().unwrap().starts_with(format!("a:{a},b:").as_bytes()));
+    /// second.next().await; // its start
+    /// let missed = second.next().await.unwrap();
+    /// assert_eq!(missed, format!("data: two\nid: a:{a},b:{b}\n\n"));
+    /// # Ok(()) }
+    /// ```
+    pub fn last_event_id(&self) -> LastEventId {
+        LastEventId::new(resume::id_text(&self.groups, &self.positions))
+    }
+
+    fn sent_something(&mut self) {
+        if let Some(KeepAlive {
+            every,
+            timer: Some(timer),
+        }) = &mut self.keep_alive
+        {
+            timer.as_mut().reset(Instant::now() + *every);
+        }
+    }
+
+    /// Nothing to send: a keep-alive comment if one is due.
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let Some(keep_alive) = &mut self.keep_alive else {
+            return Poll::Pending;
+        };
+        let every = keep_alive.every;
+        let timer = keep_alive
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        timer.as_mut().reset(Instant::now() + every);
+        Poll::Ready(Some(Bytes::from_static(event::KEEP_ALIVE)))
+    }
+
+    /// Starts with what `catch_up` gives from the broker's shared history, holding live events
+    /// meanwhile.
+    #[cfg(feature = "redis")]
+    pub(crate) fn catching_up(self, catch_up: CatchUp) -> Self {
+        let catch_up = Some(catch_up);
+        Self { catch_up, ..self }
+    }
+
+    /// The broker's answer to the catch-up: the missed events and where the stream now stands.
+    #[cfg(feature = "redis")]
+    fn caught_up(&mut self, caught_up: CaughtUp) -> Bytes {
+        let mut out = BytesMut::new();
+        let (events, through) = match caught_up {
+            CaughtUp::Replay { events, through } => (events, through),
+            CaughtUp::Reset { reason, through } => {
+                put_reset(&mut out, reason, &self.groups, &through);
+                self.positions.clone_from(&through);
+                self.skip_through = through;
+                return out.freeze();
+            }
+        };
+        let count = events.len() as u64;
+        for (index, id, encoded) in events {
+            out.put_slice(&encoded);
+            self.positions[index] = id;
+            resume::put_id_line(&mut out, &self.groups, &self.positions);
+        }
+        self.reader.replayed(count);
+        if count > 0 {
+            tracing::debug!(
+                events = count,
+                "replaying what the client missed, from the broker"
+            );
+        }
+        self.positions.clone_from(&through);
+        self.skip_through = through;
+        // Where the stream stands now, also when nothing was missed.
+        resume::put_id_line(&mut out, &self.groups, &self.positions);
+        out.freeze()
+    }
+
+    /// The live events since the last read, as one chunk.
+    fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            let mut batch = Batch::default();
+            let (groups, positions, skip) = (&self.groups, &mut self.positions, &self.skip_through);
+            let read = self
+                .reader
+                .poll_read(cx, BATCH_BYTES, |index, stored: &Stored| {
+                    if stored.id <= skip[index] {
+                        return false;
+                    }
+                    positions[index] = stored.id;
+                    match groups.len() {
+                        1 => batch.push(&stored.bytes),
+                        _ => {
+                            let out = batch.buffer(stored.bytes.len() + groups.len() * 32);
+                            out.put_slice(&stored.bytes[..stored.body_len]);
+                            resume::put_id_line(out, groups, positions);
+                        }
+                    }
+                    true
+                });
+            return match read {
+                // Only events it had sent already (caught up from the broker): look again.
+                Poll::Ready(Read::Events) if batch.is_empty() => continue,
+                Poll::Ready(Read::Events) => Poll::Ready(batch.into_bytes()),
+                Poll::Ready(Read::Overflow) => {
+                    tracing::debug!("subscriber fell too far behind: stream cut, it will resume");
+                    self.ended = true;
+                    Poll::Ready(Some(Bytes::from_static(b": too far behind, reconnect\n\n")))
+                }
+                Poll::Ready(Read::ShutDown) => {
+                    self.ended = true;
+                    Poll::Ready(Some(event::retry_hint(self.shutdown_retry)))
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+/// A `stream-reset` event whose id is where the stream goes on from.
+fn put_reset(out: &mut BytesMut, why: &str, groups: &[GroupName], positions: &[u64]) {
+    out.put_slice(event::stream_reset(why).as_bytes());
+    resume::put_id_line(out, groups, positions);
+}
+
+impl Stream for Subscription {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(start) = this.start.take() {
+            this.sent_something();
+            return Poll::Ready(Some(start));
+        }
+        #[cfg(feature = "redis")]
+        if let Some(catch_up) = &mut this.catch_up {
+            match catch_up.as_mut().poll(cx) {
+                Poll::Pending => return this.poll_keep_alive(cx),
+                Poll::Ready(Ok(caught_up)) => {
+                    this.catch_up = None;
+                    this.sent_something();
+                    return Poll::Ready(Some(this.caught_up(caught_up)));
+                }
+                Poll::Ready(Err(error)) => {
+                    // Ending with a retry hint brings the client back with the same
+                    // `Last-Event-ID`, to try again, rather than losing its place.
+                    tracing::warn!(%error, "missed events unavailable: stream ended, client will retry");
+                    this.ended = true;
+                    return Poll::Ready(Some(event::retry_hint(this.shutdown_retry)));
+                }
+            }
+        }
+        match this.poll_events(cx) {
+            Poll::Ready(chunk) => {
+                this.sent_something();
+                Poll::Ready(chunk)
+            }
+            Poll::Pending => this.poll_keep_alive(cx),
+        }
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("groups", &self.groups)
+            .field("positions", &self.positions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Events read in one go: a single event is handed on as the shared bytes themselves.
+#[derive(Default)]
+struct Batch {
+    one: Option<Bytes>,
+    many: BytesMut,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.one.is_none() && self.many.is_empty()
+    }
+
+    fn push(&mut self, bytes: &Bytes) {
+        if self.is_empty() {
+            self.one = Some(bytes.clone());
+        } else {
+            self.buffer(bytes.len()).put_slice(bytes);
+        }
+    }
+
+    /// The batch as a buffer to append to, with room for `more` bytes.
+    fn buffer(&mut self, more: usize) -> &mut BytesMut {
+        if let Some(first) = self.one.take() {
+            self.many.reserve((first.len() + more) * 4);
+            self.many.put_slice(&first);
+        }
+        self.many.reserve(more);
+        &mut self.many
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        self.one
+            .or_else(|| (!self.many.is_empty()).then(|| self.many.freeze()))
+    }
+}
