@@ -1,0 +1,237 @@
+//! `Hub::subscribe` without a socket: what a `Subscription` yields, chunk by chunk, for one group
+//! and for several, live, resumed and reset, while other threads publish.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sse::{Config, GroupName, Hub, LastEventId, Subscription};
+
+fn groups(names: &[&str]) -> Vec<GroupName> {
+    names.iter().map(|n| GroupName::new(*n).unwrap()).collect()
+}
+
+fn open(hub: &Hub, names: &[&str], last: &str) -> Subscription {
+    let last = match last {
+        "" => LastEventId::default(),
+        id => LastEventId::new(id.to_owned()),
+    };
+    hub.subscribe(groups(names), &last).unwrap()
+}
+
+/// The next chunk as text, within a bound; `None` once the subscription ended.
+async fn next(subscription: &mut Subscription) -> Option<String> {
+    let chunk = tokio::time::timeout(Duration::from_secs(20), subscription.next())
+        .await
+        .expect("a chunk in time")?;
+    Some(String::from_utf8(chunk.to_vec()).unwrap())
+}
+
+fn publish(hub: &Hub, group: &str, data: &str) -> u64 {
+    hub.publish(group, Some("e"), data).unwrap().get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn starts_with_the_retry_hint_and_its_id_then_keeps_alive_when_idle() {
+    let hub = Hub::new(Config::default());
+    let mut subscription = open(&hub, &["g"], "");
+    let start = next(&mut subscription).await.unwrap();
+    let id = publish(&hub, "g", "first");
+    assert_eq!(start, format!("retry: 3000\n\nid: {}\n\n", id - 1));
+    assert_eq!(
+        next(&mut subscription).await.unwrap(),
+        format!("event: e\ndata: first\nid: {id}\n\n")
+    );
+    assert_eq!(next(&mut subscription).await.unwrap(), ":\n\n");
+    assert_eq!(next(&mut subscription).await.unwrap(), ":\n\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_keep_alive_when_turned_off() {
+    let hub = Hub::new(Config::default().keep_alive(None).retry(None));
+    let mut subscription = open(&hub, &["g"], "");
+    next(&mut subscription).await;
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let id = publish(&hub, "g", "after an hour");
+    assert_eq!(
+        next(&mut subscription).await.unwrap(),
+        format!("event: e\ndata: after an hour\nid: {id}\n\n")
+    );
+}
+
+#[tokio::test]
+async fn pending_events_come_in_one_chunk_in_order() {
+    let hub = Hub::new(Config::default().retry(None));
+    let mut subscription = open(&hub, &["g"], "");
+    next(&mut subscription).await;
+    let a = publish(&hub, "g", "a");
+    let b = publish(&hub, "g", "b");
+    assert_eq!(
+        next(&mut subscription).await.unwrap(),
+        format!("event: e\ndata: a\nid: {a}\n\nevent: e\ndata: b\nid: {b}\n\n")
+    );
+}
+
+#[tokio::test]
+async fn falling_behind_ends_it_with_a_comment_and_shutdown_with_a_retry_hint() {
+    let hub = Hub::new(Config::default().subscriber_queue(2).retry(None));
+    let mut slow = open(&hub, &["g"], "");
+    next(&mut slow).await;
+    for _ in 0..3 {
+        publish(&hub, "g", "x");
+    }
+    assert_eq!(hub.open_streams(), 0, "cut by the publish");
+    assert_eq!(hub.stats().dropped, 1);
+    assert_eq!(
+        next(&mut slow).await.unwrap(),
+        ": too far behind, reconnect\n\n"
+    );
+    assert_eq!(next(&mut slow).await, None);
+
+    let mut open_one = open(&hub, &["g"], "");
+    next(&mut open_one).await;
+    hub.shutdown();
+    assert_eq!(next(&mut open_one).await.unwrap(), "retry: 500\n\n");
+    assert_eq!(next(&mut open_one).await, None);
+    assert!(hub.subscribe(groups(&["g"]), &LastEventId::default()).is_err());
+}
+
+/// Reads chunks until `events` events came, and returns each event's data and id.
+async fn events(subscription: &mut Subscription, events: usize) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    while got.len() < events {
+        let chunk = next(subscription).await.expect("more events");
+        for event in chunk.split("\n\n").filter(|e| e.contains("data: ")) {
+            let field = |name: &str| {
+                let line = event.lines().find(|l| l.starts_with(name)).unwrap();
+                line[name.len()..].to_owned()
+            };
+            got.push((field("data: "), field("id: ")));
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn several_groups_merge_in_publish_order_with_their_position_in_each() {
+    let hub = Hub::new(Config::default().retry(None));
+    let mut both = open(&hub, &["a", "b"], "");
+    let start = next(&mut both).await.unwrap();
+    let a1 = publish(&hub, "a", "a1");
+    let b1 = publish(&hub, "b", "b1");
+    publish(&hub, "c", "not for it");
+    let a2 = publish(&hub, "a", "a2");
+    assert_eq!(start, format!("id: a:{},b:{}\n\n", a1 - 1, b1 - 1));
+    assert_eq!(
+        events(&mut both, 3).await,
+        [
+            ("a1".into(), format!("a:{a1},b:{}", b1 - 1)),
+            ("b1".into(), format!("a:{a1},b:{b1}")),
+            ("a2".into(), format!("a:{a2},b:{b1}")),
+        ]
+    );
+    assert_eq!(
+        both.last_event_id().as_bytes().unwrap(),
+        format!("a:{a2},b:{b1}").as_bytes()
+    );
+}
+
+#[tokio::test]
+async fn a_composite_id_resumes_every_group_exactly_whatever_its_order() {
+    let hub = Hub::new(Config::default().retry(None));
+    let mut first = open(&hub, &["x", "y", "z"], "");
+    next(&mut first).await;
+    for (group, data) in [("x", "x1"), ("y", "y1"), ("z", "z1")] {
+        publish(&hub, group, data);
+    }
+    let seen = events(&mut first, 2).await;
+    drop(first);
+    let (_, resume_at) = &seen[1];
+    // Missed: the rest of what was published, in every group.
+    publish(&hub, "y", "y2");
+    publish(&hub, "x", "x2");
+    // The groups in another order: the id names each one.
+    let mut again = open(&hub, &["z", "y", "x"], resume_at);
+    let start = next(&mut again).await.unwrap();
+    assert!(start.starts_with("id: z:"), "{start}");
+    let data: Vec<String> = events(&mut again, 3).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(data, ["z1", "y2", "x2"]);
+    assert_eq!(hub.stats().replayed, 3);
+}
+
+#[tokio::test]
+async fn ids_that_are_not_this_streams_get_a_reset_with_the_reason() {
+    let hub = Hub::new(Config::default().retry(None));
+    let a = publish(&hub, "a", "nobody listens");
+    let mut held = open(&hub, &["a", "b"], ""); // the groups are held from here on
+    next(&mut held).await;
+    let cases = [
+        (format!("{a}"), "id of another stream"),
+        ("a:1".to_owned(), "id of another stream"),
+        ("a:1,b:x".to_owned(), "not an id"),
+        ("a:1,b:2,a:3".to_owned(), "not an id"),
+        ("a:1;b:2".to_owned(), "not an id"),
+        (format!("a:{0},b:{0}", u64::MAX), "unknown id"),
+        ("a:1,b:1".to_owned(), "id older than the history"),
+        ("x".repeat(2_000), "id too long"),
+    ];
+    for (id, reason) in cases {
+        let mut subscription = open(&hub, &["a", "b"], &id);
+        let start = next(&mut subscription).await.unwrap();
+        assert!(
+            start.starts_with(&format!(
+                "event: stream-reset\ndata: {{\"reason\":\"{reason}\"}}\nid: a:"
+            )),
+            "{id:?}: {start}"
+        );
+        // It goes on live from there.
+        let b = publish(&hub, "b", "live");
+        let live = next(&mut subscription).await.unwrap();
+        assert!(live.ends_with(&format!(",b:{b}\n\n")), "{id:?}: {live}");
+        next(&mut held).await;
+    }
+}
+
+/// Two threads publish round-robin into three groups while one stream of all three reads: each
+/// group's events come in order, and so does each thread's (what one thread published to
+/// several groups arrives in the order it published it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_are_seen_in_their_order_across_groups() {
+    const ROUNDS: usize = 2_000;
+    let hub = Hub::new(Config::default().retry(None).subscriber_queue(10 * ROUNDS));
+    let names = ["p", "q", "r"];
+    let mut reader = open(&hub, &names, "");
+    next(&mut reader).await;
+    let publishers: Vec<_> = (0..2)
+        .map(|thread| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let group = names[(round + thread) % names.len()];
+                    hub.publish(group, Some("e"), format_args!("{thread} {round}"))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let got = events(&mut reader, 2 * ROUNDS).await;
+    for publisher in publishers {
+        publisher.join().unwrap();
+    }
+    let mut next_round = [0, 0];
+    for (data, _) in &got {
+        let (thread, round) = data.split_once(' ').unwrap();
+        let (thread, round): (usize, usize) = (thread.parse().unwrap(), round.parse().unwrap());
+        assert_eq!(round, next_round[thread], "thread {thread}'s events in order");
+        next_round[thread] += 1;
+    }
+    assert_eq!(next_round, [ROUNDS, ROUNDS]);
+    // And every id is where the stream stood in each group: positions only rise.
+    let mut last = vec![0u64; names.len()];
+    for (_, id) in &got {
+        for (i, part) in id.split(',').enumerate() {
+            let position: u64 = part.split_once(':').unwrap().1.parse().unwrap();
+            assert!(position >= last[i], "{id}");
+            last[i] = position;
+        }
+    }
+}
