@@ -86,6 +86,14 @@ pub use stats::{metrics, Stats};
 /// ```compile_fail
 /// sse::publish!("yo", "yo\n", "event names cannot hold a line break");
 /// ```
+///
+/// A format string in the event name's place is taken for what it is, a mistake in the order of
+/// the arguments (a literal event name cannot hold `{` or `}`; a value can):
+///
+/// ```compile_fail
+/// # let n = 1;
+/// sse::publish!("yo", "x = {}", n); // write sse::publish!("yo", "event", "x = {}", n)
+/// ```
 #[macro_export]
 macro_rules! publish {
     ($($args:tt)*) => {
@@ -116,6 +124,10 @@ macro_rules! publish {
 ///
 /// ```compile_fail
 /// sse::publish_json!("yo yo", "yo", &1);
+/// ```
+///
+/// ```compile_fail
+/// sse::publish_json!("yo", "x = {}", &1); // no format string: the event name goes there
 /// ```
 #[cfg(feature = "json")]
 #[macro_export]
