@@ -28,8 +28,8 @@ use axum::{
 };
 
 #[sse::subscribe]
-async fn events(Path(group): Path<String>) -> Result<sse::GroupName, Response> {
-    sse::GroupName::new(group).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+async fn events(Path(group): Path<sse::GroupName>) -> Result<sse::GroupName, sse::NameError> {
+    Ok(group) // checked by its type: an invalid name is axum's 400
 }
 
 async fn status(Path(group): Path<String>) -> String {
