@@ -164,7 +164,7 @@ impl Config {
         #[cfg(not(feature = "redis"))]
         {
             let _ = self;
-            Err(BrokerError(format!(
+            Err(BrokerError::new(format!(
                 "broker {:?}: sse was built without its `redis` feature, so events stay in this process",
                 crate::broker::redacted(url)
             )))

@@ -81,22 +81,68 @@ impl Error for PublishError {
 }
 
 /// What went wrong with the broker: a bad `SSE_BROKER_URL`, or a Redis that cannot be reached.
-/// The message names the URL (without its password) and the cause.
+///
+/// The message says what failed and names the URL (without its password); the Redis error that
+/// says why, when there is one, is the [`source()`](Error::source), not repeated in the message.
 ///
 /// ```
 /// let err = sse::Config::default().broker("http://not-redis").unwrap_err();
 /// assert!(err.to_string().contains("http://not-redis"), "{err}");
 /// ```
+///
+/// ```
+/// # #[cfg(feature = "redis")] {
+/// use std::error::Error;
+///
+/// let config = sse::Config::default().broker("redis://127.0.0.1:1/0")?; // nothing listens there
+/// let err = sse::Hub::connect(config).err().expect("unreachable");
+/// assert_eq!(err.to_string(), "cannot reach Redis at redis://127.0.0.1:1/0");
+/// println!("because: {}", err.source().expect("the Redis error"));
+/// # }
+/// # Ok::<(), sse::BrokerError>(())
+/// ```
 #[derive(Debug, Clone)]
-pub struct BrokerError(pub(crate) String);
+pub struct BrokerError {
+    message: String,
+    #[cfg(feature = "redis")]
+    source: Option<redis::RedisError>,
+}
 
-impl fmt::Display for BrokerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl BrokerError {
+    /// An error whose message says it all.
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            #[cfg(feature = "redis")]
+            source: None,
+        }
+    }
+
+    /// `message` says what failed; `source`, kept whole, says why.
+    #[cfg(feature = "redis")]
+    pub(crate) fn caused_by(message: impl Into<String>, source: redis::RedisError) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source),
+        }
     }
 }
 
-impl Error for BrokerError {}
+impl fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for BrokerError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        #[cfg(feature = "redis")]
+        if let Some(source) = &self.source {
+            return Some(source);
+        }
+        None
+    }
+}
 
 #[cfg(test)]
 mod tests {

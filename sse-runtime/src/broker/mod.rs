@@ -60,8 +60,8 @@ pub(crate) trait Broker: Send + Sync {
 
     /// The events of `groups` published after id `after`, from the shared history.
     fn catch_up(&self, _groups: Vec<GroupName>, _after: u64) -> CatchUp {
-        Box::pin(std::future::ready(Err(BrokerError(
-            "this broker keeps no shared history".into(),
+        Box::pin(std::future::ready(Err(BrokerError::new(
+            "this broker keeps no shared history",
         ))))
     }
 }
