@@ -11,7 +11,7 @@
 //! URL, Redis unreachable, invalid name) the reason goes to stderr and the exit status is 1.
 //! Without `SSE_BROKER_URL` the events stay in this short-lived process: nobody gets them.
 
-use std::process::ExitCode;
+use std::{error::Error, process::ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,10 +31,20 @@ fn main() -> ExitCode {
         match sse::publish!(group.as_str(), event.as_str(), data) {
             Ok(id) => println!("{id}"),
             Err(error) => {
-                eprintln!("publish: {error}");
+                eprintln!("publish: {}", explained(&error));
                 return ExitCode::FAILURE;
             }
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `error`'s message, then its deepest source's: sse's errors say what failed and keep why (the
+/// Redis error) as their source. The sources in between are skipped: Redis's own error repeats
+/// the message of its source.
+fn explained(error: &dyn Error) -> String {
+    match std::iter::successors(error.source(), |&cause| cause.source()).last() {
+        Some(why) => format!("{error}: {why}"),
+        None => error.to_string(),
+    }
 }

@@ -17,7 +17,7 @@
 //! sets the keep-alive period, `HISTORY_MS` how long groups keep their history (and how long an
 //! idle group is held).
 
-use std::{fmt::Write, process::ExitCode, time::Duration};
+use std::{error::Error, fmt::Write, process::ExitCode, time::Duration};
 
 use axum::{
     extract::Path,
@@ -28,8 +28,8 @@ use axum::{
 };
 
 #[sse::subscribe]
-async fn events(Path(group): Path<String>) -> Result<sse::GroupName, Response> {
-    sse::GroupName::new(group).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+async fn events(Path(group): Path<sse::GroupName>) -> Result<sse::GroupName, sse::NameError> {
+    Ok(group) // checked by its type: an invalid name is axum's 400
 }
 
 async fn status(Path(group): Path<String>) -> String {
@@ -49,11 +49,21 @@ async fn publish(Path((group, count)): Path<(String, u32)>) -> Response {
                 let _ = writeln!(ids, "{id}");
             }
             Err(error) => {
-                return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()
+                return (StatusCode::SERVICE_UNAVAILABLE, explained(&error)).into_response()
             }
         }
     }
     ids.into_response()
+}
+
+/// `error`'s message, then its deepest source's: sse's errors say what failed and keep why (the
+/// Redis error) as their source. The sources in between are skipped: Redis's own error repeats
+/// the message of its source.
+fn explained(error: &dyn Error) -> String {
+    match std::iter::successors(error.source(), |&cause| cause.source()).last() {
+        Some(why) => format!("{error}: {why}"),
+        None => error.to_string(),
+    }
 }
 
 fn env_number(name: &str, default: u64) -> Result<u64, String> {
@@ -83,7 +93,7 @@ async fn main() -> ExitCode {
         .keep_alive(Some(Duration::from_millis(keep_alive)))
         .history(1_000, Duration::from_millis(history));
     if let Err(error) = sse::init(config) {
-        eprintln!("redis_node: {error}");
+        eprintln!("redis_node: {}", explained(&error));
         return ExitCode::FAILURE;
     }
     let app = Router::new()

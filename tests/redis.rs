@@ -468,8 +468,11 @@ async fn startup_errors_name_the_broker() {
     let down = publish_from_worker(&closed, "yo", &numbered("x", 1))
         .await
         .unwrap_err();
+    // What failed, then why (the Redis error, the message of the publish's source).
     assert!(
-        down.contains(&format!("cannot reach Redis at {closed}")),
+        down.contains(&format!(
+            "cannot reach Redis at {closed}: Connection refused"
+        )),
         "{down}"
     );
     let bad = publish_from_worker("http://127.0.0.1/", "yo", &numbered("x", 1))
@@ -491,9 +494,48 @@ async fn startup_errors_name_the_broker() {
     let said = String::from_utf8(node.stderr).unwrap();
     assert!(!node.status.success());
     assert!(
-        said.contains(&format!("cannot reach Redis at {closed}")),
+        said.contains(&format!(
+            "cannot reach Redis at {closed}: Connection refused"
+        )),
         "{said}"
     );
+}
+
+/// The error says what failed; the Redis error that says why is kept whole, as its source.
+#[test]
+fn startup_errors_keep_the_redis_error_as_their_source() {
+    fn redis_cause(error: &dyn std::error::Error) -> &redis::RedisError {
+        let cause = error.source().and_then(|cause| cause.downcast_ref());
+        cause.unwrap_or_else(|| panic!("no Redis error under {error:?}"))
+    }
+
+    let closed = format!("redis://127.0.0.1:{}/0", free_port());
+    let config = || sse::Config::default().broker(&closed).unwrap();
+    let Err(down) = sse::Hub::connect(config()) else {
+        panic!("nothing listens at {closed}")
+    };
+    assert_eq!(down.to_string(), format!("cannot reach Redis at {closed}"));
+    assert!(redis_cause(&down).is_connection_refusal(), "{down:?}");
+
+    // A publish refused by the broker is the broker's error, cause included.
+    let refused = sse::Hub::new(config())
+        .publish("yo", None, "x")
+        .unwrap_err();
+    assert!(
+        matches!(refused, sse::PublishError::Broker(_)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        format!("cannot reach Redis at {closed}")
+    );
+    assert!(redis_cause(&refused).is_connection_refusal(), "{refused:?}");
+
+    let bad = sse::Config::default()
+        .broker("http://127.0.0.1/")
+        .unwrap_err();
+    assert_eq!(bad.to_string(), "bad broker URL \"http://127.0.0.1/\"");
+    redis_cause(&bad);
 }
 
 #[tokio::test(flavor = "multi_thread")]

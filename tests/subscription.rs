@@ -92,7 +92,9 @@ async fn falling_behind_ends_it_with_a_comment_and_shutdown_with_a_retry_hint() 
     hub.shutdown();
     assert_eq!(next(&mut open_one).await.unwrap(), "retry: 500\n\n");
     assert_eq!(next(&mut open_one).await, None);
-    assert!(hub.subscribe(groups(&["g"]), &LastEventId::default()).is_err());
+    assert!(hub
+        .subscribe(groups(&["g"]), &LastEventId::default())
+        .is_err());
 }
 
 /// Reads chunks until `events` events came, and returns each event's data and id.
@@ -153,7 +155,11 @@ async fn a_composite_id_resumes_every_group_exactly_whatever_its_order() {
     let mut again = open(&hub, &["z", "y", "x"], resume_at);
     let start = next(&mut again).await.unwrap();
     assert!(start.starts_with("id: z:"), "{start}");
-    let data: Vec<String> = events(&mut again, 3).await.into_iter().map(|e| e.0).collect();
+    let data: Vec<String> = events(&mut again, 3)
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
     assert_eq!(data, ["z1", "y2", "x2"]);
     assert_eq!(hub.stats().replayed, 3);
 }
@@ -221,7 +227,10 @@ async fn concurrent_publishers_are_seen_in_their_order_across_groups() {
     for (data, _) in &got {
         let (thread, round) = data.split_once(' ').unwrap();
         let (thread, round): (usize, usize) = (thread.parse().unwrap(), round.parse().unwrap());
-        assert_eq!(round, next_round[thread], "thread {thread}'s events in order");
+        assert_eq!(
+            round, next_round[thread],
+            "thread {thread}'s events in order"
+        );
         next_round[thread] += 1;
     }
     assert_eq!(next_round, [ROUNDS, ROUNDS]);

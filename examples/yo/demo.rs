@@ -144,10 +144,11 @@ async fn my_events(jar: SignedCookieJar) -> Result<[sse::GroupName; 2], Response
     if let Err(e) = sse::publish!(FEED, "online", "{user}") {
         tracing::warn!("online notice not sent: {e}");
     }
-    // `user` passed `valid_name`, so both are valid group names.
-    let own = sse::GroupName::new(format!("yo.{user}")).map_err(server_error)?;
-    let feed = sse::GroupName::new(FEED).map_err(server_error)?;
-    Ok([own, feed])
+    // `user` passed `valid_name`, so both are valid group names (else `?` answers 400 and why).
+    Ok([
+        sse::GroupName::new(format!("yo.{user}"))?,
+        sse::GroupName::new(FEED)?,
+    ])
 }
 
 /// The public feed alone, for visitors.

@@ -14,7 +14,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
-use syn::{spanned::Spanned, FnArg, Item, ItemFn, ReturnType};
+use syn::{spanned::Spanned, AttrStyle, Attribute, FnArg, Item, ItemFn, ReturnType};
 
 use crate::attr::Args;
 
@@ -73,6 +73,11 @@ fn rewrite(args: &Args, handler: ItemFn) -> TokenStream {
         sig,
         block,
     } = handler;
+    // syn keeps a body's inner attributes (`#![allow(..)]`) with the outer ones; inside the
+    // async block they would be illegal, so they open the generated function's body instead.
+    let (outer_attrs, inner_attrs): (Vec<Attribute>, Vec<Attribute>) = attrs
+        .into_iter()
+        .partition(|attr| matches!(attr.style, AttrStyle::Outer));
     let krate = match &args.krate {
         Some(path) => path.to_token_stream(),
         None => quote!(::sse),
@@ -112,11 +117,12 @@ fn rewrite(args: &Args, handler: ItemFn) -> TokenStream {
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     quote! {
-        #(#attrs)*
+        #(#outer_attrs)*
         #vis async fn #ident #generics (
             #last_event_id: #private::LastEventId,
             #(#params),*
         ) -> #private::Response #where_clause {
+            #(#inner_attrs)*
             let __sse_handler = async move {
                 #(#bindings)*
                 #block

@@ -50,7 +50,11 @@ fn parse_json(input: ParseStream<'_>) -> syn::Result<TokenStream> {
         }
         [group, event, value] => {
             let group = name(group, names::check_group)?;
-            let event = name(event, names::check_event)?;
+            let event = event_name(event, |_| {
+                "`sse::publish_json!` sends its value as JSON and takes no format string; \
+                 this place is the event name's: `sse::publish_json!(group, \"event\", &value)`"
+                    .to_owned()
+            })?;
             Ok(quote!(#private::publish_json(#group, #event, #value)))
         }
         [] => Err(syn::Error::new(call_site, JSON_USAGE)),
@@ -75,7 +79,13 @@ fn parse(input: ParseStream<'_>) -> syn::Result<TokenStream> {
         }
         [group, event, data, format_args @ ..] => {
             let group = name(group, names::check_group)?;
-            let event = name(event, names::check_event)?;
+            let event = event_name(event, |format| {
+                format!(
+                    "the event name comes before the format string: \
+                     `sse::publish!(group, \"event\", {}, ..)`",
+                    format.token()
+                )
+            })?;
             let data = data_tokens(&private, data, format_args)?;
             Ok(quote!(#private::publish(#group, #event, #data)))
         }
@@ -112,6 +122,19 @@ fn name(expr: &Expr, check: fn(&LitStr) -> syn::Result<()>) -> syn::Result<Token
         check(lit)?;
     }
     Ok(expr.to_token_stream())
+}
+
+/// An event name, checked like [`name`], that is not a format string in the wrong place:
+/// `publish!("yo", "x = {}", n)` reads as group, format, argument, but would compile into an
+/// event named `x = {}` whose data is `n`. A literal name with a brace is taken for that mistake,
+/// which `explain`s; a name with braces can still come from a value.
+fn event_name(expr: &Expr, explain: impl FnOnce(&LitStr) -> String) -> syn::Result<TokenStream> {
+    match string_literal(expr) {
+        Some(lit) if lit.value().contains(['{', '}']) => {
+            Err(syn::Error::new(lit.span(), explain(lit)))
+        }
+        _ => name(expr, names::check_event),
+    }
 }
 
 /// A literal is a format string (like `println!`), so `{name}` captures work; anything else

@@ -81,6 +81,41 @@ impl fmt::Display for NameError {
 
 impl std::error::Error for NameError {}
 
+/// With feature `axum` (the `sse` crate turns it on): a name taken from a request and refused is
+/// the client's mistake, so the answer is `400 Bad Request` with the message as plain text.
+///
+/// ```
+/// use axum::{http::StatusCode, response::IntoResponse};
+///
+/// let response = sse_names::check_group("yo alice").unwrap_err().into_response();
+/// assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+/// ```
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for NameError {
+    fn into_response(self) -> axum::response::Response {
+        (axum::http::StatusCode::BAD_REQUEST, self.to_string()).into_response()
+    }
+}
+
+/// With feature `axum`: `?` on a name in a handler that answers `Result<_, Response>` gives the
+/// same `400` as [`IntoResponse`](axum::response::IntoResponse).
+///
+/// ```
+/// use axum::response::Response;
+///
+/// fn group_of(user: &str) -> Result<(), Response> {
+///     sse_names::check_group(&format!("yo.{user}"))?;
+///     Ok(())
+/// }
+/// assert_eq!(group_of("al ice").unwrap_err().status(), 400);
+/// ```
+#[cfg(feature = "axum")]
+impl From<NameError> for axum::response::Response {
+    fn from(error: NameError) -> Self {
+        axum::response::IntoResponse::into_response(error)
+    }
+}
+
 /// Checks a group name: 1 to 99 ASCII letters, digits, `-`, `_` or `.` (Django Channels' rule).
 ///
 /// ```

@@ -56,7 +56,7 @@ impl RedisUrl {
     fn parse(url: &str) -> Result<Self, BrokerError> {
         let shown = redacted(url);
         let client = redis::Client::open(url)
-            .map_err(|e| BrokerError(format!("bad broker URL {shown:?}: {e}")))?;
+            .map_err(|e| BrokerError::caused_by(format!("bad broker URL {shown:?}"), e))?;
         Ok(Self { client, shown })
     }
 }
@@ -193,7 +193,7 @@ impl Config {
         #[cfg(not(feature = "redis"))]
         {
             let _ = self;
-            Err(BrokerError(format!(
+            Err(BrokerError::new(format!(
                 "broker {:?}: sse was built without its `redis` feature, so events stay in this process",
                 redacted(url)
             )))

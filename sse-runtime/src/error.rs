@@ -1,23 +1,33 @@
-//! Why a publish was refused.
+//! Why a publish was refused, or a broker failed. How an error carries its cause (in its
+//! message or as its source, never both): the crate docs, "Errors".
 
-use std::fmt;
+use std::{error::Error, fmt};
 
 use crate::NameError;
 
 /// Why [`publish!`](crate::publish) refused an event. Nothing was sent when this is returned.
 ///
+/// `InvalidGroup`, `InvalidEvent` and `Broker` are the error they hold (message and source);
+/// `Json` says what failed and gives `serde_json`'s error as its source (see
+/// [Errors](crate#errors)).
+///
 /// ```
 /// let group = String::from("not a group!");
 /// let err = sse::publish!(group, "yo", "hi").unwrap_err();
 /// assert!(matches!(err, sse::PublishError::InvalidGroup(_)));
-/// assert!(err.to_string().starts_with("invalid group name"));
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid group name \"not a group!\": character ' ' at byte 3 is not allowed \
+///      (allowed: ASCII letters, digits, '-', '_', '.')"
+/// );
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PublishError {
-    /// The group name breaks the group-name rule.
+    /// The group name breaks the group-name rule. Transparent: the [`NameError`]'s message.
     InvalidGroup(NameError),
-    /// The event name contains CR, LF or NUL, is empty or too long.
+    /// The event name contains CR, LF or NUL, is empty or too long. Transparent: the
+    /// [`NameError`]'s message.
     InvalidEvent(NameError),
     /// The encoded event would be larger than [`Config::max_event_bytes`](crate::Config::max_event_bytes).
     TooLarge {
@@ -29,11 +39,13 @@ pub enum PublishError {
     /// The hub was shut down ([`Hub::shutdown`](crate::Hub::shutdown)).
     ShutDown,
     /// The value given to [`publish_json!`](crate::publish_json) could not be written as JSON
-    /// (a map with non-string keys, or a `Serialize` impl that failed).
+    /// (a map with non-string keys, or a `Serialize` impl that failed). The message says so;
+    /// `serde_json`'s error, which says why, is the source.
     #[cfg(feature = "json")]
     Json(serde_json::Error),
     /// The broker that shares events between processes (Redis) could not take the event: it
     /// is unreachable, or its URL is wrong. Nothing is queued: publish again once it is back.
+    /// Transparent: the [`BrokerError`]'s message and source.
     Broker(BrokerError),
 }
 
@@ -41,6 +53,7 @@ impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PublishError::InvalidGroup(e) | PublishError::InvalidEvent(e) => e.fmt(f),
+            PublishError::Broker(e) => e.fmt(f),
             PublishError::TooLarge {
                 max_bytes,
                 at_least,
@@ -50,41 +63,138 @@ impl fmt::Display for PublishError {
             ),
             PublishError::ShutDown => f.write_str("the SSE hub is shut down"),
             #[cfg(feature = "json")]
-            PublishError::Json(e) => write!(f, "event data is not JSON: {e}"),
-            PublishError::Broker(e) => write!(f, "event not sent: {e}"),
+            PublishError::Json(_) => f.write_str("event data could not be written as JSON"),
         }
     }
 }
 
-impl std::error::Error for PublishError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl Error for PublishError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            PublishError::InvalidGroup(e) | PublishError::InvalidEvent(e) => Some(e),
+            PublishError::InvalidGroup(e) | PublishError::InvalidEvent(e) => e.source(),
+            PublishError::Broker(e) => e.source(),
             #[cfg(feature = "json")]
             PublishError::Json(e) => Some(e),
-            PublishError::Broker(e) => Some(e),
-            _ => None,
+            PublishError::TooLarge { .. } | PublishError::ShutDown => None,
         }
     }
 }
 
 /// What went wrong with the broker: a bad `SSE_BROKER_URL`, or a Redis that cannot be reached.
-/// The message names the URL (without its password) and the cause.
+///
+/// The message says what failed and names the URL (without its password); the Redis error that
+/// says why, when there is one, is the [`source()`](Error::source), not repeated in the message.
 ///
 /// ```
 /// let err = sse::Config::default().broker("http://not-redis").unwrap_err();
 /// assert!(err.to_string().contains("http://not-redis"), "{err}");
 /// ```
+///
+/// ```
+/// # #[cfg(feature = "redis")] {
+/// use std::error::Error;
+///
+/// let config = sse::Config::default().broker("redis://127.0.0.1:1/0")?; // nothing listens there
+/// let err = sse::Hub::connect(config).err().expect("unreachable");
+/// assert_eq!(err.to_string(), "cannot reach Redis at redis://127.0.0.1:1/0");
+/// println!("because: {}", err.source().expect("the Redis error"));
+/// # }
+/// # Ok::<(), sse::BrokerError>(())
+/// ```
 #[derive(Debug, Clone)]
-pub struct BrokerError(pub(crate) String);
+pub struct BrokerError {
+    message: String,
+    #[cfg(feature = "redis")]
+    source: Option<redis::RedisError>,
+}
 
-impl fmt::Display for BrokerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl BrokerError {
+    /// An error whose message says it all.
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            #[cfg(feature = "redis")]
+            source: None,
+        }
+    }
+
+    /// `message` says what failed; `source`, kept whole, says why.
+    #[cfg(feature = "redis")]
+    pub(crate) fn caused_by(message: impl Into<String>, source: redis::RedisError) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source),
+        }
     }
 }
 
-impl std::error::Error for BrokerError {}
+impl fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for BrokerError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        #[cfg(feature = "redis")]
+        if let Some(source) = &self.source {
+            return Some(source);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use crate::{Config, Hub, PublishError};
+
+    /// No message down the chain repeats the one of its source.
+    fn assert_each_cause_once(error: &dyn Error) {
+        let mut error = error;
+        while let Some(source) = error.source() {
+            let (message, cause) = (error.to_string(), source.to_string());
+            assert!(!message.contains(&cause), "{message:?} repeats {cause:?}");
+            error = source;
+        }
+    }
+
+    #[test]
+    fn refused_names_are_the_name_error_itself() {
+        let hub = Hub::new(Config::default());
+        let group = hub.publish("a b", Some("yo"), "x").unwrap_err();
+        let event = hub.publish("yo", Some("a\nb"), "x").unwrap_err();
+        for err in [group, event] {
+            let (PublishError::InvalidGroup(name) | PublishError::InvalidEvent(name)) = &err else {
+                panic!("{err:?}");
+            };
+            assert_eq!(err.to_string(), name.to_string());
+            assert!(err.source().is_none(), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn every_error_gives_each_cause_once() {
+        let hub = Hub::new(Config::default());
+        let mut errors: Vec<Box<dyn Error>> = vec![
+            Box::new(hub.publish("a b", Some("yo"), "x").unwrap_err()),
+            Box::new(hub.publish("yo", Some(""), "x").unwrap_err()),
+            // With feature `redis` the URL is parsed by redis, whose error is the source.
+            Box::new(Config::default().broker("mysql://db").unwrap_err()),
+        ];
+        #[cfg(feature = "json")]
+        errors.push(Box::new(
+            hub.publish_json("yo", None, &std::collections::HashMap::from([((1, 2), 3)]))
+                .unwrap_err(),
+        ));
+        hub.shutdown();
+        errors.push(Box::new(hub.publish("yo", None, "late").unwrap_err()));
+        for error in &errors {
+            assert_each_cause_once(error.as_ref());
+        }
+    }
+}
 
 /// Why [`Hub::subscribe`](crate::Hub::subscribe) opened no stream. Over HTTP it answers
 /// `503 Service Unavailable` with `Retry-After: 5` and this message.

@@ -93,6 +93,35 @@ impl TryFrom<String> for GroupName {
     }
 }
 
+/// Reads a string and checks it, so a group name can come straight from a request:
+/// `Path<sse::GroupName>`, or a field of a `Query` or `Json` body. A name that breaks the rule is
+/// refused with the [`NameError`]'s message; axum answers `400 Bad Request` with it.
+///
+/// ```
+/// use axum::extract::Path;
+/// use serde::de::{value::Error, Deserialize, IntoDeserializer};
+///
+/// // `GET /events/{group}`: axum answers 400 itself when the group is invalid.
+/// #[sse::subscribe]
+/// async fn events(Path(group): Path<sse::GroupName>) -> Result<sse::GroupName, sse::NameError> {
+///     Ok(group)
+/// }
+/// # let _app: axum::Router = axum::Router::new().route("/events/{group}", axum::routing::get(events));
+///
+/// // What `Path` does with the segment, in short:
+/// let group: Result<sse::GroupName, Error> = Deserialize::deserialize("yo.alice".into_deserializer());
+/// assert_eq!(group?.as_str(), "yo.alice");
+/// let refused: Result<sse::GroupName, Error> = Deserialize::deserialize("yo alice".into_deserializer());
+/// assert!(refused.unwrap_err().to_string().contains("character ' ' at byte 2 is not allowed"));
+/// # Ok::<(), Error>(())
+/// ```
+impl<'de> serde::Deserialize<'de> for GroupName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::new(name).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Lets a registry keyed by group name be searched with a `&str` (hashes agree: both hash the str).
 impl std::borrow::Borrow<str> for GroupName {
     fn borrow(&self) -> &str {

@@ -112,7 +112,7 @@ impl fmt::Display for InitError {
 impl std::error::Error for InitError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            InitError::Broker(e) => Some(e),
+            InitError::Broker(e) => std::error::Error::source(e),
             InitError::AlreadyInitialized => None,
         }
     }

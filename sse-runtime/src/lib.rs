@@ -30,6 +30,29 @@
 //! share their groups, ids and history through Redis: feature `redis`, then
 //! `SSE_BROKER_URL=redis://127.0.0.1:6379/0` or [`Config::broker`]. See the README for the
 //! guarantees, the wire format, the settings and "More than one process".
+//!
+//! # Errors
+//!
+//! An error says what went wrong at its own level and gives the error beneath it, if any, as
+//! its [`source()`](std::error::Error::source), never in its message as well: a
+//! [`BrokerError`] says "cannot reach Redis at redis://…", its source says why. Print the chain
+//! to see it all (anyhow's `{:#}`, tracing's `error = &err as &dyn std::error::Error`, or a loop
+//! over `source()`). A variant that only passes another error on *is* that error, like
+//! thiserror's `#[error(transparent)]`: [`PublishError::InvalidGroup`] has the [`NameError`]'s
+//! message, [`PublishError::Broker`] and [`InitError::Broker`] the [`BrokerError`]'s message and
+//! source.
+//!
+//! ```
+//! # #[cfg(feature = "json")] {
+//! use std::error::Error;
+//!
+//! let mut tuple_keys = std::collections::BTreeMap::new();
+//! tuple_keys.insert((1, 2), "JSON keys are strings");
+//! let err = sse::publish_json!("yo", "yo", &tuple_keys).unwrap_err();
+//! assert_eq!(err.to_string(), "event data could not be written as JSON");
+//! assert_eq!(err.source().unwrap().to_string(), "key must be a string");
+//! # }
+//! ```
 
 mod axum;
 mod broker;
@@ -89,6 +112,14 @@ pub use subscription::Subscription;
 /// ```compile_fail
 /// sse::publish!("yo", "yo\n", "event names cannot hold a line break");
 /// ```
+///
+/// A format string in the event name's place is taken for what it is, a mistake in the order of
+/// the arguments (a literal event name cannot hold `{` or `}`; a value can):
+///
+/// ```compile_fail
+/// # let n = 1;
+/// sse::publish!("yo", "x = {}", n); // write sse::publish!("yo", "event", "x = {}", n)
+/// ```
 #[macro_export]
 macro_rules! publish {
     ($($args:tt)*) => {
@@ -119,6 +150,10 @@ macro_rules! publish {
 ///
 /// ```compile_fail
 /// sse::publish_json!("yo yo", "yo", &1);
+/// ```
+///
+/// ```compile_fail
+/// sse::publish_json!("yo", "x = {}", &1); // no format string: the event name goes there
 /// ```
 #[cfg(feature = "json")]
 #[macro_export]

@@ -47,8 +47,8 @@ pub(crate) trait Broker: Send + Sync {
     /// gives for it (none for `None`), and where each group stands.
     #[cfg(feature = "redis")]
     fn catch_up(&self, _groups: Vec<GroupName>, _from: Vec<Option<u64>>) -> CatchUp {
-        Box::pin(std::future::ready(Err(BrokerError(
-            "this broker keeps no shared history".into(),
+        Box::pin(std::future::ready(Err(BrokerError::new(
+            "this broker keeps no shared history",
         ))))
     }
 }

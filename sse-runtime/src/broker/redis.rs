@@ -143,11 +143,11 @@ pub(crate) use crate::config::RedisUrl as Target;
 
 impl Target {
     fn unreachable(&self, error: redis::RedisError) -> BrokerError {
-        BrokerError(format!("cannot reach Redis at {}: {error}", self.shown))
+        BrokerError::caused_by(format!("cannot reach Redis at {}", self.shown), error)
     }
 
     fn failed(&self, error: redis::RedisError) -> BrokerError {
-        BrokerError(format!("Redis at {} failed: {error}", self.shown))
+        BrokerError::caused_by(format!("Redis at {} failed", self.shown), error)
     }
 
     fn connect_blocking(&self) -> Result<redis::Connection, BrokerError> {
@@ -314,8 +314,8 @@ impl Broker for RedisBroker {
         Box::pin(async move {
             match tokio::time::timeout(CATCH_UP_PATIENCE, answer).await {
                 Ok(Ok(caught_up)) => caught_up,
-                Ok(Err(_)) => Err(BrokerError("the Redis listener stopped".into())),
-                Err(_) => Err(BrokerError(format!(
+                Ok(Err(_)) => Err(BrokerError::new("the Redis listener stopped")),
+                Err(_) => Err(BrokerError::new(format!(
                     "Redis did not give the missed events within {CATCH_UP_PATIENCE:?}"
                 ))),
             }
@@ -411,7 +411,7 @@ impl Listener {
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(connected) => connected.map_err(|e| self.target.unreachable(e)),
-            Err(_) => Err(BrokerError(format!(
+            Err(_) => Err(BrokerError::new(format!(
                 "cannot reach Redis at {}: no answer within {CONNECT_TIMEOUT:?}",
                 self.target.shown
             ))),
@@ -436,7 +436,7 @@ impl Listener {
                     }
                     Some(Command::CatchUp { reply, .. }) => {
                         let down = format!("Redis at {} is unreachable", self.target.shown);
-                        let _ = reply.send(Err(BrokerError(down)));
+                        let _ = reply.send(Err(BrokerError::new(down)));
                     }
                 },
             }
@@ -486,7 +486,7 @@ impl Listener {
             tokio::select! {
                 message = messages.next() => {
                     let Some(message) = message else {
-                        return Err(BrokerError("the pub/sub connection closed".into()));
+                        return Err(BrokerError::new("the pub/sub connection closed"));
                     };
                     self.receive(&message);
                 }
@@ -596,14 +596,14 @@ impl Listener {
         {
             Ok(reply) => reply.map_err(|e| self.target.failed(e))?,
             Err(_) => {
-                return Err(BrokerError(format!(
+                return Err(BrokerError::new(format!(
                     "Redis at {} did not answer within {COMMAND_TIMEOUT:?}",
                     self.target.shown
                 )))
             }
         };
         Snapshot::parse(reply, groups.len()).ok_or_else(|| {
-            BrokerError(format!(
+            BrokerError::new(format!(
                 "Redis at {} gave an unexpected history",
                 self.target.shown
             ))

@@ -40,9 +40,8 @@ async fn room(
     if !state.allowed {
         return Err((StatusCode::FORBIDDEN, "Please login").into_response());
     }
-    // `?` works as in any fn returning this type.
-    let group = sse::GroupName::new(format!("room.{room}"))
-        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())?;
+    // `?` works as in any fn returning this type (a `NameError` becomes a `400`).
+    let group = sse::GroupName::new(format!("room.{room}"))?;
     Ok(group)
 }
 

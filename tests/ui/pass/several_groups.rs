@@ -14,9 +14,7 @@ async fn mine_and_feed(headers: HeaderMap) -> Result<[sse::GroupName; 2], Respon
     let Some(user) = headers.get("x-user").and_then(|v| v.to_str().ok()) else {
         return Err((StatusCode::FORBIDDEN, "Please login").into_response());
     };
-    let own = sse::GroupName::new(format!("yo.{user}"))
-        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())?;
-    Ok([own, sse::GroupName::new("yo").unwrap()])
+    Ok([sse::GroupName::new(format!("yo.{user}"))?, sse::GroupName::new("yo")?])
 }
 
 fn main() {

@@ -1,0 +1,4 @@
+fn main() {
+    let n = 1;
+    let _ = sse::publish_json!("yo", "x = {}", &n);
+}
