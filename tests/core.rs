@@ -127,13 +127,14 @@ async fn data_round_trips_exactly() {
 async fn exact_wire_bytes() {
     let addr = server(true).await;
     let mut tcp = raw_get(addr, "/events/g/wire", "").await;
-    let mut head = read_until(&mut tcp, "retry: 3000\n\nid: ").await;
+    let opening = "retry: 3000\n\nevent: stream-start\ndata: \nid: ";
+    let mut head = read_until(&mut tcp, opening).await;
     if !head.ends_with("\n\n") {
         head += &read_until(&mut tcp, "\n\n").await;
     }
     assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
     // Where the stream starts: the group's last id, before any event.
-    let (head, start) = head.split_once("retry: 3000\n\nid: ").unwrap();
+    let (head, start) = head.split_once(opening).unwrap();
     assert!(head.ends_with("\r\n\r\n"), "{head}");
     let start: u64 = start.trim_end().parse().unwrap();
     eventually("subscribed", || sse::hub().subscriber_count("wire") == 1).await;

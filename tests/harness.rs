@@ -58,6 +58,8 @@ pub struct Client {
     /// The headers of the `200` answer.
     pub response_headers: reqwest::header::HeaderMap,
     events: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>>,
+    /// The id of the stream's `stream-start` event, once read: where the stream started.
+    pub started_at: Option<String>,
 }
 
 impl Client {
@@ -78,12 +80,21 @@ impl Client {
         Client {
             response_headers,
             events: Box::pin(events),
+            started_at: None,
         }
     }
 
-    /// The next event, waiting at most [`PATIENCE`]; `None` when the stream ended.
+    /// The next event, waiting at most [`PATIENCE`]; `None` when the stream ended. The
+    /// `stream-start` event is not one: its id goes to [`Client::started_at`], as a page that
+    /// does not listen for it ignores it.
     pub async fn next(&mut self) -> Option<Event> {
-        within(self.events.next()).await
+        loop {
+            let event = within(self.events.next()).await?;
+            if event.event != sse::STREAM_START {
+                return Some(event);
+            }
+            self.started_at = Some(event.id);
+        }
     }
 
     /// The next `n` events; panics if the stream ends first.
@@ -201,11 +212,13 @@ pub async fn read_body_to_end(tcp: &mut TcpStream) -> Vec<u8> {
     all.split_off(body_at)
 }
 
-/// The events in a complete SSE body, read by the independent parser.
+/// The events in a complete SSE body, read by the independent parser (`stream-start` left out,
+/// as a page that does not listen for it never sees it).
 pub async fn parse_events(body: Vec<u8>) -> Vec<Event> {
     futures_util::stream::iter([Ok::<_, std::convert::Infallible>(body)])
         .eventsource()
         .map(|event| event.expect("a well-formed event stream"))
+        .filter(|event| std::future::ready(event.event != sse::STREAM_START))
         .collect()
         .await
 }

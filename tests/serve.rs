@@ -99,7 +99,7 @@ async fn a_stream_is_raw_event_bytes_that_end_with_the_connection() {
     let (_, body) = all.split_once("\r\n\r\n").unwrap();
     assert_eq!(
         body,
-        format!("retry: 3000\n\nid: {start}\n\nevent: yo\ndata: a\ndata: b\nid: {first}\n\ndata: \nid: {second}\n\nretry: 500\n\n", start = first.get() - 1)
+        format!("retry: 3000\n\nevent: stream-start\ndata: \nid: {start}\n\nevent: yo\ndata: a\ndata: b\nid: {first}\n\ndata: \nid: {second}\n\nretry: 500\n\n", start = first.get() - 1)
     );
 }
 

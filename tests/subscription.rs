@@ -36,7 +36,13 @@ async fn starts_with_the_retry_hint_and_its_id_then_keeps_alive_when_idle() {
     let mut subscription = open(&hub, &["g"], "");
     let start = next(&mut subscription).await.unwrap();
     let id = publish(&hub, "g", "first");
-    assert_eq!(start, format!("retry: 3000\n\nid: {}\n\n", id - 1));
+    assert_eq!(
+        start,
+        format!(
+            "retry: 3000\n\nevent: stream-start\ndata: \nid: {}\n\n",
+            id - 1
+        )
+    );
     assert_eq!(
         next(&mut subscription).await.unwrap(),
         format!("event: e\ndata: first\nid: {id}\n\n")
@@ -102,7 +108,8 @@ async fn events(subscription: &mut Subscription, events: usize) -> Vec<(String, 
     let mut got = Vec::new();
     while got.len() < events {
         let chunk = next(subscription).await.expect("more events");
-        for event in chunk.split("\n\n").filter(|e| e.contains("data: ")) {
+        let events = chunk.split("\n\n").filter(|e| e.starts_with("event: e\n"));
+        for event in events {
             let field = |name: &str| {
                 let line = event.lines().find(|l| l.starts_with(name)).unwrap();
                 line[name.len()..].to_owned()
@@ -122,7 +129,14 @@ async fn several_groups_merge_in_publish_order_with_their_position_in_each() {
     let b1 = publish(&hub, "b", "b1");
     publish(&hub, "c", "not for it");
     let a2 = publish(&hub, "a", "a2");
-    assert_eq!(start, format!("id: a:{},b:{}\n\n", a1 - 1, b1 - 1));
+    assert_eq!(
+        start,
+        format!(
+            "event: stream-start\ndata: \nid: a:{},b:{}\n\n",
+            a1 - 1,
+            b1 - 1
+        )
+    );
     assert_eq!(
         events(&mut both, 3).await,
         [
@@ -154,7 +168,10 @@ async fn a_composite_id_resumes_every_group_exactly_whatever_its_order() {
     // The groups in another order: the id names each one.
     let mut again = open(&hub, &["z", "y", "x"], resume_at);
     let start = next(&mut again).await.unwrap();
-    assert!(start.starts_with("id: z:"), "{start}");
+    assert!(
+        start.starts_with("event: stream-start\ndata: \nid: z:"),
+        "{start}"
+    );
     let data: Vec<String> = events(&mut again, 3)
         .await
         .into_iter()

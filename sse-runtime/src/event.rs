@@ -286,12 +286,34 @@ pub(crate) fn retry_hint(after: Duration) -> Bytes {
 /// ```
 pub const STREAM_RESET: &str = "stream-reset";
 
+/// The name of the event every stream starts with, unless it starts with a `stream-reset`. Its
+/// id is where the stream starts, so a client that reconnects before any other event resumes
+/// from there; its data is empty. Browsers dispatch it only to listeners of this name, so a
+/// page that does not listen for it never sees it.
+///
+/// ```
+/// assert_eq!(sse::STREAM_START, "stream-start");
+/// ```
+///
+/// Browsers would take the id from an `id:` line alone, but client libraries (Node's
+/// `eventsource`, Rust's `reqwest-eventsource`) only take ids of events they dispatch.
+pub const STREAM_START: &str = "stream-start";
+
+/// The `stream-start` event, without its id line.
+pub(crate) fn stream_start() -> Draft {
+    control(STREAM_START, "")
+}
+
 /// The `stream-reset` event, without its id line: the client's `Last-Event-ID` could not be
 /// resumed from, so it may have missed events. Its id lets its next reconnect resume from there.
 pub(crate) fn stream_reset(reason: &str) -> Draft {
-    let data = format!("{{\"reason\":\"{reason}\"}}");
+    control(STREAM_RESET, format_args!("{{\"reason\":\"{reason}\"}}"))
+}
+
+/// An event the hub sends of itself.
+fn control(name: &str, data: impl fmt::Display) -> Draft {
     // The name is a valid one and there is no size limit: encoding cannot fail.
-    Draft::new(Some(STREAM_RESET), data, usize::MAX).unwrap_or(Draft(BytesMut::new()))
+    Draft::new(Some(name), data, usize::MAX).unwrap_or(Draft(BytesMut::new()))
 }
 
 #[cfg(test)]
@@ -401,6 +423,14 @@ mod tests {
                 "{name:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn start_event_is_a_named_event_with_empty_data() {
+        assert_eq!(
+            &stream_start().stamp(EventId(3))[..],
+            b"event: stream-start\ndata: \nid: 3\n\n"
+        );
     }
 
     #[test]

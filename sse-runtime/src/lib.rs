@@ -74,7 +74,7 @@ pub mod __private;
 pub use crate::axum::metrics;
 pub use config::{Config, BROKER_URL_ENV};
 pub use error::{BrokerError, PublishError, SubscribeError};
-pub use event::{EventId, EventName, STREAM_RESET};
+pub use event::{EventId, EventName, STREAM_RESET, STREAM_START};
 pub use group::GroupName;
 pub use hub::{hub, init, Hub, InitError};
 pub use resume::LastEventId;

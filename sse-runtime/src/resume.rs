@@ -139,8 +139,12 @@ pub(crate) fn id_text(groups: &[GroupName], positions: &[u64]) -> String {
 /// What a broker's shared history gives a client the local history does not cover.
 #[cfg(feature = "redis")]
 pub(crate) enum CaughtUp {
-    /// The missed events, in the order their groups received them, then where each group stands.
+    /// Where the stream starts, the missed events in the order their groups received them, and
+    /// where each group stands after them.
     Replay {
+        /// Per group, the id the stream starts from: the client's, or where the group stood for
+        /// one the client had no id of.
+        start: Vec<u64>,
         /// Each event: its group's index in the stream, its id, and its encoding without the id
         /// line.
         events: Vec<(usize, u64, Bytes)>,

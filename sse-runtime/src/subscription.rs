@@ -15,7 +15,7 @@ use tokio::time::{Instant, Sleep};
 #[cfg(feature = "redis")]
 use crate::resume::{CatchUp, CaughtUp};
 use crate::{
-    event,
+    event::{self, Draft},
     registry::{Read, Reader, Start, Stored},
     resume, GroupName, LastEventId,
 };
@@ -26,9 +26,10 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// One open stream of a hub's groups, from [`Hub::subscribe`](crate::Hub::subscribe): a
 /// [`Stream`] of bytes ready to write to a client as `text/event-stream`.
 ///
-/// It yields, in order: the `retry:` hint and where the stream starts (an `id:` line, so a
-/// client that reconnects before its first event resumes from there), or a `stream-reset` event
-/// when the client's `Last-Event-ID` could not be resumed from; the events the client missed;
+/// It yields, in order: the `retry:` hint and a [`stream-start`](crate::STREAM_START) event whose
+/// id is where the stream starts (so a client that reconnects before any other event resumes
+/// from there), or a [`stream-reset`](crate::STREAM_RESET) event when the client's
+/// `Last-Event-ID` could not be resumed from; the events the client missed;
 /// then every event published to its groups, several pending events in one chunk, and a `:`
 /// keep-alive comment when it is idle. It ends only when its client falls too far behind (after
 /// a last comment) or the hub shuts down (after a short `retry:` hint); a client that leaves
@@ -47,7 +48,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// let mut subscription = hub.subscribe([yo], &sse::LastEventId::default())?;
 /// let start = subscription.next().await.unwrap();
 /// let id = hub.publish("yo", Some("yo"), "yo from alice to bob")?;
-/// assert_eq!(start, format!("id: {}\n\n", id.get() - 1));
+/// assert_eq!(start, format!("event: stream-start\ndata: \nid: {}\n\n", id.get() - 1));
 /// let event = subscription.next().await.unwrap();
 /// assert_eq!(event, format!("event: yo\ndata: yo from alice to bob\nid: {id}\n\n"));
 /// # Ok(()) }
@@ -98,11 +99,11 @@ impl Subscription {
         }
         let positions = match start {
             Start::At(positions) => {
-                resume::put_id_line(&mut first, &groups, &positions);
+                put_event(&mut first, event::stream_start(), &groups, &positions);
                 positions
             }
             Start::Reset(why, positions) => {
-                put_reset(&mut first, why, &groups, &positions);
+                put_event(&mut first, event::stream_reset(why), &groups, &positions);
                 positions
             }
             // Where the client was, until the broker says where the stream goes on from.
@@ -199,14 +200,28 @@ impl Subscription {
         Self { catch_up, ..self }
     }
 
-    /// The broker's answer to the catch-up: the missed events and where the stream now stands.
+    /// The broker's answer to the catch-up: where the stream starts, and the missed events.
+    /// Afterwards each group stands where the broker's history ended.
     #[cfg(feature = "redis")]
     fn caught_up(&mut self, caught_up: CaughtUp) -> Bytes {
         let mut out = BytesMut::new();
         let (events, through) = match caught_up {
-            CaughtUp::Replay { events, through } => (events, through),
+            CaughtUp::Replay {
+                start,
+                events,
+                through,
+            } => {
+                put_event(&mut out, event::stream_start(), &self.groups, &start);
+                self.positions = start;
+                (events, through)
+            }
             CaughtUp::Reset { reason, through } => {
-                put_reset(&mut out, reason, &self.groups, &through);
+                put_event(
+                    &mut out,
+                    event::stream_reset(reason),
+                    &self.groups,
+                    &through,
+                );
                 self.positions.clone_from(&through);
                 self.skip_through = through;
                 return out.freeze();
@@ -227,8 +242,6 @@ impl Subscription {
         }
         self.positions.clone_from(&through);
         self.skip_through = through;
-        // Where the stream stands now, also when nothing was missed.
-        resume::put_id_line(&mut out, &self.groups, &self.positions);
         out.freeze()
     }
 
@@ -273,9 +286,9 @@ impl Subscription {
     }
 }
 
-/// A `stream-reset` event whose id is where the stream goes on from.
-fn put_reset(out: &mut BytesMut, why: &str, groups: &[GroupName], positions: &[u64]) {
-    out.put_slice(event::stream_reset(why).as_bytes());
+/// One of the hub's own events, with the stream's id at `positions`.
+fn put_event(out: &mut BytesMut, event: Draft, groups: &[GroupName], positions: &[u64]) {
+    out.put_slice(event.as_bytes());
     resume::put_id_line(out, groups, positions);
 }
 

@@ -680,7 +680,12 @@ impl Snapshot {
             .collect();
         // Ids are given in the order Redis received the events, across groups.
         events.sort_by_key(|&(_, id, _)| id);
-        CaughtUp::Replay { events, through }
+        let start = from.iter().map(|after| after.unwrap_or(self.seq)).collect();
+        CaughtUp::Replay {
+            start,
+            events,
+            through,
+        }
     }
 }
 
@@ -712,7 +717,9 @@ mod tests {
     /// What a catch-up replays, and `through`.
     fn read(caught_up: CaughtUp) -> (Replay, Vec<u64>) {
         match caught_up {
-            CaughtUp::Replay { events, through } => {
+            CaughtUp::Replay {
+                events, through, ..
+            } => {
                 let events = events.into_iter().map(|(index, id, encoded)| {
                     (index, id, String::from_utf8(encoded.to_vec()).unwrap())
                 });
