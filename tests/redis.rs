@@ -632,3 +632,95 @@ async fn a_client_back_after_its_quiet_groups_history_expired_gets_a_reset() {
         ("later", later.to_string())
     );
 }
+
+/// The `tick` events in what a subscription yields until it has `n`: (data, id).
+async fn ticks(subscription: &mut sse::Subscription, n: usize) -> Vec<(String, String)> {
+    use futures_util::StreamExt;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let chunk = within(subscription.next()).await.expect("an open stream");
+        let chunk = String::from_utf8(chunk.to_vec()).unwrap();
+        for event in chunk
+            .split("\n\n")
+            .filter(|e| e.starts_with("event: tick\n"))
+        {
+            let field = |name: &str| {
+                let line = event.lines().find(|l| l.starts_with(name)).unwrap();
+                line[name.len()..].to_owned()
+            };
+            got.push((field("data: "), field("id: ")));
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_of_two_groups_resumes_in_another_process_from_its_composite_id() {
+    let redis = RedisServer::start().await;
+    let config = || sse::Config::default().retry(None);
+    let [first, holder, stranger] = [
+        redis.hub(config()),
+        redis.hub(config()),
+        redis.hub(config()),
+    ];
+    let groups = ["pair-a", "pair-b"].map(|g| sse::GroupName::new(g).unwrap());
+    let none = sse::LastEventId::default();
+    let mut on_first = first.subscribe(groups.clone(), &none).unwrap();
+    // Another process holds the groups already; a third never heard of them.
+    let mut on_holder = holder.subscribe(groups.clone(), &none).unwrap();
+    redis.wait_listeners("pair-a", 2).await;
+    redis.wait_listeners("pair-b", 2).await;
+
+    let publish = |group: &str, data: &str| first.publish(group, Some("tick"), data).unwrap().get();
+    let a1 = publish("pair-a", "a1");
+    let b1 = publish("pair-b", "b1");
+    let seen = ticks(&mut on_first, 2).await;
+    assert_eq!(
+        seen[1],
+        ("b1".to_owned(), format!("pair-a:{a1},pair-b:{b1}"))
+    );
+    let last_seen = on_first.last_event_id();
+    drop(on_first);
+    let a2 = publish("pair-a", "a2");
+    let b2 = publish("pair-b", "b2");
+    let a3 = publish("pair-a", "a3");
+    assert_eq!(ticks(&mut on_holder, 5).await.len(), 5);
+
+    let mut backs = Vec::new();
+    for hub in [&stranger, &holder] {
+        // The groups in the other order: the id names each of them.
+        let reversed = [groups[1].clone(), groups[0].clone()];
+        let mut back = hub.subscribe(reversed, &last_seen).unwrap();
+        let missed = ticks(&mut back, 3).await;
+        assert_eq!(
+            missed,
+            [
+                ("a2".to_owned(), format!("pair-b:{b1},pair-a:{a2}")),
+                ("b2".to_owned(), format!("pair-b:{b2},pair-a:{a2}")),
+                ("a3".to_owned(), format!("pair-b:{b2},pair-a:{a3}")),
+            ]
+        );
+        backs.push(back);
+    }
+    // Then live events, none repeated.
+    let b3 = holder.publish("pair-b", Some("tick"), "b3").unwrap().get();
+    for mut back in backs {
+        let live = ticks(&mut back, 1).await;
+        assert_eq!(
+            live,
+            [("b3".to_owned(), format!("pair-b:{b3},pair-a:{a3}"))]
+        );
+    }
+    // When one group's history is gone (expired: its last id is kept), the stream says so.
+    redis.command(redis::cmd("DEL").arg("sse:history:pair-a"));
+    let fresh = redis.hub(config());
+    let mut reset = fresh.subscribe(groups.clone(), &last_seen).unwrap();
+    use futures_util::StreamExt;
+    let start = String::from_utf8(within(reset.next()).await.unwrap().to_vec()).unwrap();
+    assert!(
+        start.starts_with(
+            "event: stream-reset\ndata: {\"reason\":\"id older than the history\"}\nid: pair-a:"
+        ),
+        "{start}"
+    );
+}
