@@ -50,7 +50,10 @@ pub fn hub() -> &'static Hub {
     GLOBAL.get_or_init(|| match Config::from_env() {
         Ok(config) => Hub::new(config),
         Err(error) => {
-            tracing::error!(%error, "SSE_BROKER_URL is unusable: every publish will fail");
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "SSE_BROKER_URL is unusable: every publish will fail"
+            );
             Hub::with_broker(Config::default(), |_, _| Arc::new(broker::Unusable(error)))
         }
     })

@@ -316,7 +316,10 @@ impl Stream for Subscription {
                 Poll::Ready(Err(error)) => {
                     // Ending with a retry hint brings the client back with the same
                     // `Last-Event-ID`, to try again, rather than losing its place.
-                    tracing::warn!(%error, "missed events unavailable: stream ended, client will retry");
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "missed events unavailable: stream ended, client will retry"
+                    );
                     this.ended = true;
                     return Poll::Ready(Some(event::retry_hint(this.shutdown_retry)));
                 }

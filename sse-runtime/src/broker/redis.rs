@@ -390,7 +390,7 @@ impl Listener {
             };
             was_down = true;
             tracing::warn!(
-                redis = %self.target.shown, error = %lost, retry_in = ?backoff,
+                redis = %self.target.shown, error = &lost as &dyn std::error::Error, retry_in = ?backoff,
                 "Redis link down: streams stay open, events resume when it is back"
             );
             if !self.wait_offline(backoff).await {
