@@ -38,7 +38,10 @@ use futures_util::task::AtomicWaker;
 use slab::Slab;
 
 use crate::{
-    event::Draft, stats::Counters, Config, EventId, GroupName, PublishError, SubscribeError,
+    event::Draft,
+    resume::{self, LocalHistory, Plan},
+    stats::Counters,
+    Config, EventId, GroupName, PublishError, SubscribeError,
 };
 
 /// Shards of the map of groups: enough that cores rarely meet on one.
@@ -163,18 +166,6 @@ pub(crate) enum Start {
     CatchUp(Vec<Option<u64>>),
 }
 
-/// Where a new stream's positions are taken from, before they are.
-enum Plan {
-    /// The groups' heads: it starts live.
-    Live,
-    /// After these ids, one per group, replayed from the local rings.
-    From(Vec<u64>),
-    /// The groups' heads, after a `stream-reset`.
-    Reset(&'static str),
-    #[cfg(feature = "redis")]
-    CatchUp(Vec<Option<u64>>),
-}
-
 /// What a subscriber's read found, when it found something.
 pub(crate) enum Read {
     /// Events were handed over.
@@ -287,7 +278,9 @@ impl Registry {
         let mut members = lock(&group.members);
         members.slab.retain(|_, member| {
             let pos = member.waiter.positions[member.index].load(Relaxed);
-            let keep = pos >= first && head - pos <= queue;
+            // Later publishes may have grown the ring since `head`, and the subscriber may
+            // have read them already: it is then ahead, not behind.
+            let keep = pos >= first && head.saturating_sub(pos) <= queue;
             if !keep {
                 removed += 1;
                 // It may have been cut by another of its groups already.
@@ -336,7 +329,7 @@ impl Registry {
         }
         let now = Instant::now();
         let held: Vec<Arc<Group>> = groups.iter().map(|name| self.hold(name, now)).collect();
-        let plan = self.plan(&held, resume, now);
+        let plan = resume::plan(resume, &self.histories(&held, now), self.ids_from_broker);
         let waiter = Arc::new(Waiter {
             waker: AtomicWaker::new(),
             done: AtomicBool::new(false),
@@ -422,45 +415,18 @@ impl Registry {
         group
     }
 
-    /// How a stream of `groups` starts for a client that sent `resume`.
-    fn plan(
-        &self,
-        groups: &[Arc<Group>],
-        resume: Result<Option<Vec<u64>>, &'static str>,
-        now: Instant,
-    ) -> Plan {
-        let ids = match resume {
-            Err(why) => return Plan::Reset(why),
-            // Where a group stands is not known here until the broker delivers it.
-            #[cfg(feature = "redis")]
-            Ok(None)
-                if self.ids_from_broker
-                    && groups.iter().any(|group| {
-                        let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
-                        ring.complete_after == u64::MAX
-                    }) =>
-            {
-                return Plan::CatchUp(vec![None; groups.len()]);
-            }
-            Ok(None) => return Plan::Live,
-            Ok(Some(ids)) => ids,
-        };
-        let mut lost = None;
-        for (group, &id) in groups.iter().zip(&ids) {
+    /// What each of `groups`' local history can tell a client that comes back.
+    fn histories(&self, groups: &[Arc<Group>], now: Instant) -> Vec<LocalHistory> {
+        let history = |group: &Arc<Group>| {
             let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
-            if id > ring.position_id() {
-                lost = lost.or(Some("unknown id"));
-            } else if ring.replayable_after(now, &self.config) > id {
-                lost = Some("id older than the history");
+            LocalHistory {
+                last: ring.position_id(),
+                replayable_after: ring.replayable_after(now, &self.config),
+                #[cfg(feature = "redis")]
+                complete: ring.complete_after != u64::MAX,
             }
-        }
-        match lost {
-            None => Plan::From(ids),
-            // The broker's shared history may cover what the local rings do not.
-            #[cfg(feature = "redis")]
-            Some(_) if self.ids_from_broker => Plan::CatchUp(ids.into_iter().map(Some).collect()),
-            Some(why) => Plan::Reset(why),
-        }
+        };
+        groups.iter().map(history).collect()
     }
 
     /// Ends every stream (each sends a last `retry:` hint) and refuses new streams and events.

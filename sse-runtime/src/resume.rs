@@ -136,6 +136,147 @@ pub(crate) fn id_text(groups: &[GroupName], positions: &[u64]) -> String {
     String::from_utf8_lossy(&line[4..line.len() - 2]).into_owned()
 }
 
+/// What this process's history of a group can tell a client that comes back.
+pub(crate) struct LocalHistory {
+    /// The group's last id known here: where a stream starting now stands.
+    pub(crate) last: u64,
+    /// A client that saw this id, or a later one, can be given everything it missed from here.
+    pub(crate) replayable_after: u64,
+    /// Whether every event of the group after `replayable_after` is here: `false` while a broker
+    /// is still starting to deliver the group to this process.
+    #[cfg(feature = "redis")]
+    pub(crate) complete: bool,
+}
+
+/// Where a new stream starts, as decided from the client's id and the local histories.
+pub(crate) enum Plan {
+    /// Live, from where each group stands.
+    Live,
+    /// After these ids, one per group, replayed from the local history.
+    From(Vec<u64>),
+    /// Live, after a `stream-reset` for this reason.
+    Reset(&'static str),
+    /// From the broker's shared history: per group the id after which the client needs the
+    /// events (`None`: only where the group stands), since the local history does not cover them.
+    #[cfg(feature = "redis")]
+    CatchUp(Vec<Option<u64>>),
+}
+
+/// The one place a reconnect is decided: a client came back with `resume` (per group, the id
+/// after which it needs events) to groups whose local histories are `local`; `shared` says
+/// whether a broker keeps a history shared by processes, which may cover what `local` does not.
+pub(crate) fn plan(
+    resume: Result<Option<Vec<u64>>, &'static str>,
+    local: &[LocalHistory],
+    shared: bool,
+) -> Plan {
+    let ids = match resume {
+        Err(why) => return Plan::Reset(why),
+        // Where a group stands is not known here until the broker delivers it.
+        #[cfg(feature = "redis")]
+        Ok(None) if shared && !local.iter().all(|group| group.complete) => {
+            return Plan::CatchUp(vec![None; local.len()]);
+        }
+        Ok(None) => return Plan::Live,
+        Ok(Some(ids)) => ids,
+    };
+    let mut lost = None;
+    for (group, &id) in local.iter().zip(&ids) {
+        if id > group.last {
+            lost = lost.or(Some("unknown id"));
+        } else if group.replayable_after > id {
+            lost = Some("id older than the history");
+        }
+    }
+    match lost {
+        None => Plan::From(ids),
+        // Only a broker's shared history may still hold what the local one lost.
+        Some(why) if !shared => Plan::Reset(why),
+        #[cfg(feature = "redis")]
+        Some(_) => Plan::CatchUp(ids.into_iter().map(Some).collect()),
+        #[cfg(not(feature = "redis"))]
+        Some(why) => Plan::Reset(why),
+    }
+}
+
+/// A group's part of a broker's shared history: the events after some id.
+#[cfg(feature = "redis")]
+pub(crate) struct SharedHistory {
+    /// The highest id dropped from it (too many events, too old, or all of them when the whole
+    /// history expired); 0 when none was.
+    pub(crate) trimmed: u64,
+    pub(crate) entries: Vec<SharedEvent>,
+}
+
+/// An event of a broker's shared history.
+#[cfg(feature = "redis")]
+pub(crate) struct SharedEvent {
+    pub(crate) id: u64,
+    /// When it was published, in the broker's clock.
+    pub(crate) at_ms: u64,
+    /// Its encoding without the id line.
+    pub(crate) encoded: Bytes,
+}
+
+/// A broker's shared history of some groups, read at once.
+#[cfg(feature = "redis")]
+pub(crate) struct Shared {
+    /// The last id the broker gave.
+    pub(crate) seq: u64,
+    /// The first id it gave: older ones come from before it lost its data.
+    pub(crate) epoch: u64,
+    pub(crate) now_ms: u64,
+    pub(crate) groups: Vec<SharedHistory>,
+}
+
+#[cfg(feature = "redis")]
+impl Shared {
+    /// What a client that last saw `from` (per group; `None`: it needs no event, only where the
+    /// group stands) gets from it, when events live `age_ms` at most: the events it missed, or a
+    /// `stream-reset` when the history no longer holds all of them. Either way each group then
+    /// stands at the broker's last id.
+    pub(crate) fn caught_up(self, from: &[Option<u64>], age_ms: u64) -> CaughtUp {
+        let through = vec![self.seq; from.len()];
+        let oldest_kept = self.now_ms.saturating_sub(age_ms);
+        let mut reason = None;
+        for (history, after) in self.groups.iter().zip(from) {
+            let Some(after) = *after else { continue };
+            let lost = after < self.epoch
+                || history.trimmed > after
+                || history.entries.iter().any(|e| e.at_ms < oldest_kept);
+            if lost {
+                reason = Some("id older than the history");
+            } else if after > self.seq {
+                reason = reason.or(Some("unknown id"));
+            }
+        }
+        if let Some(reason) = reason {
+            return CaughtUp::Reset { reason, through };
+        }
+        let mut events: Vec<(usize, u64, Bytes)> = self
+            .groups
+            .into_iter()
+            .enumerate()
+            .zip(from)
+            .flat_map(|((index, history), &after)| {
+                let missed = history
+                    .entries
+                    .into_iter()
+                    .filter(move |entry| after.is_some_and(|after| entry.id > after));
+                missed.map(move |entry| (index, entry.id, entry.encoded))
+            })
+            .collect();
+        // The broker gives ids in the order it received the events, across groups.
+        events.sort_by_key(|&(_, id, _)| id);
+        let start = from.iter().map(|after| after.unwrap_or(self.seq)).collect();
+        CaughtUp::Replay {
+            start,
+            events,
+            through,
+        }
+    }
+}
+
 /// What a broker's shared history gives a client the local history does not cover.
 #[cfg(feature = "redis")]
 pub(crate) enum CaughtUp {
@@ -230,6 +371,128 @@ mod tests {
         assert_eq!(long.resume(&groups(&["yo"]), 64), Err("id too long"));
         let binary = LastEventId::new(&b"\xff\xfe"[..]);
         assert_eq!(binary.resume(&groups(&["yo"]), 64), Err("not an id"));
+    }
+
+    fn local(last: u64, replayable_after: u64) -> LocalHistory {
+        LocalHistory {
+            last,
+            replayable_after,
+            #[cfg(feature = "redis")]
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn a_reconnect_replays_locally_what_the_history_holds_else_resets() {
+        let groups = [local(20, 10), local(50, 40)];
+        let plan = |resume| match super::plan(resume, &groups, false) {
+            Plan::Live => "live".to_owned(),
+            Plan::From(ids) => format!("from {ids:?}"),
+            Plan::Reset(why) => why.to_owned(),
+            #[cfg(feature = "redis")]
+            Plan::CatchUp(_) => "catch up".to_owned(),
+        };
+        assert_eq!(plan(Ok(None)), "live");
+        assert_eq!(plan(Ok(Some(vec![10, 50]))), "from [10, 50]");
+        assert_eq!(plan(Ok(Some(vec![9, 45]))), "id older than the history");
+        assert_eq!(plan(Ok(Some(vec![21, 45]))), "unknown id");
+        assert_eq!(plan(Ok(Some(vec![21, 39]))), "id older than the history");
+        assert_eq!(plan(Err("not an id")), "not an id");
+    }
+
+    /// A broker's shared history may hold what the local one lost, or was never given.
+    #[cfg(feature = "redis")]
+    #[test]
+    fn with_a_shared_history_what_is_not_here_is_caught_up() {
+        let mut groups = [local(20, 10), local(0, 0)];
+        groups[1].complete = false;
+        assert!(
+            matches!(plan(Ok(None), &groups, true), Plan::CatchUp(from) if from == [None, None])
+        );
+        let from = |ids: Vec<u64>| plan(Ok(Some(ids)), &groups[..1], true);
+        assert!(matches!(from(vec![5]), Plan::CatchUp(from) if from == [Some(5)]));
+        assert!(matches!(from(vec![15]), Plan::From(ids) if ids == [15]));
+    }
+
+    #[cfg(feature = "redis")]
+    fn shared(groups: Vec<SharedHistory>) -> Shared {
+        Shared {
+            seq: 120,
+            epoch: 100,
+            now_ms: 10_000,
+            groups,
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    fn event(id: u64, at_ms: u64) -> SharedEvent {
+        let encoded = Bytes::from(format!("data: {id}\n"));
+        SharedEvent { id, at_ms, encoded }
+    }
+
+    /// Replayed events as (group index, id) pairs, or the reset's reason.
+    #[cfg(feature = "redis")]
+    type Replayed = Result<Vec<(usize, u64)>, &'static str>;
+
+    /// What a catch-up replays, and `through`.
+    #[cfg(feature = "redis")]
+    fn replayed(caught_up: CaughtUp) -> (Replayed, Vec<u64>) {
+        match caught_up {
+            CaughtUp::Replay {
+                events, through, ..
+            } => (
+                Ok(events.into_iter().map(|(i, id, _)| (i, id)).collect()),
+                through,
+            ),
+            CaughtUp::Reset { reason, through } => (Err(reason), through),
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn missed_events_of_several_groups_come_in_id_order() {
+        let a = SharedHistory {
+            trimmed: 101,
+            entries: vec![event(111, 9_000), event(115, 9_500)],
+        };
+        let b = SharedHistory {
+            trimmed: 0,
+            entries: vec![event(112, 9_100)],
+        };
+        let (events, through) =
+            replayed(shared(vec![a, b]).caught_up(&[Some(110), Some(111)], 5_000));
+        assert_eq!(events.unwrap(), [(0, 111), (1, 112), (0, 115)]);
+        assert_eq!(through, [120, 120]);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn what_the_broker_no_longer_holds_is_a_reset() {
+        let trimmed = || SharedHistory {
+            trimmed: 105,
+            entries: vec![event(111, 9_000)],
+        };
+        let aged = || SharedHistory {
+            trimmed: 0,
+            entries: vec![event(111, 4_000)],
+        };
+        for (after, history, why) in [
+            (121, trimmed(), "unknown id"),
+            (99, trimmed(), "id older than the history"),
+            (104, trimmed(), "id older than the history"),
+            (110, aged(), "id older than the history"),
+        ] {
+            let (events, through) =
+                replayed(shared(vec![history]).caught_up(&[Some(after)], 5_000));
+            assert_eq!(events, Err(why), "{after}");
+            assert_eq!(through, [120]);
+        }
+        // Right at the trimmed id, nothing is missing.
+        let (events, _) = replayed(shared(vec![trimmed()]).caught_up(&[Some(105)], 5_000));
+        assert_eq!(events.unwrap(), [(0, 111)]);
+        // A group the client needs nothing of only says where it stands.
+        let (events, through) = replayed(shared(vec![aged()]).caught_up(&[None], 5_000));
+        assert_eq!((events.unwrap(), through), (vec![], vec![120]));
     }
 
     proptest! {

@@ -36,7 +36,7 @@ use super::{Broker, BrokerError};
 use crate::{
     event::Draft,
     registry::{Deliver, Held, Registry},
-    resume::{CatchUp, CaughtUp},
+    resume::{CatchUp, CaughtUp, Shared, SharedEvent, SharedHistory},
     EventId, GroupName, PublishError,
 };
 
@@ -340,26 +340,6 @@ struct Listener {
     groups: HashMap<GroupName, Option<u64>>,
 }
 
-/// The history of some groups after an id, read atomically.
-struct Snapshot {
-    seq: u64,
-    epoch: u64,
-    now_ms: u64,
-    groups: Vec<History>,
-}
-
-struct History {
-    /// The highest id trimmed away (count or age); 0 when none was.
-    trimmed: u64,
-    entries: Vec<Entry>,
-}
-
-struct Entry {
-    id: u64,
-    at_ms: u64,
-    draft: Vec<u8>,
-}
-
 impl Listener {
     fn run_on_own_runtime(self) {
         match tokio::runtime::Builder::new_current_thread()
@@ -464,10 +444,10 @@ impl Listener {
             .collect();
         let names: Vec<GroupName> = marked.iter().map(|(group, _)| group.clone()).collect();
         let from: Vec<Option<u64>> = marked.iter().map(|&(_, mark)| Some(mark)).collect();
-        let snapshot = self.snapshot(&mut connection, &names, &from).await?;
-        let mut missed: Vec<(&GroupName, &Entry)> = marked
+        let shared = self.read_history(&mut connection, &names, &from).await?;
+        let mut missed: Vec<(&GroupName, &SharedEvent)> = marked
             .iter()
-            .zip(&snapshot.groups)
+            .zip(&shared.groups)
             .flat_map(|((group, mark), history)| {
                 let missed = history.entries.iter().filter(move |e| e.id > *mark);
                 missed.map(move |entry| (group, entry))
@@ -475,11 +455,11 @@ impl Listener {
             .collect();
         missed.sort_by_key(|(_, entry)| entry.id);
         for (group, entry) in missed {
-            self.deliver(group.as_str(), entry.id, &entry.draft);
+            self.deliver(group.as_str(), entry.id, &entry.encoded);
         }
         let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
         for group in groups {
-            self.listening_from(group, snapshot.seq);
+            self.listening_from(group, shared.seq);
         }
 
         loop {
@@ -500,7 +480,7 @@ impl Listener {
                         sink.subscribe(channel(group.as_str()))
                             .await
                             .map_err(|e| self.target.failed(e))?;
-                        let seq = self.snapshot(&mut connection, &[], &[]).await?.seq;
+                        let seq = self.read_history(&mut connection, &[], &[]).await?.seq;
                         self.listening_from(group, seq);
                     }
                     Some(Command::Unsubscribe(group)) => {
@@ -514,8 +494,8 @@ impl Listener {
                         if reply.is_closed() {
                             continue;
                         }
-                        let snapshot = self.snapshot(&mut connection, &groups, &from).await?;
-                        let _ = reply.send(Ok(snapshot.caught_up(&from, self.limits.age_ms)));
+                        let shared = self.read_history(&mut connection, &groups, &from).await?;
+                        let _ = reply.send(Ok(shared.caught_up(&from, self.limits.age_ms)));
                     }
                 },
             }
@@ -568,12 +548,13 @@ impl Listener {
         }
     }
 
-    async fn snapshot(
+    /// The shared history of `groups` after the ids in `from`, read at once.
+    async fn read_history(
         &self,
         connection: &mut MultiplexedConnection,
         groups: &[GroupName],
         from: &[Option<u64>],
-    ) -> Result<Snapshot, BrokerError> {
+    ) -> Result<Shared, BrokerError> {
         let mut invocation = self.read.key(SEQ_KEY);
         invocation.key(EPOCH_KEY);
         for group in groups {
@@ -602,7 +583,7 @@ impl Listener {
                 )))
             }
         };
-        Snapshot::parse(reply, groups.len()).ok_or_else(|| {
+        parse_shared(reply, groups.len()).ok_or_else(|| {
             BrokerError::new(format!(
                 "Redis at {} gave an unexpected history",
                 self.target.shown
@@ -611,175 +592,42 @@ impl Listener {
     }
 }
 
-impl Snapshot {
-    fn parse(reply: Vec<Vec<u8>>, groups: usize) -> Option<Self> {
-        let mut items = reply.into_iter();
-        // Numbers and stream ids (`<n>-<m>`, of which `n` is ours).
-        let number = |items: &mut std::vec::IntoIter<Vec<u8>>| -> Option<u64> {
-            let item = items.next()?;
-            let text = std::str::from_utf8(&item).ok()?;
-            text.split('-').next()?.parse().ok()
-        };
-        let seq = number(&mut items)?;
-        let epoch = number(&mut items)?;
-        let now_ms = number(&mut items)?;
-        let mut histories = Vec::with_capacity(groups);
-        for _ in 0..groups {
-            let trimmed = number(&mut items)?;
-            let count = number(&mut items)?;
-            let mut entries = Vec::new();
-            for _ in 0..count {
-                let id = number(&mut items)?;
-                let at_ms = number(&mut items)?;
-                let draft = items.next()?;
-                entries.push(Entry { id, at_ms, draft });
-            }
-            histories.push(History { trimmed, entries });
+/// The history reply of the read script, field by field.
+fn parse_shared(reply: Vec<Vec<u8>>, groups: usize) -> Option<Shared> {
+    let mut items = reply.into_iter();
+    // Numbers and stream ids (`<n>-<m>`, of which `n` is ours).
+    let number = |items: &mut std::vec::IntoIter<Vec<u8>>| -> Option<u64> {
+        let item = items.next()?;
+        let text = std::str::from_utf8(&item).ok()?;
+        text.split('-').next()?.parse().ok()
+    };
+    let seq = number(&mut items)?;
+    let epoch = number(&mut items)?;
+    let now_ms = number(&mut items)?;
+    let mut histories = Vec::with_capacity(groups);
+    for _ in 0..groups {
+        let trimmed = number(&mut items)?;
+        let count = number(&mut items)?;
+        let mut entries = Vec::new();
+        for _ in 0..count {
+            let id = number(&mut items)?;
+            let at_ms = number(&mut items)?;
+            let encoded = Bytes::from(items.next()?);
+            entries.push(SharedEvent { id, at_ms, encoded });
         }
-        Some(Self {
-            seq,
-            epoch,
-            now_ms,
-            groups: histories,
-        })
+        histories.push(SharedHistory { trimmed, entries });
     }
-
-    /// What a client that last saw `from` (per group; `None`: it needs no event, only where the
-    /// group stands) gets: the events it missed, or a `stream-reset` when the history no longer
-    /// holds all of them. Either way each group then stands at the sequence read.
-    fn caught_up(self, from: &[Option<u64>], age_ms: u64) -> CaughtUp {
-        let through = vec![self.seq; from.len()];
-        let oldest_kept = self.now_ms.saturating_sub(age_ms);
-        let mut reason = None;
-        for (history, after) in self.groups.iter().zip(from) {
-            let Some(after) = *after else { continue };
-            let lost = after < self.epoch
-                || history.trimmed > after
-                || history.entries.iter().any(|e| e.at_ms < oldest_kept);
-            if lost {
-                reason = Some("id older than the history");
-            } else if after > self.seq {
-                reason = reason.or(Some("unknown id"));
-            }
-        }
-        if let Some(reason) = reason {
-            return CaughtUp::Reset { reason, through };
-        }
-        let mut events: Vec<(usize, u64, Bytes)> = self
-            .groups
-            .into_iter()
-            .enumerate()
-            .zip(from)
-            .flat_map(|((index, history), &after)| {
-                let missed = history
-                    .entries
-                    .into_iter()
-                    .filter(move |entry| after.is_some_and(|after| entry.id > after));
-                missed.map(move |entry| (index, entry.id, Bytes::from(entry.draft)))
-            })
-            .collect();
-        // Ids are given in the order Redis received the events, across groups.
-        events.sort_by_key(|&(_, id, _)| id);
-        let start = from.iter().map(|after| after.unwrap_or(self.seq)).collect();
-        CaughtUp::Replay {
-            start,
-            events,
-            through,
-        }
-    }
+    Some(Shared {
+        seq,
+        epoch,
+        now_ms,
+        groups: histories,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(id: u64, at_ms: u64, data: &str) -> Entry {
-        let draft = Draft::new(Some("tick"), data, 1 << 20).unwrap();
-        Entry {
-            id,
-            at_ms,
-            draft: draft.as_bytes().to_vec(),
-        }
-    }
-
-    fn snapshot(groups: Vec<History>) -> Snapshot {
-        Snapshot {
-            seq: 120,
-            epoch: 100,
-            now_ms: 10_000,
-            groups,
-        }
-    }
-
-    /// Replayed events as (group index, id, encoded event), or the reset's reason.
-    type Replay = Result<Vec<(usize, u64, String)>, &'static str>;
-
-    /// What a catch-up replays, and `through`.
-    fn read(caught_up: CaughtUp) -> (Replay, Vec<u64>) {
-        match caught_up {
-            CaughtUp::Replay {
-                events, through, ..
-            } => {
-                let events = events.into_iter().map(|(index, id, encoded)| {
-                    (index, id, String::from_utf8(encoded.to_vec()).unwrap())
-                });
-                (Ok(events.collect()), through)
-            }
-            CaughtUp::Reset { reason, through } => (Err(reason), through),
-        }
-    }
-
-    #[test]
-    fn missed_events_of_several_groups_come_in_id_order() {
-        let a = History {
-            trimmed: 101,
-            entries: vec![entry(111, 9_000, "a1"), entry(115, 9_500, "a2")],
-        };
-        let b = History {
-            trimmed: 0,
-            entries: vec![entry(112, 9_100, "b1")],
-        };
-        let (events, through) =
-            read(snapshot(vec![a, b]).caught_up(&[Some(110), Some(111)], 5_000));
-        let tick = |data| format!("event: tick\ndata: {data}\n");
-        assert_eq!(
-            events.unwrap(),
-            [
-                (0, 111, tick("a1")),
-                (1, 112, tick("b1")),
-                (0, 115, tick("a2"))
-            ]
-        );
-        assert_eq!(through, [120, 120]);
-    }
-
-    #[test]
-    fn what_redis_no_longer_holds_is_a_reset_from_its_last_id() {
-        let trimmed = || History {
-            trimmed: 105,
-            entries: vec![entry(111, 9_000, "a1")],
-        };
-        let aged = || History {
-            trimmed: 0,
-            entries: vec![entry(111, 4_000, "a1")],
-        };
-        for (after, history, why) in [
-            (121, trimmed(), "unknown id"),
-            (99, trimmed(), "id older than the history"),
-            (104, trimmed(), "id older than the history"),
-            (110, aged(), "id older than the history"),
-        ] {
-            let (events, through) = read(snapshot(vec![history]).caught_up(&[Some(after)], 5_000));
-            assert_eq!(events, Err(why), "{after}");
-            assert_eq!(through, [120]);
-        }
-        // Right at the trimmed id, nothing is missing.
-        let (events, _) = read(snapshot(vec![trimmed()]).caught_up(&[Some(105)], 5_000));
-        assert_eq!(events.unwrap().len(), 1);
-        // A group the client needs nothing of only says where it stands.
-        let (events, through) = read(snapshot(vec![aged()]).caught_up(&[None], 5_000));
-        assert_eq!((events.unwrap().len(), through), (0, vec![120]));
-    }
 
     #[test]
     fn a_history_reply_is_read_field_by_field() {
@@ -787,17 +635,14 @@ mod tests {
             .iter()
             .map(|item| item.as_bytes().to_vec())
             .collect();
-        let snapshot = Snapshot::parse(reply.clone(), 1).unwrap();
+        let shared = parse_shared(reply.clone(), 1).unwrap();
         assert_eq!(
-            (snapshot.seq, snapshot.epoch, snapshot.now_ms),
+            (shared.seq, shared.epoch, shared.now_ms),
             (120, 100, 10_000)
         );
-        assert_eq!(snapshot.groups[0].trimmed, 105);
-        assert_eq!(snapshot.groups[0].entries[0].id, 111);
-        assert_eq!(snapshot.groups[0].entries[0].draft, b"D");
-        assert!(
-            Snapshot::parse(reply[..6].to_vec(), 1).is_none(),
-            "truncated"
-        );
+        assert_eq!(shared.groups[0].trimmed, 105);
+        assert_eq!(shared.groups[0].entries[0].id, 111);
+        assert_eq!(shared.groups[0].entries[0].encoded, "D");
+        assert!(parse_shared(reply[..6].to_vec(), 1).is_none(), "truncated");
     }
 }
