@@ -1,5 +1,6 @@
-//! What the integration tests share: a server on a free loopback port, a real HTTP client, and
-//! an independent SSE parser (`eventsource-stream`) to read what the server wrote.
+//! What the integration tests share: a server on a free loopback port, a real HTTP client, an
+//! independent SSE parser (`eventsource-stream`) to read what the server wrote, and a relay that
+//! cuts connections as a network would.
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -7,7 +8,13 @@ use axum::Router;
 pub use eventsource_stream::Event;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
-use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::AsyncReadExt,
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::{JoinHandle, JoinSet},
+};
 
 /// How long any one wait in a test may last before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -34,7 +41,7 @@ pub async fn serve_with_axum(app: Router) -> SocketAddr {
 pub async fn listen() -> (impl axum::serve::Listener<Addr = SocketAddr>, SocketAddr) {
     use axum::serve::ListenerExt;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let listener = listener.tap_io(|tcp| {
         let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
@@ -221,6 +228,100 @@ pub async fn parse_events(body: Vec<u8>) -> Vec<Event> {
         .filter(|event| std::future::ready(event.event != sse::STREAM_START))
         .collect()
         .await
+}
+
+/// A TCP relay on loopback in front of a server, that a test cuts as a network would: it drops
+/// every connection it relays at once ([`Relay::cut`]), and keeps new ones waiting (at most
+/// [`PATIENCE`]) while held ([`Relay::hold`]), so clients stay away while the test publishes.
+/// Its tasks, and the connections they relay, end when it is dropped.
+pub struct Relay {
+    addr: SocketAddr,
+    gate: watch::Sender<Gate>,
+    accepting: JoinHandle<()>,
+}
+
+/// What the relay's connections obey; each watches it.
+#[derive(Default)]
+struct Gate {
+    /// New connections wait while it is set.
+    held: bool,
+    /// How many cuts so far: a relayed connection ends when it changes.
+    cuts: u64,
+    /// Connections accepted and not relayed yet.
+    waiting: usize,
+}
+
+impl Relay {
+    /// Relays connections to 127.0.0.1 on a free port to `target`, a loopback address.
+    pub async fn start(target: SocketAddr) -> Relay {
+        assert!(target.ip().is_loopback(), "the relay stays on loopback");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = watch::Sender::new(Gate::default());
+        let accepting = tokio::spawn(accept(listener, target, gate.clone()));
+        Relay {
+            addr,
+            gate,
+            accepting,
+        }
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Drops every connection relayed so far, both ways.
+    pub fn cut(&self) {
+        self.gate.send_modify(|gate| gate.cuts += 1);
+    }
+
+    /// Keeps connections accepted from now on waiting, until [`Relay::release`].
+    pub fn hold(&self) {
+        self.gate.send_modify(|gate| gate.held = true);
+    }
+
+    /// Relays the waiting connections, and new ones at once.
+    pub fn release(&self) {
+        self.gate.send_modify(|gate| gate.held = false);
+    }
+
+    /// How many accepted connections wait to be relayed: clients trying to come back while held.
+    pub fn waiting(&self) -> usize {
+        self.gate.borrow().waiting
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Aborting it drops its set of connection tasks, which aborts them.
+        self.accepting.abort();
+    }
+}
+
+/// Accepts connections and relays each in a task of its own, owned here.
+async fn accept(listener: TcpListener, target: SocketAddr, gate: watch::Sender<Gate>) {
+    let mut connections = JoinSet::new();
+    while let Ok((client, _)) = listener.accept().await {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(relay(client, target, gate.clone()));
+    }
+}
+
+/// Waits while the relay is held, then copies both ways until either side closes or a cut.
+async fn relay(mut client: TcpStream, target: SocketAddr, gate: watch::Sender<Gate>) {
+    let mut changes = gate.subscribe();
+    gate.send_modify(|gate| gate.waiting += 1);
+    let _ = tokio::time::timeout(PATIENCE, changes.wait_for(|gate| !gate.held)).await;
+    gate.send_modify(|gate| gate.waiting -= 1);
+    let cuts = gate.borrow().cuts;
+    let Ok(mut server) = TcpStream::connect(target).await else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = changes.wait_for(|gate| gate.cuts != cuts) => {}
+    }
 }
 
 /// This process's resident memory, in bytes.

@@ -1,13 +1,19 @@
-//! The yo demo in a real browser: headless Chromium driven by chromedriver over WebDriver.
+//! Pages in a real browser: headless Chromium driven by chromedriver over WebDriver.
 //!
-//! Alice and Bob log in from two browsers. Alice sends Bob a yo; Bob's page shows it. The server
-//! is killed while Bob's page stays open and started again on the same port; Alice sends another
-//! yo at once, while Bob's page is still waiting to reconnect, and a third once it is back. Bob's
-//! page shows them after its `EventSource` has reconnected by itself, and no yo is lost or shown
-//! twice. A screenshot of Bob's page is saved to `target/yo-bob.png`.
+//! `yo_demo_in_two_browsers_survives_a_restart`: Alice and Bob log in to the yo demo from two
+//! browsers. Alice sends Bob a yo; Bob's page shows it. The server is killed while Bob's page
+//! stays open and started again on the same port; Alice sends another yo at once, while Bob's
+//! page is still waiting to reconnect, and a third once it is back. Bob's page shows them after
+//! its `EventSource` has reconnected by itself, and no yo is lost or shown twice. A screenshot of
+//! Bob's page is saved to `target/yo-bob.png`. The demo runs as a separate process: this test
+//! binary started again with `--serve-yo-demo`, which runs the demo (the same code as
+//! `cargo run --example yo`).
 //!
-//! The server runs as a separate process: this test binary started again with
-//! `--serve-yo-demo`, which runs the demo (the same code as `cargo run --example yo`).
+//! `a_page_cut_before_its_first_event_misses_nothing`: a page whose `EventSource` has seen only
+//! its stream's start is cut off by a relay, which keeps the browser away while three events are
+//! published. The browser comes back by itself, with the id of the stream's start, and the page
+//! gets exactly those three events. Its app runs in this process, under `sse::serve` and then
+//! under `axum::serve`.
 
 use std::{
     future::Future,
@@ -18,13 +24,25 @@ use std::{
     time::{Duration, Instant},
 };
 
+use axum::{response::Html, routing::get, Router};
 use fantoccini::{Client, ClientBuilder, Locator};
-use futures_util::FutureExt;
-use sse_tests::PATIENCE;
+use futures_util::{future::LocalBoxFuture, FutureExt};
+use sse_tests::{Relay, PATIENCE};
 
-const TEST_NAME: &str = "yo_demo_in_two_browsers_survives_a_restart";
+/// A scenario: it runs on a runtime of its own, and panics if it fails.
+type Scenario = fn() -> LocalBoxFuture<'static, ()>;
+
+/// Each scenario by name, as `--list` and name filters see them.
+const SCENARIOS: [(&str, Scenario); 2] = [
+    ("yo_demo_in_two_browsers_survives_a_restart", || {
+        yo_demo_in_two_browsers().boxed_local()
+    }),
+    ("a_page_cut_before_its_first_event_misses_nothing", || {
+        a_page_cut_before_its_first_event().boxed_local()
+    }),
+];
 const SERVE_FLAG: &str = "--serve-yo-demo";
-/// The whole scenario's bound, browsers' start-up included.
+/// A scenario's bound, browsers' start-up included.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(100);
 
 fn main() {
@@ -34,26 +52,35 @@ fn main() {
         return;
     }
     if args.iter().any(|arg| arg == "--list") {
-        println!("{TEST_NAME}: test");
+        for (name, _) in SCENARIOS {
+            println!("{name}: test");
+        }
         return;
     }
     // Like libtest: positional arguments are name filters.
     let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
-        println!("browser: 0 passed, 0 failed, 1 skipped");
-        return;
+    let selected: Vec<_> = SCENARIOS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    for (name, scenario) in &selected {
+        // A runtime of its own: the tasks a scenario starts end with it.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let started = Instant::now();
+        runtime.block_on(scenario());
+        println!(
+            "test {name} ... ok ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let started = Instant::now();
-    runtime.block_on(yo_demo_in_two_browsers());
-    println!(
-        "test {TEST_NAME} ... ok ({:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
-    println!("browser: 1 passed, 0 failed");
+    let skipped = match SCENARIOS.len() - selected.len() {
+        0 => String::new(),
+        n => format!(", {n} skipped"),
+    };
+    println!("browser: {} passed, 0 failed{skipped}", selected.len());
 }
 
 /// The child process: the demo, configured by `YO_ADDR` and `YO_DATA`.
@@ -73,34 +100,50 @@ fn serve_demo() {
 }
 
 async fn yo_demo_in_two_browsers() {
-    let work = scratch_dir();
+    let work = scratch_dir("yo");
     let data = work.join("yo.json");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
 
     let mut server = Process::demo(port, &data);
     server.wait_listening(port);
+    let profiles = [work.join("alice"), work.join("bob")];
+    in_browsers(profiles, |[alice, bob]| async move {
+        scenario(&alice, &bob, &base, &mut server, port, &data).await;
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Runs `scenario` with a fresh headless Chromium per profile directory, bounded by
+/// [`SCENARIO_LIMIT`], and closes them whatever happened, so no Chromium outlives the test.
+async fn in_browsers<const N: usize, F>(
+    profiles: [PathBuf; N],
+    scenario: impl FnOnce([Client; N]) -> F,
+) where
+    F: Future<Output = ()>,
+{
     let driver = Process::chromedriver();
     let webdriver = format!("http://127.0.0.1:{}", driver.port);
-
-    let alice = browser(&webdriver, &work.join("alice")).await;
-    let bob = browser(&webdriver, &work.join("bob")).await;
+    let mut browsers = Vec::with_capacity(N);
+    for profile in &profiles {
+        browsers.push(browser(&webdriver, profile).await);
+    }
+    let Ok(browsers) = <[Client; N]>::try_from(browsers) else {
+        unreachable!("one browser per profile")
+    };
     let outcome = AssertUnwindSafe(tokio::time::timeout(
         SCENARIO_LIMIT,
-        scenario(&alice, &bob, &base, &mut server, port, &data),
+        scenario(browsers.clone()),
     ))
     .catch_unwind()
     .await;
-    // Close the browsers whatever happened, so no Chromium outlives the test.
-    for client in [alice, bob] {
+    for client in browsers {
         let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
     }
     drop(driver);
-    drop(server);
     match outcome {
-        Ok(Ok(())) => {
-            let _ = std::fs::remove_dir_all(&work);
-        }
+        Ok(Ok(())) => {}
         Ok(Err(_)) => panic!("the scenario took longer than {SCENARIO_LIMIT:?}"),
         Err(panic) => std::panic::resume_unwind(panic),
     }
@@ -206,6 +249,96 @@ async fn scenario(
     let path = target_dir().join("yo-bob.png");
     std::fs::write(&path, png).unwrap();
     println!("screenshot of bob's page: {}", path.display());
+}
+
+/// A page that opens one `EventSource` and records, in `window.received`, the data of each
+/// `missed` event, and in `window.starts` the id of each `stream-start`: where each stream it
+/// opened started.
+const START_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<title>stream-start</title>
+<script>
+  window.received = [];
+  window.starts = [];
+  const source = new EventSource("/events");
+  source.addEventListener("stream-start", (event) => window.starts.push(event.lastEventId));
+  source.addEventListener("missed", (event) => window.received.push(event.data));
+</script>
+"#;
+
+async fn a_page_cut_before_its_first_event() {
+    let work = scratch_dir("start");
+    in_browsers([work.join("page")], |[page]| async move {
+        cut_before_its_first_event(&page, "sse::serve", sse_tests::serve).await;
+        cut_before_its_first_event(&page, "axum::serve", sse_tests::serve_with_axum).await;
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Loads the page from an app `serve`d behind a relay; once its stream has started, cuts it and
+/// keeps the browser away while three events are published. The browser reconnects by itself
+/// (the stream's `retry:` hint is 200 ms) and the page gets exactly those three.
+async fn cut_before_its_first_event<F>(page: &Client, server: &str, serve: impl FnOnce(Router) -> F)
+where
+    F: Future<Output = SocketAddr>,
+{
+    let hub = sse::Hub::new(sse::Config::default().retry(Some(Duration::from_millis(200))));
+    let streamed = hub.clone();
+    let group = sse::GroupName::new("page").unwrap();
+    let app = Router::new()
+        .route("/", get(|| std::future::ready(Html(START_PAGE))))
+        .route(
+            "/events",
+            get(move |last: sse::LastEventId| {
+                std::future::ready(streamed.stream([group.clone()], &last))
+            }),
+        );
+    let relay = Relay::start(serve(app).await).await;
+    page.goto(&format!("http://{}/", relay.addr()))
+        .await
+        .unwrap();
+    wait_for("the page's stream to start", || async {
+        !recorded(page, "starts").await.is_empty()
+    })
+    .await;
+
+    relay.hold();
+    relay.cut();
+    wait_for("the browser to come back, and wait", || async {
+        relay.waiting() > 0
+    })
+    .await;
+    let missed: Vec<String> = (1..=3)
+        .map(|n| {
+            let data = format!("missed {n}");
+            hub.publish("page", Some("missed"), &data).unwrap();
+            data
+        })
+        .collect();
+    relay.release();
+
+    wait_for("the page to get the missed events", || async {
+        recorded(page, "received").await.len() >= missed.len()
+    })
+    .await;
+    let starts = recorded(page, "starts").await;
+    assert_eq!(
+        recorded(page, "received").await,
+        missed,
+        "under {server}; the page's streams started at {starts:?}"
+    );
+    assert!(
+        starts.len() > 1 && starts.first() == starts.last(),
+        "under {server}, the stream resumes where the first one started: {starts:?}"
+    );
+}
+
+/// `window[name]`: an array of strings the page recorded.
+async fn recorded(client: &Client, name: &str) -> Vec<String> {
+    let script = format!("return window.{name} || [];");
+    let value = client.execute(&script, vec![]).await.unwrap();
+    serde_json::from_value(value).unwrap()
 }
 
 /// Sends a yo to `to` with the page's form.
@@ -380,8 +513,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sse-browser-test-{}", std::process::id()));
+/// A directory of its own for the scenario named `name`.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sse-browser-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
