@@ -95,6 +95,31 @@ impl RedisServer {
         counts.first().map_or(0, |(_, count)| *count)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped Redis keeps its sockets open and
+    /// answers nothing, as one cut off by a network partition.
+    fn signal(&self, signal: &str) {
+        let pid = self.process.id().expect("the server runs").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// The ids of the connections in pub/sub mode: a listening side that reconnected has a new one.
+    fn pubsub_connections(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut connection)
+            .unwrap();
+        let ids = list.lines().filter_map(|line| line.split(' ').next());
+        ids.map(str::to_owned).collect()
+    }
+
     async fn wait_listeners(&self, group: &str, processes: u64) {
         let what = format!("{processes} processes listen to {group}");
         eventually(&what, || self.listeners(group) == processes).await;
@@ -723,4 +748,54 @@ async fn a_stream_of_two_groups_resumes_in_another_process_from_its_composite_id
         ),
         "{start}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_stops_answering_is_noticed_and_recovered_from() {
+    let redis = RedisServer::start().await;
+    let hub = redis.hub(sse::Config::default().retry(None));
+    let group = sse::GroupName::new("frozen").unwrap();
+    let mut stream = hub
+        .subscribe([group], &sse::LastEventId::default())
+        .unwrap();
+    redis.wait_listeners("frozen", 1).await;
+    let listening_before = redis.pubsub_connections();
+
+    redis.signal("STOP");
+    let publisher = hub.clone();
+    let (first, rest, rest_took) = within(tokio::task::spawn_blocking(move || {
+        let tick = || publisher.publish("frozen", Some("tick"), "while frozen");
+        let first = tick();
+        let started = Instant::now();
+        let rest: Vec<_> = (0..20).map(|_| tick()).collect();
+        (first, rest, started.elapsed())
+    }))
+    .await
+    .unwrap();
+    let first = first.unwrap_err();
+    assert!(matches!(first, sse::PublishError::Broker(_)), "{first}");
+    assert!(first.to_string().contains(&redis.url()), "{first}");
+    assert!(rest.iter().all(Result::is_err));
+    // Once the first found it down, the others fail with its error instead of each waiting
+    // out the 2 s reply timeout (20 of them would take 40 s).
+    assert!(rest_took < Duration::from_secs(2), "{rest_took:?}");
+
+    // Longer than the listening side's PING bound (1 s apart, 1 s to answer).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.signal("CONT");
+
+    // Publishing comes back by itself, and the open stream gets what is published then.
+    let mut published = None;
+    let deadline = Instant::now() + sse_tests::PATIENCE;
+    while published.is_none() {
+        assert!(Instant::now() < deadline, "publishing did not recover");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        published = hub.publish("frozen", Some("tick"), "after").ok();
+    }
+    let got = ticks(&mut stream, 1).await;
+    assert_eq!(got[0].0, "after");
+    // The listening side noticed the freeze by itself and made a new connection.
+    let listening_after = redis.pubsub_connections();
+    assert_eq!(listening_after.len(), 1);
+    assert_ne!(listening_after, listening_before);
 }

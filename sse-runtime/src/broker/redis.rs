@@ -19,8 +19,8 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError, Weak},
-    time::Duration,
+    sync::{Mutex, PoisonError, TryLockError, Weak},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -67,6 +67,13 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a reconnecting client waits for its missed events before its stream ends (it then
 /// comes back after the `retry:` delay and asks again).
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
+/// After a publish found Redis unreachable, how long the others fail at once with its error
+/// instead of each waiting out the timeouts; then the next one tries again.
+const DOWN_FOR: Duration = Duration::from_millis(250);
+/// How often the listening side asks Redis whether it is there, and how long it waits for the
+/// answer: a Redis that hangs without closing its sockets is noticed within the sum.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_PATIENCE: Duration = Duration::from_secs(1);
 /// Reconnection delays of the listening side: doubling from the first to the last.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -169,6 +176,8 @@ pub(crate) struct RedisBroker {
     /// Publishes go one at a time over this connection; `None` until the first, and after a
     /// failure (the next publish reconnects).
     publisher: Mutex<Option<redis::Connection>>,
+    /// Why the last publish failed, and until when the others fail at once with it.
+    down: Mutex<Option<(Instant, BrokerError)>>,
     publish: Script,
     registry: Weak<dyn Deliver>,
     /// The listening side, started when the first local group opens.
@@ -207,6 +216,7 @@ impl RedisBroker {
                 age_ms: (history.1.as_millis() as u64).max(1),
             },
             publisher: Mutex::new(None),
+            down: Mutex::new(None),
             publish: Script::new(&format!("{ENSURE_SEQ}{PUBLISH}")),
             registry,
             listener: OnceCell::new(),
@@ -217,14 +227,48 @@ impl RedisBroker {
     /// since it was last used) is replaced and the command sent once more: it never reached the
     /// old server, whose socket was already gone. A timeout is not retried: Redis may have run
     /// the command, and a retry would publish the event twice.
+    ///
+    /// Once a publish found Redis unreachable, the others fail at once with its error for
+    /// [`DOWN_FOR`], and then while the one that tries again waits for its answer.
     fn with_publisher<T>(
         &self,
         command: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, BrokerError> {
-        let mut publisher = self
-            .publisher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut publisher = match self.still_down() {
+            None => self
+                .publisher
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            Some((retry, error)) => match self.publisher.try_lock() {
+                Ok(publisher) if retry => publisher,
+                Err(TryLockError::Poisoned(poisoned)) if retry => poisoned.into_inner(),
+                _ => return Err(error),
+            },
+        };
+        // It may have gone down while this publish waited for its turn.
+        if let Some((false, error)) = self.still_down() {
+            return Err(error);
+        }
+        let answer = self.run(&mut publisher, command);
+        *self.down.lock().unwrap_or_else(PoisonError::into_inner) = match &answer {
+            Ok(_) => None,
+            Err(error) => Some((Instant::now() + DOWN_FOR, error.clone())),
+        };
+        answer
+    }
+
+    /// The last publish's error while Redis counts as down, and whether it is time to try again.
+    fn still_down(&self) -> Option<(bool, BrokerError)> {
+        let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        let (until, error) = down.as_ref()?;
+        Some((Instant::now() >= *until, error.clone()))
+    }
+
+    fn run<T>(
+        &self,
+        publisher: &mut Option<redis::Connection>,
+        command: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, BrokerError> {
         if let Some(mut connection) = publisher.take() {
             match command(&mut connection) {
                 Ok(answer) => {
@@ -462,6 +506,8 @@ impl Listener {
             self.listening_from(group, shared.seq);
         }
 
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = messages.next() => {
@@ -469,6 +515,20 @@ impl Listener {
                         return Err(BrokerError::new("the pub/sub connection closed"));
                     };
                     self.receive(&message);
+                }
+                _ = ping.tick() => {
+                    // A Redis that hangs (stopped, or cut off without a reset) keeps its
+                    // sockets open: only a question it does not answer tells.
+                    match tokio::time::timeout(PING_PATIENCE, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(self.target.failed(e)),
+                        Err(_) => {
+                            return Err(BrokerError::new(format!(
+                                "Redis at {} did not answer a PING within {PING_PATIENCE:?}",
+                                self.target.shown
+                            )))
+                        }
+                    }
                 }
                 command = self.commands.recv() => match command {
                     None => return Ok(()),
