@@ -89,7 +89,7 @@ impl RedisServer {
         };
         let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
             .arg("NUMSUB")
-            .arg(format!("sse:events:{group}"))
+            .arg(format!("sse:{{{group}}}:events"))
             .query(&mut connection)
             .unwrap_or_default();
         counts.first().map_or(0, |(_, count)| *count)
@@ -360,7 +360,7 @@ async fn reconnecting_to_another_process_replays_exactly_what_was_missed() {
     // has it all in its own ring: to show that it answers from there, Redis forgets first.
     for (node, redis_forgets) in [(&c, false), (&b, true)] {
         if redis_forgets {
-            redis.command(redis::cmd("DEL").arg("sse:history:replay"));
+            redis.command(redis::cmd("DEL").arg("sse:{replay}:history"));
         }
         let mut back = node.open("replay", Some(&last_seen)).await;
         let replayed = back.take(since_last_seen.len()).await;
@@ -577,7 +577,7 @@ async fn a_hub_of_its_own_publishes_through_redis_with_consecutive_ids() {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_connection().unwrap();
     let kept: u64 = redis::cmd("XLEN")
-        .arg("sse:history:solo")
+        .arg("sse:{solo}:history")
         .query(&mut connection)
         .unwrap();
     assert_eq!(kept, 100, "the history is trimmed to its bound");
@@ -631,7 +631,7 @@ async fn a_client_back_after_its_quiet_groups_history_expired_gets_a_reset() {
         .unwrap();
     eventually("history expired", || {
         !redis::cmd("EXISTS")
-            .arg("sse:history:quiet")
+            .arg("sse:{quiet}:history")
             .query::<bool>(&mut connection)
             .unwrap()
     })
@@ -737,7 +737,7 @@ async fn a_stream_of_two_groups_resumes_in_another_process_from_its_composite_id
         );
     }
     // When one group's history is gone (expired: its last id is kept), the stream says so.
-    redis.command(redis::cmd("DEL").arg("sse:history:pair-a"));
+    redis.command(redis::cmd("DEL").arg("sse:{pair-a}:history"));
     let fresh = redis.hub(config());
     let mut reset = fresh.subscribe(groups.clone(), &last_seen).unwrap();
     use futures_util::StreamExt;

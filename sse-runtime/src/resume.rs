@@ -199,9 +199,16 @@ pub(crate) fn plan(
     }
 }
 
-/// A group's part of a broker's shared history: the events after some id.
+/// A group's shared history, as a broker keeps it: where its sequence stands, and its events
+/// after some id.
 #[cfg(feature = "redis")]
 pub(crate) struct SharedHistory {
+    /// The last id the group's sequence gave.
+    pub(crate) seq: u64,
+    /// The first id of its current sequence: older ones come from before the broker lost it.
+    pub(crate) epoch: u64,
+    /// When it was read, in the broker's clock.
+    pub(crate) now_us: u64,
     /// The highest id dropped from it (too many events, too old, or all of them when the whole
     /// history expired); 0 when none was.
     pub(crate) trimmed: u64,
@@ -213,67 +220,65 @@ pub(crate) struct SharedHistory {
 pub(crate) struct SharedEvent {
     pub(crate) id: u64,
     /// When it was published, in the broker's clock.
-    pub(crate) at_ms: u64,
+    pub(crate) at_us: u64,
     /// Its encoding without the id line.
     pub(crate) encoded: Bytes,
 }
 
-/// A broker's shared history of some groups, read at once.
+/// What a client that last saw `from` (per group; `None`: it needs no event, only where the
+/// group stands) gets from groups' shared `histories`, when events live `age_us` at most: the
+/// events it missed in the order they were published, or a `stream-reset` when a history no
+/// longer holds all of them. Either way each group then stands at its sequence's last id.
 #[cfg(feature = "redis")]
-pub(crate) struct Shared {
-    /// The last id the broker gave.
-    pub(crate) seq: u64,
-    /// The first id it gave: older ones come from before it lost its data.
-    pub(crate) epoch: u64,
-    pub(crate) now_ms: u64,
-    pub(crate) groups: Vec<SharedHistory>,
-}
-
-#[cfg(feature = "redis")]
-impl Shared {
-    /// What a client that last saw `from` (per group; `None`: it needs no event, only where the
-    /// group stands) gets from it, when events live `age_ms` at most: the events it missed, or a
-    /// `stream-reset` when the history no longer holds all of them. Either way each group then
-    /// stands at the broker's last id.
-    pub(crate) fn caught_up(self, from: &[Option<u64>], age_ms: u64) -> CaughtUp {
-        let through = vec![self.seq; from.len()];
-        let oldest_kept = self.now_ms.saturating_sub(age_ms);
-        let mut reason = None;
-        for (history, after) in self.groups.iter().zip(from) {
-            let Some(after) = *after else { continue };
-            let lost = after < self.epoch
-                || history.trimmed > after
-                || history.entries.iter().any(|e| e.at_ms < oldest_kept);
-            if lost {
-                reason = Some("id older than the history");
-            } else if after > self.seq {
-                reason = reason.or(Some("unknown id"));
-            }
+pub(crate) fn caught_up(
+    histories: Vec<SharedHistory>,
+    from: &[Option<u64>],
+    age_us: u64,
+) -> CaughtUp {
+    let through: Vec<u64> = histories.iter().map(|history| history.seq).collect();
+    let mut reason = None;
+    for (history, after) in histories.iter().zip(from) {
+        let Some(after) = *after else { continue };
+        let oldest_kept = history.now_us.saturating_sub(age_us);
+        let lost = after < history.epoch
+            || history.trimmed > after
+            || history.entries.iter().any(|e| e.at_us < oldest_kept);
+        if lost {
+            reason = Some("id older than the history");
+        } else if after > history.seq {
+            reason = reason.or(Some("unknown id"));
         }
-        if let Some(reason) = reason {
-            return CaughtUp::Reset { reason, through };
-        }
-        let mut events: Vec<(usize, u64, Bytes)> = self
-            .groups
-            .into_iter()
-            .enumerate()
-            .zip(from)
-            .flat_map(|((index, history), &after)| {
-                let missed = history
-                    .entries
-                    .into_iter()
-                    .filter(move |entry| after.is_some_and(|after| entry.id > after));
-                missed.map(move |entry| (index, entry.id, entry.encoded))
-            })
-            .collect();
-        // The broker gives ids in the order it received the events, across groups.
-        events.sort_by_key(|&(_, id, _)| id);
-        let start = from.iter().map(|after| after.unwrap_or(self.seq)).collect();
-        CaughtUp::Replay {
-            start,
-            events,
-            through,
-        }
+    }
+    if let Some(reason) = reason {
+        return CaughtUp::Reset { reason, through };
+    }
+    let start = from
+        .iter()
+        .zip(&through)
+        .map(|(after, seq)| after.unwrap_or(*seq))
+        .collect();
+    let mut events: Vec<(u64, usize, u64, Bytes)> = histories
+        .into_iter()
+        .enumerate()
+        .zip(from)
+        .flat_map(|((index, history), &after)| {
+            let missed = history
+                .entries
+                .into_iter()
+                .filter(move |entry| after.is_some_and(|after| entry.id > after));
+            missed.map(move |entry| (entry.at_us, index, entry.id, entry.encoded))
+        })
+        .collect();
+    // Each group numbers its own events: across groups, the broker's clock orders them.
+    events.sort_by_key(|&(at_us, index, id, _)| (at_us, index, id));
+    let events = events
+        .into_iter()
+        .map(|(_, index, id, encoded)| (index, id, encoded))
+        .collect();
+    CaughtUp::Replay {
+        start,
+        events,
+        through,
     }
 }
 
@@ -415,19 +420,20 @@ mod tests {
     }
 
     #[cfg(feature = "redis")]
-    fn shared(groups: Vec<SharedHistory>) -> Shared {
-        Shared {
+    fn history(trimmed: u64, entries: Vec<SharedEvent>) -> SharedHistory {
+        SharedHistory {
             seq: 120,
             epoch: 100,
-            now_ms: 10_000,
-            groups,
+            now_us: 10_000,
+            trimmed,
+            entries,
         }
     }
 
     #[cfg(feature = "redis")]
-    fn event(id: u64, at_ms: u64) -> SharedEvent {
+    fn event(id: u64, at_us: u64) -> SharedEvent {
         let encoded = Bytes::from(format!("data: {id}\n"));
-        SharedEvent { id, at_ms, encoded }
+        SharedEvent { id, at_us, encoded }
     }
 
     /// Replayed events as (group index, id) pairs, or the reset's reason.
@@ -451,47 +457,38 @@ mod tests {
     #[cfg(feature = "redis")]
     #[test]
     fn missed_events_of_several_groups_come_in_id_order() {
-        let a = SharedHistory {
-            trimmed: 101,
-            entries: vec![event(111, 9_000), event(115, 9_500)],
-        };
+        let a = history(101, vec![event(111, 9_000), event(115, 9_500)]);
+        // Another group numbers its events its own way: published between a's two.
         let b = SharedHistory {
-            trimmed: 0,
-            entries: vec![event(112, 9_100)],
+            seq: 7,
+            epoch: 1,
+            ..history(0, vec![event(7, 9_100)])
         };
-        let (events, through) =
-            replayed(shared(vec![a, b]).caught_up(&[Some(110), Some(111)], 5_000));
-        assert_eq!(events.unwrap(), [(0, 111), (1, 112), (0, 115)]);
-        assert_eq!(through, [120, 120]);
+        let (events, through) = replayed(caught_up(vec![a, b], &[Some(110), Some(6)], 5_000));
+        assert_eq!(events.unwrap(), [(0, 111), (1, 7), (0, 115)]);
+        assert_eq!(through, [120, 7]);
     }
 
     #[cfg(feature = "redis")]
     #[test]
     fn what_the_broker_no_longer_holds_is_a_reset() {
-        let trimmed = || SharedHistory {
-            trimmed: 105,
-            entries: vec![event(111, 9_000)],
-        };
-        let aged = || SharedHistory {
-            trimmed: 0,
-            entries: vec![event(111, 4_000)],
-        };
+        let trimmed = || history(105, vec![event(111, 9_000)]);
+        let aged = || history(0, vec![event(111, 4_000)]);
         for (after, history, why) in [
             (121, trimmed(), "unknown id"),
             (99, trimmed(), "id older than the history"),
             (104, trimmed(), "id older than the history"),
             (110, aged(), "id older than the history"),
         ] {
-            let (events, through) =
-                replayed(shared(vec![history]).caught_up(&[Some(after)], 5_000));
+            let (events, through) = replayed(caught_up(vec![history], &[Some(after)], 5_000));
             assert_eq!(events, Err(why), "{after}");
             assert_eq!(through, [120]);
         }
         // Right at the trimmed id, nothing is missing.
-        let (events, _) = replayed(shared(vec![trimmed()]).caught_up(&[Some(105)], 5_000));
+        let (events, _) = replayed(caught_up(vec![trimmed()], &[Some(105)], 5_000));
         assert_eq!(events.unwrap(), [(0, 111)]);
         // A group the client needs nothing of only says where it stands.
-        let (events, through) = replayed(shared(vec![aged()]).caught_up(&[None], 5_000));
+        let (events, through) = replayed(caught_up(vec![aged()], &[None], 5_000));
         assert_eq!((events.unwrap(), through), (vec![], vec![120]));
     }
 

@@ -1,10 +1,12 @@
 //! The Redis broker: every process using the same Redis shares ids, history and events.
 //!
-//! Publishing runs one Lua script, atomically: `INCR` the id sequence, `XADD` the encoded event
-//! to the group's stream (trimmed to the history bound), `PUBLISH` it on the group's channel.
-//! Redis runs scripts one at a time, so the ids of a group's events rise in the order they are
-//! delivered, and each process, listening on one pub/sub connection, receives every event in id
-//! order. Each process listens only to the groups it has subscribers for (one `SUBSCRIBE` per
+//! Publishing runs one Lua script on the group's keys only, atomically: `INCR` the group's id
+//! sequence, `XADD` the encoded event to the group's stream (trimmed to the history bound),
+//! `PUBLISH` it on the group's channel. Redis runs scripts one at a time, so the ids of a group's
+//! events rise in the order they are delivered, and each process, listening on one pub/sub
+//! connection, receives every event of a group in id order. No key is shared by groups: a
+//! group's keys are all in the hash slot of `{group}`, so groups spread over the nodes of a
+//! cluster. Each process listens only to the groups it has subscribers for (one `SUBSCRIBE` per
 //! group, not per client) and hands each event, stamped once, to its local registry.
 //!
 //! `publish!` is synchronous: it runs the script over a blocking connection behind a mutex (one
@@ -12,10 +14,11 @@
 //! The listening side runs on a thread of its own with a small runtime, so it works the same
 //! under any runtime, and in a process that serves no HTTP it is never started.
 //!
-//! Keys: `sse:seq` (the last id given), `sse:epoch` (the first: older ids were given by a Redis
-//! that has since lost its data), `sse:history:<group>` (a stream of `<id>-0` entries with the
-//! time `t` and the encoded event `d`; it expires when the group has been quiet for the history
-//! age) and the channel `sse:events:<group>`.
+//! Keys of group `g` (see [`Keys`]): `sse:{g}:seq` (the last id given), `sse:{g}:epoch` (the first
+//! id of the current sequence: older ids come from before Redis lost it), both kept 7 days after
+//! the group's last event; `sse:{g}:history` (a stream of `<id>-0` entries with the time `t` and
+//! the encoded event `d`; it expires when the group has been quiet for the history age); the
+//! channel `sse:{g}:events`.
 
 use std::{
     collections::HashMap,
@@ -24,7 +27,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{future::try_join_all, StreamExt};
 use once_cell::sync::OnceCell;
 use redis::{
     aio::{MultiplexedConnection, PubSubSink, PubSubStream},
@@ -36,30 +39,42 @@ use super::{Broker, BrokerError};
 use crate::{
     event::Draft,
     registry::{Deliver, Held, Registry},
-    resume::{CatchUp, CaughtUp, Shared, SharedEvent, SharedHistory},
+    resume::{self, CatchUp, CaughtUp, SharedEvent, SharedHistory},
     EventId, GroupName, PublishError,
 };
 
-const SEQ_KEY: &str = "sse:seq";
-const EPOCH_KEY: &str = "sse:epoch";
-const CHANNEL_PREFIX: &str = "sse:events:";
-
-fn history_key(group: &str) -> String {
-    format!("sse:history:{group}")
+/// The keys of a group: all in the hash slot of `{group}`, so a group lives on one node of a
+/// cluster and its script touches nothing else.
+struct Keys {
+    /// The last id given; it starts at Redis's clock in microseconds.
+    seq: String,
+    /// The first id of the current sequence: older ids come from before Redis lost it.
+    epoch: String,
+    /// A stream of `<id>-0` entries with the time `t` (µs) and the encoded event `d`.
+    history: String,
+    /// Where its events are published: `<id> <encoded event>`.
+    channel: String,
 }
 
-/// The last id published to a group, kept long after its history expired, so a client that
-/// comes back to a quiet group learns that it missed events.
-fn last_key(group: &str) -> String {
-    format!("sse:last:{group}")
+impl Keys {
+    fn of(group: &str) -> Self {
+        Self {
+            seq: format!("sse:{{{group}}}:seq"),
+            epoch: format!("sse:{{{group}}}:epoch"),
+            history: format!("sse:{{{group}}}:history"),
+            channel: format!("sse:{{{group}}}:events"),
+        }
+    }
+
+    /// The group a channel belongs to.
+    fn group_of_channel(channel: &str) -> Option<&str> {
+        channel.strip_prefix("sse:{")?.strip_suffix("}:events")
+    }
 }
 
-fn channel(group: &str) -> String {
-    format!("{CHANNEL_PREFIX}{group}")
-}
-
-/// How long a group's last id outlives its last event (see `last_key`).
-const LAST_ID_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a group's sequence outlives its last event (at least), so a client that comes back
+/// to a group whose history expired learns that it missed events.
+const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long connecting may take before a publish gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long Redis may take to answer one command.
@@ -78,24 +93,28 @@ const PING_PATIENCE: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Ids start at Redis's clock in microseconds, as in memory: a Redis that lost its data gives
-/// ids above the old ones, so an old `Last-Event-ID` is seen as too old, not reused. Redis's
-/// own clock, so that the clocks of the machines running the processes do not matter.
+/// Run first by both scripts. KEYS: seq, epoch; the last ARGV: how long the sequence lives
+/// after its last event, in ms. A group's sequence starts at Redis's clock in
+/// microseconds, as in memory: after Redis lost it (restart without persistence, or the group
+/// was quiet longer than its sequence lives), ids go on above the old ones, so an old
+/// `Last-Event-ID` is seen as too old, not reused. Redis's own clock, so that the clocks of the
+/// machines running the processes do not matter.
 const ENSURE_SEQ: &str = r"
 local time = redis.call('TIME')
-local now = time[1] * 1000 + math.floor(time[2] / 1000)
+local now = time[1] * 1000000 + time[2]
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  local micros = string.format('%d', time[1] * 1000000 + time[2])
-  redis.call('SET', KEYS[1], micros)
-  redis.call('SET', KEYS[2], micros)
+  local micros = string.format('%d', now)
+  redis.call('SET', KEYS[1], micros, 'PX', ARGV[#ARGV])
+  redis.call('SET', KEYS[2], micros, 'PX', ARGV[#ARGV])
 end
 ";
 
-/// KEYS: seq, epoch, history, last id. ARGV: channel, encoded event, max events, max age in
-/// ms, how long the last id is kept in ms.
+/// KEYS: seq, epoch, history. ARGV: channel, encoded event, max events, max age in µs, how long
+/// the sequence lives after its last event in ms.
 const PUBLISH: &str = r"
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
-redis.call('SET', KEYS[4], id, 'PX', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('XADD', KEYS[3], id .. '-0', 't', string.format('%d', now), 'd', ARGV[2])
 -- Trim with XDEL, not MAXLEN: only XDEL records the highest id deleted, which tells a
 -- reconnecting client whether it missed events that are gone.
@@ -107,40 +126,36 @@ for _ = 1, 100 do
   redis.call('XDEL', KEYS[3], oldest[1])
   excess = excess - 1
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[3], math.max(1, math.floor(tonumber(ARGV[4]) / 1000)))
 redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[2])
 return id
 ";
 
-/// KEYS: seq, epoch, then per group its history and its last id. ARGV: max events, then per
-/// group the id after which its events are wanted (`-`: none are). Returns seq, epoch, now, then
-/// per group: the highest id trimmed away (all of them, when the history expired), the count of
-/// entries after the id, and each entry's id, time and encoded event.
+/// KEYS: seq, epoch, history. ARGV: the id after which the group's events are wanted (`-`: none
+/// are, only where the group stands), max events, how long the sequence lives. Returns seq, epoch, now (µs), the highest id
+/// trimmed away (all of them, when the history expired), the count of entries after the id, and
+/// each entry's id, time and encoded event.
 const READ: &str = r"
-local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), string.format('%d', now)}
-for i = 3, #KEYS, 2 do
-  local after = ARGV[(i - 1) / 2 + 1]
-  local trimmed = '0-0'
-  local entries = {}
-  if after == '-' then
-    -- Only where the group stands is wanted.
-  elseif redis.call('EXISTS', KEYS[i]) == 0 then
+local seq = redis.call('GET', KEYS[1])
+local trimmed = '0-0'
+local entries = {}
+if ARGV[1] ~= '-' then
+  if redis.call('EXISTS', KEYS[3]) == 0 then
     -- Expired, or never written: every event up to the group's last id is gone.
-    trimmed = redis.call('GET', KEYS[i + 1]) or '0-0'
+    trimmed = seq
   else
-    local info = redis.call('XINFO', 'STREAM', KEYS[i])
+    local info = redis.call('XINFO', 'STREAM', KEYS[3])
     for j = 1, #info, 2 do
       if info[j] == 'max-deleted-entry-id' then trimmed = info[j + 1] end
     end
-    entries = redis.call('XRANGE', KEYS[i], '(' .. after .. '-0', '+', 'COUNT', ARGV[1])
+    entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
   end
-  table.insert(out, trimmed)
-  table.insert(out, tostring(#entries))
-  for _, entry in ipairs(entries) do
-    table.insert(out, entry[1])
-    table.insert(out, entry[2][2])
-    table.insert(out, entry[2][4])
-  end
+end
+local out = {seq, redis.call('GET', KEYS[2]), string.format('%d', now), trimmed, tostring(#entries)}
+for _, entry in ipairs(entries) do
+  table.insert(out, entry[1])
+  table.insert(out, entry[2][2])
+  table.insert(out, entry[2][4])
 end
 return out
 ";
@@ -188,7 +203,9 @@ pub(crate) struct RedisBroker {
 #[derive(Clone, Copy)]
 struct Limits {
     events: usize,
-    age_ms: u64,
+    age_us: u64,
+    /// How long a group's sequence lives after its last event.
+    seq_ttl_ms: u64,
 }
 
 enum Command {
@@ -213,7 +230,8 @@ impl RedisBroker {
             limits: Limits {
                 events: history.0,
                 // PEXPIRE 0 would delete the history at once.
-                age_ms: (history.1.as_millis() as u64).max(1),
+                age_us: (history.1.as_micros() as u64).max(1_000),
+                seq_ttl_ms: SEQ_TTL.max(history.1).as_millis() as u64,
             },
             publisher: Mutex::new(None),
             down: Mutex::new(None),
@@ -316,16 +334,16 @@ impl Broker for RedisBroker {
     fn publish(&self, _: &Registry, group: &str, draft: Draft) -> Result<EventId, PublishError> {
         let id = self
             .with_publisher(|connection| {
+                let keys = Keys::of(group);
                 self.publish
-                    .key(SEQ_KEY)
-                    .key(EPOCH_KEY)
-                    .key(history_key(group))
-                    .key(last_key(group))
-                    .arg(channel(group))
+                    .key(keys.seq)
+                    .key(keys.epoch)
+                    .key(keys.history)
+                    .arg(keys.channel)
                     .arg(draft.as_bytes())
                     .arg(self.limits.events)
-                    .arg(self.limits.age_ms)
-                    .arg(LAST_ID_TTL.as_millis() as u64)
+                    .arg(self.limits.age_us)
+                    .arg(self.limits.seq_ttl_ms)
                     .invoke(connection)
             })
             .map_err(PublishError::Broker)?;
@@ -472,38 +490,37 @@ impl Listener {
         &mut self,
         mut sink: PubSubSink,
         mut messages: PubSubStream,
-        mut connection: MultiplexedConnection,
+        connection: MultiplexedConnection,
     ) -> Result<(), BrokerError> {
-        let channels: Vec<String> = self.groups.keys().map(|g| channel(g.as_str())).collect();
+        let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
+        let channels: Vec<String> = groups
+            .iter()
+            .map(|g| Keys::of(g.as_str()).channel)
+            .collect();
         if !channels.is_empty() {
             sink.subscribe(&channels)
                 .await
                 .map_err(|e| self.target.failed(e))?;
         }
         // Back after an outage: fetch what was published while nobody here was listening.
-        let marked: Vec<(GroupName, u64)> = self
-            .groups
+        let marks: Vec<Option<u64>> = groups.iter().map(|group| self.groups[group]).collect();
+        let histories = self.read_history(&connection, &groups, &marks).await?;
+        let mut missed: Vec<(&GroupName, &SharedEvent)> = groups
             .iter()
-            .filter_map(|(group, mark)| Some((group.clone(), (*mark)?)))
-            .collect();
-        let names: Vec<GroupName> = marked.iter().map(|(group, _)| group.clone()).collect();
-        let from: Vec<Option<u64>> = marked.iter().map(|&(_, mark)| Some(mark)).collect();
-        let shared = self.read_history(&mut connection, &names, &from).await?;
-        let mut missed: Vec<(&GroupName, &SharedEvent)> = marked
-            .iter()
-            .zip(&shared.groups)
+            .zip(&marks)
+            .zip(&histories)
             .flat_map(|((group, mark), history)| {
-                let missed = history.entries.iter().filter(move |e| e.id > *mark);
+                let missed = history.entries.iter();
+                let missed = missed.filter(move |e| mark.is_some_and(|mark| e.id > mark));
                 missed.map(move |entry| (group, entry))
             })
             .collect();
-        missed.sort_by_key(|(_, entry)| entry.id);
+        missed.sort_by_key(|(_, entry)| entry.at_us);
         for (group, entry) in missed {
             self.deliver(group.as_str(), entry.id, &entry.encoded);
         }
-        let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
-        for group in groups {
-            self.listening_from(group, shared.seq);
+        for (group, history) in groups.into_iter().zip(&histories) {
+            self.listening_from(group, history.seq);
         }
 
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -537,15 +554,16 @@ impl Listener {
                             continue;
                         }
                         self.groups.insert(group.clone(), None);
-                        sink.subscribe(channel(group.as_str()))
+                        sink.subscribe(Keys::of(group.as_str()).channel)
                             .await
                             .map_err(|e| self.target.failed(e))?;
-                        let seq = self.read_history(&mut connection, &[], &[]).await?.seq;
-                        self.listening_from(group, seq);
+                        let read = [group.clone()];
+                        let history = self.read_history(&connection, &read, &[None]).await?;
+                        self.listening_from(group, history[0].seq);
                     }
                     Some(Command::Unsubscribe(group)) => {
                         if self.groups.remove(&group).is_some() {
-                            sink.unsubscribe(channel(group.as_str()))
+                            sink.unsubscribe(Keys::of(group.as_str()).channel)
                                 .await
                                 .map_err(|e| self.target.failed(e))?;
                         }
@@ -554,8 +572,8 @@ impl Listener {
                         if reply.is_closed() {
                             continue;
                         }
-                        let shared = self.read_history(&mut connection, &groups, &from).await?;
-                        let _ = reply.send(Ok(shared.caught_up(&from, self.limits.age_ms)));
+                        let histories = self.read_history(&connection, &groups, &from).await?;
+                        let _ = reply.send(Ok(resume::caught_up(histories, &from, self.limits.age_us)));
                     }
                 },
             }
@@ -564,7 +582,7 @@ impl Listener {
 
     /// A message on a group's channel: `<id> <encoded event>`.
     fn receive(&mut self, message: &redis::Msg) {
-        let Some(group) = message.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
+        let Some(group) = Keys::group_of_channel(message.get_channel_name()) else {
             return;
         };
         let payload = message.get_payload_bytes();
@@ -608,34 +626,35 @@ impl Listener {
         }
     }
 
-    /// The shared history of `groups` after the ids in `from`, read at once.
+    /// The shared history of each of `groups` after its id in `from`: one script call a group
+    /// (a group's keys are in one hash slot, not theirs together), sent together.
     async fn read_history(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &MultiplexedConnection,
         groups: &[GroupName],
         from: &[Option<u64>],
-    ) -> Result<Shared, BrokerError> {
-        let mut invocation = self.read.key(SEQ_KEY);
-        invocation.key(EPOCH_KEY);
-        for group in groups {
-            invocation.key(history_key(group.as_str()));
-            invocation.key(last_key(group.as_str()));
-        }
-        invocation.arg(self.limits.events);
-        for after in from {
-            // Stream ids are below 2^64; an id above every real one is simply unknown.
+    ) -> Result<Vec<SharedHistory>, BrokerError> {
+        let reads = groups.iter().zip(from).map(|(group, after)| {
+            let keys = Keys::of(group.as_str());
+            let mut invocation = self.read.key(keys.seq);
+            invocation.key(keys.epoch).key(keys.history);
             match after {
-                Some(after) => invocation.arg(after.min(&(u64::MAX - 1))),
+                // Stream ids are below 2^64; an id above every real one is simply unknown.
+                Some(after) => invocation.arg((*after).min(u64::MAX - 1)),
                 None => invocation.arg("-"),
             };
-        }
-        let reply: Vec<Vec<u8>> = match tokio::time::timeout(
-            COMMAND_TIMEOUT,
-            invocation.invoke_async(connection),
-        )
-        .await
-        {
-            Ok(reply) => reply.map_err(|e| self.target.failed(e))?,
+            invocation
+                .arg(self.limits.events)
+                .arg(self.limits.seq_ttl_ms);
+            let mut connection = connection.clone();
+            async move {
+                invocation
+                    .invoke_async::<Vec<Vec<u8>>>(&mut connection)
+                    .await
+            }
+        });
+        let replies = match tokio::time::timeout(COMMAND_TIMEOUT, try_join_all(reads)).await {
+            Ok(replies) => replies.map_err(|e| self.target.failed(e))?,
             Err(_) => {
                 return Err(BrokerError::new(format!(
                     "Redis at {} did not answer within {COMMAND_TIMEOUT:?}",
@@ -643,7 +662,9 @@ impl Listener {
                 )))
             }
         };
-        parse_shared(reply, groups.len()).ok_or_else(|| {
+        let histories: Option<Vec<SharedHistory>> =
+            replies.into_iter().map(parse_history).collect();
+        histories.ok_or_else(|| {
             BrokerError::new(format!(
                 "Redis at {} gave an unexpected history",
                 self.target.shown
@@ -652,36 +673,29 @@ impl Listener {
     }
 }
 
-/// The history reply of the read script, field by field.
-fn parse_shared(reply: Vec<Vec<u8>>, groups: usize) -> Option<Shared> {
+/// The reply of the read script for one group, field by field.
+fn parse_history(reply: Vec<Vec<u8>>) -> Option<SharedHistory> {
     let mut items = reply.into_iter();
     // Numbers and stream ids (`<n>-<m>`, of which `n` is ours).
-    let number = |items: &mut std::vec::IntoIter<Vec<u8>>| -> Option<u64> {
-        let item = items.next()?;
+    let number = |item: Option<Vec<u8>>| -> Option<u64> {
+        let item = item?;
         let text = std::str::from_utf8(&item).ok()?;
         text.split('-').next()?.parse().ok()
     };
-    let seq = number(&mut items)?;
-    let epoch = number(&mut items)?;
-    let now_ms = number(&mut items)?;
-    let mut histories = Vec::with_capacity(groups);
-    for _ in 0..groups {
-        let trimmed = number(&mut items)?;
-        let count = number(&mut items)?;
-        let mut entries = Vec::new();
-        for _ in 0..count {
-            let id = number(&mut items)?;
-            let at_ms = number(&mut items)?;
-            let encoded = Bytes::from(items.next()?);
-            entries.push(SharedEvent { id, at_ms, encoded });
-        }
-        histories.push(SharedHistory { trimmed, entries });
+    let mut next = || number(items.next());
+    let (seq, epoch, now_us, trimmed, count) = (next()?, next()?, next()?, next()?, next()?);
+    let mut entries = Vec::new();
+    for _ in 0..count {
+        let (id, at_us) = (number(items.next())?, number(items.next())?);
+        let encoded = Bytes::from(items.next()?);
+        entries.push(SharedEvent { id, at_us, encoded });
     }
-    Some(Shared {
+    Some(SharedHistory {
         seq,
         epoch,
-        now_ms,
-        groups: histories,
+        now_us,
+        trimmed,
+        entries,
     })
 }
 
@@ -695,14 +709,27 @@ mod tests {
             .iter()
             .map(|item| item.as_bytes().to_vec())
             .collect();
-        let shared = parse_shared(reply.clone(), 1).unwrap();
+        let history = parse_history(reply.clone()).unwrap();
         assert_eq!(
-            (shared.seq, shared.epoch, shared.now_ms),
+            (history.seq, history.epoch, history.now_us),
             (120, 100, 10_000)
         );
-        assert_eq!(shared.groups[0].trimmed, 105);
-        assert_eq!(shared.groups[0].entries[0].id, 111);
-        assert_eq!(shared.groups[0].entries[0].encoded, "D");
-        assert!(parse_shared(reply[..6].to_vec(), 1).is_none(), "truncated");
+        assert_eq!(history.trimmed, 105);
+        assert_eq!(
+            (history.entries[0].id, history.entries[0].at_us),
+            (111, 9_000)
+        );
+        assert_eq!(history.entries[0].encoded, "D");
+        assert!(parse_history(reply[..6].to_vec()).is_none(), "truncated");
+    }
+
+    #[test]
+    fn a_group_s_keys_share_its_hash_slot_and_its_channel_names_it() {
+        let keys = Keys::of("yo.bob");
+        for key in [&keys.seq, &keys.epoch, &keys.history, &keys.channel] {
+            assert!(key.starts_with("sse:{yo.bob}:"), "{key}");
+        }
+        assert_eq!(Keys::group_of_channel(&keys.channel), Some("yo.bob"));
+        assert_eq!(Keys::group_of_channel("sse:events:yo"), None);
     }
 }
