@@ -61,6 +61,8 @@ mod error;
 mod event;
 mod group;
 mod hub;
+#[cfg(feature = "publish-endpoint")]
+mod publish_endpoint;
 mod registry;
 mod resume;
 mod serve;
@@ -77,6 +79,8 @@ pub use error::{BrokerError, PublishError, SubscribeError};
 pub use event::{EventId, EventName, STREAM_RESET, STREAM_START};
 pub use group::GroupName;
 pub use hub::{hub, init, Hub, InitError};
+#[cfg(feature = "publish-endpoint")]
+pub use publish_endpoint::{PublishEndpoint, TokenError, PUBLISH_TOKEN_ENV};
 pub use resume::LastEventId;
 pub use serve::{serve, Serve};
 pub use sse_macros::subscribe;
