@@ -28,8 +28,10 @@
 //! Each group keeps a short history, so a browser that reconnects with `Last-Event-ID` gets
 //! what it missed. Several processes (behind a load balancer, or workers that only publish)
 //! share their groups, ids and history through Redis: feature `redis`, then
-//! `SSE_BROKER_URL=redis://127.0.0.1:6379/0` or [`Config::broker`]. See the README for the
-//! guarantees, the wire format, the settings and "More than one process".
+//! `SSE_BROKER_URL=redis://127.0.0.1:6379/0` or [`Config::broker`]. Programs in other languages
+//! (a Django or Celery worker, `curl`) publish over HTTP through a `PublishEndpoint` mounted on
+//! your router (feature `publish-endpoint`, on by default). See the README for the guarantees,
+//! the wire format, the settings, "More than one process" and "Publishing from other languages".
 //!
 //! # Errors
 //!
