@@ -296,6 +296,40 @@ async fn malformed_requests_are_answered_with_what_was_wrong() {
     assert_eq!(hub.stats().published, 0);
 }
 
+#[tokio::test]
+async fn a_shut_down_hub_is_503_and_says_what_was_published() {
+    let hub = sse::Hub::new(sse::Config::default());
+    let addr = start(&hub, true, |endpoint| endpoint).await;
+    hub.shutdown();
+    let batch = json!({"events": [{"group": "yo", "data": "late"}]});
+    let (status, answer) = post(addr, Some(TOKEN), batch.to_string()).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        answer,
+        json!({"error": "event 0: the SSE hub is shut down; the 0 before it were published", "index": 0, "ids": []})
+    );
+}
+
+#[tokio::test]
+async fn without_a_hub_of_its_own_it_publishes_on_the_process_wide_hub() {
+    use futures_util::StreamExt;
+
+    let publish = sse::PublishEndpoint::new(TOKEN).unwrap();
+    let addr =
+        sse_tests::serve(Router::new().route("/publish", publish.into_method_router())).await;
+    let group = sse::GroupName::new("publish-endpoint-global").unwrap();
+    let mut subscription = sse::hub()
+        .subscribe([group], &sse::LastEventId::default())
+        .unwrap();
+    within(subscription.next()).await.unwrap(); // stream-start
+    let event = json!({"group": "publish-endpoint-global", "event": "yo", "data": "hi"});
+    let (status, answer) = post(addr, Some(TOKEN), event.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    let bytes = within(subscription.next()).await.unwrap();
+    let expected = format!("event: yo\ndata: hi\nid: {}\n\n", ids(&answer)[0]);
+    assert_eq!(String::from_utf8_lossy(&bytes), expected);
+}
+
 /// Where the Python publisher is.
 const PYTHON_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../clients/python");
 
