@@ -191,12 +191,14 @@ impl Hub {
         data: impl fmt::Display,
     ) -> Result<EventId, PublishError> {
         sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
-        let draft = Draft::new(event, data, self.registry.config.max_event_bytes)?;
+        let draft = Draft::new(event, data, self.max_event_bytes())?;
         self.send(group, draft)
     }
 
-    /// Hands an encoded event to the broker, which gives it its id and carries it.
-    fn send(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
+    /// Hands an encoded event to the broker, which gives it its id and carries it. `group` must
+    /// be a valid group name: [`Hub::publish`] checks it, the publish endpoint checks a whole
+    /// batch before it sends any of it.
+    pub(crate) fn send(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
         if self.registry.is_shut_down() {
             return Err(PublishError::ShutDown);
         }
@@ -204,6 +206,11 @@ impl Hub {
         self.registry.counters.published();
         tracing::trace!(group, id = id.get(), "published");
         Ok(id)
+    }
+
+    /// The most bytes an event encoded for this hub may take ([`Config::max_event_bytes`]).
+    pub(crate) fn max_event_bytes(&self) -> usize {
+        self.registry.config.max_event_bytes
     }
 
     /// Sends `value` as JSON: like [`Hub::publish`], with the data written by `serde_json`
@@ -225,7 +232,7 @@ impl Hub {
         value: &(impl serde::Serialize + ?Sized),
     ) -> Result<EventId, PublishError> {
         sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
-        let draft = Draft::json(event, value, self.registry.config.max_event_bytes)?;
+        let draft = Draft::json(event, value, self.max_event_bytes())?;
         self.send(group, draft)
     }
 

@@ -28,8 +28,10 @@
 //! Each group keeps a short history, so a browser that reconnects with `Last-Event-ID` gets
 //! what it missed. Several processes (behind a load balancer, or workers that only publish)
 //! share their groups, ids and history through Redis: feature `redis`, then
-//! `SSE_BROKER_URL=redis://127.0.0.1:6379/0` or [`Config::broker`]. See the README for the
-//! guarantees, the wire format, the settings and "More than one process".
+//! `SSE_BROKER_URL=redis://127.0.0.1:6379/0` or [`Config::broker`]. Programs in other languages
+//! (a Django or Celery worker, `curl`) publish over HTTP through a `PublishEndpoint` mounted on
+//! your router (feature `publish-endpoint`, on by default). See the README for the guarantees,
+//! the wire format, the settings, "More than one process" and "Publishing from other languages".
 //!
 //! # Errors
 //!
@@ -61,6 +63,8 @@ mod error;
 mod event;
 mod group;
 mod hub;
+#[cfg(feature = "publish-endpoint")]
+mod publish_endpoint;
 mod registry;
 mod resume;
 mod serve;
@@ -77,6 +81,8 @@ pub use error::{BrokerError, PublishError, SubscribeError};
 pub use event::{EventId, EventName, STREAM_RESET, STREAM_START};
 pub use group::GroupName;
 pub use hub::{hub, init, Hub, InitError};
+#[cfg(feature = "publish-endpoint")]
+pub use publish_endpoint::{PublishEndpoint, TokenError, PUBLISH_TOKEN_ENV};
 pub use resume::LastEventId;
 pub use serve::{serve, Serve};
 pub use sse_macros::subscribe;
