@@ -340,13 +340,12 @@ impl Report<'_> {
     /// The samples of whole minutes, then the totals, as Markdown.
     fn table(&self) -> String {
         let mut table = sample_header();
-        let per_minute = self
-            .samples
-            .iter()
-            .filter(|s| s.secs % 60 < SAMPLE_EVERY.as_secs());
-        for sample in per_minute.chain(self.samples.last()) {
-            table.push('\n');
-            table.push_str(&sample.line());
+        let last = self.samples.len().saturating_sub(1);
+        for (n, sample) in self.samples.iter().enumerate() {
+            if n == last || sample.secs % 60 < SAMPLE_EVERY.as_secs() {
+                table.push('\n');
+                table.push_str(&sample.line());
+            }
         }
         let c = &self.counters;
         let rss: Vec<u64> = self.samples.iter().map(|s| s.rss_bytes).collect();

@@ -36,7 +36,7 @@ use tower_service::Service;
 
 use head::Head;
 
-/// The smallest head size limit: hyper's smallest read buffer.
+/// The smallest head size limit: RFC 9112 asks that request lines of 8,000 octets be accepted.
 const MIN_HEAD_BYTES: usize = 8 * 1024;
 
 /// Serves `app` on `listener`, like [`axum::serve()`], with SSE streams written straight to
@@ -149,11 +149,11 @@ impl<L, Signal> Serve<L, Signal> {
     }
 
     /// The longest request head accepted, request line and headers (32 KiB by default; at
-    /// least 8 KiB, hyper's smallest buffer: less counts as 8 KiB). A longer one is answered
+    /// least 8 KiB, as RFC 9112 asks: less counts as 8 KiB). A longer one is answered
     /// `431 Request Header Fields Too Large` and its connection closed, so a client can never
     /// make the server hold more than this for a head. `serve` reads no more than this of a
-    /// first request, and hyper's buffer (about 400 KB by default) is held to it for later
-    /// ones. HTTP/2 has hyper's own bound, 16 KiB of header list.
+    /// first request, and hyper, which by default lets a head grow to about 400 KB, is held to
+    /// it for later ones. HTTP/2 has hyper's own bound, 16 KiB of header list.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -94,7 +94,8 @@ async fn until_drained<Served: Future>(
 ) -> Served::Output {
     tokio::select! {
         // Hyper first: once it has read the request `serve` read, a shutdown lets that request
-        // finish (before, it would drop the connection as idle).
+        // finish; before, hyper-util's builder, still telling HTTP/2 from HTTP/1, would drop
+        // the connection.
         biased;
         output = served.as_mut() => output,
         () = Phase::Draining.reached(phase) => {
