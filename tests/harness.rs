@@ -7,7 +7,10 @@ use axum::Router;
 pub use eventsource_stream::Event;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
-use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 /// How long any one wait in a test may last before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -165,6 +168,23 @@ pub async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
     })
     .await;
     String::from_utf8(seen).unwrap()
+}
+
+/// Reads until the server closes the connection (or resets it), waiting at most [`PATIENCE`];
+/// returns what came.
+pub async fn read_to_close(tcp: &mut (impl AsyncRead + Unpin)) -> String {
+    let mut all = Vec::new();
+    let mut buf = [0; 64 * 1024];
+    within(async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&all).into_owned()
 }
 
 /// Sends a raw HTTP/1.0 GET for an event stream whose other headers is given as bytes (they may be any bytes), from a

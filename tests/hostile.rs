@@ -8,12 +8,8 @@ use std::{
 };
 
 use axum::{routing::get, Router};
-use sse_tests::{eventually, read_until, rss_bytes, within, Client};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    task::JoinSet,
-};
+use sse_tests::{eventually, read_to_close, read_until, rss_bytes, within, Client};
+use tokio::{io::AsyncWriteExt, net::TcpStream, task::JoinSet};
 
 /// How long a head may take.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -47,19 +43,6 @@ async fn kept_alive_if(kept_alive: bool, tcp: &mut TcpStream) {
             .unwrap();
         read_until(tcp, "a page").await;
     }
-}
-
-/// Reads until the server closes the connection (or resets it); returns what came.
-async fn read_to_close(tcp: &mut (impl AsyncReadExt + Unpin)) -> String {
-    let mut all = Vec::new();
-    let mut buf = [0; 4096];
-    loop {
-        match tcp.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-        }
-    }
-    String::from_utf8_lossy(&all).into_owned()
 }
 
 /// 8 KiB of a head that never ends, then nothing: what the server answered, and how long

@@ -19,7 +19,7 @@ use axum::{
     serve::{Listener, ListenerExt},
     Router,
 };
-use sse_tests::{eventually, raw_get, raw_get_bytes, read_until, within};
+use sse_tests::{eventually, raw_get, raw_get_bytes, read_to_close, read_until, within};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -50,22 +50,6 @@ async fn listen_counting() -> (
         counter.fetch_add(1, Ordering::SeqCst);
     });
     (listener, addr, connections)
-}
-
-/// Reads until the server closes the connection (or resets it); returns what came.
-async fn read_to_close(tcp: &mut TcpStream) -> String {
-    let mut all = Vec::new();
-    let mut buf = [0; 64 * 1024];
-    within(async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    String::from_utf8_lossy(&all).into_owned()
 }
 
 #[tokio::test]
@@ -333,31 +317,23 @@ async fn a_head_over_the_limit_is_refused_with_431_on_both_paths() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(!head.contains("transfer-encoding"), "{head}");
 
-    // Over it: 431 to a first request, which `serve` reads...
-    let mut over = TcpStream::connect(addr).await.unwrap();
-    over.write_all(padded("/events", LIMIT).as_bytes())
+    // Over it: 431, to a first request, which `serve` reads, and to a later one, which hyper
+    // reads.
+    let first = TcpStream::connect(addr).await.unwrap();
+    let mut later = TcpStream::connect(addr).await.unwrap();
+    later
+        .write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let answer = read_to_close(&mut over).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
-        "{answer}"
-    );
-
-    // ...and to a later one, which hyper reads.
-    let mut kept = TcpStream::connect(addr).await.unwrap();
-    kept.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_until(&mut kept, "a page").await;
-    kept.write_all(padded("/page", LIMIT).as_bytes())
-        .await
-        .unwrap();
-    let answer = read_to_close(&mut kept).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
-        "{answer}"
-    );
+    read_until(&mut later, "a page").await;
+    for (mut tcp, path) in [(first, "/events"), (later, "/page")] {
+        tcp.write_all(padded(path, LIMIT).as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut tcp).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{path}: {answer}"
+        );
+    }
     eventually("the stream still open", || hub.subscriber_count("g") == 1).await;
 }
 
