@@ -170,6 +170,15 @@ pub async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
     String::from_utf8(seen).unwrap()
 }
 
+/// Makes one request on `tcp`, `GET /page` of an app that answers it `a page`, and reads the
+/// answer: the connection is kept alive, and the server's hyper reads the next request.
+pub async fn one_page(tcp: &mut TcpStream) {
+    tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(tcp, "a page").await;
+}
+
 /// Reads until the server closes the connection (or resets it), waiting at most [`PATIENCE`];
 /// returns what came.
 pub async fn read_to_close(tcp: &mut (impl AsyncRead + Unpin)) -> String {

@@ -8,7 +8,7 @@ use std::{
 };
 
 use axum::{routing::get, Router};
-use sse_tests::{eventually, read_to_close, read_until, rss_bytes, within, Client};
+use sse_tests::{eventually, one_page, read_to_close, rss_bytes, within, Client};
 use tokio::{io::AsyncWriteExt, net::TcpStream, task::JoinSet};
 
 /// How long a head may take.
@@ -35,20 +35,12 @@ static PADDING: [u8; 64 * 1024] = {
 const STREAM_HEAD_START: &[u8] =
     b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nX: ";
 
-/// With `kept_alive`, makes one request on `tcp`, so that hyper reads the next.
-async fn kept_alive_if(kept_alive: bool, tcp: &mut TcpStream) {
-    if kept_alive {
-        tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        read_until(tcp, "a page").await;
-    }
-}
-
 /// 8 KiB of a head that never ends, then nothing: what the server answered, and how long
 /// after the last byte it closed.
 async fn slow_head(mut tcp: TcpStream, kept_alive: bool) -> (String, Duration) {
-    kept_alive_if(kept_alive, &mut tcp).await;
+    if kept_alive {
+        one_page(&mut tcp).await;
+    }
     tcp.write_all(STREAM_HEAD_START).await.unwrap();
     tcp.write_all(&PADDING[..8 * 1024]).await.unwrap();
     let since = Instant::now();
@@ -58,7 +50,9 @@ async fn slow_head(mut tcp: TcpStream, kept_alive: bool) -> (String, Duration) {
 /// A head that never stops: header bytes written as fast as the server takes them, up to
 /// 1 MiB; what the server answered.
 async fn endless_head(mut tcp: TcpStream, kept_alive: bool) -> String {
-    kept_alive_if(kept_alive, &mut tcp).await;
+    if kept_alive {
+        one_page(&mut tcp).await;
+    }
     let (mut reading, mut writing) = tcp.into_split();
     let write = async move {
         let _ = writing.write_all(STREAM_HEAD_START).await;
@@ -73,7 +67,9 @@ async fn endless_head(mut tcp: TcpStream, kept_alive: bool) -> String {
 
 /// Bytes that are not HTTP (the start of a TLS handshake); what the server answered.
 async fn garbage(mut tcp: TcpStream, kept_alive: bool) -> String {
-    kept_alive_if(kept_alive, &mut tcp).await;
+    if kept_alive {
+        one_page(&mut tcp).await;
+    }
     tcp.write_all(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n")
         .await
         .unwrap();

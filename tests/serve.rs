@@ -19,7 +19,7 @@ use axum::{
     serve::{Listener, ListenerExt},
     Router,
 };
-use sse_tests::{eventually, raw_get, raw_get_bytes, read_to_close, read_until, within};
+use sse_tests::{eventually, one_page, raw_get, raw_get_bytes, read_to_close, read_until, within};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -260,10 +260,7 @@ async fn a_head_not_received_in_time_is_closed_on_both_paths() {
     // Hyper's side: the head of a second request on a kept-alive connection.
     let kept = async {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        read_until(&mut tcp, "a page").await;
+        one_page(&mut tcp).await;
         let since = Instant::now();
         tcp.write_all(b"GET /page HTTP/1.1\r\nHo").await.unwrap();
         (read_to_close(&mut tcp).await, since.elapsed())
@@ -321,11 +318,7 @@ async fn a_head_over_the_limit_is_refused_with_431_on_both_paths() {
     // reads.
     let first = TcpStream::connect(addr).await.unwrap();
     let mut later = TcpStream::connect(addr).await.unwrap();
-    later
-        .write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_until(&mut later, "a page").await;
+    one_page(&mut later).await;
     for (mut tcp, path) in [(first, "/events"), (later, "/page")] {
         tcp.write_all(padded(path, LIMIT).as_bytes()).await.unwrap();
         let answer = read_to_close(&mut tcp).await;
@@ -357,10 +350,7 @@ async fn graceful_shutdown_ends_every_connection_and_then_the_server() {
     let mut idle = TcpStream::connect(addr).await.unwrap();
     // A kept-alive connection that hyper serves, between two requests.
     let mut kept = TcpStream::connect(addr).await.unwrap();
-    kept.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_until(&mut kept, "a page").await;
+    one_page(&mut kept).await;
     eventually("subscribed", || hub.open_streams() == 1).await;
 
     stop.send(()).unwrap();
@@ -404,11 +394,7 @@ async fn shutdown_lets_the_requests_under_way_finish_on_both_paths() {
         .unwrap();
     // ...and a later one on a kept-alive connection, which hyper reads.
     let mut later = TcpStream::connect(addr).await.unwrap();
-    later
-        .write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_until(&mut later, "a page").await;
+    one_page(&mut later).await;
     later
         .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
