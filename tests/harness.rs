@@ -9,8 +9,7 @@ pub use eventsource_stream::Event;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use tokio::{
-    io::AsyncReadExt,
-    io::AsyncWriteExt,
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::watch,
     task::{JoinHandle, JoinSet},
@@ -183,6 +182,32 @@ pub async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
     })
     .await;
     String::from_utf8(seen).unwrap()
+}
+
+/// Makes one request on `tcp`, `GET /page` of an app that answers it `a page`, and reads the
+/// answer: the connection is kept alive, and the server's hyper reads the next request.
+pub async fn one_page(tcp: &mut TcpStream) {
+    tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(tcp, "a page").await;
+}
+
+/// Reads until the server closes the connection (or resets it), waiting at most [`PATIENCE`];
+/// returns what came.
+pub async fn read_to_close(tcp: &mut (impl AsyncRead + Unpin)) -> String {
+    let mut all = Vec::new();
+    let mut buf = [0; 64 * 1024];
+    within(async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&all).into_owned()
 }
 
 /// Sends a raw HTTP/1.0 GET for an event stream whose other headers is given as bytes (they may be any bytes), from a

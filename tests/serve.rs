@@ -8,7 +8,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -16,11 +16,14 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
-    serve::ListenerExt,
+    serve::{Listener, ListenerExt},
     Router,
 };
-use sse_tests::{eventually, raw_get, raw_get_bytes, read_until, within};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sse_tests::{eventually, one_page, raw_get, raw_get_bytes, read_to_close, read_until, within};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 /// A hub of the test's own, its stream of group `g` at `/events`, and `/page`.
 fn app(hub: &sse::Hub) -> Router {
@@ -34,47 +37,26 @@ fn app(hub: &sse::Hub) -> Router {
         .route("/page", get(|| async { "a page" }))
 }
 
-/// Serves `app` with `serve` and counts the connections it accepts.
-async fn serve_counting(app: Router, stall_timeout: Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// A loopback listener whose sockets have a small send buffer, and how many it accepted.
+async fn listen_counting() -> (
+    impl Listener<Addr = SocketAddr>,
+    SocketAddr,
+    Arc<AtomicUsize>,
+) {
+    let (listener, addr) = sse_tests::listen().await;
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = connections.clone();
-    let listener = listener.tap_io(move |tcp| {
+    let listener = listener.tap_io(move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
-        // Small, so a client that reads nothing stalls the server soon.
-        let _ = socket2::SockRef::from(&*tcp).set_send_buffer_size(64 * 1024);
     });
-    let server = sse::serve(listener, app).stall_timeout(stall_timeout);
-    tokio::spawn(async move { server.await.unwrap() });
-    (addr, connections)
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    serve_counting(app, Duration::from_secs(60)).await.0
-}
-
-/// Reads until the server closes the connection (or resets it); returns what came.
-async fn read_to_close(tcp: &mut tokio::net::TcpStream) -> String {
-    let mut all = Vec::new();
-    let mut buf = [0; 64 * 1024];
-    within(async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => all.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    String::from_utf8_lossy(&all).into_owned()
+    (listener, addr, connections)
 }
 
 #[tokio::test]
 async fn a_stream_is_raw_event_bytes_that_end_with_the_connection() {
     let hub = sse::Hub::new(sse::Config::default().keep_alive(None));
-    let addr = serve(app(&hub)).await;
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let addr = sse_tests::serve(app(&hub)).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
         .await
         .unwrap();
@@ -115,7 +97,8 @@ async fn other_requests_and_refusals_are_served_by_hyper_on_a_kept_alive_connect
 
     let hub = sse::Hub::new(sse::Config::default());
     let app = app(&hub).route("/refused", get(refused));
-    let (addr, connections) = serve_counting(app, Duration::from_secs(60)).await;
+    let (listener, addr, connections) = listen_counting().await;
+    tokio::spawn(sse::serve(listener, app).into_future());
     // One pooled client: every request below reuses the first connection.
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let answer = within(
@@ -174,7 +157,7 @@ async fn handlers_get_the_peer_address_on_both_paths() {
         "/who",
         get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
     );
-    let addr = serve(app).await;
+    let addr = sse_tests::serve(app).await;
     let tcp = raw_get(addr, "/events/mine", "").await;
     let port = tcp.local_addr().unwrap().port();
     eventually("subscribed by port", || {
@@ -197,7 +180,9 @@ async fn a_client_that_takes_nothing_is_disconnected_after_the_stall_timeout() {
             .subscriber_queue(100_000)
             .history(10, Duration::from_secs(60)),
     );
-    let (addr, _) = serve_counting(app(&hub), Duration::from_millis(300)).await;
+    let (listener, addr) = sse_tests::listen().await;
+    let server = sse::serve(listener, app(&hub)).stall_timeout(Duration::from_millis(300));
+    tokio::spawn(server.into_future());
     let mut stalled = raw_get_bytes(addr, "/events", b"", Some(4096)).await;
     eventually("subscribed", || hub.subscriber_count("g") == 1).await;
     let chunk = "x".repeat(8 * 1024);
@@ -213,7 +198,7 @@ async fn a_client_that_takes_nothing_is_disconnected_after_the_stall_timeout() {
 #[tokio::test]
 async fn a_client_that_sends_more_on_a_stream_is_disconnected() {
     let hub = sse::Hub::new(sse::Config::default());
-    let addr = serve(app(&hub)).await;
+    let addr = sse_tests::serve(app(&hub)).await;
     let mut tcp = raw_get(addr, "/events", "").await;
     read_until(&mut tcp, "retry: 3000\n\n").await;
     eventually("subscribed", || hub.open_streams() == 1).await;
@@ -222,19 +207,127 @@ async fn a_client_that_sends_more_on_a_stream_is_disconnected() {
     assert!(!read_to_close(&mut tcp).await.contains("a page"));
 }
 
+/// The start of a request for a stream that never ends: no empty line.
+const HALF_A_HEAD: &[u8] = b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n";
+
+/// Sends `bytes` one at a time, 50 ms apart, until the server closes the connection; returns
+/// what it answered.
+async fn trickle(tcp: &mut TcpStream, bytes: impl Iterator<Item = u8>) -> String {
+    let mut answer = Vec::new();
+    within(async {
+        for byte in bytes {
+            if tcp.write_all(&[byte]).await.is_err() {
+                break;
+            }
+            let mut buf = [0; 1024];
+            match tokio::time::timeout(Duration::from_millis(50), tcp.read(&mut buf)).await {
+                Err(_) => {}
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test]
-async fn a_head_too_long_to_read_here_is_served_by_hyper() {
+async fn a_head_not_received_in_time_is_closed_on_both_paths() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
     let hub = sse::Hub::new(sse::Config::default());
-    let addr = serve(app(&hub)).await;
-    let padding = format!("X-Padding: {}\r\n", "p".repeat(20 * 1024));
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{padding}\r\n");
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    let head = read_until(&mut tcp, "retry: 3000\n\n").await;
+    let (listener, addr) = sse_tests::listen().await;
+    let server = sse::serve(listener, app(&hub)).header_read_timeout(TIMEOUT);
+    tokio::spawn(server.into_future());
+
+    let silent = async {
+        let since = Instant::now();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        (read_to_close(&mut tcp).await, since.elapsed())
+    };
+    let half = async {
+        let since = Instant::now();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(HALF_A_HEAD).await.unwrap();
+        (read_to_close(&mut tcp).await, since.elapsed())
+    };
+    // The timeout bounds the whole head, however often bytes come.
+    let trickling = async {
+        let since = Instant::now();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let bytes = HALF_A_HEAD.iter().copied().cycle();
+        (trickle(&mut tcp, bytes).await, since.elapsed())
+    };
+    // Hyper's side: the head of a second request on a kept-alive connection.
+    let kept = async {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        one_page(&mut tcp).await;
+        let since = Instant::now();
+        tcp.write_all(b"GET /page HTTP/1.1\r\nHo").await.unwrap();
+        (read_to_close(&mut tcp).await, since.elapsed())
+    };
+    let (silent, half, trickling, kept) = tokio::join!(silent, half, trickling, kept);
+    for (what, (answer, took)) in [
+        ("silent", silent),
+        ("half a head", half),
+        ("trickling", trickling),
+        ("kept alive", kept),
+    ] {
+        assert_eq!(answer, "", "{what}: closed without an answer");
+        assert!(
+            took >= TIMEOUT / 2 && took < 2 * TIMEOUT,
+            "{what}: closed after {took:?}"
+        );
+    }
+    // The server still serves.
+    let page = within(
+        sse_tests::http_client()
+            .get(format!("http://{addr}/page"))
+            .send(),
+    )
+    .await;
+    assert_eq!(page.unwrap().text().await.unwrap(), "a page");
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_is_refused_with_431_on_both_paths() {
+    const LIMIT: usize = 16 * 1024;
+    let hub = sse::Hub::new(sse::Config::default());
+    let (listener, addr) = sse_tests::listen().await;
+    tokio::spawn(
+        sse::serve(listener, app(&hub))
+            .max_head_bytes(LIMIT)
+            .into_future(),
+    );
+    let padded = |path: &str, padding: usize| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nX-Padding: {}\r\n\r\n",
+            "p".repeat(padding)
+        )
+    };
+
+    // Just under the limit: a stream, written by `serve` itself (no chunked framing).
+    let mut under = TcpStream::connect(addr).await.unwrap();
+    let request = padded("/events", LIMIT - 200);
+    assert!(request.len() < LIMIT);
+    under.write_all(request.as_bytes()).await.unwrap();
+    let head = read_until(&mut under, "retry: 3000").await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(head.contains("transfer-encoding: chunked"), "{head}");
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    assert!(!head.contains("transfer-encoding"), "{head}");
+
+    // Over it: 431, to a first request, which `serve` reads, and to a later one, which hyper
+    // reads.
+    let first = TcpStream::connect(addr).await.unwrap();
+    let mut later = TcpStream::connect(addr).await.unwrap();
+    one_page(&mut later).await;
+    for (mut tcp, path) in [(first, "/events"), (later, "/page")] {
+        tcp.write_all(padded(path, LIMIT).as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut tcp).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{path}: {answer}"
+        );
+    }
+    eventually("the stream still open", || hub.subscriber_count("g") == 1).await;
 }
 
 #[tokio::test]
@@ -254,13 +347,10 @@ async fn graceful_shutdown_ends_every_connection_and_then_the_server() {
     );
     let mut stream = raw_get(addr, "/events", "").await;
     read_until(&mut stream, "retry: 3000\n\n").await;
-    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
     // A kept-alive connection that hyper serves, between two requests.
-    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
-    kept.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_until(&mut kept, "a page").await;
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    one_page(&mut kept).await;
     eventually("subscribed", || hub.open_streams() == 1).await;
 
     stop.send(()).unwrap();
@@ -268,5 +358,130 @@ async fn graceful_shutdown_ends_every_connection_and_then_the_server() {
     assert!(read_to_close(&mut stream).await.ends_with("retry: 500\n\n"));
     assert_eq!(read_to_close(&mut idle).await, "");
     assert_eq!(read_to_close(&mut kept).await, "");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_requests_under_way_finish_on_both_paths() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let (release, released) = tokio::sync::watch::channel(false);
+    let slow = {
+        let started = started.clone();
+        get(move || {
+            started.fetch_add(1, Ordering::SeqCst);
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|released| *released).await;
+                "finished"
+            }
+        })
+    };
+    let hub = sse::Hub::new(sse::Config::default());
+    let (listener, addr) = sse_tests::listen().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = sse::serve(listener, app(&hub).route("/slow", get(slow))).with_graceful_shutdown(
+        async move {
+            let _ = stopped.await;
+        },
+    );
+    let server = tokio::spawn(server.into_future());
+
+    // The first request of a connection, which `serve` reads (it accepts a stream)...
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    first
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    // ...and a later one on a kept-alive connection, which hyper reads.
+    let mut later = TcpStream::connect(addr).await.unwrap();
+    one_page(&mut later).await;
+    later
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // A connection still sending its head has no request under way.
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(HALF_A_HEAD).await.unwrap();
+    eventually("both slow requests under way", || {
+        started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+
+    stop.send(()).unwrap();
+    assert_eq!(read_to_close(&mut half).await, "");
+    assert!(!server.is_finished(), "two requests are still under way");
+    release.send_replace(true);
+    for (what, tcp) in [("first", &mut first), ("later", &mut later)] {
+        let answer = read_to_close(tcp).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{what}: {answer}"
+        );
+        assert!(answer.ends_with("\r\n\r\nfinished"), "{what}: {answer}");
+    }
+    within(server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_ends_within_its_timeout_however_clients_stall() {
+    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+    let started = Arc::new(AtomicUsize::new(0));
+    let never = {
+        let started = started.clone();
+        get(move || {
+            started.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>()
+        })
+    };
+    // A queue so deep that the stalled stream below is never cut.
+    let hub = sse::Hub::new(
+        sse::Config::default()
+            .subscriber_queue(100_000)
+            .history(10, Duration::from_secs(60)),
+    );
+    let app = app(&hub)
+        .route("/never", get(never))
+        .route("/big", get(|| async { "x".repeat(16 << 20) }));
+    let (listener, addr) = sse_tests::listen().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal_hub = hub.clone();
+    let server = sse::serve(listener, app)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+            signal_hub.shutdown();
+        });
+    let server = tokio::spawn(server.into_future());
+
+    // A stream whose client reads nothing: the retry hint that would end it cannot be written.
+    let mut stalled = raw_get_bytes(addr, "/events", b"", Some(4096)).await;
+    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    let chunk = "x".repeat(8 * 1024);
+    for _ in 0..1_000 {
+        hub.publish("g", None, &chunk).unwrap();
+    }
+    // A handler that never answers, on the first request of its connection...
+    let mut waiting = TcpStream::connect(addr).await.unwrap();
+    waiting
+        .write_all(b"GET /never HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the handler called", || started.load(Ordering::SeqCst) == 1).await;
+    // ...and an answer too big for a client that reads nothing past its head, which hyper
+    // writes.
+    let mut big = raw_get_bytes(addr, "/big", b"", Some(4096)).await;
+    read_until(&mut big, "\r\n\r\n").await;
+
+    let since = Instant::now();
+    stop.send(()).unwrap();
+    within(server).await.unwrap().unwrap();
+    let took = since.elapsed();
+    assert!(
+        took >= SHUTDOWN_TIMEOUT && took < 2 * SHUTDOWN_TIMEOUT,
+        "the server ended {took:?} after the signal"
+    );
+    // Every connection is closed, the stalled ones before all was sent.
+    assert_eq!(read_to_close(&mut waiting).await, "");
+    assert!(read_to_close(&mut stalled).await.len() < 8 << 20);
+    assert!(read_to_close(&mut big).await.len() < 16 << 20);
 }

@@ -8,6 +8,11 @@
 //!                                        (peers started with ../shared/peers/peer; sse@PATH
 //!                                        is another build of our server, to compare two)
 //! sse-bench floor ADDR                   the no-HTTP floor server (the runner starts it)
+//! sse-bench soak [--minutes N] [--healthy N] [--groups N] [--rate N] [--stalled N]
+//!                [--hostile N] [--churners N] [--out DIR]
+//!                                        our server under healthy, stalled, churning and
+//!                                        hostile clients for N minutes (10), its RSS sampled;
+//!                                        fails if a healthy client lost an event
 //! ```
 //!
 //! It prints one table per workload and writes `report.md`, `results.json` and `fanout.svg`
@@ -17,6 +22,7 @@ mod client;
 mod floor;
 mod report;
 mod scan;
+mod soak;
 mod systems;
 mod workloads;
 
@@ -33,6 +39,10 @@ fn main() -> ExitCode {
     match mode {
         "floor" if rest.len() == 1 => match floor::serve(&rest[0]) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        "soak" => match soak::Sizes::parse(rest) {
+            Ok((sizes, out)) => soak::run(&sizes, &out.unwrap_or_else(default_out)),
             Err(e) => fail(&e),
         },
         "quick" | "full" => {
@@ -53,7 +63,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: sse-bench quick|full [--out DIR] [SYSTEM..]   (systems: {})",
+                "usage: sse-bench quick|full [--out DIR] [SYSTEM..]   (systems: {})\n       sse-bench soak [--minutes N] [--out DIR] ...",
                 systems::ALL.join(" ")
             );
             ExitCode::from(2)
@@ -74,8 +84,13 @@ struct Options {
     only: Option<String>,
 }
 
+/// Where results go unless `--out` says otherwise.
+fn default_out() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"))
+}
+
 fn options(args: &[String]) -> Options {
-    let mut out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"));
+    let mut out = default_out();
     let (mut names, mut only) = (Vec::new(), None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {

@@ -13,6 +13,8 @@ pub(crate) struct Scanner {
     /// The current event's first `data:` value, and whether it has one.
     data: Vec<u8>,
     has_data: bool,
+    /// The last `id:` value seen, which a client resends as `Last-Event-ID` when it reconnects.
+    pub(crate) last_id: Vec<u8>,
 }
 
 impl Scanner {
@@ -50,6 +52,10 @@ impl Scanner {
                 self.data.extend_from_slice(value);
                 self.has_data = true;
             }
+        } else if let Some(value) = line.strip_prefix(b"id:") {
+            self.last_id.clear();
+            self.last_id
+                .extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
         }
     }
 }
@@ -77,6 +83,15 @@ mod tests {
         for cut in 0..body.len() {
             assert_eq!(events(&[&body[..cut], &body[cut..]]), whole, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn the_last_id_is_kept_for_reconnecting() {
+        let mut scanner = Scanner::default();
+        scanner.feed(b"data: a\nid: 7\n\ndata: b\nid:", &mut |_| {});
+        assert_eq!(scanner.last_id, b"7");
+        scanner.feed(b"8\n\n", &mut |_| {});
+        assert_eq!(scanner.last_id, b"8");
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! A stream's body, moved to its socket as it comes.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+
+use axum::body::Body;
+use bytes::{Buf, Bytes};
+use http_body::Body as _;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::Sleep,
+};
+
+/// Moves a stream's body to its socket until either ends.
+pub(super) struct Pump<Io> {
+    io: Io,
+    body: Body,
+    /// What the body gave that the socket has not taken yet.
+    unsent: Bytes,
+    /// Everything written was flushed: on a buffering transport (TLS), written is not sent.
+    flushed: bool,
+    /// The body ended: once `unsent` is written, the connection closes.
+    ended: bool,
+    stall_timeout: Duration,
+    /// Running while the socket takes nothing.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<Io> Pump<Io> {
+    pub(super) fn new(io: Io, body: Body, stall_timeout: Duration) -> Self {
+        Pump {
+            io,
+            body,
+            unsent: Bytes::new(),
+            // The stream's head was written before.
+            flushed: false,
+            ended: false,
+            stall_timeout,
+            stalled: None,
+        }
+    }
+}
+
+impl<Io: AsyncRead + AsyncWrite + Unpin> Pump<Io> {
+    /// The client closed, or sent something: a stream's connection carries nothing more.
+    fn client_left(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut scratch = [0; 64];
+        let mut scratch = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut self.io).poll_read(cx, &mut scratch) {
+            Poll::Pending => false,
+            Poll::Ready(Ok(())) => {
+                if !scratch.filled().is_empty() {
+                    tracing::debug!("client sent more on a stream's connection: closed");
+                }
+                true
+            }
+            Poll::Ready(Err(_)) => true,
+        }
+    }
+
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let timeout = self.stall_timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(timer.as_mut().poll(cx));
+        tracing::debug!(
+            ?timeout,
+            "client took nothing from its stream: disconnected"
+        );
+        Poll::Ready(())
+    }
+}
+
+impl<Io: AsyncRead + AsyncWrite + Unpin> Future for Pump<Io> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.client_left(cx) {
+            return Poll::Ready(());
+        }
+        loop {
+            if !this.unsent.is_empty() {
+                match Pin::new(&mut this.io).poll_write(cx, &this.unsent) {
+                    Poll::Ready(Ok(written)) if written > 0 => {
+                        this.unsent.advance(written);
+                        this.flushed = false;
+                        this.stalled = None;
+                        continue;
+                    }
+                    Poll::Ready(_) => return Poll::Ready(()),
+                    Poll::Pending => return this.poll_stall(cx),
+                }
+            }
+            if this.ended {
+                return Pin::new(&mut this.io).poll_shutdown(cx).map(drop);
+            }
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        this.unsent = data;
+                    }
+                }
+                Poll::Ready(None | Some(Err(_))) => this.ended = true,
+                // Nothing more for now: what was written goes out before the task sleeps.
+                Poll::Pending if this.flushed => return Poll::Pending,
+                Poll::Pending => match Pin::new(&mut this.io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        this.flushed = true;
+                        this.stalled = None;
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Pending => return this.poll_stall(cx),
+                },
+            }
+        }
+    }
+}
