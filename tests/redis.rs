@@ -618,6 +618,107 @@ async fn publishing_inside_a_current_thread_runtime_works() {
     assert_eq!(second.get(), first.get() + 1);
 }
 
+/// The ids of `ticks`, which must be consecutive: each given once, none skipped.
+fn consecutive(mut ids: Vec<u64>) -> Vec<u64> {
+    ids.sort_unstable();
+    assert!(
+        ids.windows(2).all(|pair| pair[1] == pair[0] + 1),
+        "consecutive ids: {ids:?}"
+    );
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publishing_async_from_many_tasks_delivers_every_event_with_consecutive_ids() {
+    let redis = RedisServer::start().await;
+    const TASKS: usize = 64;
+    const EACH: usize = 10;
+    let history = sse::Config::default().history(TASKS * EACH, Duration::from_secs(60));
+    let hub = redis.hub(history.retry(None));
+    let group = sse::GroupName::new("crowd").unwrap();
+    let mut stream = hub
+        .subscribe([group], &sse::LastEventId::default())
+        .unwrap();
+    redis.wait_listeners("crowd", 1).await;
+    let receiving = tokio::spawn(async move { ticks(&mut stream, TASKS * EACH).await });
+
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..EACH {
+                    let data = format!("{task}-{i}");
+                    let id = hub.publish_async("crowd", Some("tick"), data).await;
+                    ids.push(id.unwrap().get());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut published = Vec::new();
+    for task in tasks {
+        published.extend(within(task).await.unwrap());
+    }
+    let published = consecutive(published);
+
+    let received = within(receiving).await.unwrap();
+    let received_ids: Vec<u64> = received.iter().map(|(_, id)| id.parse().unwrap()).collect();
+    assert_eq!(received_ids, published, "every event once, in id order");
+    let data: std::collections::HashSet<&str> = received.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(data.len(), TASKS * EACH);
+}
+
+/// `publish!` from many threads at once: each waits for its own answer, all share the
+/// connection. The only test here that uses the process-wide hub.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_threads_publishing_at_once_all_succeed_with_distinct_consecutive_ids() {
+    let redis = RedisServer::start().await;
+    sse::init(sse::Config::default().broker(&redis.url()).unwrap()).unwrap();
+    const THREADS: usize = 16;
+    const EACH: usize = 20;
+    let published = within(tokio::task::spawn_blocking(|| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                std::thread::spawn(move || {
+                    let publish = |i| sse::publish!("threads", "tick", "{thread}-{i}");
+                    (0..EACH)
+                        .map(|i| publish(i).unwrap().get())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let ids = threads.into_iter().map(|thread| thread.join().unwrap());
+        ids.flatten().collect::<Vec<u64>>()
+    }))
+    .await
+    .unwrap();
+    assert_eq!(consecutive(published).len(), THREADS * EACH);
+}
+
+/// `publish_async` suspends: while Redis does not answer, the one thread of a current-thread
+/// runtime goes on with its other tasks, and a stream on that runtime gets the event after.
+#[tokio::test(flavor = "current_thread")]
+async fn publishing_async_inside_a_current_thread_runtime_leaves_it_free() {
+    let redis = RedisServer::start().await;
+    let hub = redis.hub(sse::Config::default().retry(None));
+    let group = sse::GroupName::new("patient").unwrap();
+    let mut stream = hub
+        .subscribe([group], &sse::LastEventId::default())
+        .unwrap();
+    redis.wait_listeners("patient", 1).await;
+
+    redis.signal("STOP");
+    let publishing = tokio::spawn(hub.publish_async("patient", Some("tick"), "waited"));
+    // Had the publish blocked the thread, this sleep would end after it, not before.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!publishing.is_finished(), "Redis is stopped: no answer yet");
+    redis.signal("CONT");
+    let id = within(publishing).await.unwrap().unwrap();
+    let got = ticks(&mut stream, 1).await;
+    assert_eq!(got, [("waited".to_owned(), id.to_string())]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_back_after_its_quiet_groups_history_expired_gets_a_reset() {
     let redis = RedisServer::start().await;

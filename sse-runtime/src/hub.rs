@@ -2,6 +2,7 @@
 
 use std::{
     fmt,
+    future::Future,
     sync::{Arc, Weak},
 };
 
@@ -195,17 +196,68 @@ impl Hub {
         self.send(group, draft)
     }
 
+    /// [`Hub::publish`] for async code: the same, except that it waits for the broker without
+    /// blocking the thread. With Redis, publishing waits for one round trip, which `publish`
+    /// spends blocked and `publish_async` suspended, leaving the thread to other tasks; the
+    /// round trips of concurrent publishes are shared. In memory both return at once.
+    ///
+    /// The event is published even if the future is dropped before it is done.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse::PublishError> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let first = hub.publish_async("yo", Some("yo"), "yo from alice").await?;
+    /// let tasks: Vec<_> = (0..8)
+    ///     .map(|i| tokio::spawn(hub.publish_async("yo", Some("yo"), i)))
+    ///     .collect();
+    /// for task in tasks {
+    ///     assert!(task.await.unwrap()?.get() > first.get());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn publish_async(
+        &self,
+        group: &str,
+        event: Option<&str>,
+        data: impl fmt::Display,
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
+        let draft = sse_names::check_group(group)
+            .map_err(PublishError::InvalidGroup)
+            .and_then(|()| Draft::new(event, data, self.max_event_bytes()));
+        self.send_async(group, draft)
+    }
+
     /// Hands an encoded event to the broker, which gives it its id and carries it. `group` must
     /// be a valid group name: [`Hub::publish`] checks it, the publish endpoint checks a whole
     /// batch before it sends any of it.
     pub(crate) fn send(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
-        if self.registry.is_shut_down() {
-            return Err(PublishError::ShutDown);
-        }
+        self.check_open()?;
         let id = self.broker.publish(&self.registry, group, draft)?;
-        self.registry.counters.published();
-        tracing::trace!(group, id = id.get(), "published");
-        Ok(id)
+        Ok(published(&self.registry, group, id))
+    }
+
+    /// [`Hub::send`] for async callers, with the draft or why there is none.
+    pub(crate) fn send_async(
+        &self,
+        group: &str,
+        draft: Result<Draft, PublishError>,
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
+        let publishing = draft.and_then(|draft| {
+            self.check_open()?;
+            Ok(self.broker.publish_async(&self.registry, group, draft))
+        });
+        let (registry, group) = (self.registry.clone(), group.to_owned());
+        async move {
+            let id = publishing?.await?;
+            Ok(published(&registry, &group, id))
+        }
+    }
+
+    fn check_open(&self) -> Result<(), PublishError> {
+        match self.registry.is_shut_down() {
+            true => Err(PublishError::ShutDown),
+            false => Ok(()),
+        }
     }
 
     /// The most bytes an event encoded for this hub may take ([`Config::max_event_bytes`]).
@@ -234,6 +286,28 @@ impl Hub {
         sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
         let draft = Draft::json(event, value, self.max_event_bytes())?;
         self.send(group, draft)
+    }
+
+    /// [`Hub::publish_json`] for async code: see [`Hub::publish_async`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse::PublishError> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let yo = serde_json::json!({ "from": "alice", "to": "bob" });
+    /// hub.publish_json_async("yo", Some("yo"), &yo).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn publish_json_async(
+        &self,
+        group: &str,
+        event: Option<&str>,
+        value: &(impl serde::Serialize + ?Sized),
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
+        let draft = sse_names::check_group(group)
+            .map_err(PublishError::InvalidGroup)
+            .and_then(|()| Draft::json(event, value, self.max_event_bytes()));
+        self.send_async(group, draft)
     }
 
     /// Opens a stream of `groups` for a client that last saw `last_event_id`: a [`Subscription`]
@@ -360,6 +434,13 @@ impl Hub {
     pub fn shutdown(&self) {
         self.registry.shut_down();
     }
+}
+
+/// Counts an event `registry`'s broker published.
+fn published(registry: &Registry, group: &str, id: EventId) -> EventId {
+    registry.counters.published();
+    tracing::trace!(group, id = id.get(), "published");
+    id
 }
 
 /// The broker `config` names; the broker hands events to `registry`.

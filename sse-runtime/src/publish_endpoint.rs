@@ -209,15 +209,7 @@ impl PublishEndpoint {
             })?;
         let hub = self.hub.clone().unwrap_or_else(|| crate::hub().clone());
         let drafts = self.drafts(&body, hub.max_event_bytes())?;
-        // With a Redis broker each send waits for a round trip: keep that off the async workers.
-        tokio::task::spawn_blocking(move || send_all(&hub, drafts))
-            .await
-            .map_err(|failed| {
-                Refusal::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("publishing failed: {failed}"),
-                )
-            })?
+        send_all(&hub, drafts).await
     }
 
     /// Whether the request carries the token, compared in constant time.
@@ -322,11 +314,12 @@ fn draft(event: &RawValue, max_bytes: usize) -> Result<(GroupName, Draft), Strin
 }
 
 /// Sends checked events in order; stops at the first the hub cannot take (shut down, broker
-/// unreachable), saying which and the ids of those before it.
-fn send_all(hub: &Hub, drafts: Vec<(GroupName, Draft)>) -> Result<Vec<EventId>, Refusal> {
+/// unreachable), saying which and the ids of those before it. Each is sent once the one before
+/// has its id, so their ids are in order; waiting for the broker suspends the request.
+async fn send_all(hub: &Hub, drafts: Vec<(GroupName, Draft)>) -> Result<Vec<EventId>, Refusal> {
     let mut ids = Vec::with_capacity(drafts.len());
     for (index, (group, draft)) in drafts.into_iter().enumerate() {
-        match hub.send(group.as_str(), draft) {
+        match hub.send_async(group.as_str(), Ok(draft)).await {
             Ok(id) => ids.push(id),
             Err(failed) => return Err(Refusal::unavailable(index, &failed, &ids)),
         }

@@ -3,6 +3,8 @@
 //! (feature `redis`) shares it between processes. Either way the local [`Registry`] fans the
 //! events out to this process's streams.
 
+use std::{future::Future, pin::Pin};
+
 use crate::{
     event::Draft,
     registry::{Held, Registry},
@@ -19,6 +21,9 @@ pub(crate) mod redis;
 
 pub(crate) use memory::Memory;
 
+/// A broker's answer to a publish, on its way.
+pub(crate) type Publishing = Pin<Box<dyn Future<Output = Result<EventId, PublishError>> + Send>>;
+
 pub(crate) trait Broker: Send + Sync {
     /// Gives `draft` its id, stores it in `group`'s history and delivers it to the group's
     /// subscribers in every process.
@@ -28,6 +33,12 @@ pub(crate) trait Broker: Send + Sync {
         group: &str,
         draft: Draft,
     ) -> Result<EventId, PublishError>;
+
+    /// [`Broker::publish`] for async callers: what it says once the broker answered, waited
+    /// for without blocking the caller's thread. The in-memory broker has nothing to wait for.
+    fn publish_async(&self, registry: &Registry, group: &str, draft: Draft) -> Publishing {
+        Box::pin(std::future::ready(self.publish(registry, group, draft)))
+    }
 
     /// Whether the broker can be used now (what [`sse::init`](crate::init) checks).
     fn check(&self) -> Result<(), BrokerError> {

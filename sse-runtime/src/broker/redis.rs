@@ -9,10 +9,13 @@
 //! cluster. Each process listens only to the groups it has subscribers for (one `SUBSCRIBE` per
 //! group, not per client) and hands each event, stamped once, to its local registry.
 //!
-//! `publish!` is synchronous: it runs the script over a blocking connection behind a mutex (one
-//! loopback round trip, bounded by timeouts), which neither needs nor disturbs a tokio runtime.
-//! The listening side runs on a thread of its own with a small runtime, so it works the same
-//! under any runtime, and in a process that serves no HTTP it is never started.
+//! Both sides run on a thread of the broker's own (`sse-redis`) with a small runtime, started on
+//! first use, so they work the same under any runtime of the caller's, or none. Every publish of
+//! the process goes over one multiplexed connection, where concurrent publishes are pipelined:
+//! they share round trips. `publish!` sends its request there and waits for the answer on its
+//! own thread; [`Hub::publish_async`](crate::Hub::publish_async) awaits it instead. The
+//! listening side starts with the first local group: a process that only publishes never
+//! listens.
 //!
 //! Keys of group `g` (see [`Keys`]): `sse:{g}:seq` (the last id given), `sse:{g}:epoch` (the first
 //! id of the current sequence: older ids come from before Redis lost it), both kept 7 days after
@@ -22,12 +25,17 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError, TryLockError, Weak},
+    future::Future,
+    sync::{Arc, Mutex, PoisonError, Weak},
+    task::Poll,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use futures_util::{future::try_join_all, StreamExt};
+use futures_util::{
+    future::{try_join_all, BoxFuture, Shared},
+    FutureExt, StreamExt,
+};
 use once_cell::sync::OnceCell;
 use redis::{
     aio::{MultiplexedConnection, PubSubSink, PubSubStream},
@@ -35,7 +43,7 @@ use redis::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Broker, BrokerError};
+use super::{Broker, BrokerError, Publishing};
 use crate::{
     event::Draft,
     registry::{Deliver, Held, Registry},
@@ -161,6 +169,7 @@ return out
 ";
 
 /// Where Redis is, as the settings name it.
+/// Where Redis is, as the settings name it.
 pub(crate) use crate::config::RedisUrl as Target;
 
 impl Target {
@@ -172,28 +181,45 @@ impl Target {
         BrokerError::caused_by(format!("Redis at {} failed", self.shown), error)
     }
 
-    fn connect_blocking(&self) -> Result<redis::Connection, BrokerError> {
-        let connection = self
-            .client
-            .get_connection_with_timeout(CONNECT_TIMEOUT)
-            .map_err(|e| self.unreachable(e))?;
-        connection
-            .set_read_timeout(Some(COMMAND_TIMEOUT))
-            .and_then(|()| connection.set_write_timeout(Some(COMMAND_TIMEOUT)))
-            .map_err(|e| self.unreachable(e))?;
-        Ok(connection)
+    fn closed(&self) -> BrokerError {
+        BrokerError::new(format!("Redis at {} closed the connection", self.shown))
+    }
+
+    /// `connecting`, given up after [`CONNECT_TIMEOUT`].
+    async fn connect_within<T>(
+        &self,
+        connecting: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BrokerError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(connected) => connected.map_err(|e| self.unreachable(e)),
+            Err(_) => Err(BrokerError::new(format!(
+                "cannot reach Redis at {}: no answer within {CONNECT_TIMEOUT:?}",
+                self.shown
+            ))),
+        }
+    }
+
+    /// `asking`, given up after [`COMMAND_TIMEOUT`].
+    async fn answer_within<T>(
+        &self,
+        asking: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BrokerError> {
+        match tokio::time::timeout(COMMAND_TIMEOUT, asking).await {
+            Ok(answer) => answer.map_err(|e| self.failed(e)),
+            Err(_) => Err(BrokerError::new(format!(
+                "Redis at {} did not answer within {COMMAND_TIMEOUT:?}",
+                self.shown
+            ))),
+        }
     }
 }
 
 pub(crate) struct RedisBroker {
     target: Target,
     limits: Limits,
-    /// Publishes go one at a time over this connection; `None` until the first, and after a
-    /// failure (the next publish reconnects).
-    publisher: Mutex<Option<redis::Connection>>,
-    /// Why the last publish failed, and until when the others fail at once with it.
-    down: Mutex<Option<(Instant, BrokerError)>>,
-    publish: Script,
+    /// The broker's own thread and runtime, started on first use by either side.
+    background: OnceCell<Result<Background, BrokerError>>,
+    publisher: Arc<Publisher>,
     registry: Weak<dyn Deliver>,
     /// The listening side, started when the first local group opens.
     listener: OnceCell<mpsc::UnboundedSender<Command>>,
@@ -218,6 +244,208 @@ enum Command {
     },
 }
 
+/// A thread named `sse-redis` running a small runtime of its own, on which the broker talks to
+/// Redis: it works the same under any runtime of the caller's, or none, and never parks the
+/// caller's runtime. It stops, and with it everything spawned on it, when the broker is dropped.
+struct Background {
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the broker, which ends the thread.
+    _stop: oneshot::Sender<()>,
+}
+
+impl Background {
+    fn start() -> Result<Self, BrokerError> {
+        let (started, handle) = std::sync::mpsc::sync_channel(1);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sse-redis".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        let _ = started.send(Ok(runtime.handle().clone()));
+                        let _ = runtime.block_on(stopped);
+                    }
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                    }
+                }
+            });
+        let cannot = |why: &dyn std::fmt::Display| {
+            BrokerError::new(format!("cannot start the Redis thread: {why}"))
+        };
+        let runtime = match thread.map(|_| handle.recv()) {
+            Ok(Ok(Ok(runtime))) => runtime,
+            Ok(Ok(Err(error))) => return Err(cannot(&error)),
+            Ok(Err(error)) => return Err(cannot(&error)),
+            Err(error) => return Err(cannot(&error)),
+        };
+        Ok(Self {
+            runtime,
+            _stop: stop,
+        })
+    }
+}
+
+/// What the publishing side asks Redis.
+enum Ask {
+    /// Run the publish script; the answer is the event's id.
+    Publish { group: String, draft: Draft },
+    /// Whether Redis answers (what [`sse::init`](crate::init) checks); the answer is 0.
+    Ping,
+}
+
+/// The publishing side: every publish of the process goes over one multiplexed connection, so
+/// concurrent publishes share its round trips (they are pipelined: sent without waiting for
+/// the answers before them).
+struct Publisher {
+    target: Target,
+    limits: Limits,
+    script: Script,
+    /// The connection, or the attempt to make it that every publish meanwhile waits for. `None`
+    /// until the first publish, and after a publish on it failed (the next one reconnects).
+    connection: Mutex<Option<Connecting>>,
+    /// Why the last publish failed, while Redis counts as down.
+    down: Mutex<Option<Down>>,
+}
+
+type Connecting = Shared<BoxFuture<'static, Result<MultiplexedConnection, BrokerError>>>;
+
+/// Redis found unreachable: until `until`, publishes fail at once with `error` instead of each
+/// waiting out the timeouts; then one tries again (`probing`) while the others still fail.
+struct Down {
+    until: Instant,
+    error: BrokerError,
+    probing: bool,
+}
+
+impl Publisher {
+    async fn ask(self: Arc<Self>, ask: Ask) -> Result<u64, BrokerError> {
+        self.may_try()?;
+        let answer = self.send(&ask).await;
+        *self.down.lock().unwrap_or_else(PoisonError::into_inner) = match &answer {
+            Ok(_) => None,
+            Err(error) => Some(Down {
+                until: Instant::now() + DOWN_FOR,
+                error: error.clone(),
+                probing: false,
+            }),
+        };
+        answer
+    }
+
+    /// Whether a request may go to Redis now: not while Redis counts as down, except the one
+    /// that tries again after [`DOWN_FOR`].
+    fn may_try(&self) -> Result<(), BrokerError> {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        match down.as_mut() {
+            None => Ok(()),
+            Some(down) if down.probing || Instant::now() < down.until => Err(down.error.clone()),
+            Some(down) => {
+                down.probing = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `ask`, on a new connection if the shared one turns out to have closed. That is the
+    /// only retry: a command that failed otherwise may have reached Redis (a timeout, or a
+    /// connection that closed with commands in flight; the `redis` crate does not say which),
+    /// and sending a publish again could publish it twice. The connection is replaced instead,
+    /// for the next request.
+    async fn send(&self, ask: &Ask) -> Result<u64, BrokerError> {
+        let mut retried = false;
+        loop {
+            let connecting = self.connecting();
+            let connection = connecting.clone().await;
+            let answer = match connection {
+                Ok(connection) => self.answer(ask, connection).await,
+                Err(error) => Err(Some(error)),
+            };
+            match answer {
+                Ok(answer) => return Ok(answer),
+                Err(error) => {
+                    // Whatever went wrong, the connection may be out of step with Redis, or dead.
+                    self.forget(&connecting);
+                    match error {
+                        Some(error) => return Err(error),
+                        None if retried => return Err(self.target.closed()),
+                        None => retried = true,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Redis's answer to `ask` on `connection`, or why there is none: `None` when the
+    /// connection had closed before the request was sent (Redis restarted since it was last
+    /// used), so it certainly did not reach Redis.
+    async fn answer(
+        &self,
+        ask: &Ask,
+        mut connection: MultiplexedConnection,
+    ) -> Result<u64, Option<BrokerError>> {
+        let connection = &mut connection;
+        let asking = async move {
+            match ask {
+                Ask::Publish { group, draft } => {
+                    let keys = Keys::of(group);
+                    let mut invocation = self.script.key(keys.seq);
+                    invocation
+                        .key(keys.epoch)
+                        .key(keys.history)
+                        .arg(keys.channel)
+                        .arg(draft.as_bytes())
+                        .arg(self.limits.events)
+                        .arg(self.limits.age_us)
+                        .arg(self.limits.seq_ttl_ms);
+                    invocation.invoke_async(connection).await
+                }
+                Ask::Ping => redis::cmd("PING").query_async(connection).await.map(|()| 0),
+            }
+        };
+        let mut asking = std::pin::pin!(asking);
+        // The connection's driver, which writes to the socket, is a task of this same thread:
+        // it cannot have sent anything before the first poll returns. A request refused then
+        // was refused by a driver that had stopped, its connection closed.
+        let first_poll = std::future::poll_fn(|cx| Poll::Ready(asking.as_mut().poll(cx)));
+        if let Poll::Ready(Err(error)) = first_poll.await {
+            return Err((!error.is_connection_dropped()).then(|| self.target.failed(error)));
+        }
+        self.target.answer_within(asking).await.map_err(Some)
+    }
+
+    /// The connection, made by the first publish that needs one and shared by the others.
+    fn connecting(&self) -> Connecting {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let connecting = connection.get_or_insert_with(|| {
+            let target = self.target.clone();
+            let making = async move {
+                let connecting = target.client.get_multiplexed_async_connection();
+                target.connect_within(connecting).await
+            };
+            making.boxed().shared()
+        });
+        connecting.clone()
+    }
+
+    /// Drops `failed`, unless another publish already replaced it.
+    fn forget(&self, failed: &Connecting) {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if connection.as_ref().is_some_and(|c| c.ptr_eq(failed)) {
+            *connection = None;
+        }
+    }
+}
+
 impl RedisBroker {
     /// A broker on `target` whose groups keep `history` (events, age), delivering to `registry`.
     pub(crate) fn new(
@@ -225,85 +453,58 @@ impl RedisBroker {
         history: (usize, Duration),
         registry: Weak<Registry>,
     ) -> Self {
+        let limits = Limits {
+            events: history.0,
+            // PEXPIRE 0 would delete the history at once.
+            age_us: (history.1.as_micros() as u64).max(1_000),
+            seq_ttl_ms: SEQ_TTL.max(history.1).as_millis() as u64,
+        };
         Self {
+            publisher: Arc::new(Publisher {
+                target: target.clone(),
+                limits,
+                script: Script::new(&format!("{ENSURE_SEQ}{PUBLISH}")),
+                connection: Mutex::new(None),
+                down: Mutex::new(None),
+            }),
             target,
-            limits: Limits {
-                events: history.0,
-                // PEXPIRE 0 would delete the history at once.
-                age_us: (history.1.as_micros() as u64).max(1_000),
-                seq_ttl_ms: SEQ_TTL.max(history.1).as_millis() as u64,
-            },
-            publisher: Mutex::new(None),
-            down: Mutex::new(None),
-            publish: Script::new(&format!("{ENSURE_SEQ}{PUBLISH}")),
+            limits,
+            background: OnceCell::new(),
             registry,
             listener: OnceCell::new(),
         }
     }
 
-    /// Runs `command` on the publishing connection. A connection found closed (Redis restarted
-    /// since it was last used) is replaced and the command sent once more: it never reached the
-    /// old server, whose socket was already gone. A timeout is not retried: Redis may have run
-    /// the command, and a retry would publish the event twice.
-    ///
-    /// Once a publish found Redis unreachable, the others fail at once with its error for
-    /// [`DOWN_FOR`], and then while the one that tries again waits for its answer.
-    fn with_publisher<T>(
-        &self,
-        command: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, BrokerError> {
-        let mut publisher = match self.still_down() {
-            None => self
-                .publisher
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            Some((retry, error)) => match self.publisher.try_lock() {
-                Ok(publisher) if retry => publisher,
-                Err(TryLockError::Poisoned(poisoned)) if retry => poisoned.into_inner(),
-                _ => return Err(error),
-            },
-        };
-        // It may have gone down while this publish waited for its turn.
-        if let Some((false, error)) = self.still_down() {
-            return Err(error);
-        }
-        let answer = self.run(&mut publisher, command);
-        *self.down.lock().unwrap_or_else(PoisonError::into_inner) = match &answer {
-            Ok(_) => None,
-            Err(error) => Some((Instant::now() + DOWN_FOR, error.clone())),
-        };
-        answer
+    /// The runtime of the broker's thread, started on first use.
+    fn runtime(&self) -> Result<&tokio::runtime::Handle, BrokerError> {
+        let background = self.background.get_or_init(Background::start);
+        background
+            .as_ref()
+            .map(|b| &b.runtime)
+            .map_err(Clone::clone)
     }
 
-    /// The last publish's error while Redis counts as down, and whether it is time to try again.
-    fn still_down(&self) -> Option<(bool, BrokerError)> {
-        let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
-        let (until, error) = down.as_ref()?;
-        Some((Instant::now() >= *until, error.clone()))
+    /// Runs `ask` on the broker's runtime, concurrently with the others, and hands its answer
+    /// to `reply` there.
+    fn ask(
+        &self,
+        ask: Ask,
+        reply: impl FnOnce(Result<u64, BrokerError>) + Send + 'static,
+    ) -> Result<(), BrokerError> {
+        let publisher = self.publisher.clone();
+        self.runtime()?
+            .spawn(async move { reply(publisher.ask(ask).await) });
+        Ok(())
     }
 
-    fn run<T>(
-        &self,
-        publisher: &mut Option<redis::Connection>,
-        command: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, BrokerError> {
-        if let Some(mut connection) = publisher.take() {
-            match command(&mut connection) {
-                Ok(answer) => {
-                    *publisher = Some(connection);
-                    return Ok(answer);
-                }
-                // Closed since it was last used: the command reached no server.
-                Err(e) if e.is_connection_dropped() && !e.is_timeout() => {}
-                // Otherwise the connection may be out of step with Redis: the next publish
-                // makes a new one.
-                Err(e) => return Err(self.target.failed(e)),
-            }
-        }
-        let mut connection = self.target.connect_blocking()?;
-        let answer = command(&mut connection).map_err(|e| self.target.failed(e))?;
-        *publisher = Some(connection);
-        Ok(answer)
+    /// `ask`'s answer, waited for on this thread (a `std` channel: it neither needs nor
+    /// disturbs a runtime this thread may be running).
+    fn ask_blocking(&self, ask: Ask) -> Result<u64, BrokerError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.ask(ask, move |answered| {
+            let _ = reply.send(answered);
+        })?;
+        answer.recv().unwrap_or_else(|_| Err(stopped()))
     }
 
     fn tell_listener(&self, command: Command) {
@@ -317,11 +518,12 @@ impl RedisBroker {
                 read: Script::new(&format!("{ENSURE_SEQ}{READ}")),
                 groups: HashMap::new(),
             };
-            let started = std::thread::Builder::new()
-                .name("sse-redis".into())
-                .spawn(move || listener.run_on_own_runtime());
-            if let Err(error) = started {
-                tracing::error!(%error, "cannot start the Redis listener: no events will arrive");
+            match self.runtime() {
+                Ok(runtime) => drop(runtime.spawn(listener.run())),
+                Err(error) => tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot start the Redis listener: no events will arrive"
+                ),
             }
             commands
         });
@@ -330,29 +532,33 @@ impl RedisBroker {
     }
 }
 
+/// The broker's thread stopped before it answered.
+fn stopped() -> BrokerError {
+    BrokerError::new("the Redis thread stopped")
+}
+
 impl Broker for RedisBroker {
     fn publish(&self, _: &Registry, group: &str, draft: Draft) -> Result<EventId, PublishError> {
-        let id = self
-            .with_publisher(|connection| {
-                let keys = Keys::of(group);
-                self.publish
-                    .key(keys.seq)
-                    .key(keys.epoch)
-                    .key(keys.history)
-                    .arg(keys.channel)
-                    .arg(draft.as_bytes())
-                    .arg(self.limits.events)
-                    .arg(self.limits.age_us)
-                    .arg(self.limits.seq_ttl_ms)
-                    .invoke(connection)
-            })
-            .map_err(PublishError::Broker)?;
-        Ok(EventId(id))
+        let group = group.to_owned();
+        let id = self.ask_blocking(Ask::Publish { group, draft });
+        Ok(EventId(id.map_err(PublishError::Broker)?))
+    }
+
+    fn publish_async(&self, _: &Registry, group: &str, draft: Draft) -> Publishing {
+        let (reply, answer) = oneshot::channel();
+        let group = group.to_owned();
+        let asked = self.ask(Ask::Publish { group, draft }, move |answered| {
+            let _ = reply.send(answered);
+        });
+        Box::pin(async move {
+            asked.map_err(PublishError::Broker)?;
+            let id = answer.await.unwrap_or_else(|_| Err(stopped()));
+            Ok(EventId(id.map_err(PublishError::Broker)?))
+        })
     }
 
     fn check(&self) -> Result<(), BrokerError> {
-        self.with_publisher(|connection| redis::cmd("PING").query::<String>(connection))
-            .map(drop)
+        self.ask_blocking(Ask::Ping).map(drop)
     }
 
     fn shares_history(&self) -> bool {
@@ -403,16 +609,6 @@ struct Listener {
 }
 
 impl Listener {
-    fn run_on_own_runtime(self) {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(self.run()),
-            Err(error) => tracing::error!(%error, "cannot start the Redis listener's runtime"),
-        }
-    }
-
     async fn run(mut self) {
         let mut backoff = FIRST_BACKOFF;
         let mut was_down = false;
@@ -451,13 +647,7 @@ impl Listener {
             let connection = client.get_multiplexed_async_connection().await?;
             Ok((sink, messages, connection))
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(connected) => connected.map_err(|e| self.target.unreachable(e)),
-            Err(_) => Err(BrokerError::new(format!(
-                "cannot reach Redis at {}: no answer within {CONNECT_TIMEOUT:?}",
-                self.target.shown
-            ))),
-        }
+        self.target.connect_within(connecting).await
     }
 
     /// Waits `delay`, keeping track of groups opened and freed meanwhile; `false` when the hub
@@ -653,15 +843,7 @@ impl Listener {
                     .await
             }
         });
-        let replies = match tokio::time::timeout(COMMAND_TIMEOUT, try_join_all(reads)).await {
-            Ok(replies) => replies.map_err(|e| self.target.failed(e))?,
-            Err(_) => {
-                return Err(BrokerError::new(format!(
-                    "Redis at {} did not answer within {COMMAND_TIMEOUT:?}",
-                    self.target.shown
-                )))
-            }
-        };
+        let replies = self.target.answer_within(try_join_all(reads)).await?;
         let histories: Option<Vec<SharedHistory>> =
             replies.into_iter().map(parse_history).collect();
         histories.ok_or_else(|| {
