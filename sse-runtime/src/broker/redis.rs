@@ -218,7 +218,7 @@ pub(crate) struct RedisBroker {
     target: Target,
     limits: Limits,
     /// The broker's own thread and runtime, started on first use by either side.
-    background: OnceCell<Result<Background, BrokerError>>,
+    background: OnceCell<Background>,
     publisher: Arc<Publisher>,
     registry: Weak<dyn Deliver>,
     /// The listening side, started when the first local group opens.
@@ -276,9 +276,9 @@ impl Background {
         let cannot = |why: &dyn std::fmt::Display| {
             BrokerError::new(format!("cannot start the Redis thread: {why}"))
         };
-        let runtime = match thread.map(|_| handle.recv()) {
-            Ok(Ok(Ok(runtime))) => runtime,
-            Ok(Ok(Err(error))) => return Err(cannot(&error)),
+        thread.map_err(|error| cannot(&error))?;
+        let runtime = match handle.recv() {
+            Ok(Ok(runtime)) => runtime,
             Ok(Err(error)) => return Err(cannot(&error)),
             Err(error) => return Err(cannot(&error)),
         };
@@ -475,13 +475,11 @@ impl RedisBroker {
         }
     }
 
-    /// The runtime of the broker's thread, started on first use.
+    /// The runtime of the broker's thread, started on first use (tried again by the next use
+    /// if it could not start).
     fn runtime(&self) -> Result<&tokio::runtime::Handle, BrokerError> {
-        let background = self.background.get_or_init(Background::start);
-        background
-            .as_ref()
-            .map(|b| &b.runtime)
-            .map_err(Clone::clone)
+        let background = self.background.get_or_try_init(Background::start)?;
+        Ok(&background.runtime)
     }
 
     /// Runs `ask` on the broker's runtime, concurrently with the others, and hands its answer
