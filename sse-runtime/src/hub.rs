@@ -201,7 +201,9 @@ impl Hub {
     /// spends blocked and `publish_async` suspended, leaving the thread to other tasks; the
     /// round trips of concurrent publishes are shared. In memory both return at once.
     ///
-    /// The event is published even if the future is dropped before it is done.
+    /// The event is handed to the broker when `publish_async` is called, not when the future
+    /// is first polled, and it is published even if the future is dropped unawaited. Events
+    /// published at once, not awaited one after the other, may get their ids in any order.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse::PublishError> {
