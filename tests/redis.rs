@@ -120,6 +120,14 @@ impl RedisServer {
         ids.map(str::to_owned).collect()
     }
 
+    /// A stream of `group` from `hub`, once this process listens to the group in Redis.
+    async fn subscribe(&self, hub: &sse::Hub, group: &str) -> sse::Subscription {
+        let name = sse::GroupName::new(group).unwrap();
+        let stream = hub.subscribe([name], &sse::LastEventId::default()).unwrap();
+        self.wait_listeners(group, 1).await;
+        stream
+    }
+
     async fn wait_listeners(&self, group: &str, processes: u64) {
         let what = format!("{processes} processes listen to {group}");
         eventually(&what, || self.listeners(group) == processes).await;
@@ -635,11 +643,7 @@ async fn publishing_async_from_many_tasks_delivers_every_event_with_consecutive_
     const EACH: usize = 10;
     let history = sse::Config::default().history(TASKS * EACH, Duration::from_secs(60));
     let hub = redis.hub(history.retry(None));
-    let group = sse::GroupName::new("crowd").unwrap();
-    let mut stream = hub
-        .subscribe([group], &sse::LastEventId::default())
-        .unwrap();
-    redis.wait_listeners("crowd", 1).await;
+    let mut stream = redis.subscribe(&hub, "crowd").await;
     let receiving = tokio::spawn(async move { ticks(&mut stream, TASKS * EACH).await });
 
     let tasks: Vec<_> = (0..TASKS)
@@ -702,11 +706,7 @@ async fn many_threads_publishing_at_once_all_succeed_with_distinct_consecutive_i
 async fn publishing_async_inside_a_current_thread_runtime_leaves_it_free() {
     let redis = RedisServer::start().await;
     let hub = redis.hub(sse::Config::default().retry(None));
-    let group = sse::GroupName::new("patient").unwrap();
-    let mut stream = hub
-        .subscribe([group], &sse::LastEventId::default())
-        .unwrap();
-    redis.wait_listeners("patient", 1).await;
+    let mut stream = redis.subscribe(&hub, "patient").await;
 
     redis.signal("STOP");
     let publishing = tokio::spawn(hub.publish_async("patient", Some("tick"), "waited"));
@@ -855,11 +855,7 @@ async fn a_stream_of_two_groups_resumes_in_another_process_from_its_composite_id
 async fn a_redis_that_stops_answering_is_noticed_and_recovered_from() {
     let redis = RedisServer::start().await;
     let hub = redis.hub(sse::Config::default().retry(None));
-    let group = sse::GroupName::new("frozen").unwrap();
-    let mut stream = hub
-        .subscribe([group], &sse::LastEventId::default())
-        .unwrap();
-    redis.wait_listeners("frozen", 1).await;
+    let mut stream = redis.subscribe(&hub, "frozen").await;
     let listening_before = redis.pubsub_connections();
 
     redis.signal("STOP");
