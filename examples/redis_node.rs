@@ -44,7 +44,9 @@ async fn publish(Path((group, count)): Path<(String, u32)>) -> Response {
     let process = std::process::id();
     let mut ids = String::new();
     for i in 0..count {
-        match sse::publish!(group.as_str(), "tick", "{process}-{i}") {
+        // In async code the awaitable form: the worker serves other requests meanwhile.
+        let publishing = sse::hub().publish_async(&group, Some("tick"), format!("{process}-{i}"));
+        match publishing.await {
             Ok(id) => {
                 let _ = writeln!(ids, "{id}");
             }
