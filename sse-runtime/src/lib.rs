@@ -63,6 +63,7 @@ mod error;
 mod event;
 mod group;
 mod hub;
+mod lock_timing;
 #[cfg(feature = "publish-endpoint")]
 mod publish_endpoint;
 mod registry;

@@ -10,6 +10,9 @@ pub use sse_macros::__publish as publish_checked;
 #[cfg(feature = "json")]
 pub use sse_macros::__publish_json as publish_json_checked;
 
+/// For the hub benchmark: how long the registry's locks were waited for and held.
+#[cfg(feature = "lock-timing")]
+pub use crate::lock_timing::{lock_totals, LockTotals};
 pub use crate::LastEventId;
 
 use crate::{hub, EventId, GroupName, PublishError};

@@ -39,6 +39,7 @@ use slab::Slab;
 
 use crate::{
     event::Draft,
+    lock_timing::{timed, Lock},
     resume::{self, LocalHistory, Plan},
     stats::Counters,
     Config, EventId, GroupName, PublishError, SubscribeError,
@@ -214,7 +215,7 @@ impl Registry {
 
     /// The group, if it is held here.
     fn held(&self, group: &str) -> Option<Arc<Group>> {
-        let mut shard = lock(self.shard(group));
+        let mut shard = timed(Lock::Shard, || lock(self.shard(group)));
         shard.free_expired(Instant::now(), &self.config, &self.watch);
         shard.groups.get(group).cloned()
     }
@@ -254,7 +255,9 @@ impl Registry {
     ) -> u64 {
         let config = &self.config;
         let (id, first, head) = {
-            let mut ring = group.ring.write().unwrap_or_else(PoisonError::into_inner);
+            let mut ring = timed(Lock::RingWrite, || {
+                group.ring.write().unwrap_or_else(PoisonError::into_inner)
+            });
             let id = match given {
                 Some(id) if id <= ring.last_id => return id,
                 Some(id) => id,
@@ -275,7 +278,7 @@ impl Registry {
         };
         let queue = config.subscriber_queue as u64;
         let (mut removed, mut cut) = (0, 0);
-        let mut members = lock(&group.members);
+        let mut members = timed(Lock::Members, || lock(&group.members));
         members.slab.retain(|_, member| {
             let pos = member.waiter.positions[member.index].load(Relaxed);
             // Later publishes may have grown the ring since `head`, and the subscriber may
@@ -625,7 +628,9 @@ impl Reader {
         take: &mut impl FnMut(usize, &Stored),
     ) -> Option<u64> {
         let position = &self.waiter.positions[0];
-        let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
+        let ring = timed(Lock::RingRead, || {
+            group.ring.read().unwrap_or_else(PoisonError::into_inner)
+        });
         let start = position.load(Relaxed);
         let mut pos = start;
         let mut taken = 0;
@@ -660,7 +665,9 @@ impl Reader {
         let mut merge = std::mem::take(&mut self.merge);
         let mut horizon: Option<Instant> = None;
         for (index, (group, _)) in self.members.iter().enumerate() {
-            let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
+            let ring = timed(Lock::RingRead, || {
+                group.ring.read().unwrap_or_else(PoisonError::into_inner)
+            });
             let pos = self.waiter.positions[index].load(Relaxed);
             let offset = pos.checked_sub(ring.first_pos)?;
             let mut found = 0;
