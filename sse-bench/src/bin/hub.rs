@@ -18,11 +18,12 @@
 //! A round measures a workload with one thread then two, each time on a fresh hub. Each workload
 //! gets ROUNDS rounds (default 5): a round during which other processes used more than a tenth
 //! of a core is run again, up to three times ROUNDS in all, and the quietest are kept. TEXT
-//! keeps only the workloads whose names hold it (`"one group"`, `held`, …). It prints Markdown
+//! keeps only the workloads whose names hold it (`"one group"`, `held`, …; the machine's
+//! always run). It prints Markdown
 //! tables: the median round with the slowest and fastest; the CPU time of the working threads
 //! per operation (steadier than rates on a shared machine: it leaves out the time spent waiting
 //! for a core); each round's two-thread rate over its one-thread rate; and the CPU other
-//! processes used meanwhile. Lock times cost two clock reads per lock taken, so take rates from
+//! processes used meanwhile. Lock times cost three clock reads per lock taken, so take rates from
 //! the build without them.
 
 use std::{
@@ -164,7 +165,7 @@ fn main() {
     }
     let machine: Vec<Compared> = MACHINE
         .iter()
-        .map(|&(name, ops, work)| compare(name, rounds, |threads| alone(work, ops, threads)))
+        .map(|w| compare(w.name, rounds, |threads| alone(w, threads)))
         .collect();
     print_rates("The machine, no hub", &machine);
     let reading: Vec<Compared> = READING
@@ -189,23 +190,27 @@ fn main() {
     }
 }
 
-/// A workload of the machine alone: its name, operations per thread, one thread's work.
-type MachineWork = (&'static str, u64, fn(u64));
-
 /// The machine alone, as a ceiling for the hub's ratios: how far two threads that share nothing
 /// scale here, now, at arithmetic and at copying (as a read copies events into its chunk).
-/// Each: its name, operations per thread, and the work of one thread.
-const MACHINE: [MachineWork; 2] = [
-    (
-        "atomic adds, each thread to a counter of its own",
-        50_000_000,
-        add,
-    ),
-    (
-        "16 KiB copies, each thread between its own buffers",
-        500_000,
-        copy,
-    ),
+struct Alone {
+    name: &'static str,
+    /// Operations per thread.
+    ops: u64,
+    /// One thread's work: so many operations.
+    work: fn(u64),
+}
+
+const MACHINE: &[Alone] = &[
+    Alone {
+        name: "atomic adds, each thread to a counter of its own",
+        ops: 50_000_000,
+        work: add,
+    },
+    Alone {
+        name: "16 KiB copies, each thread between its own buffers",
+        ops: 500_000,
+        work: copy,
+    },
 ];
 
 fn add(times: u64) {
@@ -223,12 +228,12 @@ fn copy(times: u64) {
     }
 }
 
-fn alone(work: fn(u64), ops: u64, threads: usize) -> Measured {
+fn alone(workload: &Alone, threads: usize) -> Measured {
     let (wall, cpu) = on_threads(vec![(); threads], |_, (), barrier| {
-        pass(barrier, || work(ops))
+        pass(barrier, || (workload.work)(workload.ops))
     });
     Measured {
-        ops: ops * threads as u64,
+        ops: workload.ops * threads as u64,
         wall,
         cpu,
         locks: Vec::new(),
