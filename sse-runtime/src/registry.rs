@@ -26,7 +26,10 @@ use std::{
     collections::{hash_map::RandomState, HashMap, VecDeque},
     hash::BuildHasher,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{
+            AtomicBool, AtomicU64, AtomicUsize,
+            Ordering::{Acquire, Relaxed, Release},
+        },
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
     },
     task::{Context, Poll},
@@ -87,7 +90,10 @@ pub(crate) trait Deliver: Send + Sync {
     fn complete_after(&self, group: &str, id: u64);
 }
 
+/// Aligned to 128 bytes (two cache lines, as neighbouring lines are fetched in pairs), so cores
+/// working on different shards never write to one line.
 #[derive(Default)]
+#[repr(align(128))]
 struct Shard {
     groups: HashMap<GroupName, Arc<Group>>,
     /// Groups whose last subscriber left, oldest first, to free once their history expires.
@@ -96,6 +102,9 @@ struct Shard {
 
 struct Group {
     name: GroupName,
+    /// The ring's head (the position after its last event), set after each event is stored:
+    /// a reader that has read up to it looks no further, without touching the ring's lock.
+    head: AtomicU64,
     ring: RwLock<Ring>,
     members: Mutex<Members>,
 }
@@ -274,6 +283,7 @@ impl Registry {
                 body_len,
             });
             ring.trim(at, config);
+            group.head.store(ring.head(), Release);
             (id, ring.first_pos, ring.head())
         };
         let queue = config.subscriber_queue as u64;
@@ -400,6 +410,7 @@ impl Registry {
         let last_id = clock_id().max(self.unheld.load(Relaxed));
         let group = Arc::new(Group {
             name: name.clone(),
+            head: AtomicU64::new(0),
             ring: RwLock::new(Ring {
                 events: VecDeque::new(),
                 first_pos: 0,
@@ -581,12 +592,15 @@ pub(crate) struct Reader {
 
 impl Reader {
     /// Hands `take` the events published since the last read, in the order their groups
-    /// received them, with the index of their group, until about `budget` bytes were taken.
-    /// `take` says whether it sent the event (or had sent it already).
+    /// received them, with the index of their group, until about `budget` bytes were taken;
+    /// before them, tells `reserve` about how many bytes they make, so they can be gathered
+    /// without growing a buffer again and again. `take` says whether it sent the event (or had
+    /// sent it already).
     pub(crate) fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
         budget: usize,
+        reserve: impl FnOnce(usize),
         mut take: impl FnMut(usize, &Stored) -> bool,
     ) -> Poll<Read> {
         // Register before looking, so an event published in between wakes us.
@@ -599,8 +613,8 @@ impl Reader {
             sent += u64::from(take(index, stored));
         };
         let read = match self.members.as_slice() {
-            [(group, _)] => self.read_one(group, budget, &mut take),
-            _ => self.read_merged(cx, budget, &mut take),
+            [(group, _)] => self.read_one(group, budget, reserve, &mut take),
+            _ => self.read_merged(cx, budget, reserve, &mut take),
         };
         match read {
             Some(0) if self.registry.is_shut_down() => Poll::Ready(Read::ShutDown),
@@ -625,32 +639,37 @@ impl Reader {
         &self,
         group: &Group,
         budget: usize,
+        reserve: impl FnOnce(usize),
         take: &mut impl FnMut(usize, &Stored),
     ) -> Option<u64> {
         let position = &self.waiter.positions[0];
+        let start = position.load(Relaxed);
+        // Nothing new: most reads of a served stream end here (it reads until nothing is
+        // left), and then they write nothing that other readers of the group share.
+        if group.head.load(Acquire) == start {
+            return Some(0);
+        }
         let ring = timed(Lock::RingRead, || {
             group.ring.read().unwrap_or_else(PoisonError::into_inner)
         });
-        let start = position.load(Relaxed);
-        let mut pos = start;
-        let mut taken = 0;
-        while taken < budget {
-            let Some(stored) = pos
-                .checked_sub(ring.first_pos)
-                .and_then(|offset| ring.events.get(offset as usize))
-            else {
-                break;
-            };
-            take(0, stored);
-            taken += stored.bytes.len();
-            pos += 1;
-        }
-        if pos < ring.first_pos {
-            return None;
-        }
+        let offset = start.checked_sub(ring.first_pos)?;
+        let mut bytes = 0;
+        let unread = ring
+            .events
+            .range((offset as usize).min(ring.events.len())..);
+        let count = unread
+            .clone()
+            .take_while(|stored| {
+                let more = bytes < budget;
+                bytes += if more { stored.bytes.len() } else { 0 };
+                more
+            })
+            .count();
+        reserve(bytes);
+        unread.take(count).for_each(|stored| take(0, stored));
         drop(ring);
-        position.store(pos, Relaxed);
-        Some(pos - start)
+        position.store(start + count as u64, Relaxed);
+        Some(count as u64)
     }
 
     /// Reads several groups and merges them by arrival. An event its group received after this
@@ -660,6 +679,7 @@ impl Reader {
         &mut self,
         cx: &mut Context<'_>,
         budget: usize,
+        reserve: impl FnOnce(usize),
         take: &mut impl FnMut(usize, &Stored),
     ) -> Option<u64> {
         let mut merge = std::mem::take(&mut self.merge);
@@ -684,6 +704,7 @@ impl Reader {
         }
         // Stable: a group's events keep their order among equal times.
         merge.sort_by_key(|(_, stored)| stored.at);
+        reserve(merge.iter().map(|(_, stored)| stored.bytes.len()).sum());
         let mut taken = 0;
         let mut events = 0;
         let mut held_back = false;

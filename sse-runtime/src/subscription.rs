@@ -1,6 +1,7 @@
 //! A subscription: one stream's events as ready-to-write bytes, whatever carries them.
 
 use std::{
+    cell::Cell,
     fmt,
     future::Future,
     pin::Pin,
@@ -250,23 +251,29 @@ impl Subscription {
         loop {
             let mut batch = Batch::default();
             let (groups, positions, skip) = (&self.groups, &mut self.positions, &self.skip_through);
-            let read = self
-                .reader
-                .poll_read(cx, BATCH_BYTES, |index, stored: &Stored| {
+            // What the read is about to hand over: the batch's size, give or take the id lines.
+            let expected = Cell::new(0);
+            let read = self.reader.poll_read(
+                cx,
+                BATCH_BYTES,
+                |bytes| expected.set(bytes),
+                |index, stored: &Stored| {
                     if stored.id <= skip[index] {
                         return false;
                     }
                     positions[index] = stored.id;
                     match groups.len() {
-                        1 => batch.push(&stored.bytes),
+                        1 => batch.push(&stored.bytes, expected.get()),
                         _ => {
-                            let out = batch.buffer(stored.bytes.len() + groups.len() * 32);
+                            let more = stored.bytes.len() + groups.len() * 32;
+                            let out = batch.buffer(more, expected.get());
                             out.put_slice(&stored.bytes[..stored.body_len]);
                             resume::put_id_line(out, groups, positions);
                         }
                     }
                     true
-                });
+                },
+            );
             return match read {
                 // Only events it had sent already (caught up from the broker): look again.
                 Poll::Ready(Read::Events) if batch.is_empty() => continue,
@@ -356,18 +363,22 @@ impl Batch {
         self.one.is_none() && self.many.is_empty()
     }
 
-    fn push(&mut self, bytes: &Bytes) {
+    /// Adds an event; `expected` is about how many bytes the whole batch will hold.
+    fn push(&mut self, bytes: &Bytes, expected: usize) {
         if self.is_empty() {
             self.one = Some(bytes.clone());
         } else {
-            self.buffer(bytes.len()).put_slice(bytes);
+            self.buffer(bytes.len(), expected).put_slice(bytes);
         }
     }
 
-    /// The batch as a buffer to append to, with room for `more` bytes.
-    fn buffer(&mut self, more: usize) -> &mut BytesMut {
+    /// The batch as a buffer to append to, with room for `more` bytes; sized for `expected`
+    /// bytes in all the first time, so gathering a read's events copies each once.
+    fn buffer(&mut self, more: usize, expected: usize) -> &mut BytesMut {
+        if self.many.capacity() == 0 {
+            self.many.reserve(expected);
+        }
         if let Some(first) = self.one.take() {
-            self.many.reserve((first.len() + more) * 4);
             self.many.put_slice(&first);
         }
         self.many.reserve(more);
