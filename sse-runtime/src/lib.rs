@@ -62,8 +62,11 @@ mod config;
 mod error;
 mod event;
 mod group;
+mod hooks;
 mod hub;
+mod identity;
 mod lock_timing;
+mod presence;
 #[cfg(feature = "publish-endpoint")]
 mod publish_endpoint;
 mod registry;
@@ -79,9 +82,12 @@ pub mod __private;
 pub use crate::axum::metrics;
 pub use config::{Config, BROKER_URL_ENV};
 pub use error::{BrokerError, PublishError, SubscribeError};
-pub use event::{EventId, EventName, STREAM_RESET, STREAM_START};
+pub use event::{EventId, EventName, CLOSED_ID, STREAM_CLOSED, STREAM_RESET, STREAM_START};
 pub use group::GroupName;
+pub use hooks::{CloseReason, StreamInfo};
 pub use hub::{hub, init, Hub, InitError};
+pub use identity::{Identity, Join};
+pub use presence::{Present, PRESENCE_JOIN, PRESENCE_LEAVE};
 #[cfg(feature = "publish-endpoint")]
 pub use publish_endpoint::{PublishEndpoint, TokenError, PUBLISH_TOKEN_ENV};
 pub use resume::LastEventId;
