@@ -14,31 +14,7 @@ use axum::{
 };
 use futures_util::StreamExt;
 use sse::{Config, GroupName, Hub, Identity, Join, LastEventId};
-use sse_tests::{eventually, request, serve, serve_with_axum, within, Client};
-
-/// `/{room}/{user}`: a stream of `room` as `user` (metadata `<user>'s meta`); `/{room}`: an
-/// anonymous one.
-fn app(hub: &Hub) -> Router {
-    let (as_user, anonymous) = (hub.clone(), hub.clone());
-    Router::new()
-        .route(
-            "/{room}/{user}",
-            get(
-                move |Path((room, user)): Path<(GroupName, String)>, last: LastEventId| async move {
-                    let who = Identity::new(&user).with_meta(format!("{user}'s meta"));
-                    as_user.join(Join::group(room).identity(who), &last)
-                },
-            ),
-        )
-        .route(
-            "/{room}",
-            get(
-                move |Path(room): Path<GroupName>, last: LastEventId| async move {
-                    anonymous.subscribe([room], &last)
-                },
-            ),
-        )
-}
+use sse_tests::{eventually, presence_app, request, serve, serve_with_axum, within, Client};
 
 /// Who is in `room`, as `user:streams:meta`.
 async fn present(hub: &Hub, room: &str) -> Vec<String> {
@@ -76,7 +52,7 @@ const SERVERS: [(&str, Serve); 2] = [
 async fn presence_counts_each_user_s_tabs_and_join_and_leave_are_published_once() {
     for (server, start) in SERVERS {
         let hub = Hub::new(Config::default().presence_events(true));
-        let addr = start(app(&hub)).await;
+        let addr = start(presence_app(&hub)).await;
         let url = |path: &str| format!("http://{addr}/{path}");
         let mut watcher = Client::open(&url("room"), &[]).await;
 
@@ -165,7 +141,7 @@ async fn hooks_see_every_open_and_close_with_its_reason() {
     for (server, start) in SERVERS {
         let seen = Seen::default();
         let hub = Hub::new(seen.config());
-        let addr = start(app(&hub)).await;
+        let addr = start(presence_app(&hub)).await;
         let url = |path: &str| format!("http://{addr}/{path}");
 
         // 1: a client that leaves.
@@ -221,7 +197,7 @@ async fn hooks_see_every_open_and_close_with_its_reason() {
 async fn a_closed_stream_s_client_is_answered_204_and_others_are_not() {
     for (server, start) in SERVERS {
         let hub = Hub::new(Config::default());
-        let addr = start(app(&hub)).await;
+        let addr = start(presence_app(&hub)).await;
         let url = |path: &str| format!("http://{addr}/{path}");
         let mut alice = Client::open(&url("room/alice"), &[]).await;
         let mut bob = Client::open(&url("room/bob"), &[]).await;
@@ -256,7 +232,7 @@ async fn a_closed_stream_s_client_is_answered_204_and_others_are_not() {
 #[tokio::test]
 async fn a_closed_group_s_clients_are_answered_204_when_they_reconnect() {
     let hub = Hub::new(Config::default());
-    let addr = serve(app(&hub)).await;
+    let addr = serve(presence_app(&hub)).await;
     let mut anonymous = Client::open(&format!("http://{addr}/room"), &[]).await;
     let started = "12345";
     let closed = within(hub.close_group(GroupName::new("room").unwrap())).await;
