@@ -123,9 +123,28 @@ pub trait BareOutput {
     fn into_groups(self) -> Outcome<Join>;
 }
 
-impl<G: Into<Join>, E: IntoResponse> BareOutput for Result<G, E> {
+// One impl per type rather than one for `Into<Join>`, so a wrong type gets the message above.
+impl<E: IntoResponse> BareOutput for Result<Join, E> {
     fn into_groups(self) -> Outcome<Join> {
-        Outcome::from_result(self.map(Into::into))
+        Outcome::from_result(self)
+    }
+}
+
+impl<E: IntoResponse> BareOutput for Result<GroupName, E> {
+    fn into_groups(self) -> Outcome<Join> {
+        Outcome::from_result(self.map(Join::group))
+    }
+}
+
+impl<E: IntoResponse> BareOutput for Result<Vec<GroupName>, E> {
+    fn into_groups(self) -> Outcome<Join> {
+        Outcome::from_result(self.map(Join::groups))
+    }
+}
+
+impl<E: IntoResponse, const N: usize> BareOutput for Result<[GroupName; N], E> {
+    fn into_groups(self) -> Outcome<Join> {
+        Outcome::from_result(self.map(Join::groups))
     }
 }
 
