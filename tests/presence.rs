@@ -13,7 +13,7 @@ use axum::{
     Router,
 };
 use futures_util::StreamExt;
-use sse::{Config, GroupName, Hub, Identity, Join, LastEventId};
+use sse::{Config, GroupName, Hub, Join, LastEventId};
 use sse_tests::{eventually, presence_app, request, serve, serve_with_axum, within, Client};
 
 /// Who is in `room`, as `user:streams:meta`.
