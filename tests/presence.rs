@@ -221,8 +221,10 @@ async fn a_closed_stream_s_client_is_answered_204_and_others_are_not() {
         // A tab of hers that was away and comes back with an older id: 204 too.
         let away = request(&url("room/alice"), &[("last-event-id", "12345")]).await;
         assert_eq!(away.status(), 204, "{server}");
-        // A page loaded afresh (she logged in again) is served.
+        // A page loaded afresh (she logged in again) is served, and so are its reconnections.
         Client::open(&url("room/alice"), &[]).await;
+        let again = request(&url("room/alice"), &[("last-event-id", "12345")]).await;
+        assert_eq!(again.status(), 200, "{server}: she is back");
         // Bob is not affected.
         hub.publish("room", Some("yo"), "still here").unwrap();
         assert_eq!(bob.next().await.unwrap().data, "still here", "{server}");

@@ -318,7 +318,8 @@ impl Config {
     /// [`Hub::close_group`](crate::Hub::close_group), the reconnections of that user or to that
     /// group are refused with `204 No Content` (in every process that got the close). Only
     /// reconnections, requests with a `Last-Event-ID`, are refused: a page loaded afresh (after
-    /// logging in again) is served. Default 60 s; zero remembers nothing (the stream's own
+    /// logging in again) is served, and from then on that user's reconnections are served in
+    /// that process again. Default 60 s; zero remembers nothing (the stream's own
     /// [`stream-closed`](crate::STREAM_CLOSED) event still stops its browser).
     ///
     /// ```

@@ -36,7 +36,7 @@ use crate::{
 pub(crate) mod redis;
 
 /// The event published to a group when a user's first stream in it opens (with
-/// [`Config::presence_events`]). Its data is JSON: `{"user":"alice","meta":"..."}`.
+/// [`Config::presence_events`](crate::Config::presence_events)). Its data is JSON: `{"user":"alice","meta":"..."}`.
 ///
 /// ```
 /// assert_eq!(sse::PRESENCE_JOIN, "presence-join");
@@ -48,7 +48,7 @@ pub(crate) mod redis;
 pub const PRESENCE_JOIN: &str = "presence-join";
 
 /// The event published to a group when a user's last stream in it closes (with
-/// [`Config::presence_events`]). Its data is JSON: `{"user":"alice"}`.
+/// [`Config::presence_events`](crate::Config::presence_events)). Its data is JSON: `{"user":"alice"}`.
 ///
 /// ```
 /// assert_eq!(sse::PRESENCE_LEAVE, "presence-leave");
@@ -165,6 +165,11 @@ fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
     table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn forget_expired(closed: &mut HashMap<Closing, Instant>) {
+    let now = Instant::now();
+    closed.retain(|_, until| *until > now);
+}
+
 /// A user's count of streams in a group, after a stream opened or closed.
 struct Counted {
     /// A stream opened (or closed).
@@ -212,26 +217,29 @@ impl Presence {
 
     /// Whether a stream asked for with `last` must be refused with `204 No Content`: it comes
     /// back from a `stream-closed` event, or it is a reconnection (it has a `Last-Event-ID`)
-    /// of a user or to a group closed less than `close_memory` ago.
+    /// of a user or to a group closed less than `close_memory` ago. A user who opens a stream
+    /// afresh (logged in again) is back: their later reconnections are served.
     pub(crate) fn refuses(
         &self,
         groups: &[GroupName],
         identity: Option<&Identity>,
         last: &LastEventId,
     ) -> bool {
-        let Some(last) = last.as_bytes() else {
-            return false;
-        };
-        if last == CLOSED_ID.as_bytes() {
+        if last.as_bytes() == Some(CLOSED_ID.as_bytes()) {
             return true;
         }
         let mut table = lock(&self.table);
         if table.closed.is_empty() {
             return false;
         }
-        let now = Instant::now();
-        table.closed.retain(|_, until| *until > now);
+        forget_expired(&mut table.closed);
         let user = identity.map(|who| Closing::User(who.user.clone()));
+        if last.as_bytes().is_none() {
+            if let Some(user) = user {
+                table.closed.remove(&user);
+            }
+            return false;
+        }
         let mut closing = groups.iter().cloned().map(Closing::Group).chain(user);
         closing.any(|closing| table.closed.contains_key(&closing))
     }
@@ -462,6 +470,7 @@ impl Presence {
         };
         tracing::debug!(?closing, closed, "closing streams");
         if !self.settings.close_memory.is_zero() {
+            forget_expired(&mut table.closed);
             let until = Instant::now() + self.settings.close_memory;
             table.closed.insert(closing, until);
         }
