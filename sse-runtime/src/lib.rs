@@ -30,8 +30,12 @@
 //! share their groups, ids and history through Redis: feature `redis`, then
 //! `SSE_BROKER_URL=redis://127.0.0.1:6379/0` or [`Config::broker`]. Programs in other languages
 //! (a Django or Celery worker, `curl`) publish over HTTP through a `PublishEndpoint` mounted on
-//! your router (feature `publish-endpoint`, on by default). See the README for the guarantees,
-//! the wire format, the settings, "More than one process" and "Publishing from other languages".
+//! your router (feature `publish-endpoint`, on by default). A stream may carry who opened it
+//! ([`Join`], [`Identity`]): [`Hub::presence`] lists who is connected to a group, with
+//! join and leave events if you like, [`Config::on_open`] and [`Config::on_close`] run your code
+//! as streams come and go, and [`Hub::close_user`] ends a user's streams everywhere. See the
+//! README for the guarantees, the wire format, the settings, "More than one process",
+//! "Publishing from other languages" and "Presence, hooks and closing streams".
 //!
 //! # Errors
 //!
