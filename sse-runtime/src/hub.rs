@@ -183,6 +183,10 @@ impl Hub {
             #[cfg(feature = "redis")]
             config.redis.clone(),
         );
+        #[cfg(feature = "redis")]
+        if let Some(sink) = presence.control_sink() {
+            broker.on_control(sink);
+        }
         // Weak: the presence of a hub must not keep the hub alive.
         let (to, by) = (Arc::downgrade(&registry), Arc::downgrade(&broker));
         presence.announce_with(Arc::new(move |group, change| {

@@ -210,6 +210,12 @@ impl Presence {
         })
     }
 
+    /// What the broker's listener hands closes from other processes to (with Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn control_sink(&self) -> Option<crate::broker::ControlSink> {
+        self.shared.as_ref().map(redis::Shared::control_sink)
+    }
+
     /// How join and leave events get published; set once, by the hub.
     pub(crate) fn announce_with(&self, announce: Announce) {
         let _ = self.announce.set(announce);
@@ -252,10 +258,6 @@ impl Presence {
         identity: Option<Identity>,
         close: CloseHandle,
     ) -> Option<OnClose> {
-        #[cfg(feature = "redis")]
-        if let Some(shared) = &self.shared {
-            shared.start(); // so that closes from other processes reach this one
-        }
         let number = self.streams.fetch_add(1, Relaxed) + 1;
         let info = Arc::new(StreamInfo::new(number, groups.to_vec(), identity));
         if let Some(on_open) = self.hooks.on_open.clone() {

@@ -17,7 +17,9 @@
 //! processes past their deadline, and reports as left the users who had no other.
 //!
 //! Closing goes over one channel shared by all groups, `sse:control`: `<process> user <id>` or
-//! `<process> group <name>`. Every process listens to it from its first stream on.
+//! `<process> group <name>`. The broker's listener, which every process with streams runs,
+//! listens to it on its own pub/sub connection and hands its messages here
+//! ([`Shared::control_sink`]).
 //!
 //! All of it runs on a thread of its own (`sse-presence`), one command at a time, in the order
 //! they were given: a process's changes reach Redis in the order they happened.
@@ -30,18 +32,16 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
 use once_cell::sync::OnceCell;
-use redis::{
-    aio::{MultiplexedConnection, PubSubSink},
-    Script,
-};
+use redis::{aio::MultiplexedConnection, Script};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{config::RedisUrl, identity::Closing, BrokerError, GroupName};
-
-/// The channel every process listens to for closes.
-const CONTROL: &str = "sse:control";
+use crate::{
+    broker::{ControlSink, CONTROL_CHANNEL},
+    config::RedisUrl,
+    identity::Closing,
+    BrokerError, GroupName,
+};
 /// How long connecting, or one command, may take.
 const PATIENCE: Duration = Duration::from_secs(2);
 /// How long to wait before connecting again after the link was lost.
@@ -170,9 +170,18 @@ impl Shared {
         }
     }
 
-    /// Starts listening for closes from other processes, if not yet.
-    pub(crate) fn start(&self) {
-        self.send(None);
+    /// What the broker's listener hands the control channel's messages to: closes from other
+    /// processes.
+    pub(crate) fn control_sink(&self) -> ControlSink {
+        let (local, process) = (self.local.clone(), self.process.clone());
+        std::sync::Arc::new(move |message: &[u8]| {
+            let Some(closing) = parse_close(message, &process) else {
+                return;
+            };
+            if let Some(local) = local.upgrade() {
+                local.closed_elsewhere(closing);
+            }
+        })
     }
 
     /// The count of `user`'s streams of `group` here changed.
@@ -182,7 +191,7 @@ impl Shared {
             streams,
             meta,
         };
-        self.send(Some(Command::Update(group, entry)));
+        self.send(Command::Update(group, entry));
     }
 
     /// The users with streams of `group` open, in every live process.
@@ -193,7 +202,7 @@ impl Shared {
         let group = GroupName::new(group);
         let (reply, answer) = oneshot::channel();
         if let Ok(group) = &group {
-            self.send(Some(Command::Read(group.clone(), reply)));
+            self.send(Command::Read(group.clone(), reply));
         }
         async move {
             match group {
@@ -210,11 +219,11 @@ impl Shared {
         closing: &Closing,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        self.send(Some(Command::Close(closing.clone(), reply)));
+        self.send(Command::Close(closing.clone(), reply));
         async move { answer.await.unwrap_or_else(|_| Err(stopped())) }
     }
 
-    fn send(&self, command: Option<Command>) {
+    fn send(&self, command: Command) {
         let commands = self.commands.get_or_init(|| {
             let (commands, received) = mpsc::unbounded_channel();
             let side = Side {
@@ -233,11 +242,9 @@ impl Shared {
             }
             Mutex::new(commands)
         });
-        if let Some(command) = command {
-            let commands = commands.lock().unwrap_or_else(PoisonError::into_inner);
-            // A stopped thread answers nothing: the reply's sender is dropped, which says so.
-            let _ = commands.send(command);
-        }
+        let commands = commands.lock().unwrap_or_else(PoisonError::into_inner);
+        // A stopped thread answers nothing: the reply's sender is dropped, which says so.
+        let _ = commands.send(command);
     }
 }
 
@@ -255,8 +262,6 @@ struct Side {
     read: Script,
 }
 
-type Messages = std::pin::Pin<Box<dyn futures_util::Stream<Item = redis::Msg> + Send>>;
-
 impl Side {
     fn run_on_own_runtime(self, commands: mpsc::UnboundedReceiver<Command>) {
         match tokio::runtime::Builder::new_current_thread()
@@ -270,13 +275,12 @@ impl Side {
 
     async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
         loop {
-            let lost = match self.connect().await {
-                Ok((_sink, messages, connection)) => {
-                    match self.serve(messages, connection, &mut commands).await {
-                        Ok(()) => return,
-                        Err(lost) => lost,
-                    }
-                }
+            let connecting = self.target.client.get_multiplexed_async_connection();
+            let lost = match self.within(connecting).await {
+                Ok(connection) => match self.serve(connection, &mut commands).await {
+                    Ok(()) => return,
+                    Err(lost) => lost,
+                },
                 Err(lost) => lost,
             };
             tracing::warn!(
@@ -300,19 +304,6 @@ impl Side {
         }
     }
 
-    /// The control channel's subscription (its sink, to keep, and its messages), and a
-    /// connection for the scripts.
-    async fn connect(&self) -> Result<(PubSubSink, Messages, MultiplexedConnection), BrokerError> {
-        let client = &self.target.client;
-        let connecting = async {
-            let (mut sink, messages) = client.get_async_pubsub().await?.split();
-            sink.subscribe(CONTROL).await?;
-            let connection = client.get_multiplexed_async_connection().await?;
-            Ok((sink, Box::pin(messages) as Messages, connection))
-        };
-        self.within(connecting).await
-    }
-
     /// `asking`, given up after [`PATIENCE`].
     async fn within<T>(
         &self,
@@ -329,11 +320,9 @@ impl Side {
         }
     }
 
-    /// Serves commands and closes from elsewhere until the link is lost (`Err`) or the hub is
-    /// gone (`Ok`).
+    /// Serves commands and heartbeats until the link is lost (`Err`) or the hub is gone (`Ok`).
     async fn serve(
         &self,
-        mut messages: Messages,
         mut connection: MultiplexedConnection,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Result<(), BrokerError> {
@@ -341,10 +330,6 @@ impl Side {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                message = messages.next() => match message {
-                    None => return Err(BrokerError::new("the control channel's connection closed")),
-                    Some(message) => self.closed_elsewhere(&message),
-                },
                 _ = heartbeat.tick() => {
                     let Some(local) = self.local.upgrade() else { return Ok(()) };
                     let snapshot = local.snapshot();
@@ -372,7 +357,7 @@ impl Side {
                             Closing::Group(group) => format!("{} group {group}", self.process),
                         };
                         let mut publishing = redis::cmd("PUBLISH");
-                        publishing.arg(CONTROL).arg(message);
+                        publishing.arg(CONTROL_CHANNEL).arg(message);
                         let sent = self.within(publishing.query_async::<()>(&mut connection)).await;
                         let failed = sent.as_ref().err().cloned();
                         let _ = reply.send(sent);
@@ -423,30 +408,21 @@ impl Side {
         let reply: Vec<String> = self.within(invocation.invoke_async(connection)).await?;
         Ok(triples(reply, |streams| streams.parse().ok()))
     }
+}
 
-    /// A message on the control channel, from another process.
-    fn closed_elsewhere(&self, message: &redis::Msg) {
-        let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else {
-            return;
-        };
-        let mut parts = text.splitn(3, ' ');
-        let (Some(process), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return tracing::warn!(message = text, "ignored a malformed close");
-        };
-        if process == self.process {
-            return; // closed here already
-        }
-        let closing = match kind {
-            "user" => Closing::User(name.to_owned()),
-            _ => match GroupName::new(name) {
-                Ok(group) => Closing::Group(group),
-                Err(_) => return tracing::warn!(message = text, "ignored a malformed close"),
-            },
-        };
-        if let Some(local) = self.local.upgrade() {
-            local.closed_elsewhere(closing);
-        }
+/// A message of the control channel as a close, unless this process sent it (and closed its
+/// streams already) or it is malformed.
+fn parse_close(message: &[u8], this_process: &str) -> Option<Closing> {
+    let text = std::str::from_utf8(message).ok()?;
+    let mut parts = text.splitn(3, ' ');
+    let (process, kind, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if process == this_process {
+        return None;
+    }
+    match kind {
+        "user" => Some(Closing::User(name.to_owned())),
+        "group" => GroupName::new(name).ok().map(Closing::Group),
+        _ => None,
     }
 }
 
@@ -484,6 +460,22 @@ mod tests {
         let group = GroupName::new("yo.bob").unwrap();
         assert_eq!(presence_key(&group), "sse:{yo.bob}:presence");
         assert_eq!(procs_key(&group), "sse:{yo.bob}:procs");
+    }
+
+    #[test]
+    fn closes_are_read_from_other_processes_only() {
+        assert_eq!(
+            parse_close(b"p1 user alice smith", "p2"),
+            Some(Closing::User("alice smith".into()))
+        );
+        let room = GroupName::new("room.7").unwrap();
+        assert_eq!(
+            parse_close(b"p1 group room.7", "p2"),
+            Some(Closing::Group(room))
+        );
+        assert_eq!(parse_close(b"p1 user alice", "p1"), None, "its own");
+        assert_eq!(parse_close(b"p1 group not a group", "p2"), None);
+        assert_eq!(parse_close(b"p1 nothing", "p2"), None);
     }
 
     #[test]
