@@ -584,6 +584,8 @@ fn announce(registry: &Registry, broker: &dyn Broker, group: &GroupName, change:
     let sent = draft.and_then(|draft| broker.publish(registry, group.as_str(), draft));
     match sent {
         Ok(id) => drop(published(registry, group.as_str(), id)),
+        // The hub's own streams are ending: nobody here is left to tell.
+        Err(PublishError::ShutDown) => {}
         Err(error) => tracing::warn!(
             %group, event, error = &error as &dyn std::error::Error,
             "presence event not published"
