@@ -258,6 +258,10 @@ impl Presence {
         identity: Option<Identity>,
         close: CloseHandle,
     ) -> Option<OnClose> {
+        let hooked = self.hooks.on_open.is_some() || self.hooks.on_close.is_some();
+        if identity.is_none() && !hooked {
+            return None; // nothing to count, nobody to tell
+        }
         let number = self.streams.fetch_add(1, Relaxed) + 1;
         let info = Arc::new(StreamInfo::new(number, groups.to_vec(), identity));
         if let Some(on_open) = self.hooks.on_open.clone() {

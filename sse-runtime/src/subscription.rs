@@ -75,8 +75,14 @@ pub struct Subscription {
     shutdown_retry: Duration,
     /// Why it ended, once it did.
     ended: Option<CloseReason>,
+    /// Who opened it and what it does once dropped; boxed, so an anonymous stream without
+    /// hooks pays one pointer for them.
+    owner: Option<Box<Owner>>,
+}
+
+struct Owner {
     identity: Option<Identity>,
-    /// Run when it is dropped, with why it ended.
+    /// Run when the subscription is dropped, with why it ended.
     on_close: Option<OnClose>,
 }
 
@@ -133,15 +139,15 @@ impl Subscription {
                 .map(|every| KeepAlive { every, timer: None }),
             shutdown_retry: settings.shutdown_retry,
             ended: None,
-            identity: None,
-            on_close: None,
+            owner: None,
         }
     }
 
     /// Who opened it, and what it does once dropped.
     pub(crate) fn owned(mut self, identity: Option<Identity>, on_close: Option<OnClose>) -> Self {
-        self.identity = identity;
-        self.on_close = on_close;
+        if identity.is_some() || on_close.is_some() {
+            self.owner = Some(Box::new(Owner { identity, on_close }));
+        }
         self
     }
 
@@ -155,7 +161,7 @@ impl Subscription {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn identity(&self) -> Option<&Identity> {
-        self.identity.as_ref()
+        self.owner.as_ref()?.identity.as_ref()
     }
 
     /// The groups it streams, in the order its ids name them.
@@ -374,7 +380,7 @@ impl Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(on_close) = self.on_close.take() {
+        if let Some(on_close) = self.owner.as_mut().and_then(|owner| owner.on_close.take()) {
             on_close(self.ended.unwrap_or(CloseReason::ClientLeft));
         }
     }
