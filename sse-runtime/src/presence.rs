@@ -14,7 +14,7 @@ use std::{
     fmt::Write,
     future::Future,
     sync::{
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
         Arc, Mutex, MutexGuard, PoisonError, Weak,
     },
     time::Instant,
@@ -139,6 +139,8 @@ pub(crate) struct Presence {
     /// Runs the hooks and publishes join and leave events, in order, off the delivery path.
     worker: Worker,
     table: Mutex<Table>,
+    /// Whether `table.closed` may hold anything: most subscribes then skip the lock.
+    any_closed: AtomicBool,
     /// The last stream number given.
     streams: AtomicU64,
     announce: OnceCell<Announce>,
@@ -202,6 +204,7 @@ impl Presence {
                 settings,
                 worker: Worker::default(),
                 table: Mutex::default(),
+                any_closed: AtomicBool::new(false),
                 streams: AtomicU64::new(0),
                 announce: OnceCell::new(),
                 #[cfg(feature = "redis")]
@@ -234,11 +237,12 @@ impl Presence {
         if last.as_bytes() == Some(CLOSED_ID.as_bytes()) {
             return true;
         }
-        let mut table = lock(&self.table);
-        if table.closed.is_empty() {
+        if !self.any_closed.load(Relaxed) {
             return false;
         }
+        let mut table = lock(&self.table);
         forget_expired(&mut table.closed);
+        self.any_closed.store(!table.closed.is_empty(), Relaxed);
         let user = identity.map(|who| Closing::User(who.user.clone()));
         if last.as_bytes().is_none() {
             if let Some(user) = user {
@@ -479,6 +483,7 @@ impl Presence {
             forget_expired(&mut table.closed);
             let until = Instant::now() + self.settings.close_memory;
             table.closed.insert(closing, until);
+            self.any_closed.store(true, Relaxed);
         }
         closed
     }
