@@ -8,6 +8,9 @@
 //! ```
 //!
 //! - `GET /events/{group}`: the stream of any group.
+//! - `GET /events/{group}/as/{user}`: the same, opened by `user` (metadata `node`): it counts
+//!   in the group's presence, and its first and last stream publish `presence-join` and
+//!   `presence-leave`.
 //! - `GET /status/{group}`: how many streams of this process listen to it.
 //! - `GET /groups`: how many groups this process holds (and listens to in Redis).
 //! - `POST /publish/{group}/{count}`: publishes `count` `tick` events from this process (data
@@ -15,7 +18,7 @@
 //!
 //! `PORT` 0 (the default) picks a free port; the first line printed says which. `KEEP_ALIVE_MS`
 //! sets the keep-alive period, `HISTORY_MS` how long groups keep their history (and how long an
-//! idle group is held).
+//! idle group is held), `PRESENCE_TTL_MS` how long this process's presence entries outlive it.
 
 use std::{error::Error, fmt::Write, process::ExitCode, time::Duration};
 
@@ -30,6 +33,13 @@ use axum::{
 #[sse::subscribe]
 async fn events(Path(group): Path<sse::GroupName>) -> Result<sse::GroupName, sse::NameError> {
     Ok(group) // checked by its type: an invalid name is axum's 400
+}
+
+#[sse::subscribe]
+async fn events_as(
+    Path((group, user)): Path<(sse::GroupName, String)>,
+) -> Result<sse::Join, sse::NameError> {
+    Ok(sse::Join::group(group).identity(sse::Identity::new(user).with_meta("node")))
 }
 
 async fn status(Path(group): Path<String>) -> String {
@@ -81,9 +91,15 @@ fn env_number(name: &str, default: u64) -> Result<u64, String> {
 async fn main() -> ExitCode {
     let settings = env_number("PORT", 0).and_then(|port| {
         let keep_alive = env_number("KEEP_ALIVE_MS", 15_000)?;
-        Ok((port, keep_alive, env_number("HISTORY_MS", 300_000)?))
+        let history = env_number("HISTORY_MS", 300_000)?;
+        Ok((
+            port,
+            keep_alive,
+            history,
+            env_number("PRESENCE_TTL_MS", 30_000)?,
+        ))
     });
-    let (port, keep_alive, history) = match settings {
+    let (port, keep_alive, history, presence_ttl) = match settings {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("redis_node: {error}");
@@ -93,13 +109,16 @@ async fn main() -> ExitCode {
     // `init` reads SSE_BROKER_URL, and fails if Redis does not answer.
     let config = sse::Config::default()
         .keep_alive(Some(Duration::from_millis(keep_alive)))
-        .history(1_000, Duration::from_millis(history));
+        .history(1_000, Duration::from_millis(history))
+        .presence_events(true)
+        .presence_ttl(Duration::from_millis(presence_ttl));
     if let Err(error) = sse::init(config) {
         eprintln!("redis_node: {}", explained(&error));
         return ExitCode::FAILURE;
     }
     let app = Router::new()
         .route("/events/{group}", get(events))
+        .route("/events/{group}/as/{user}", get(events_as))
         .route("/status/{group}", get(status))
         .route("/groups", get(groups))
         .route("/publish/{group}/{count}", post(publish));

@@ -59,6 +59,35 @@ pub async fn serve_hub(hub: &sse::Hub, group: &str) -> SocketAddr {
     serve(app).await
 }
 
+/// `/{room}/{user}`: a stream of `room` as `user` (metadata `<user>'s meta`); `/{room}`: an
+/// anonymous one.
+pub fn presence_app(hub: &sse::Hub) -> Router {
+    let (as_user, anonymous) = (hub.clone(), hub.clone());
+    Router::new()
+        .route(
+            "/{room}/{user}",
+            axum::routing::get(
+                move |axum::extract::Path((room, user)): axum::extract::Path<(
+                    sse::GroupName,
+                    String,
+                )>,
+                      last: sse::LastEventId| async move {
+                    let who = sse::Identity::new(&user).with_meta(format!("{user}'s meta"));
+                    as_user.join(sse::Join::group(room).identity(who), &last)
+                },
+            ),
+        )
+        .route(
+            "/{room}",
+            axum::routing::get(
+                move |axum::extract::Path(room): axum::extract::Path<sse::GroupName>,
+                      last: sse::LastEventId| async move {
+                    anonymous.subscribe([room], &last)
+                },
+            ),
+        )
+}
+
 /// An open SSE stream, decoded by an independent parser.
 pub struct Client {
     /// The headers of the `200` answer.

@@ -14,6 +14,15 @@
 //! published. The browser comes back by itself, with the id of the stream's start, and the page
 //! gets exactly those three events. Its app runs in this process, under `sse::serve` and then
 //! under `axum::serve`.
+//!
+//! `a_closed_user_s_event_source_stops_reconnecting`: a page whose stream was opened as a user
+//! does nothing of its own when the server closes the user's streams. Its `EventSource` comes
+//! back once, with the closing id, is answered `204`, and is `CLOSED` from then on: no further
+//! request reaches the server. In this process, under both servers.
+//!
+//! `yo_demo_log_out_closes_every_tab`: Alice has the demo open in two tabs, Bob in his browser
+//! sees her online. She logs out in one tab: the other tab's stream is closed too ("logged
+//! out"), and she vanishes from Bob's online list, by the leave event.
 
 use std::{
     future::Future,
@@ -33,12 +42,18 @@ use sse_tests::{Relay, PATIENCE};
 type Scenario = fn() -> LocalBoxFuture<'static, ()>;
 
 /// Each scenario by name, as `--list` and name filters see them.
-const SCENARIOS: [(&str, Scenario); 2] = [
+const SCENARIOS: [(&str, Scenario); 4] = [
     ("yo_demo_in_two_browsers_survives_a_restart", || {
         yo_demo_in_two_browsers().boxed_local()
     }),
     ("a_page_cut_before_its_first_event_misses_nothing", || {
         a_page_cut_before_its_first_event().boxed_local()
+    }),
+    ("a_closed_user_s_event_source_stops_reconnecting", || {
+        a_closed_user_s_event_source().boxed_local()
+    }),
+    ("yo_demo_log_out_closes_every_tab", || {
+        yo_demo_log_out().boxed_local()
     }),
 ];
 const SERVE_FLAG: &str = "--serve-yo-demo";
@@ -332,6 +347,134 @@ where
         starts.len() > 1 && starts.first() == starts.last(),
         "under {server}, the stream resumes where the first one started: {starts:?}"
     );
+}
+
+/// A page whose stream is opened as user `alice`, recording each `readyState` change and each
+/// event's name in `window.states` and `window.events`, and doing nothing else.
+const USER_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<title>closed</title>
+<script>
+  window.states = [];
+  window.events = [];
+  const source = new EventSource("/events");
+  const record = () => window.states.push(String(source.readyState));
+  source.addEventListener("open", record);
+  source.addEventListener("error", record);
+  source.addEventListener("stream-closed", (event) => window.events.push(event.type + " " + event.lastEventId));
+</script>
+"#;
+
+async fn a_closed_user_s_event_source() {
+    let work = scratch_dir("closed");
+    in_browsers([work.join("page")], |[page]| async move {
+        closed_user_s_page(&page, "sse::serve", sse_tests::serve).await;
+        closed_user_s_page(&page, "axum::serve", sse_tests::serve_with_axum).await;
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Loads [`USER_PAGE`], closes the user's streams, and counts the requests for its stream.
+async fn closed_user_s_page<F>(page: &Client, server: &str, serve: impl FnOnce(Router) -> F)
+where
+    F: Future<Output = SocketAddr>,
+{
+    let hub = sse::Hub::new(sse::Config::default().retry(Some(Duration::from_millis(200))));
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (streamed, counted) = (hub.clone(), requests.clone());
+    let group = sse::GroupName::new("page").unwrap();
+    let app = Router::new()
+        .route("/", get(|| std::future::ready(Html(USER_PAGE))))
+        .route(
+            "/events",
+            get(move |last: sse::LastEventId| {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let join = sse::Join::group(group.clone()).user("alice");
+                std::future::ready(streamed.join(join, &last))
+            }),
+        );
+    let addr = serve(app).await;
+    page.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_for("the page's stream to open", || async {
+        recorded(page, "states").await == ["1"]
+    })
+    .await;
+
+    assert_eq!(hub.close_user("alice").await.unwrap(), 1, "under {server}");
+    wait_for("the EventSource to be CLOSED", || async {
+        recorded(page, "states").await.last().map(String::as_str) == Some("2")
+    })
+    .await;
+    // Several retry delays later, still closed, and nothing more came.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let counted = requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        (
+            recorded(page, "states").await,
+            recorded(page, "events").await
+        ),
+        (
+            // open; error on the end of the stream (CONNECTING); error on the 204 (CLOSED)
+            vec!["1".to_owned(), "0".to_owned(), "2".to_owned()],
+            vec![format!("{} {}", sse::STREAM_CLOSED, sse::CLOSED_ID)],
+        ),
+        "under {server}"
+    );
+    assert_eq!(
+        counted, 2,
+        "under {server}: the stream, and the one reconnection answered 204"
+    );
+}
+
+async fn yo_demo_log_out() {
+    let work = scratch_dir("log-out");
+    let data = work.join("yo.json");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Process::demo(port, &data);
+    server.wait_listening(port);
+    let profiles = [work.join("alice"), work.join("bob")];
+    in_browsers(profiles, |[alice, bob]| async move {
+        log_in(&alice, &base, "alice").await;
+        let first_tab = alice.window().await.unwrap();
+        let second_tab = alice.new_window(true).await.unwrap().handle;
+        alice.switch_to_window(second_tab.clone()).await.unwrap();
+        alice.goto(&base).await.unwrap();
+        wait_for("alice's second tab to be live", || async {
+            text(&alice, "#status").await == "live"
+        })
+        .await;
+        log_in(&bob, &base, "bob").await;
+        let alice_online = Locator::Css(r#"#online button[data-to="alice"]"#);
+        wait_for("bob to see alice online", || async {
+            bob.find(alice_online).await.is_ok()
+        })
+        .await;
+
+        alice.switch_to_window(first_tab).await.unwrap();
+        let log_out = Locator::Css(r#"form[action="/logout"] button"#);
+        alice.find(log_out).await.unwrap().click().await.unwrap();
+        wait_for("the first tab to show the login page", || async {
+            alice
+                .find(Locator::Css(r#"form[action="/login"]"#))
+                .await
+                .is_ok()
+        })
+        .await;
+        alice.switch_to_window(second_tab).await.unwrap();
+        wait_for("the second tab to be logged out", || async {
+            text(&alice, "#status").await == "logged out"
+        })
+        .await;
+        wait_for("bob to see alice leave", || async {
+            bob.find(alice_online).await.is_err()
+        })
+        .await;
+    })
+    .await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// `window[name]`: an array of strings the page recorded.

@@ -1,6 +1,6 @@
 //! The yo demo over real TCP, in process: the seed's "Please login", the session cookie, a yo
-//! reaching its receiver's stream and the public feed, who is online, the store surviving a
-//! restart, the status page and `/metrics`.
+//! reaching its receiver's stream and the public feed, who is online, logging out of every tab,
+//! the store surviving a restart, the status page and `/metrics`.
 
 use std::{
     net::SocketAddr,
@@ -17,6 +17,8 @@ fn data_file(test: &str) -> PathBuf {
 }
 
 async fn demo(data: &Path) -> SocketAddr {
+    // The first test to get here sets the process-wide hub up as the demo does.
+    let _ = sse::init(yo_demo::hub_config());
     sse_tests::serve(yo_demo::app(Store::open(data).unwrap())).await
 }
 
@@ -108,7 +110,7 @@ async fn a_yo_reaches_its_receiver_and_the_public_feed_on_one_stream() {
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let event = bobs_stream.next().await.unwrap();
-        if event.event == "online" {
+        if event.event.starts_with("presence-") {
             continue;
         }
         let yo: serde_json::Value = serde_json::from_str(&event.data).unwrap();
@@ -188,4 +190,71 @@ async fn status_page_and_metrics_show_the_counters() {
         .await
         .unwrap()
         .contains("# TYPE sse_events_published_total counter"));
+}
+
+/// The users `/api/online` lists.
+async fn online(addr: SocketAddr) -> Vec<String> {
+    let online = sse_tests::request(&format!("http://{addr}/api/online"), &[]).await;
+    serde_json::from_slice(&online.bytes().await.unwrap()).unwrap()
+}
+
+/// The next join or leave of `user` on `stream`, as `presence-join` or `presence-leave` (the
+/// demo's tests share the feed: other users come and go).
+async fn next_presence_of(stream: &mut Client, user: &str) -> String {
+    loop {
+        let event = stream.next().await.expect("the stream goes on");
+        let about = serde_json::from_str::<serde_json::Value>(&event.data)
+            .is_ok_and(|data| data["user"] == user);
+        if event.event.starts_with("presence-") && about {
+            return event.event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn logging_out_closes_every_tab_and_the_others_see_the_user_leave() {
+    let addr = demo(&data_file("log-out")).await;
+    let (alice, carol) = (log_in(addr, "alice3").await, log_in(addr, "carol3").await);
+    let me = format!("http://{addr}/events/me");
+    let mut carols = Client::open(&me, &[("cookie", &carol)]).await;
+    let mut tabs = [
+        Client::open(&me, &[("cookie", &alice)]).await,
+        Client::open(&me, &[("cookie", &alice)]).await,
+    ];
+    assert_eq!(
+        next_presence_of(&mut carols, "alice3").await,
+        "presence-join"
+    );
+    let listed = online(addr).await;
+    assert!(listed.contains(&"alice3".to_owned()) && listed.contains(&"carol3".to_owned()));
+
+    let logout = client()
+        .post(format!("http://{addr}/logout"))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 303);
+    for tab in &mut tabs {
+        let mut last = String::new();
+        while let Some(event) = tab.next().await {
+            last = event.event;
+        }
+        assert_eq!(
+            last,
+            sse::STREAM_CLOSED,
+            "each tab's stream ends with stream-closed"
+        );
+    }
+    // One leave, although two tabs closed; and a tab that comes back is refused with 204.
+    assert_eq!(
+        next_presence_of(&mut carols, "alice3").await,
+        "presence-leave"
+    );
+    assert!(!online(addr).await.contains(&"alice3".to_owned()));
+    let back = [
+        ("cookie", alice.as_str()),
+        ("last-event-id", sse::CLOSED_ID),
+    ];
+    assert_eq!(sse_tests::request(&me, &back).await.status(), 204);
 }

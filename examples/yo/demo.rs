@@ -1,14 +1,19 @@
 //! The "yo" demo, as the seed's users knew it: log in with a name, see who is online, send a yo;
 //! the receiver's page shows "yo from alice to bob" at once, and a public feed shows every yo.
 //!
-//! - `/events/me` is one stream of two groups: the user's own (`yo.<name>`, event `yo`) and the
-//!   public feed (`yo`, events `feed` and `online`). One `EventSource` per page.
+//! - `/events/me` is one stream of two groups, opened as the user: the user's own (`yo.<name>`,
+//!   event `yo`) and the public feed (`yo`, events `feed`, `presence-join`, `presence-leave`).
+//!   One `EventSource` per page.
 //! - `/events/yo` is the public feed alone, for visitors who are not logged in.
 //! - Sending a yo stores it (a JSON file, see [`store`]) and publishes it from the same handler,
 //!   as the seed's `post_save` signal did. Each yo has its own id; a page fetches the yos it has
 //!   not shown when its stream opens (also after a `stream-reset`), and de-duplicates by that id,
 //!   so no yo is lost or shown twice, even across a server restart.
-//! - "Online" means: has an open stream (`sse::hub().subscriber_count("yo.<name>") > 0`).
+//! - "Online" means: has a stream open, in any tab ([`sse::Hub::presence`] of the feed). A page
+//!   asks once when its stream opens, then follows the `presence-join` and `presence-leave`
+//!   events: no polling.
+//! - "Log out" closes the user's streams in every open tab ([`sse::Hub::close_user`]); each tab
+//!   gets `stream-closed` and stops, and a browser that reconnects anyway is answered `204`.
 //! - `/status` shows the hub's counters; `/metrics` serves them to Prometheus.
 //!
 //! `cargo run --example yo` runs it; `YO_ADDR` (default `127.0.0.1:8000`) and `YO_DATA` (default
@@ -91,11 +96,17 @@ impl Settings {
     }
 }
 
+/// The hub's settings: a short retry hint, so pages come back quickly after a restart, and
+/// join and leave events for the online list.
+pub fn hub_config() -> sse::Config {
+    sse::Config::default()
+        .retry(Some(Duration::from_secs(1)))
+        .presence_events(true)
+}
+
 /// Runs the demo until Ctrl-C: what `cargo run --example yo` does.
 pub async fn run(settings: Settings) -> Result<(), String> {
-    // A short retry hint: pages come back quickly after a restart.
-    sse::init(sse::Config::default().retry(Some(Duration::from_secs(1))))
-        .map_err(|e| e.to_string())?;
+    sse::init(hub_config()).map_err(|e| e.to_string())?;
     let store = Store::open(&settings.data).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -134,21 +145,19 @@ fn server_error(e: impl std::fmt::Display) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
 }
 
-/// The per-user stream: the user's own yos and the public feed, on one connection.
+/// The per-user stream: the user's own yos and the public feed, on one connection, opened as
+/// the user, so that they count as online while it is open.
 #[sse::subscribe]
-async fn my_events(jar: SignedCookieJar) -> Result<[sse::GroupName; 2], Response> {
+async fn my_events(jar: SignedCookieJar) -> Result<sse::Join, Response> {
     let Some(user) = session_user(&jar) else {
         return Err((StatusCode::FORBIDDEN, "Please login").into_response());
     };
-    // Tell the others; they ask who is online.
-    if let Err(e) = sse::publish!(FEED, "online", "{user}") {
-        tracing::warn!("online notice not sent: {e}");
-    }
     // `user` passed `valid_name`, so both are valid group names (else `?` answers 400 and why).
-    Ok([
+    let groups = [
         sse::GroupName::new(format!("yo.{user}"))?,
         sse::GroupName::new(FEED)?,
-    ])
+    ];
+    Ok(sse::Join::groups(groups).user(user))
 }
 
 /// The public feed alone, for visitors.
@@ -192,7 +201,13 @@ async fn login(
     (jar.add(cookie), Redirect::to("/")).into_response()
 }
 
+/// Logs out, and closes the user's streams in every tab they have open.
 async fn logout(jar: SignedCookieJar) -> impl IntoResponse {
+    if let Some(user) = session_user(&jar) {
+        if let Err(e) = sse::hub().close_user(&user).await {
+            tracing::warn!("{user}'s streams may not all be closed: {e}");
+        }
+    }
     (
         jar.remove(Cookie::build(SESSION).path("/")),
         Redirect::to("/"),
@@ -247,15 +262,15 @@ async fn recent_yos(State(state): State<AppState>, jar: SignedCookieJar) -> Json
     Json(Recent { inbox, feed })
 }
 
-/// Who has an open stream now.
-async fn online(State(state): State<AppState>) -> Json<Vec<String>> {
-    let online = state
-        .store
-        .users()
-        .into_iter()
-        .filter(|user| sse::hub().subscriber_count(&format!("yo.{user}")) > 0)
-        .collect();
-    Json(online)
+/// Who has a stream open now: what a page shows when its stream opens, before the join and
+/// leave events keep it up to date.
+async fn online() -> Response {
+    match sse::hub().presence(FEED).await {
+        Ok(present) => {
+            Json(present.into_iter().map(|p| p.user).collect::<Vec<_>>()).into_response()
+        }
+        Err(e) => server_error(e),
+    }
 }
 
 /// The hub's counters, on a page that refreshes itself.

@@ -1,5 +1,9 @@
 // One EventSource per page. Logged in: /events/me carries the user's own yos (event "yo") and
-// the public feed ("feed", "online") on one connection. A visitor gets the feed alone.
+// the public feed ("feed", "presence-join", "presence-leave") on one connection. A visitor gets
+// the feed alone.
+//
+// The online list is fetched once whenever the stream opens, then follows the join and leave
+// events. Logging out (in any tab) closes every tab's stream: each gets "stream-closed".
 //
 // Every yo has its own id. Whenever the stream (re)opens, and on "stream-reset" (the server lost
 // the history this page's Last-Event-ID points into, e.g. after a restart), the page fetches the
@@ -39,21 +43,45 @@ async function catchUp() {
   }
 }
 
-async function refreshOnline() {
+const online = new Set();
+// Join and leave events that arrive while the list is being fetched, applied after it.
+let arrivedMeanwhile = null;
+
+function showOnline() {
   const box = document.getElementById("online");
   if (!box) return;
+  box.replaceChildren(...[...online].filter((name) => name !== me).sort().map((name) => {
+    const button = document.createElement("button");
+    button.dataset.to = name;
+    button.textContent = `yo ${name}`;
+    button.onclick = () => sendYo(name);
+    return button;
+  }));
+}
+
+function joinOrLeave(event) {
+  if (arrivedMeanwhile) arrivedMeanwhile.push(event);
+  const user = JSON.parse(event.data).user;
+  if (event.type === "presence-join") online.add(user);
+  else online.delete(user);
+  showOnline();
+}
+
+async function refreshOnline() {
+  if (!document.getElementById("online")) return;
+  arrivedMeanwhile = [];
   try {
     const names = await (await fetch("/api/online")).json();
-    box.replaceChildren(...names.filter((name) => name !== me).map((name) => {
-      const button = document.createElement("button");
-      button.dataset.to = name;
-      button.textContent = `yo ${name}`;
-      button.onclick = () => sendYo(name);
-      return button;
-    }));
+    const meanwhile = arrivedMeanwhile;
+    arrivedMeanwhile = null;
+    online.clear();
+    names.forEach((name) => online.add(name));
+    meanwhile.forEach(joinOrLeave);
   } catch (e) {
-    // Try again at the next tick.
+    // The server is away; the next open asks again.
+    arrivedMeanwhile = null;
   }
+  showOnline();
 }
 
 async function sendYo(to) {
@@ -81,7 +109,14 @@ source.addEventListener("error", () => {
 source.addEventListener("stream-reset", catchUp);
 source.addEventListener("yo", (event) => show("inbox", JSON.parse(event.data), true));
 source.addEventListener("feed", (event) => show("feed", JSON.parse(event.data), true));
-source.addEventListener("online", refreshOnline);
+source.addEventListener("presence-join", joinOrLeave);
+source.addEventListener("presence-leave", joinOrLeave);
+// Logged out, in this tab or another: stop here (a browser that came back would get 204).
+source.addEventListener("stream-closed", () => {
+  source.close();
+  statusLine.textContent = "logged out";
+  statusLine.className = "";
+});
 
 const form = document.getElementById("send");
 if (form) {
@@ -90,5 +125,4 @@ if (form) {
     sendYo(document.getElementById("to").value.trim());
     form.reset();
   });
-  setInterval(refreshOnline, 5000);
 }

@@ -48,7 +48,8 @@ impl Hub {
     /// The response is `200 OK` with the SSE headers and a body that stays open (the
     /// [`Subscription`] of [`Hub::subscribe`]), or `503 Service Unavailable` with `Retry-After`
     /// when [`Config::max_streams`](crate::Config::max_streams) streams are open or the hub is
-    /// shut down.
+    /// shut down, or `204 No Content` for a client coming back to a stream the server closed
+    /// ([`SubscribeError::Closed`]).
     ///
     /// ```
     /// use axum::{routing::get, Router};
@@ -94,8 +95,14 @@ impl IntoResponse for Subscription {
 }
 
 impl IntoResponse for SubscribeError {
-    /// `503 Service Unavailable`, `Retry-After: 5`, and why.
+    /// `503 Service Unavailable`, `Retry-After: 5`, and why; for
+    /// [`SubscribeError::Closed`], `204 No Content`: `EventSource` fails the connection on
+    /// it and does not reconnect.
     fn into_response(self) -> Response {
+        if self == SubscribeError::Closed {
+            tracing::debug!("a closed stream's client came back: 204, it stops there");
+            return StatusCode::NO_CONTENT.into_response();
+        }
         tracing::warn!(why = %self, "stream refused");
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::BrokerError;
+use crate::{hooks::Hooks, BrokerError, CloseReason, StreamInfo};
 
 /// The environment variable naming the broker: `redis://host:port/db` selects Redis, unset (or
 /// empty) keeps events inside the process. The process-wide hub reads it (through
@@ -38,9 +38,29 @@ pub struct Config {
     pub(crate) max_event_bytes: usize,
     pub(crate) max_last_event_id_len: usize,
     pub(crate) shutdown_retry: Duration,
+    pub(crate) hooks: Hooks,
+    pub(crate) presence: PresenceSettings,
     /// `None`: the in-memory broker.
     #[cfg(feature = "redis")]
     pub(crate) redis: Option<RedisUrl>,
+}
+
+/// The settings of presence and closing streams.
+#[derive(Debug, Clone)]
+pub(crate) struct PresenceSettings {
+    pub(crate) events: bool,
+    pub(crate) ttl: Duration,
+    pub(crate) close_memory: Duration,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Self {
+            events: false,
+            ttl: Duration::from_secs(30),
+            close_memory: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A parsed `redis://` URL, and how to show it without its password.
@@ -86,6 +106,8 @@ impl Default for Config {
             max_event_bytes: 1 << 20,
             max_last_event_id_len: 1024,
             shutdown_retry: Duration::from_millis(500),
+            hooks: Hooks::default(),
+            presence: PresenceSettings::default(),
             #[cfg(feature = "redis")]
             redis: None,
         }
@@ -224,6 +246,89 @@ impl Config {
             Ok(url) if !url.is_empty() => self.broker(&url),
             _ => Ok(self),
         }
+    }
+}
+
+/// Stream hooks, presence and closing streams: README, "Presence, hooks and closing streams".
+impl Config {
+    /// Runs `hook` whenever a stream opens, with its groups and identity. Hooks run one at a
+    /// time, in the order streams open and close, on a thread of the hub's own (`sse-hooks`),
+    /// never on the path of an event; a hook that panics is logged and nothing else is
+    /// affected. A hook that blocks delays the hooks after it, not the streams. For async
+    /// work, capture a `tokio::runtime::Handle` and spawn onto it.
+    ///
+    /// ```
+    /// let config = sse::Config::default().on_open(|stream| {
+    ///     tracing::info!(groups = ?stream.groups(), user = ?stream.identity(), "stream opened");
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn on_open(mut self, hook: impl Fn(&StreamInfo) + Send + Sync + 'static) -> Self {
+        self.hooks.on_open = Some(std::sync::Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` whenever a stream closes, with its groups, identity and why it closed; as
+    /// [`Config::on_open`] runs its hook, and after the open hook of the same stream.
+    ///
+    /// ```
+    /// let config = sse::Config::default().on_close(|stream, reason| {
+    ///     if reason == sse::CloseReason::FellBehind {
+    ///         tracing::warn!(number = stream.number(), "a slow client was cut");
+    ///     }
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn on_close(
+        mut self,
+        hook: impl Fn(&StreamInfo, CloseReason) + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.on_close = Some(std::sync::Arc::new(hook));
+        self
+    }
+
+    /// Publishes [`presence-join`](crate::PRESENCE_JOIN) to a group when a user's first stream
+    /// of it opens and [`presence-leave`](crate::PRESENCE_LEAVE) when their last one closes
+    /// (in the whole deployment, with Redis). Off by default.
+    ///
+    /// ```
+    /// let config = sse::Config::default().presence_events(true);
+    /// # let _ = config;
+    /// ```
+    pub fn presence_events(mut self, on: bool) -> Self {
+        self.presence.events = on;
+        self
+    }
+
+    /// With Redis: how long a process's presence entries last unless refreshed. Each process
+    /// refreshes its own every third of it, so the users of a process that died vanish from
+    /// [`Hub::presence`](crate::Hub::presence) at most this long after its last refresh.
+    /// Default 30 s.
+    ///
+    /// ```
+    /// let config = sse::Config::default().presence_ttl(std::time::Duration::from_secs(10));
+    /// # let _ = config;
+    /// ```
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.presence.ttl = ttl.max(Duration::from_millis(300));
+        self
+    }
+
+    /// How long, after [`Hub::close_user`](crate::Hub::close_user) or
+    /// [`Hub::close_group`](crate::Hub::close_group), the reconnections of that user or to that
+    /// group are refused with `204 No Content` (in every process that got the close). Only
+    /// reconnections, requests with a `Last-Event-ID`, are refused: a page loaded afresh (after
+    /// logging in again) is served, and from then on that user's reconnections are served in
+    /// that process again. Default 60 s; zero remembers nothing (the stream's own
+    /// [`stream-closed`](crate::STREAM_CLOSED) event still stops its browser).
+    ///
+    /// ```
+    /// let config = sse::Config::default().close_memory(std::time::Duration::from_secs(300));
+    /// # let _ = config;
+    /// ```
+    pub fn close_memory(mut self, memory: Duration) -> Self {
+        self.presence.close_memory = memory;
+        self
     }
 }
 

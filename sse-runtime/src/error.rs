@@ -214,6 +214,12 @@ pub enum SubscribeError {
     TooManyStreams,
     /// The hub was shut down ([`Hub::shutdown`](crate::Hub::shutdown)).
     ShutDown,
+    /// The client comes back to a stream the server closed
+    /// ([`Hub::close_user`](crate::Hub::close_user), [`Hub::close_group`](crate::Hub::close_group)):
+    /// its `Last-Event-ID` is [`CLOSED_ID`](crate::CLOSED_ID), or it is a reconnection within
+    /// [`Config::close_memory`](crate::Config::close_memory) of the close. Answered
+    /// `204 No Content`, on which a browser's `EventSource` stops reconnecting.
+    Closed,
 }
 
 impl fmt::Display for SubscribeError {
@@ -221,6 +227,7 @@ impl fmt::Display for SubscribeError {
         f.write_str(match self {
             SubscribeError::TooManyStreams => "too many open streams, try again later",
             SubscribeError::ShutDown => "shutting down, try again later",
+            SubscribeError::Closed => "this stream was closed by the server",
         })
     }
 }

@@ -299,6 +299,42 @@ pub const STREAM_RESET: &str = "stream-reset";
 /// `eventsource`, Rust's `reqwest-eventsource`) only take ids of events they dispatch.
 pub const STREAM_START: &str = "stream-start";
 
+/// The name of the event a stream ends with when the server closes it
+/// ([`Hub::close_user`](crate::Hub::close_user), [`Hub::close_group`](crate::Hub::close_group)).
+/// Its id is [`CLOSED_ID`]: a browser that reconnects anyway sends it as its `Last-Event-ID`
+/// and is answered `204 No Content`, on which `EventSource` stops for good. A page may also
+/// call `source.close()` on it, which saves that last request.
+///
+/// ```
+/// assert_eq!(sse::STREAM_CLOSED, "stream-closed");
+/// ```
+///
+/// ```js
+/// source.addEventListener("stream-closed", () => source.close());
+/// ```
+pub const STREAM_CLOSED: &str = "stream-closed";
+
+/// The id of the [`STREAM_CLOSED`] event. A stream asked for with it as its `Last-Event-ID` is
+/// refused with `204 No Content` ([`SubscribeError::Closed`](crate::SubscribeError::Closed)).
+///
+/// ```
+/// let hub = sse::Hub::new(sse::Config::default());
+/// let came_back = sse::LastEventId::new(sse::CLOSED_ID);
+/// let refused = hub.subscribe([sse::GroupName::new("yo")?], &came_back);
+/// assert!(matches!(refused, Err(sse::SubscribeError::Closed)));
+/// # Ok::<(), sse::NameError>(())
+/// ```
+pub const CLOSED_ID: &str = "closed";
+
+/// The whole `stream-closed` event.
+pub(crate) fn stream_closed() -> Bytes {
+    let mut event = control(STREAM_CLOSED, "").0;
+    event.extend_from_slice(b"id: ");
+    event.extend_from_slice(CLOSED_ID.as_bytes());
+    event.extend_from_slice(b"\n\n");
+    event.freeze()
+}
+
 /// The `stream-start` event, without its id line.
 pub(crate) fn stream_start() -> Draft {
     control(STREAM_START, "")

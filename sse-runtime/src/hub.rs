@@ -11,9 +11,12 @@ use once_cell::sync::OnceCell;
 use crate::{
     broker::{self, Broker},
     event::Draft,
+    identity::Closing,
+    presence::{Change, Presence, Present},
     registry::Registry,
     subscription::{Settings, Subscription},
-    BrokerError, Config, EventId, GroupName, LastEventId, PublishError, Stats, SubscribeError,
+    BrokerError, Config, EventId, GroupName, Join, LastEventId, PublishError, Stats,
+    SubscribeError,
 };
 
 /// Where events are published and streams subscribe: groups, their history and their subscribers.
@@ -33,6 +36,7 @@ use crate::{
 pub struct Hub {
     registry: Arc<Registry>,
     broker: Arc<dyn Broker>,
+    presence: Arc<Presence>,
 }
 
 static GLOBAL: OnceCell<Hub> = OnceCell::new();
@@ -171,7 +175,30 @@ impl Hub {
             Registry::new(config, ids_from_broker, watch)
         });
         let broker = made.unwrap_or_else(|| Arc::new(broker::Memory));
-        Self { registry, broker }
+        let config = &registry.config;
+        let presence = Presence::new(
+            registry.clone(),
+            config.hooks.clone(),
+            config.presence.clone(),
+            #[cfg(feature = "redis")]
+            config.redis.clone(),
+        );
+        #[cfg(feature = "redis")]
+        if let Some(sink) = presence.control_sink() {
+            broker.on_control(sink);
+        }
+        // Weak: the presence of a hub must not keep the hub alive.
+        let (to, by) = (Arc::downgrade(&registry), Arc::downgrade(&broker));
+        presence.announce_with(Arc::new(move |group, change| {
+            if let (Some(registry), Some(broker)) = (to.upgrade(), by.upgrade()) {
+                announce(&registry, &*broker, group, change);
+            }
+        }));
+        Self {
+            registry,
+            broker,
+            presence,
+        }
     }
 
     /// Sends `data` as event `event` (`None`: a `message` event) to every subscriber of `group`.
@@ -343,6 +370,32 @@ impl Hub {
         groups: impl IntoIterator<Item = GroupName>,
         last_event_id: &LastEventId,
     ) -> Result<Subscription, SubscribeError> {
+        self.join(Join::groups(groups), last_event_id)
+    }
+
+    /// [`Hub::subscribe`], for a stream that may carry who opened it: the user then counts in
+    /// [`Hub::presence`] while it is open, and [`Hub::close_user`] closes it. What bare
+    /// [`#[sse::subscribe]`](crate::subscribe) handlers returning a [`Join`] open.
+    ///
+    /// Refused with [`SubscribeError::Closed`] (answered `204 No Content`) when the client
+    /// comes back to a stream the server closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let yo = sse::GroupName::new("yo")?;
+    /// let tab = hub.join(sse::Join::group(yo).user("alice"), &sse::LastEventId::default())?;
+    /// assert_eq!(hub.presence("yo").await?[0].user, "alice");
+    /// drop(tab);
+    /// assert!(hub.presence("yo").await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn join(
+        &self,
+        join: impl Into<Join>,
+        last_event_id: &LastEventId,
+    ) -> Result<Subscription, SubscribeError> {
+        let Join { groups, identity } = join.into();
         let mut unique: Vec<GroupName> = Vec::new();
         for group in groups {
             if !unique.contains(&group) {
@@ -350,6 +403,12 @@ impl Hub {
             }
         }
         let groups = unique;
+        if self
+            .presence
+            .refuses(&groups, identity.as_ref(), last_event_id)
+        {
+            return Err(SubscribeError::Closed);
+        }
         let config = &self.registry.config;
         let resume = last_event_id.resume(&groups, config.max_last_event_id_len);
         let (reader, start) = self.registry.subscribe(&groups, resume)?;
@@ -365,13 +424,92 @@ impl Hub {
             keep_alive: config.keep_alive,
             shutdown_retry: config.shutdown_retry,
         };
-        let subscription = Subscription::new(groups, reader, start, settings);
+        let on_close = self
+            .presence
+            .opened(&groups, identity.clone(), reader.close_handle());
+        let subscription =
+            Subscription::new(groups, reader, start, settings).owned(identity, on_close);
         #[cfg(feature = "redis")]
         let subscription = match catch_up {
             Some(catch_up) => subscription.catching_up(catch_up),
             None => subscription,
         };
         Ok(subscription)
+    }
+
+    /// The users with streams of `group` open, by user id: each with their count of streams
+    /// and the metadata of their latest one ([`Present`]). Only streams opened with an
+    /// [`Identity`](crate::Identity) count. In memory, those of this hub; with Redis, those of
+    /// every process on the same Redis, read from Redis (one round trip), where a process's
+    /// entries expire [`Config::presence_ttl`] after it last refreshed them, so the users of a
+    /// process that died vanish within that bound.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let yo = sse::GroupName::new("yo")?;
+    /// let _alice = hub.join(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
+    /// let _anonymous = hub.subscribe([yo], &Default::default())?;
+    /// let present = hub.presence("yo").await?;
+    /// assert_eq!(present.len(), 1);
+    /// assert_eq!((present[0].user.as_str(), present[0].streams), ("alice", 1));
+    /// # Ok(()) }
+    /// ```
+    pub fn presence(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<Vec<Present>, BrokerError>> + Send + 'static {
+        self.presence.presence(group)
+    }
+
+    /// Ends every stream of user `user` ([`Join::user`]), in this process and, with Redis, in
+    /// every process (through a control channel; the future ends once Redis took it). Each
+    /// stream ends with a [`stream-closed`](crate::STREAM_CLOSED) event, and its client, if it
+    /// comes back, is answered `204 No Content`: a browser's `EventSource` then stops for good.
+    /// The user's reconnections are refused so for [`Config::close_memory`]. Returns how many
+    /// streams it closed in this process.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    ///
+    /// let hub = sse::Hub::new(sse::Config::default().retry(None));
+    /// let yo = sse::GroupName::new("yo")?;
+    /// let mut tab = hub.join(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
+    /// tab.next().await; // stream-start
+    /// assert_eq!(hub.close_user("alice").await?, 1);
+    /// assert_eq!(tab.next().await.unwrap(), "event: stream-closed\ndata: \nid: closed\n\n");
+    /// assert_eq!(tab.next().await, None);
+    /// // The browser comes back with that id, or with another within the close memory: 204.
+    /// let back = hub.join(sse::Join::group(yo).user("alice"), &tab.last_event_id());
+    /// assert!(matches!(back, Err(sse::SubscribeError::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub fn close_user(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = Result<usize, BrokerError>> + Send + 'static {
+        self.presence.close(Closing::User(user.to_owned()))
+    }
+
+    /// Ends every stream of `group` (all of each stream, also its other groups), as
+    /// [`Hub::close_user`] ends a user's, in every process; reconnections to the group are
+    /// refused for [`Config::close_memory`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let room = sse::GroupName::new("room.7")?;
+    /// let _a = hub.subscribe([room.clone()], &Default::default())?;
+    /// let _b = hub.join(sse::Join::group(room.clone()).user("bob"), &Default::default())?;
+    /// assert_eq!(hub.close_group(room).await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn close_group(
+        &self,
+        group: GroupName,
+    ) -> impl Future<Output = Result<usize, BrokerError>> + Send + 'static {
+        self.presence.close(Closing::Group(group))
     }
 
     /// How many open streams listen to `group`.
@@ -435,6 +573,23 @@ impl Hub {
     /// ```
     pub fn shutdown(&self) {
         self.registry.shut_down();
+    }
+}
+
+/// Publishes a join or leave event (on the hooks' thread: with Redis it blocks for a round
+/// trip).
+fn announce(registry: &Registry, broker: &dyn Broker, group: &GroupName, change: &Change) {
+    let (event, data) = change.event();
+    let draft = Draft::new(Some(event), data, registry.config.max_event_bytes);
+    let sent = draft.and_then(|draft| broker.publish(registry, group.as_str(), draft));
+    match sent {
+        Ok(id) => drop(published(registry, group.as_str(), id)),
+        // The hub's own streams are ending: nobody here is left to tell.
+        Err(PublishError::ShutDown) => {}
+        Err(error) => tracing::warn!(
+            %group, event, error = &error as &dyn std::error::Error,
+            "presence event not published"
+        ),
     }
 }
 

@@ -30,8 +30,12 @@
 //! share their groups, ids and history through Redis: feature `redis`, then
 //! `SSE_BROKER_URL=redis://127.0.0.1:6379/0` or [`Config::broker`]. Programs in other languages
 //! (a Django or Celery worker, `curl`) publish over HTTP through a `PublishEndpoint` mounted on
-//! your router (feature `publish-endpoint`, on by default). See the README for the guarantees,
-//! the wire format, the settings, "More than one process" and "Publishing from other languages".
+//! your router (feature `publish-endpoint`, on by default). A stream may carry who opened it
+//! ([`Join`], [`Identity`]): [`Hub::presence`] lists who is connected to a group, with
+//! join and leave events if you like, [`Config::on_open`] and [`Config::on_close`] run your code
+//! as streams come and go, and [`Hub::close_user`] ends a user's streams everywhere. See the
+//! README for the guarantees, the wire format, the settings, "More than one process",
+//! "Publishing from other languages" and "Presence, hooks and closing streams".
 //!
 //! # Errors
 //!
@@ -62,8 +66,11 @@ mod config;
 mod error;
 mod event;
 mod group;
+mod hooks;
 mod hub;
+mod identity;
 mod lock_timing;
+mod presence;
 #[cfg(feature = "publish-endpoint")]
 mod publish_endpoint;
 mod registry;
@@ -79,9 +86,12 @@ pub mod __private;
 pub use crate::axum::metrics;
 pub use config::{Config, BROKER_URL_ENV};
 pub use error::{BrokerError, PublishError, SubscribeError};
-pub use event::{EventId, EventName, STREAM_RESET, STREAM_START};
+pub use event::{EventId, EventName, CLOSED_ID, STREAM_CLOSED, STREAM_RESET, STREAM_START};
 pub use group::GroupName;
+pub use hooks::{CloseReason, StreamInfo};
 pub use hub::{hub, init, Hub, InitError};
+pub use identity::{Identity, Join};
+pub use presence::{Present, PRESENCE_JOIN, PRESENCE_LEAVE};
 #[cfg(feature = "publish-endpoint")]
 pub use publish_endpoint::{PublishEndpoint, TokenError, PUBLISH_TOKEN_ENV};
 pub use resume::LastEventId;

@@ -15,7 +15,7 @@ pub use sse_macros::__publish_json as publish_json_checked;
 pub use crate::lock_timing::{lock_totals, LockTotals};
 pub use crate::LastEventId;
 
-use crate::{hub, EventId, GroupName, PublishError};
+use crate::{hub, EventId, GroupName, Identity, Join, PublishError};
 
 /// `publish!(group, event, data)`.
 pub fn publish(
@@ -62,6 +62,13 @@ pub enum Outcome<G> {
 }
 
 impl<G> Outcome<G> {
+    fn map<H>(self, f: impl FnOnce(G) -> H) -> Outcome<H> {
+        match self {
+            Outcome::Stream(groups) => Outcome::Stream(f(groups)),
+            Outcome::Respond(response) => Outcome::Respond(response),
+        }
+    }
+
     fn from_result<E: IntoResponse>(result: Result<G, E>) -> Self {
         match result {
             Ok(groups) => Outcome::Stream(groups),
@@ -72,68 +79,98 @@ impl<G> Outcome<G> {
 
 /// What a `#[sse::subscribe("group")]` handler may return.
 #[diagnostic::on_unimplemented(
-    message = "a `#[sse::subscribe(\"group\")]` handler must return `()` or `Result<(), impl IntoResponse>`, not `{Self}`",
+    message = "a `#[sse::subscribe(\"group\")]` handler must return `()`, `sse::Identity` or `Result<(), impl IntoResponse>` / `Result<sse::Identity, impl IntoResponse>`, not `{Self}`",
     label = "returns `{Self}`",
     note = "return `Err(response)` to refuse the stream; the bare `#[sse::subscribe]` picks its group by returning `Result<sse::GroupName, Response>`"
 )]
 pub trait FixedOutput {
-    /// `Ok` subscribes; `Err` is the response to send instead.
-    fn into_outcome(self) -> Outcome<()>;
+    /// `Ok` subscribes, as this user if one is given; `Err` is the response to send instead.
+    fn into_outcome(self) -> Outcome<Option<Identity>>;
 }
 
 impl FixedOutput for () {
-    fn into_outcome(self) -> Outcome<()> {
-        Outcome::Stream(())
+    fn into_outcome(self) -> Outcome<Option<Identity>> {
+        Outcome::Stream(None)
+    }
+}
+
+impl FixedOutput for Identity {
+    fn into_outcome(self) -> Outcome<Option<Identity>> {
+        Outcome::Stream(Some(self))
     }
 }
 
 impl<E: IntoResponse> FixedOutput for Result<(), E> {
-    fn into_outcome(self) -> Outcome<()> {
-        Outcome::from_result(self)
+    fn into_outcome(self) -> Outcome<Option<Identity>> {
+        Outcome::from_result(self.map(|()| None))
+    }
+}
+
+impl<E: IntoResponse> FixedOutput for Result<Identity, E> {
+    fn into_outcome(self) -> Outcome<Option<Identity>> {
+        Outcome::from_result(self.map(Some))
     }
 }
 
 /// What a bare `#[sse::subscribe]` handler may return.
 #[diagnostic::on_unimplemented(
-    message = "a bare `#[sse::subscribe]` handler must return `Result<sse::GroupName, impl IntoResponse>`, not `{Self}`",
+    message = "a bare `#[sse::subscribe]` handler must return `Result<sse::GroupName, impl IntoResponse>` or `Result<sse::Join, impl IntoResponse>`, not `{Self}`",
     label = "returns `{Self}`",
-    note = "`Ok(group)` streams that group (or `Ok(vec![..])` several); `Err(response)` is sent as it is"
+    note = "`Ok(group)` streams that group (or `Ok(vec![..])` several, `Ok(sse::Join::groups(..).user(id))` as a user); `Err(response)` is sent as it is"
 )]
 pub trait BareOutput {
     /// `Ok` subscribes to these groups; `Err` is the response to send instead.
-    fn into_groups(self) -> Outcome<Vec<GroupName>>;
+    fn into_groups(self) -> Outcome<Join>;
 }
 
-impl<E: IntoResponse> BareOutput for Result<GroupName, E> {
-    fn into_groups(self) -> Outcome<Vec<GroupName>> {
-        Outcome::from_result(self.map(|group| vec![group]))
-    }
-}
-
-impl<E: IntoResponse> BareOutput for Result<Vec<GroupName>, E> {
-    fn into_groups(self) -> Outcome<Vec<GroupName>> {
+// One impl per type rather than one for `Into<Join>`, so a wrong type gets the message above.
+impl<E: IntoResponse> BareOutput for Result<Join, E> {
+    fn into_groups(self) -> Outcome<Join> {
         Outcome::from_result(self)
     }
 }
 
+impl<E: IntoResponse> BareOutput for Result<GroupName, E> {
+    fn into_groups(self) -> Outcome<Join> {
+        Outcome::from_result(self.map(Join::group))
+    }
+}
+
+impl<E: IntoResponse> BareOutput for Result<Vec<GroupName>, E> {
+    fn into_groups(self) -> Outcome<Join> {
+        Outcome::from_result(self.map(Join::groups))
+    }
+}
+
 impl<E: IntoResponse, const N: usize> BareOutput for Result<[GroupName; N], E> {
-    fn into_groups(self) -> Outcome<Vec<GroupName>> {
-        Outcome::from_result(self.map(Vec::from))
+    fn into_groups(self) -> Outcome<Join> {
+        Outcome::from_result(self.map(Join::groups))
     }
 }
 
 /// The end of a `#[sse::subscribe("group")]` handler; `group` was checked at compile time.
-pub fn respond_fixed(last: LastEventId, group: &'static str, outcome: Outcome<()>) -> Response {
-    match outcome {
-        Outcome::Stream(()) => hub().stream([GroupName::from_checked_literal(group)], &last),
-        Outcome::Respond(response) => response,
-    }
+pub fn respond_fixed(
+    last: LastEventId,
+    group: &'static str,
+    outcome: Outcome<Option<Identity>>,
+) -> Response {
+    let group = GroupName::from_checked_literal(group);
+    respond_bare(
+        last,
+        outcome.map(|identity| match identity {
+            Some(identity) => Join::group(group).identity(identity),
+            None => Join::group(group),
+        }),
+    )
 }
 
 /// The end of a bare `#[sse::subscribe]` handler.
-pub fn respond_bare(last: LastEventId, outcome: Outcome<Vec<GroupName>>) -> Response {
+pub fn respond_bare(last: LastEventId, outcome: Outcome<Join>) -> Response {
     match outcome {
-        Outcome::Stream(groups) => hub().stream(groups, &last),
+        Outcome::Stream(join) => match hub().join(join, &last) {
+            Ok(subscription) => subscription.into_response(),
+            Err(refused) => refused.into_response(),
+        },
         Outcome::Respond(response) => response,
     }
 }

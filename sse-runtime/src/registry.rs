@@ -149,6 +149,8 @@ struct Waiter {
     waker: AtomicWaker,
     /// Set once the stream stops counting as open: cut for lagging, or gone.
     done: AtomicBool,
+    /// Set when the server closes the stream ([`CloseHandle`], [`Registry::close_group`]).
+    closed: AtomicBool,
     /// In each of its groups, the position of the next event it reads.
     positions: Box<[AtomicU64]>,
 }
@@ -157,6 +159,20 @@ impl Waiter {
     /// Marks the stream as no longer open; `true` for the one caller that did it first.
     fn finish(&self) -> bool {
         !self.done.swap(true, Relaxed)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Relaxed);
+        self.waker.wake();
+    }
+}
+
+/// Ends one stream from outside its task: its next read is [`Read::Closed`].
+pub(crate) struct CloseHandle(Arc<Waiter>);
+
+impl CloseHandle {
+    pub(crate) fn close(&self) {
+        self.0.close();
     }
 }
 
@@ -183,6 +199,8 @@ pub(crate) enum Read {
     /// The subscriber fell too far behind.
     Overflow,
     ShutDown,
+    /// The server closed the stream.
+    Closed,
 }
 
 /// Ids start at the clock's microseconds, so a restarted process gives ids above the old ones
@@ -346,6 +364,7 @@ impl Registry {
         let waiter = Arc::new(Waiter {
             waker: AtomicWaker::new(),
             done: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             positions: held.iter().map(|_| AtomicU64::new(0)).collect(),
         });
         let mut replayed = 0;
@@ -453,6 +472,18 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Closes every stream of `group`; how many there were.
+    pub(crate) fn close_group(&self, group: &str) -> usize {
+        self.held(group).map_or(0, |group| {
+            let members = lock(&group.members);
+            members
+                .slab
+                .iter()
+                .for_each(|(_, member)| member.waiter.close());
+            members.slab.len()
+        })
     }
 
     pub(crate) fn subscriber_count(&self, group: &str) -> usize {
@@ -605,6 +636,9 @@ impl Reader {
     ) -> Poll<Read> {
         // Register before looking, so an event published in between wakes us.
         self.waiter.waker.register(cx.waker());
+        if self.waiter.closed.load(Relaxed) {
+            return Poll::Ready(Read::Closed);
+        }
         if self.waiter.done.load(Relaxed) {
             return Poll::Ready(Read::Overflow);
         }
@@ -731,6 +765,11 @@ impl Reader {
 }
 
 impl Reader {
+    /// What closes this stream from outside.
+    pub(crate) fn close_handle(&self) -> CloseHandle {
+        CloseHandle(self.waiter.clone())
+    }
+
     /// The stream gave its client `events` missed events from the broker's history.
     #[cfg(feature = "redis")]
     pub(crate) fn replayed(&self, events: u64) {

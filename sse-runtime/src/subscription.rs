@@ -17,8 +17,9 @@ use tokio::time::{Instant, Sleep};
 use crate::resume::{CatchUp, CaughtUp};
 use crate::{
     event::{self, Draft},
+    hooks::CloseReason,
     registry::{Read, Reader, Start, Stored},
-    resume, GroupName, LastEventId,
+    resume, GroupName, Identity, LastEventId,
 };
 
 /// A subscriber reads at most about this many bytes at once, so one write never grows unbounded.
@@ -33,8 +34,10 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// `Last-Event-ID` could not be resumed from; the events the client missed;
 /// then every event published to its groups, several pending events in one chunk, and a `:`
 /// keep-alive comment when it is idle. It ends only when its client falls too far behind (after
-/// a last comment) or the hub shuts down (after a short `retry:` hint); a client that leaves
-/// just drops it. [`#[sse::subscribe]`](crate::subscribe) handlers and [`Hub::stream`](crate::Hub::stream)
+/// a last comment), the hub shuts down (after a short `retry:` hint) or the server closes it
+/// (after a [`stream-closed`](crate::STREAM_CLOSED) event); a client that leaves just drops
+/// it. Why it ended is its [`CloseReason`], given to the close hook
+/// ([`Config::on_close`](crate::Config::on_close)). [`#[sse::subscribe]`](crate::subscribe) handlers and [`Hub::stream`](crate::Hub::stream)
 /// serve one as an HTTP body; serve it yourself over anything else, or read it in a test.
 ///
 /// Poll it on a tokio runtime with time enabled, unless keep-alives are off
@@ -71,8 +74,21 @@ pub struct Subscription {
     reader: Reader,
     keep_alive: Option<KeepAlive>,
     shutdown_retry: Duration,
-    ended: bool,
+    /// Why it ended, once it did.
+    ended: Option<CloseReason>,
+    /// Who opened it and what it does once dropped; boxed, so an anonymous stream without
+    /// hooks pays one pointer for them.
+    owner: Option<Box<Owner>>,
 }
+
+struct Owner {
+    identity: Option<Identity>,
+    /// Run when the subscription is dropped, with why it ended.
+    on_close: Option<OnClose>,
+}
+
+/// What a subscription does when it is dropped: let presence and the close hook know.
+pub(crate) type OnClose = Box<dyn FnOnce(CloseReason) + Send + Sync>;
 
 struct KeepAlive {
     every: Duration,
@@ -123,8 +139,30 @@ impl Subscription {
                 .keep_alive
                 .map(|every| KeepAlive { every, timer: None }),
             shutdown_retry: settings.shutdown_retry,
-            ended: false,
+            ended: None,
+            owner: None,
         }
+    }
+
+    /// Who opened it, and what it does once dropped.
+    pub(crate) fn owned(mut self, identity: Option<Identity>, on_close: Option<OnClose>) -> Self {
+        if identity.is_some() || on_close.is_some() {
+            self.owner = Some(Box::new(Owner { identity, on_close }));
+        }
+        self
+    }
+
+    /// Who opened it, if the handler said ([`Join::user`](crate::Join::user)).
+    ///
+    /// ```
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let join = sse::Join::group(sse::GroupName::new("yo")?).user("alice");
+    /// let subscription = hub.join(join, &sse::LastEventId::default())?;
+    /// assert_eq!(subscription.identity().map(sse::Identity::user), Some("alice"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn identity(&self) -> Option<&Identity> {
+        self.owner.as_ref()?.identity.as_ref()
     }
 
     /// The groups it streams, in the order its ids name them.
@@ -196,9 +234,9 @@ impl Subscription {
     /// Starts with what `catch_up` gives from the broker's shared history, holding live events
     /// meanwhile.
     #[cfg(feature = "redis")]
-    pub(crate) fn catching_up(self, catch_up: CatchUp) -> Self {
-        let catch_up = Some(catch_up);
-        Self { catch_up, ..self }
+    pub(crate) fn catching_up(mut self, catch_up: CatchUp) -> Self {
+        self.catch_up = Some(catch_up);
+        self
     }
 
     /// The broker's answer to the catch-up: where the stream starts, and the missed events.
@@ -280,12 +318,17 @@ impl Subscription {
                 Poll::Ready(Read::Events) => Poll::Ready(batch.into_bytes()),
                 Poll::Ready(Read::Overflow) => {
                     tracing::debug!("subscriber fell too far behind: stream cut, it will resume");
-                    self.ended = true;
+                    self.ended = Some(CloseReason::FellBehind);
                     Poll::Ready(Some(Bytes::from_static(b": too far behind, reconnect\n\n")))
                 }
                 Poll::Ready(Read::ShutDown) => {
-                    self.ended = true;
+                    self.ended = Some(CloseReason::ShutDown);
                     Poll::Ready(Some(event::retry_hint(self.shutdown_retry)))
+                }
+                Poll::Ready(Read::Closed) => {
+                    tracing::debug!(groups = ?self.groups, "stream closed by the server");
+                    self.ended = Some(CloseReason::Closed);
+                    Poll::Ready(Some(event::stream_closed()))
                 }
                 Poll::Pending => Poll::Pending,
             };
@@ -304,7 +347,7 @@ impl Stream for Subscription {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let this = &mut *self;
-        if this.ended {
+        if this.ended.is_some() {
             return Poll::Ready(None);
         }
         if let Some(start) = this.start.take() {
@@ -327,7 +370,7 @@ impl Stream for Subscription {
                         error = &error as &dyn std::error::Error,
                         "missed events unavailable: stream ended, client will retry"
                     );
-                    this.ended = true;
+                    this.ended = Some(CloseReason::BrokerUnavailable);
                     return Poll::Ready(Some(event::retry_hint(this.shutdown_retry)));
                 }
             }
@@ -338,6 +381,14 @@ impl Stream for Subscription {
                 Poll::Ready(chunk)
             }
             Poll::Pending => this.poll_keep_alive(cx),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(on_close) = self.owner.as_mut().and_then(|owner| owner.on_close.take()) {
+            on_close(self.ended.unwrap_or(CloseReason::ClientLeft));
         }
     }
 }

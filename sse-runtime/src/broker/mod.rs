@@ -21,6 +21,16 @@ pub(crate) mod redis;
 
 pub(crate) use memory::Memory;
 
+/// The channel on which processes tell each other to close streams
+/// ([`Hub::close_user`](crate::Hub::close_user)): the broker's listener hands its messages to a
+/// [`ControlSink`].
+#[cfg(feature = "redis")]
+pub(crate) const CONTROL_CHANNEL: &str = "sse:control";
+
+/// What a broker hands the messages of [`CONTROL_CHANNEL`] to.
+#[cfg(feature = "redis")]
+pub(crate) type ControlSink = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// A broker's answer to a publish, on its way.
 pub(crate) type Publishing = Pin<Box<dyn Future<Output = Result<EventId, PublishError>> + Send>>;
 
@@ -53,6 +63,10 @@ pub(crate) trait Broker: Send + Sync {
 
     /// `group` started or stopped being held here: start or stop receiving its events.
     fn watch(&self, _group: &GroupName, _held: Held) {}
+
+    /// Hands the messages of [`CONTROL_CHANNEL`] to `sink`, from when this process listens.
+    #[cfg(feature = "redis")]
+    fn on_control(&self, _sink: ControlSink) {}
 
     /// From the shared history, the events of each of `groups` published after the id `from`
     /// gives for it (none for `None`), and where each group stands.

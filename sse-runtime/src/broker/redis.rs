@@ -43,7 +43,7 @@ use redis::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Broker, BrokerError, Publishing};
+use super::{Broker, BrokerError, ControlSink, Publishing, CONTROL_CHANNEL};
 use crate::{
     event::Draft,
     registry::{Deliver, Held, Registry},
@@ -223,6 +223,8 @@ pub(crate) struct RedisBroker {
     registry: Weak<dyn Deliver>,
     /// The listening side, started when the first local group opens.
     listener: OnceCell<mpsc::UnboundedSender<Command>>,
+    /// Where the listening side hands the messages of the control channel.
+    control: Arc<OnceCell<ControlSink>>,
 }
 
 /// The history bound, as the scripts take it.
@@ -472,6 +474,7 @@ impl RedisBroker {
             background: OnceCell::new(),
             registry,
             listener: OnceCell::new(),
+            control: Arc::default(),
         }
     }
 
@@ -512,6 +515,7 @@ impl RedisBroker {
                 target: self.target.clone(),
                 limits: self.limits,
                 registry: self.registry.clone(),
+                control: self.control.clone(),
                 commands: received,
                 read: Script::new(&format!("{ENSURE_SEQ}{READ}")),
                 groups: HashMap::new(),
@@ -563,6 +567,10 @@ impl Broker for RedisBroker {
         true
     }
 
+    fn on_control(&self, sink: ControlSink) {
+        let _ = self.control.set(sink);
+    }
+
     fn watch(&self, group: &GroupName, held: Held) {
         self.tell_listener(match held {
             Held::Opened => Command::Subscribe(group.clone()),
@@ -597,6 +605,7 @@ struct Listener {
     target: Target,
     limits: Limits,
     registry: Weak<dyn Deliver>,
+    control: Arc<OnceCell<ControlSink>>,
     commands: mpsc::UnboundedReceiver<Command>,
     read: Script,
     /// The groups this process listens to, each with its mark: every event of the group with
@@ -681,10 +690,11 @@ impl Listener {
         connection: MultiplexedConnection,
     ) -> Result<(), BrokerError> {
         let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
-        let channels: Vec<String> = groups
+        let mut channels: Vec<String> = groups
             .iter()
             .map(|g| Keys::of(g.as_str()).channel)
             .collect();
+        channels.push(CONTROL_CHANNEL.to_owned());
         if !channels.is_empty() {
             sink.subscribe(&channels)
                 .await
@@ -770,6 +780,12 @@ impl Listener {
 
     /// A message on a group's channel: `<id> <encoded event>`.
     fn receive(&mut self, message: &redis::Msg) {
+        if message.get_channel_name() == CONTROL_CHANNEL {
+            if let Some(control) = self.control.get() {
+                control(message.get_payload_bytes());
+            }
+            return;
+        }
         let Some(group) = Keys::group_of_channel(message.get_channel_name()) else {
             return;
         };
