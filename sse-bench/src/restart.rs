@@ -1,0 +1,432 @@
+//! `sse-bench restart`: a rolling restart under load (`scripts/bench restart`).
+//!
+//! Two server processes of one system share one `redis-server` that the bench starts on a free
+//! loopback port. Clients open streams of a few groups, half on each process, and events are
+//! published steadily to the first process, each carrying its group's sequence number and its
+//! send time. Then the second process is killed with `SIGKILL` and started again on its port;
+//! each of its clients waits a random part of the retry time, reconnects to a random process
+//! (the other one if that one refuses) with its `Last-Event-ID`, and checks what it gets.
+//!
+//! Reported per system, side by side: how long until every client had a stream again and had
+//! caught up, the events each client missed or got twice (totals and the worst client), the
+//! surviving process's publish → receive latency and CPU before the kill and during the storm,
+//! and the reconnections. It exits non-zero if a client of `sse` missed or repeated an event.
+
+mod client;
+mod report;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitCode},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst},
+        Arc,
+    },
+    time::Duration,
+};
+
+use serde::Serialize;
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::{
+    client::{PubFormat, Publisher, Shared, Url},
+    systems::{self, Running},
+};
+use report::Outcome;
+
+/// The systems compared, each as two processes on one Redis.
+const SYSTEMS: &[&str] = &["sse", "nchan-redis"];
+
+/// How the run is sized: every figure has a flag.
+#[derive(Serialize, Clone)]
+pub(crate) struct Sizes {
+    clients: usize,
+    groups: usize,
+    /// Events per second, over all groups.
+    rate: f64,
+    /// A client whose stream ended waits a random time below this before it reconnects.
+    retry_ms: u64,
+    /// Seconds measured before the kill, and after every client caught up.
+    before_secs: f64,
+    after_secs: f64,
+    /// The longest any phase may take, in seconds.
+    patience_secs: f64,
+}
+
+impl Sizes {
+    /// `--clients N --groups N --rate N --retry-ms N --before N --after N --out DIR`, each
+    /// optional, then the systems; returns the sizes, the output directory and the systems.
+    pub(crate) fn parse(args: &[String]) -> Result<(Self, Option<PathBuf>, Vec<String>), String> {
+        let mut sizes = Sizes {
+            clients: 10_000,
+            groups: 100,
+            rate: 200.0,
+            retry_ms: 1_000,
+            before_secs: 5.0,
+            after_secs: 3.0,
+            patience_secs: 60.0,
+        };
+        let (mut out, mut systems) = (None, Vec::new());
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            if !arg.starts_with("--") {
+                if !SYSTEMS.contains(&arg.as_str()) {
+                    return Err(format!("restart runs {}, not {arg}", SYSTEMS.join(" and ")));
+                }
+                systems.push(arg.clone());
+                continue;
+            }
+            let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+            let number = || {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| *n > 0.0)
+                    .ok_or_else(|| format!("{arg}: not a positive number: {value}"))
+            };
+            match arg.as_str() {
+                "--clients" => sizes.clients = (number()? as usize).max(2),
+                "--groups" => sizes.groups = number()? as usize,
+                "--rate" => sizes.rate = number()?,
+                "--retry-ms" => sizes.retry_ms = number()? as u64,
+                "--before" => sizes.before_secs = number()?,
+                "--after" => sizes.after_secs = number()?,
+                "--patience" => sizes.patience_secs = number()?,
+                "--out" => out = Some(PathBuf::from(value)),
+                _ => return Err(format!("unknown flag {arg}")),
+            }
+        }
+        if systems.is_empty() {
+            systems = SYSTEMS.iter().map(|s| s.to_string()).collect();
+        }
+        Ok((sizes, out, systems))
+    }
+
+    fn patience(&self) -> Duration {
+        Duration::from_secs_f64(self.patience_secs)
+    }
+}
+
+/// Where the run is.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Phase {
+    Running,
+    /// The publisher finishes its last publish.
+    Ending,
+    /// Every event is published: clients read up to their group's last one.
+    Draining,
+    Stopped,
+}
+
+/// What the clients and the publisher share.
+struct Run {
+    /// The time base and the events' data (`"{seq} {sent_us} xxx…"`).
+    shared: Arc<Shared>,
+    /// The two processes: 0 survives, 1 is killed and started again on the same port.
+    servers: [SocketAddr; 2],
+    sub: Url,
+    /// The last sequence number published to each group (0: none yet).
+    published: Vec<AtomicU64>,
+    phase: watch::Receiver<Phase>,
+    retry: Duration,
+    /// Clients whose first stream opened, and that got a first event.
+    opened: AtomicUsize,
+    subscribed: AtomicUsize,
+    /// Streams that ended under their client, and clients away now (not caught up again).
+    dropped: AtomicUsize,
+    away: AtomicUsize,
+}
+
+impl Run {
+    fn sub_path(&self, group: usize) -> String {
+        self.sub.path(&group_name(group))
+    }
+}
+
+fn group_name(group: usize) -> String {
+    format!("r{group}")
+}
+
+pub(crate) fn run(sizes: &Sizes, out: &Path, systems: &[String]) -> ExitCode {
+    if let Err(e) = crate::raise_open_files_limit() {
+        return crate::fail(&e);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut outcomes = Vec::new();
+    for name in systems {
+        eprintln!("== {name}");
+        let work = out.join("restart").join(name);
+        let outcome = std::fs::create_dir_all(&work)
+            .map_err(|e| format!("{}: {e}", work.display()))
+            .and_then(|()| runtime.block_on(measure(name, sizes, &work)));
+        match outcome {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                eprintln!("   {name}: {e}");
+                outcomes.push(Outcome::failed(name, e));
+            }
+        }
+    }
+    let table = report::table(sizes, &outcomes);
+    println!("{table}");
+    let json = serde_json::to_string_pretty(&(sizes, &outcomes)).expect("results serialize");
+    let written = std::fs::write(out.join("restart.md"), &table)
+        .and_then(|()| std::fs::write(out.join("restart.json"), json));
+    if let Err(e) = written {
+        return crate::fail(&format!("writing the results to {}: {e}", out.display()));
+    }
+    eprintln!("wrote restart.md and restart.json to {}", out.display());
+    match outcomes.iter().find(|o| o.system == "sse") {
+        Some(ours) if !ours.lost_nothing() => {
+            crate::fail("a client of sse missed or repeated events, or never caught up")
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// The processes of one measure, stopped however it ends.
+#[derive(Default)]
+struct Processes {
+    redis: Option<Child>,
+    servers: [Option<Running>; 2],
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            if let Some(server) = server.take() {
+                server.stop();
+            }
+        }
+        if let Some(mut redis) = self.redis.take() {
+            let _ = redis.kill();
+            let _ = redis.wait();
+        }
+    }
+}
+
+/// A `redis-server` on a free loopback port, keeping nothing on disk; its port.
+fn start_redis(work: &Path, processes: &mut Processes) -> Result<u16, String> {
+    let port = systems::free_port()?;
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(work);
+    processes.redis = Some(systems::spawn(command, &work.join("redis.log"))?);
+    systems::wait_port(port)?;
+    Ok(port)
+}
+
+/// Waits until `done` holds, checking every 10 ms, for at most `patience`; whether it held.
+async fn until(patience: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + patience;
+    while !done() {
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+async fn measure(name: &str, sizes: &Sizes, work: &Path) -> Result<Outcome, String> {
+    let mut processes = Processes::default();
+    let redis_port = start_redis(work, &mut processes)?;
+    let mut ports = [0; 2];
+    for (n, port) in ports.iter_mut().enumerate() {
+        // One at a time: the first listens before the second looks for a free port.
+        *port = systems::free_port()?;
+        let dir = work.join(["survivor", "killed"][n]);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        processes.servers[n] = Some(systems::start_on(name, &dir, *port, Some(redis_port))?);
+    }
+    let survivor = processes.servers[0].as_ref().expect("started");
+    let (publish_url, format, sub) = (
+        survivor.publish.clone(),
+        survivor.format,
+        survivor.sub.clone(),
+    );
+    let (phase, watching) = watch::channel(Phase::Running);
+    let run = Arc::new(Run {
+        shared: Shared::new(),
+        servers: ports.map(|port| SocketAddr::from(([127, 0, 0, 1], port))),
+        sub,
+        published: (0..sizes.groups).map(|_| AtomicU64::new(0)).collect(),
+        phase: watching,
+        retry: Duration::from_millis(sizes.retry_ms),
+        opened: AtomicUsize::new(0),
+        subscribed: AtomicUsize::new(0),
+        dropped: AtomicUsize::new(0),
+        away: AtomicUsize::new(0),
+    });
+    let mut notes = Vec::new();
+
+    // Streams opened a few hundred at a time, as pages load.
+    // Dropped (on an early return), the set ends every client.
+    let mut clients = JoinSet::new();
+    for id in 0..sizes.clients {
+        clients.spawn(client::follow(run.clone(), id));
+        if id % 256 == 255 || id + 1 == sizes.clients {
+            let opened = until(sizes.patience(), || run.opened.load(SeqCst) > id).await;
+            if !opened {
+                return Err(format!(
+                    "only {} of {} streams opened",
+                    run.opened.load(SeqCst),
+                    id + 1
+                ));
+            }
+        }
+    }
+    let publisher = publish(run.clone(), publish_url, format, sizes.rate);
+    let all_subscribed =
+        until(sizes.patience(), || run.subscribed.load(SeqCst) == sizes.clients).await;
+    if !all_subscribed {
+        notes.push(format!(
+            "{} of {} clients never got a first event",
+            sizes.clients - run.subscribed.load(SeqCst),
+            sizes.clients
+        ));
+    }
+    // A second of steady state, then the window measured before the kill.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before_from = run.shared.now_us();
+    let cpu_before = processes.servers[0].as_ref().map_or(0.0, Running::cpu_secs);
+    tokio::time::sleep(Duration::from_secs_f64(sizes.before_secs)).await;
+
+    let killed_at = run.shared.now_us();
+    let cpu_at_kill = processes.servers[0].as_ref().map_or(0.0, Running::cpu_secs);
+    if let Some(killed) = processes.servers[1].take() {
+        killed.kill();
+    }
+    let dir = work.join("restarted");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    processes.servers[1] = Some(systems::start_on(name, &dir, ports[1], Some(redis_port))?);
+    let listening_at = run.shared.now_us();
+    let on_killed = sizes.clients / 2;
+    let all_back = until(sizes.patience(), || {
+        run.dropped.load(SeqCst) >= on_killed && run.away.load(SeqCst) == 0
+    })
+    .await;
+    let storm_until = run.shared.now_us();
+    let cpu_after_storm = processes.servers[0].as_ref().map_or(0.0, Running::cpu_secs);
+    if !all_back {
+        notes.push(format!(
+            "{} clients were still away after {} s",
+            run.away.load(SeqCst),
+            sizes.patience_secs
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(sizes.after_secs)).await;
+
+    let ended_at = run.shared.now_us();
+    phase.send_replace(Phase::Ending);
+    let publishing = tokio::task::spawn_blocking(move || publisher.join())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the publisher panicked".to_owned())?;
+    phase.send_replace(Phase::Draining);
+    let phase = Arc::new(phase);
+    let stopper = {
+        let phase = phase.clone();
+        let patience = sizes.patience();
+        tokio::spawn(async move {
+            tokio::time::sleep(patience).await;
+            phase.send_replace(Phase::Stopped);
+        })
+    };
+    let mut reports = Vec::with_capacity(clients.len());
+    while let Some(report) = clients.join_next().await {
+        reports.push(report.map_err(|e| format!("a client failed: {e}"))?);
+    }
+    if *phase.borrow() == Phase::Stopped {
+        notes.push("some clients never got their group's last event".to_owned());
+    }
+    stopper.abort();
+    drop(processes);
+    notes.extend(publishing.error);
+    Ok(Outcome::new(
+        name,
+        report::Timeline {
+            before_from,
+            killed_at,
+            listening_at,
+            storm_until,
+            ended_at,
+        },
+        report::Cpu {
+            before: cpu_at_kill - cpu_before,
+            storm: cpu_after_storm - cpu_at_kill,
+        },
+        (publishing.published, publishing.errors),
+        &reports,
+        notes,
+    ))
+}
+
+/// What the publisher did.
+struct Published {
+    published: u64,
+    errors: u64,
+    /// The first error, if any.
+    error: Option<String>,
+}
+
+/// Publishes `rate` events a second to the groups in turn, through the surviving process, on
+/// a thread and runtime of its own (its answers are not queued behind the clients' reads),
+/// until the run ends.
+fn publish(
+    run: Arc<Run>,
+    url: Url,
+    format: PubFormat,
+    rate: f64,
+) -> std::thread::JoinHandle<Published> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async {
+            let mut done = Published {
+                published: 0,
+                errors: 0,
+                error: None,
+            };
+            let mut publisher = match Publisher::connect(&url, format).await {
+                Ok(publisher) => publisher,
+                Err(e) => {
+                    done.error = Some(format!("publisher: {e}"));
+                    return done;
+                }
+            };
+            let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut phase = run.phase.clone();
+            for n in 0.. {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = phase.wait_for(|phase| *phase >= Phase::Ending) => break,
+                }
+                let group = n % run.published.len();
+                let seq = run.published[group].load(SeqCst) + 1;
+                let data = run.shared.event_data(seq);
+                match publisher.publish(&group_name(group), &data).await {
+                    Ok(()) => {
+                        run.published[group].store(seq, SeqCst);
+                        done.published += 1;
+                    }
+                    Err(e) => {
+                        done.errors += 1;
+                        done.error.get_or_insert(format!("publish: {e}"));
+                    }
+                }
+            }
+            done
+        })
+    })
+}
