@@ -156,13 +156,24 @@ pub(crate) fn run(sizes: &Sizes, out: &Path, systems: &[String]) -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    // The surviving process's clients read on a runtime of their own: their latency is the
+    // server's, not the time they would wait behind thousands of reconnecting clients' work
+    // in this program's run queue.
+    let survivor_clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("survivor-clients")
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
     let mut outcomes = Vec::new();
     for name in systems {
         eprintln!("== {name}");
         let work = out.join("restart").join(name);
         let outcome = std::fs::create_dir_all(&work)
             .map_err(|e| format!("{}: {e}", work.display()))
-            .and_then(|()| runtime.block_on(measure(name, sizes, &work)));
+            .and_then(|()| {
+                runtime.block_on(measure(name, sizes, &work, survivor_clients.handle()))
+            });
         match outcome {
             Ok(outcome) => outcomes.push(outcome),
             Err(e) => {
@@ -209,6 +220,35 @@ impl Drop for Processes {
     }
 }
 
+impl Processes {
+    /// CPU seconds used so far by each process, and by this program.
+    fn cpu_secs(&self) -> report::CpuSecs {
+        let server = |n: usize| self.servers[n].as_ref().map_or(0.0, Running::cpu_secs);
+        let redis = self
+            .redis
+            .as_ref()
+            .map_or(0.0, |redis| systems::usage_of_groups(&[redis.id()]).1);
+        report::CpuSecs {
+            survivor: server(0),
+            other: server(1),
+            redis,
+            load_generator: own_cpu_secs(),
+        }
+    }
+}
+
+/// CPU seconds this program used so far, user and system.
+fn own_cpu_secs() -> f64 {
+    // SAFETY: an all-zero rusage is valid, and getrusage only fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage for the kernel to fill in.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// A `redis-server` on a free loopback port, keeping nothing on disk; its port.
 fn start_redis(work: &Path, processes: &mut Processes) -> Result<u16, String> {
     let port = systems::free_port()?;
@@ -235,7 +275,12 @@ async fn until(patience: Duration, done: impl Fn() -> bool) -> bool {
     true
 }
 
-async fn measure(name: &str, sizes: &Sizes, work: &Path) -> Result<Outcome, String> {
+async fn measure(
+    name: &str,
+    sizes: &Sizes,
+    work: &Path,
+    survivor_clients: &tokio::runtime::Handle,
+) -> Result<Outcome, String> {
     let mut processes = Processes::default();
     let redis_port = start_redis(work, &mut processes)?;
     let mut ports = [0; 2];
@@ -271,7 +316,12 @@ async fn measure(name: &str, sizes: &Sizes, work: &Path) -> Result<Outcome, Stri
     // Dropped (on an early return), the set ends every client.
     let mut clients = JoinSet::new();
     for id in 0..sizes.clients {
-        clients.spawn(client::follow(run.clone(), id));
+        let following = client::follow(run.clone(), id);
+        if id % 2 == 0 {
+            clients.spawn_on(following, survivor_clients);
+        } else {
+            clients.spawn(following);
+        }
         if id % 256 == 255 || id + 1 == sizes.clients {
             let opened = until(sizes.patience(), || run.opened.load(SeqCst) > id).await;
             if !opened {
@@ -284,8 +334,10 @@ async fn measure(name: &str, sizes: &Sizes, work: &Path) -> Result<Outcome, Stri
         }
     }
     let publisher = publish(run.clone(), publish_url, format, sizes.rate);
-    let all_subscribed =
-        until(sizes.patience(), || run.subscribed.load(SeqCst) == sizes.clients).await;
+    let all_subscribed = until(sizes.patience(), || {
+        run.subscribed.load(SeqCst) == sizes.clients
+    })
+    .await;
     if !all_subscribed {
         notes.push(format!(
             "{} of {} clients never got a first event",
@@ -296,11 +348,11 @@ async fn measure(name: &str, sizes: &Sizes, work: &Path) -> Result<Outcome, Stri
     // A second of steady state, then the window measured before the kill.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before_from = run.shared.now_us();
-    let cpu_before = processes.servers[0].as_ref().map_or(0.0, Running::cpu_secs);
+    let cpu_before_from = processes.cpu_secs();
     tokio::time::sleep(Duration::from_secs_f64(sizes.before_secs)).await;
 
     let killed_at = run.shared.now_us();
-    let cpu_at_kill = processes.servers[0].as_ref().map_or(0.0, Running::cpu_secs);
+    let cpu_at_kill = processes.cpu_secs();
     if let Some(killed) = processes.servers[1].take() {
         killed.kill();
     }
@@ -314,7 +366,7 @@ async fn measure(name: &str, sizes: &Sizes, work: &Path) -> Result<Outcome, Stri
     })
     .await;
     let storm_until = run.shared.now_us();
-    let cpu_after_storm = processes.servers[0].as_ref().map_or(0.0, Running::cpu_secs);
+    let cpu_storm_until = processes.cpu_secs();
     if !all_back {
         notes.push(format!(
             "{} clients were still away after {} s",
@@ -360,8 +412,9 @@ async fn measure(name: &str, sizes: &Sizes, work: &Path) -> Result<Outcome, Stri
             ended_at,
         },
         report::Cpu {
-            before: cpu_at_kill - cpu_before,
-            storm: cpu_after_storm - cpu_at_kill,
+            before_from: cpu_before_from,
+            killed_at: cpu_at_kill,
+            storm_until: cpu_storm_until,
         },
         (publishing.published, publishing.errors),
         &reports,

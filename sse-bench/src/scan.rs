@@ -107,7 +107,10 @@ mod tests {
         scanner.feed(b"data: a\nid: 7\n\ndata: b\nid:", &mut |_| {});
         assert_eq!(scanner.last_id, b"7");
         scanner.feed(b"8\n", &mut |_| {});
-        assert_eq!(scanner.last_id, b"7", "the event with id 8 is not complete yet");
+        assert_eq!(
+            scanner.last_id, b"7",
+            "the event with id 8 is not complete yet"
+        );
         scanner.feed(b"\n", &mut |_| {});
         assert_eq!(scanner.last_id, b"8");
     }

@@ -62,7 +62,10 @@ pub(crate) fn start_on(
     let log = work.join(format!("{}.log", name.replace('/', "_")));
     let own = |mut command: Command| -> Result<Running, String> {
         if let Some(redis_port) = redis_port {
-            command.env("SSE_BROKER_URL", format!("redis://127.0.0.1:{redis_port}/0"));
+            command.env(
+                "SSE_BROKER_URL",
+                format!("redis://127.0.0.1:{redis_port}/0"),
+            );
         }
         let child = spawn(command, &log)?;
         wait_port(port)?;
@@ -253,7 +256,7 @@ fn stop_now(stop: Stop) {
 /// What the processes of a system hold: resident bytes, and CPU seconds used so far (user +
 /// system). A system is every process in the process group of one of `leaders`, and their
 /// descendants (Pushpin's runner starts its services in groups of their own).
-fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
+pub(crate) fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
     struct Process {
         ppid: u32,
         pgrp: u32,

@@ -44,8 +44,10 @@ pub(super) struct ClientReport {
     pub(super) reopened_on: [u64; 2],
     /// Opening attempts that failed (refused, not `200`, timed out).
     pub(super) failed_opens: u64,
-    /// When its stream first ended, when it had a stream again, and when it had caught up.
+    /// When its stream first ended, when it first tried to reconnect (after waiting part of
+    /// the retry time), when it had a stream again, and when it had caught up.
     pub(super) dropped_at: Option<u64>,
+    pub(super) retried_at: Option<u64>,
     pub(super) reopened_at: Option<u64>,
     pub(super) resumed_at: Option<u64>,
     /// Publish → receive latency of the events of its first stream, with when they arrived.
@@ -69,7 +71,12 @@ impl ClientReport {
         }
         let now = run.shared.now_us();
         let mut fields = data.split(|&b| b == b' ');
-        let mut number = || std::str::from_utf8(fields.next()?).ok()?.parse::<u64>().ok();
+        let mut number = || {
+            std::str::from_utf8(fields.next()?)
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        };
         let (Some(seq), Some(sent_us)) = (number(), number()) else {
             self.foreign += 1;
             return;
@@ -166,7 +173,8 @@ pub(super) async fn follow(run: std::sync::Arc<Run>, id: usize) -> ClientReport 
     let mut opened_once = false;
     let mut failed_in_a_row = 0;
     while *phase.borrow() != Phase::Stopped && !report.done(&run) {
-        let attempt = tokio::time::timeout(OPEN_TIMEOUT, open(run.servers[server], &path, &last_id));
+        let attempt =
+            tokio::time::timeout(OPEN_TIMEOUT, open(run.servers[server], &path, &last_id));
         let mut stream = match attempt.await {
             Ok(Ok(stream)) => stream,
             Ok(Err(_)) | Err(_) => {
@@ -228,6 +236,7 @@ pub(super) async fn follow(run: std::sync::Arc<Run>, id: usize) -> ClientReport 
             () = tokio::time::sleep(wait) => {}
             _ = phase.wait_for(|phase| *phase == Phase::Stopped) => break,
         }
+        report.retried_at.get_or_insert(run.shared.now_us());
         server = (random.next() % 2) as usize;
     }
     let last = run.published[group].load(SeqCst);

@@ -20,10 +20,46 @@ pub(super) struct Timeline {
     pub(super) ended_at: u64,
 }
 
-/// CPU seconds the surviving process used before the kill and during the storm.
+/// CPU seconds used so far by each side of the run.
+#[derive(Clone, Copy, Default)]
+pub(super) struct CpuSecs {
+    pub(super) survivor: f64,
+    /// The killed process, or after the kill the restarted one.
+    pub(super) other: f64,
+    pub(super) redis: f64,
+    /// This program: the clients and the publisher.
+    pub(super) load_generator: f64,
+}
+
+/// CPU used over a window, in cores busy on average.
+#[derive(Serialize, Default)]
+pub(super) struct Cores {
+    survivor: f64,
+    other: f64,
+    redis: f64,
+    load_generator: f64,
+}
+
+impl Cores {
+    /// Between two readings `secs` apart; the other process's count starts again at its restart.
+    fn between(from: CpuSecs, to: CpuSecs, secs: f64, other_restarted: bool) -> Self {
+        let per_sec = |used: f64| used.max(0.0) / secs.max(1e-6);
+        let other_from = if other_restarted { 0.0 } else { from.other };
+        Cores {
+            survivor: per_sec(to.survivor - from.survivor),
+            other: per_sec(to.other - other_from),
+            redis: per_sec(to.redis - from.redis),
+            load_generator: per_sec(to.load_generator - from.load_generator),
+        }
+    }
+}
+
+/// CPU readings at the start of the window before the kill, just before the kill, and at the
+/// end of the storm.
 pub(super) struct Cpu {
-    pub(super) before: f64,
-    pub(super) storm: f64,
+    pub(super) before_from: CpuSecs,
+    pub(super) killed_at: CpuSecs,
+    pub(super) storm_until: CpuSecs,
 }
 
 /// Publish → receive latency over one window, on the surviving process's undisturbed clients.
@@ -34,8 +70,6 @@ pub(super) struct Window {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
-    /// The surviving process's CPU, in cores busy on average.
-    cpu_cores: Option<f64>,
 }
 
 impl Window {
@@ -51,9 +85,17 @@ impl Window {
             p50_ms: at(0.50),
             p99_ms: at(0.99),
             max_ms: at(1.0),
-            cpu_cores: None,
         }
     }
+}
+
+/// The surviving process's latency over one tenth of a second, from the kill.
+#[derive(Serialize)]
+pub(super) struct Slice {
+    from_ms: i64,
+    events: usize,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 /// One client's count of something, for the worst one.
@@ -91,6 +133,11 @@ pub(super) struct Outcome {
     reconnected_ms: f64,
     resumed_ms: f64,
     resumed_median_ms: f64,
+    /// From a client's first attempt to reconnect until it had caught up: the median and the
+    /// slowest client (the server's part of the catch-up, without the client's wait).
+    attempt_to_resumed_median_ms: f64,
+    attempt_to_resumed_p99_ms: f64,
+    attempt_to_resumed_max_ms: f64,
     /// Clients of the killed process that never caught up; clients of the survivor whose
     /// stream ended.
     never_resumed: usize,
@@ -104,6 +151,11 @@ pub(super) struct Outcome {
     before: Window,
     storm: Window,
     after: Window,
+    cpu_before: Cores,
+    cpu_storm: Cores,
+    /// The survivor's latency by tenths of a second, from a second before the kill to a
+    /// second after the storm.
+    timeline: Vec<Slice>,
 }
 
 impl Outcome {
@@ -152,6 +204,15 @@ impl Outcome {
             .filter_map(|c| since_kill(c.resumed_at))
             .collect();
         resumed.sort_unstable();
+        let mut attempt_to_resumed: Vec<u64> = moved
+            .iter()
+            .filter_map(|c| Some(c.resumed_at?.saturating_sub(c.retried_at?)))
+            .collect();
+        attempt_to_resumed.sort_unstable();
+        let quantile = |sorted: &[u64], q: f64| {
+            let at = (sorted.len().saturating_sub(1) as f64 * q).round() as usize;
+            ms(sorted.get(at).copied().unwrap_or(0))
+        };
         let window = |from: u64, to: u64| {
             let mut latencies: Vec<u32> = clients
                 .iter()
@@ -162,10 +223,23 @@ impl Outcome {
                 .collect();
             Window::of(&mut latencies, to.saturating_sub(from) as f64 / 1e6)
         };
-        let mut before = window(time.before_from, time.killed_at);
-        before.cpu_cores = Some(cpu.before / before.secs.max(1e-6));
-        let mut storm = window(time.killed_at, time.storm_until + 1);
-        storm.cpu_cores = Some(cpu.storm / storm.secs.max(1e-6));
+        let tenth = 100_000;
+        let timeline = (time.killed_at.saturating_sub(10 * tenth)..time.storm_until + 10 * tenth)
+            .step_by(tenth as usize)
+            .map(|from| {
+                let slice = window(from, from + tenth);
+                Slice {
+                    from_ms: (from as i64 - time.killed_at as i64) / 1000,
+                    events: slice.events,
+                    p99_ms: slice.p99_ms,
+                    max_ms: slice.max_ms,
+                }
+            })
+            .collect();
+        let before = window(time.before_from, time.killed_at);
+        let storm = window(time.killed_at, time.storm_until + 1);
+        let cpu_before = Cores::between(cpu.before_from, cpu.killed_at, before.secs, false);
+        let cpu_storm = Cores::between(cpu.killed_at, cpu.storm_until, storm.secs, true);
         Outcome {
             system: system.to_owned(),
             notes,
@@ -189,7 +263,10 @@ impl Outcome {
                 .max()
                 .unwrap_or(0)),
             resumed_ms: ms(resumed.last().copied().unwrap_or(0)),
-            resumed_median_ms: ms(resumed.get(resumed.len() / 2).copied().unwrap_or(0)),
+            resumed_median_ms: quantile(&resumed, 0.5),
+            attempt_to_resumed_median_ms: quantile(&attempt_to_resumed, 0.5),
+            attempt_to_resumed_p99_ms: quantile(&attempt_to_resumed, 0.99),
+            attempt_to_resumed_max_ms: quantile(&attempt_to_resumed, 1.0),
             never_resumed: moved.iter().filter(|c| c.resumed_at.is_none()).count(),
             survivor_drops: clients
                 .iter()
@@ -205,6 +282,9 @@ impl Outcome {
                 .unwrap_or(0),
             before,
             storm,
+            cpu_before,
+            cpu_storm,
+            timeline,
             after: window(time.storm_until + 1, time.ended_at),
         }
     }
@@ -228,17 +308,21 @@ pub(super) fn table(sizes: &Sizes, outcomes: &[Outcome]) -> String {
     };
     let window = |w: &Window| {
         format!(
-            "{:.1} / {:.1} / {:.1} ({} events, {:.1} s, CPU {})",
-            w.p50_ms,
-            w.p99_ms,
-            w.max_ms,
-            w.events,
-            w.secs,
-            w.cpu_cores
-                .map_or("–".to_owned(), |c| format!("{:.0} %", c * 100.0))
+            "{:.1} / {:.1} / {:.1} ({} events, {:.1} s)",
+            w.p50_ms, w.p99_ms, w.max_ms, w.events, w.secs
         )
     };
-    let rows: [(&str, &dyn Fn(&Outcome) -> String); 14] = [
+    let cores = |c: &Cores| {
+        let percent = |cores: f64| format!("{:.0} %", cores * 100.0);
+        format!(
+            "{} / {} / {} / {}",
+            percent(c.survivor),
+            percent(c.other),
+            percent(c.redis),
+            percent(c.load_generator)
+        )
+    };
+    let rows: [(&str, &dyn Fn(&Outcome) -> String); 17] = [
         ("clients (on the killed process)", &|o| {
             format!("{} ({})", o.clients, o.on_killed)
         }),
@@ -270,27 +354,50 @@ pub(super) fn table(sizes: &Sizes, outcomes: &[Outcome]) -> String {
             format!("{:.0} ms", o.reconnected_ms)
         }),
         ("**every client caught up after** (median)", &|o| {
-            format!(
-                "**{:.0} ms** ({:.0} ms)",
-                o.resumed_ms, o.resumed_median_ms
-            )
+            format!("**{:.0} ms** ({:.0} ms)", o.resumed_ms, o.resumed_median_ms)
         }),
+        (
+            "a client's first reconnect attempt → caught up, median / p99 / slowest",
+            &|o| {
+                format!(
+                    "{:.1} / {:.1} / {:.1} ms",
+                    o.attempt_to_resumed_median_ms,
+                    o.attempt_to_resumed_p99_ms,
+                    o.attempt_to_resumed_max_ms
+                )
+            },
+        ),
         ("never caught up; survivor's streams ended", &|o| {
             format!("{}; {}", o.never_resumed, o.survivor_drops)
         }),
-        ("reconnections: to the survivor / to the restarted / failed", &|o| {
-            format!(
-                "{} / {} / {} (at most {} attempts by one client)",
-                o.reopened_on_survivor, o.reopened_on_restarted, o.failed_opens, o.most_attempts
-            )
-        }),
-        ("survivor's latency p50 / p99 / max ms, before the kill", &|o| {
-            window(&o.before)
-        }),
+        (
+            "reconnections: to the survivor / to the restarted / failed",
+            &|o| {
+                format!(
+                    "{} / {} / {} (at most {} attempts by one client)",
+                    o.reopened_on_survivor,
+                    o.reopened_on_restarted,
+                    o.failed_opens,
+                    o.most_attempts
+                )
+            },
+        ),
+        (
+            "survivor's latency p50 / p99 / max ms, before the kill",
+            &|o| window(&o.before),
+        ),
         ("… during the storm (kill → all caught up)", &|o| {
             window(&o.storm)
         }),
         ("… after", &|o| window(&o.after)),
+        (
+            "CPU before the kill: survivor / killed / Redis / load generator (100 % = a core)",
+            &|o| cores(&o.cpu_before),
+        ),
+        (
+            "… during the storm: survivor / restarted / Redis / load generator",
+            &|o| cores(&o.cpu_storm),
+        ),
     ];
     for (title, figure) in rows {
         let _ = write!(out, "\n| {title} |");
