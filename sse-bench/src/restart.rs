@@ -249,6 +249,23 @@ fn own_cpu_secs() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// How many connections the machine's listening sockets dropped so far because their accept
+/// queue was full (`ListenOverflows` in `/proc/net/netstat`): such a client tries again only
+/// after its SYN's retransmission timeout, one second at first.
+fn listen_overflows() -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut tcp_ext = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (tcp_ext.next(), tcp_ext.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A `redis-server` on a free loopback port, keeping nothing on disk; its port.
 fn start_redis(work: &Path, processes: &mut Processes) -> Result<u16, String> {
     let port = systems::free_port()?;
@@ -353,9 +370,11 @@ async fn measure(
 
     let killed_at = run.shared.now_us();
     let cpu_at_kill = processes.cpu_secs();
+    let overflows_at_kill = listen_overflows();
     if let Some(killed) = processes.servers[1].take() {
         killed.kill();
     }
+    let gone_at = run.shared.now_us();
     let dir = work.join("restarted");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     processes.servers[1] = Some(systems::start_on(name, &dir, ports[1], Some(redis_port))?);
@@ -366,6 +385,7 @@ async fn measure(
     })
     .await;
     let storm_until = run.shared.now_us();
+    let listen_overflows = listen_overflows().saturating_sub(overflows_at_kill);
     let cpu_storm_until = processes.cpu_secs();
     if !all_back {
         notes.push(format!(
@@ -407,6 +427,7 @@ async fn measure(
         report::Timeline {
             before_from,
             killed_at,
+            gone_at,
             listening_at,
             storm_until,
             ended_at,
@@ -417,6 +438,7 @@ async fn measure(
             storm_until: cpu_storm_until,
         },
         (publishing.published, publishing.errors),
+        listen_overflows,
         &reports,
         notes,
     ))

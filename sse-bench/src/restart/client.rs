@@ -7,6 +7,7 @@
 //! event published before it reconnected.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     pin::Pin,
     sync::atomic::Ordering::{Relaxed, SeqCst},
@@ -42,8 +43,9 @@ pub(super) struct ClientReport {
     pub(super) foreign: u64,
     /// Streams opened after its first, on each server.
     pub(super) reopened_on: [u64; 2],
-    /// Opening attempts that failed (refused, not `200`, timed out).
+    /// Opening attempts that failed (refused, not `200`, timed out), by why.
     pub(super) failed_opens: u64,
+    pub(super) failures: BTreeMap<String, u64>,
     /// When its stream first ended, when it first tried to reconnect (after waiting part of
     /// the retry time), when it had a stream again, and when it had caught up.
     pub(super) dropped_at: Option<u64>,
@@ -177,7 +179,12 @@ pub(super) async fn follow(run: std::sync::Arc<Run>, id: usize) -> ClientReport 
             tokio::time::timeout(OPEN_TIMEOUT, open(run.servers[server], &path, &last_id));
         let mut stream = match attempt.await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(_)) | Err(_) => {
+            failed => {
+                let why = match failed {
+                    Ok(Err(why)) => why,
+                    _ => format!("no answer within {OPEN_TIMEOUT:?}"),
+                };
+                *report.failures.entry(why).or_default() += 1;
                 report.failed_opens += 1;
                 failed_in_a_row += 1;
                 // A first stream waits for its own server; a reconnecting one tries the other.

@@ -1,7 +1,7 @@
 //! What a rolling restart found, per system: the figures from the clients' reports, and one
 //! Markdown table with the systems side by side.
 
-use std::fmt::Write as _;
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
@@ -12,6 +12,8 @@ pub(super) struct Timeline {
     /// The start of the window measured before the kill.
     pub(super) before_from: u64,
     pub(super) killed_at: u64,
+    /// When every process of the killed one was gone.
+    pub(super) gone_at: u64,
     /// When the killed process listened again.
     pub(super) listening_at: u64,
     /// When every client of the killed process had caught up (or the bench stopped waiting).
@@ -129,6 +131,7 @@ pub(super) struct Outcome {
     foreign: u64,
     /// From the kill: until the process listened again, until the last client had a stream
     /// again, and until the last one had caught up; the median client's catch-up.
+    gone_ms: f64,
     restart_ms: f64,
     reconnected_ms: f64,
     resumed_ms: f64,
@@ -146,6 +149,10 @@ pub(super) struct Outcome {
     reopened_on_survivor: u64,
     reopened_on_restarted: u64,
     failed_opens: u64,
+    failures: BTreeMap<String, u64>,
+    /// Connections the machine's listening sockets dropped during the storm, their accept
+    /// queue full (the SYN is sent again a second later).
+    listen_overflows: u64,
     /// The most attempts (failed or not) one client made after its first stream.
     most_attempts: u64,
     before: Window,
@@ -182,6 +189,7 @@ impl Outcome {
         time: Timeline,
         cpu: Cpu,
         (published, publish_errors): (u64, u64),
+        listen_overflows: u64,
         clients: &[ClientReport],
         notes: Vec<String>,
     ) -> Self {
@@ -256,7 +264,9 @@ impl Outcome {
             clients_duplicated: clients.iter().filter(|c| c.duplicated > 0).count(),
             worst_duplicated: worst(|c| c.duplicated),
             foreign: clients.iter().map(|c| c.foreign).sum(),
+            gone_ms: ms(time.gone_at - time.killed_at),
             restart_ms: ms(time.listening_at - time.killed_at),
+            listen_overflows,
             reconnected_ms: ms(moved
                 .iter()
                 .filter_map(|c| since_kill(c.reopened_at))
@@ -275,6 +285,13 @@ impl Outcome {
             reopened_on_survivor: clients.iter().map(|c| c.reopened_on[0]).sum(),
             reopened_on_restarted: clients.iter().map(|c| c.reopened_on[1]).sum(),
             failed_opens: clients.iter().map(|c| c.failed_opens).sum(),
+            failures: clients.iter().flat_map(|c| &c.failures).fold(
+                BTreeMap::new(),
+                |mut all, (why, count)| {
+                    *all.entry(why.clone()).or_default() += count;
+                    all
+                },
+            ),
             most_attempts: clients
                 .iter()
                 .map(|c| c.reopened_on[0] + c.reopened_on[1] + c.failed_opens)
@@ -347,8 +364,8 @@ pub(super) fn table(sizes: &Sizes, outcomes: &[Outcome]) -> String {
             )
         }),
         ("stream-resets", &|o| o.foreign.to_string()),
-        ("killed process listening again after", &|o| {
-            format!("{:.0} ms", o.restart_ms)
+        ("killed process gone / listening again, after", &|o| {
+            format!("{:.0} / {:.0} ms", o.gone_ms, o.restart_ms)
         }),
         ("every client reconnected after", &|o| {
             format!("{:.0} ms", o.reconnected_ms)
@@ -374,11 +391,12 @@ pub(super) fn table(sizes: &Sizes, outcomes: &[Outcome]) -> String {
             "reconnections: to the survivor / to the restarted / failed",
             &|o| {
                 format!(
-                    "{} / {} / {} (at most {} attempts by one client)",
+                    "{} / {} / {} (at most {} attempts by one client; {} SYNs dropped, accept queues full)",
                     o.reopened_on_survivor,
                     o.reopened_on_restarted,
                     o.failed_opens,
-                    o.most_attempts
+                    o.most_attempts,
+                    o.listen_overflows
                 )
             },
         ),
@@ -411,6 +429,17 @@ pub(super) fn table(sizes: &Sizes, outcomes: &[Outcome]) -> String {
         }
     }
     for outcome in outcomes {
+        if !outcome.failures.is_empty() {
+            let whys: Vec<String> = (outcome.failures.iter())
+                .map(|(why, count)| format!("{count} × {why}"))
+                .collect();
+            let _ = write!(
+                out,
+                "\n\n- {}: failed opens: {}",
+                outcome.system,
+                whys.join(", ")
+            );
+        }
         for note in &outcome.notes {
             let _ = write!(out, "\n\n- {}: {note}", outcome.system);
         }
