@@ -14,7 +14,7 @@
 //!                                        hostile clients for N minutes (10), its RSS sampled;
 //!                                        fails if a healthy client lost an event
 //! sse-bench restart [--clients N] [--groups N] [--rate N] [--retry-ms N] [--before S]
-//!                   [--after S] [--out DIR] [sse] [nchan-redis]
+//!                   [--after S] [--forget-ids] [--out DIR] [sse] [nchan-redis]
 //!                                        a rolling restart under load: two processes on one
 //!                                        Redis, one killed and started again (our server needs
 //!                                        the `redis` feature); fails if a client of sse missed

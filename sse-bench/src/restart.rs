@@ -47,6 +47,9 @@ pub(crate) struct Sizes {
     rate: f64,
     /// A client whose stream ended waits a random time below this before it reconnects.
     retry_ms: u64,
+    /// Clients reconnect without `Last-Event-ID` (`--forget-ids`): a control that shows the
+    /// check finds what a resume that does not happen loses.
+    forget_ids: bool,
     /// Seconds measured before the kill, and after every client caught up.
     before_secs: f64,
     after_secs: f64,
@@ -63,6 +66,7 @@ impl Sizes {
             groups: 100,
             rate: 200.0,
             retry_ms: 1_000,
+            forget_ids: false,
             before_secs: 5.0,
             after_secs: 3.0,
             patience_secs: 60.0,
@@ -70,6 +74,10 @@ impl Sizes {
         let (mut out, mut systems) = (None, Vec::new());
         let mut args = args.iter();
         while let Some(arg) = args.next() {
+            if arg == "--forget-ids" {
+                sizes.forget_ids = true;
+                continue;
+            }
             if !arg.starts_with("--") {
                 if !SYSTEMS.contains(&arg.as_str()) {
                     return Err(format!("restart runs {}, not {arg}", SYSTEMS.join(" and ")));
@@ -130,6 +138,7 @@ struct Run {
     published: Vec<AtomicU64>,
     phase: watch::Receiver<Phase>,
     retry: Duration,
+    forget_ids: bool,
     /// Clients whose first stream opened, and that got a first event.
     opened: AtomicUsize,
     subscribed: AtomicUsize,
@@ -322,6 +331,7 @@ async fn measure(
         published: (0..sizes.groups).map(|_| AtomicU64::new(0)).collect(),
         phase: watching,
         retry: Duration::from_millis(sizes.retry_ms),
+        forget_ids: sizes.forget_ids,
         opened: AtomicUsize::new(0),
         subscribed: AtomicUsize::new(0),
         dropped: AtomicUsize::new(0),

@@ -226,7 +226,9 @@ pub(super) async fn follow(run: std::sync::Arc<Run>, id: usize) -> ClientReport 
                 break;
             }
         }
-        last_id = scanner.last_id;
+        if !run.forget_ids {
+            last_id = scanner.last_id;
+        }
         if *phase.borrow() == Phase::Stopped || report.done(&run) {
             break;
         }

@@ -310,8 +310,16 @@ impl Outcome {
 /// The systems side by side, one row per figure.
 pub(super) fn table(sizes: &Sizes, outcomes: &[Outcome]) -> String {
     let mut out = format!(
-        "#### A rolling restart: {} clients on {} groups, {} events/s, reconnecting within {} ms\n\n| |",
-        sizes.clients, sizes.groups, sizes.rate, sizes.retry_ms
+        "#### A rolling restart: {} clients on {} groups, {} events/s, reconnecting within {} ms{}\n\n| |",
+        sizes.clients,
+        sizes.groups,
+        sizes.rate,
+        sizes.retry_ms,
+        if sizes.forget_ids {
+            " **without** `Last-Event-ID` (a control)"
+        } else {
+            ""
+        }
     );
     for outcome in outcomes {
         let _ = write!(out, " {} |", outcome.system);
