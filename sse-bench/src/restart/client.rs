@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use super::{Phase, Run};
+use super::run::{Phase, Run};
 use crate::{scan::Scanner, soak::Random};
 
 /// How long opening a stream may take before the client gives up on that attempt.

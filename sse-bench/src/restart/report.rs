@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::Serialize;
 
-use super::{client::ClientReport, Sizes};
+use super::{client::ClientReport, run::Sizes};
 
 /// When things happened, in µs since the run started.
 pub(super) struct Timeline {
@@ -166,7 +166,7 @@ pub(super) struct Outcome {
 }
 
 impl Outcome {
-    pub(super) fn failed(system: &str, why: String) -> Self {
+    pub(super) fn not_measured(system: &str, why: String) -> Self {
         Outcome {
             system: system.to_owned(),
             notes: vec![why],
@@ -175,13 +175,14 @@ impl Outcome {
         }
     }
 
+    /// Whether the run went to its end.
+    pub(super) fn measured(&self) -> bool {
+        !self.failed
+    }
+
     /// Whether every client got every event once and caught up after the restart.
     pub(super) fn lost_nothing(&self) -> bool {
-        !self.failed
-            && self.missed == 0
-            && self.duplicated == 0
-            && self.foreign == 0
-            && self.never_resumed == 0
+        self.missed == 0 && self.duplicated == 0 && self.foreign == 0 && self.never_resumed == 0
     }
 
     pub(super) fn new(
@@ -307,6 +308,9 @@ impl Outcome {
     }
 }
 
+/// How one row shows a system's figure.
+type Row<'a> = &'a dyn Fn(&Outcome) -> String;
+
 /// The systems side by side, one row per figure.
 pub(super) fn table(sizes: &Sizes, outcomes: &[Outcome]) -> String {
     let mut out = format!(
@@ -347,7 +351,7 @@ pub(super) fn table(sizes: &Sizes, outcomes: &[Outcome]) -> String {
             percent(c.load_generator)
         )
     };
-    let rows: [(&str, &dyn Fn(&Outcome) -> String); 17] = [
+    let rows: [(&str, Row<'_>); 17] = [
         ("clients (on the killed process)", &|o| {
             format!("{} ({})", o.clients, o.on_killed)
         }),
