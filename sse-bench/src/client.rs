@@ -51,7 +51,7 @@ impl Url {
         Ok(Self { addr, path })
     }
 
-    fn path(&self, group: &str) -> String {
+    pub(crate) fn path(&self, group: &str) -> String {
         self.path.replace("{group}", group)
     }
 }

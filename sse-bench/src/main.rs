@@ -13,6 +13,12 @@
 //!                                        our server under healthy, stalled, churning and
 //!                                        hostile clients for N minutes (10), its RSS sampled;
 //!                                        fails if a healthy client lost an event
+//! sse-bench restart [--clients N] [--groups N] [--rate N] [--retry-ms N] [--before S]
+//!                   [--after S] [--forget-ids] [--out DIR] [sse] [nchan-redis]
+//!                                        a rolling restart under load: two processes on one
+//!                                        Redis, one killed and started again (our server needs
+//!                                        the `redis` feature); fails if a client of sse missed
+//!                                        or repeated an event
 //! ```
 //!
 //! It prints one table per workload and writes `report.md`, `results.json` and `fanout.svg`
@@ -21,6 +27,7 @@
 mod client;
 mod floor;
 mod report;
+mod restart;
 mod scan;
 mod soak;
 mod systems;
@@ -45,6 +52,12 @@ fn main() -> ExitCode {
             Ok((sizes, out)) => soak::run(&sizes, &out.unwrap_or_else(default_out)),
             Err(e) => fail(&e),
         },
+        "restart" => match restart::Sizes::parse(rest) {
+            Ok((sizes, out, systems)) => {
+                restart::run(&sizes, &out.unwrap_or_else(default_out), &systems)
+            }
+            Err(e) => fail(&e),
+        },
         "quick" | "full" => {
             let Options { out, names, only } = options(rest);
             let quick = mode == "quick";
@@ -63,7 +76,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: sse-bench quick|full [--out DIR] [SYSTEM..]   (systems: {})\n       sse-bench soak [--minutes N] [--out DIR] ...",
+                "usage: sse-bench quick|full [--out DIR] [SYSTEM..]   (systems: {})\n       sse-bench soak [--minutes N] [--out DIR] ...\n       sse-bench restart [--clients N] [--out DIR] [sse] [nchan-redis] ...",
                 systems::ALL.join(" ")
             );
             ExitCode::from(2)

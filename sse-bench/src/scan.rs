@@ -13,11 +13,24 @@ pub(crate) struct Scanner {
     /// The current event's first `data:` value, and whether it has one.
     data: Vec<u8>,
     has_data: bool,
-    /// The last `id:` value seen, which a client resends as `Last-Event-ID` when it reconnects.
+    /// The `id:` value of the current event, or else of the events before it (an event without
+    /// `id:` keeps the last one, as in `EventSource`).
+    id: Vec<u8>,
+    /// The id of the last event completed, which a client resends as `Last-Event-ID` when it
+    /// reconnects: an event cut off by a closing connection does not count, as in `EventSource`.
     pub(crate) last_id: Vec<u8>,
 }
 
 impl Scanner {
+    /// A scanner for a stream resumed after the event with id `last_id`.
+    pub(crate) fn resuming(last_id: Vec<u8>) -> Self {
+        Self {
+            id: last_id.clone(),
+            last_id,
+            ..Self::default()
+        }
+    }
+
     /// Reads `chunk`, calling `on_event` with the data of every event it completes.
     pub(crate) fn feed(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(&[u8])) {
         if !self.partial.is_empty() {
@@ -42,6 +55,9 @@ impl Scanner {
     fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(&[u8])) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
+            if self.last_id != self.id {
+                self.last_id.clone_from(&self.id);
+            }
             if std::mem::take(&mut self.has_data) {
                 on_event(&self.data);
             }
@@ -53,8 +69,8 @@ impl Scanner {
                 self.has_data = true;
             }
         } else if let Some(value) = line.strip_prefix(b"id:") {
-            self.last_id.clear();
-            self.last_id
+            self.id.clear();
+            self.id
                 .extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
         }
     }
@@ -90,8 +106,22 @@ mod tests {
         let mut scanner = Scanner::default();
         scanner.feed(b"data: a\nid: 7\n\ndata: b\nid:", &mut |_| {});
         assert_eq!(scanner.last_id, b"7");
-        scanner.feed(b"8\n\n", &mut |_| {});
+        scanner.feed(b"8\n", &mut |_| {});
+        assert_eq!(
+            scanner.last_id, b"7",
+            "the event with id 8 is not complete yet"
+        );
+        scanner.feed(b"\n", &mut |_| {});
         assert_eq!(scanner.last_id, b"8");
+    }
+
+    #[test]
+    fn a_resumed_stream_keeps_its_id_until_an_event_brings_another() {
+        let mut scanner = Scanner::resuming(b"5".to_vec());
+        scanner.feed(b"data: no id\n\n", &mut |_| {});
+        assert_eq!(scanner.last_id, b"5");
+        scanner.feed(b"data: a\nid: 6\n\n", &mut |_| {});
+        assert_eq!(scanner.last_id, b"6");
     }
 
     #[test]

@@ -393,14 +393,14 @@ impl Report<'_> {
 }
 
 /// A small, seeded source of randomness (xorshift64*): the soak needs variety, not quality.
-struct Random(u64);
+pub(crate) struct Random(u64);
 
 impl Random {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -558,8 +558,7 @@ async fn healthy(soak: Arc<Soak>, group: usize, seed: u64) {
         };
         counters.healthy_opens.fetch_add(1, Relaxed);
         counters.healthy_open.fetch_add(1, Relaxed);
-        let mut scanner = Scanner::default();
-        scanner.last_id = std::mem::take(&mut seen.last_id);
+        let mut scanner = Scanner::resuming(std::mem::take(&mut seen.last_id));
         scanner.feed(&body, &mut |data| seen.event(data, counters));
         let leave_at = tokio::time::Instant::now() + random.secs(60, 240);
         let mut buf = vec![0; 16 * 1024];

@@ -46,10 +46,27 @@ enum Stop {
 
 /// Starts `name`; `work` is a directory for its files and logs.
 pub(crate) fn start(name: &str, work: &Path) -> Result<Running, String> {
-    let port = free_port()?;
+    start_on(name, work, free_port()?, None)
+}
+
+/// Starts `name` on `port`, sharing its groups through the `redis-server` on `redis_port` if
+/// given: our server through `SSE_BROKER_URL` (it must be built with the `redis` feature), a
+/// peer through `REDIS_PORT=` (`nchan-redis`, `django-eventstream`).
+pub(crate) fn start_on(
+    name: &str,
+    work: &Path,
+    port: u16,
+    redis_port: Option<u16>,
+) -> Result<Running, String> {
     let addr = format!("127.0.0.1:{port}");
     let log = work.join(format!("{}.log", name.replace('/', "_")));
-    let own = |command: Command| -> Result<Running, String> {
+    let own = |mut command: Command| -> Result<Running, String> {
+        if let Some(redis_port) = redis_port {
+            command.env(
+                "SSE_BROKER_URL",
+                format!("redis://127.0.0.1:{redis_port}/0"),
+            );
+        }
         let child = spawn(command, &log)?;
         wait_port(port)?;
         let url = |kind: &str| Url::parse(&format!("http://{addr}/{kind}/{{group}}"));
@@ -75,7 +92,7 @@ pub(crate) fn start(name: &str, work: &Path) -> Result<Running, String> {
             command.args(["floor", &addr]);
             own(command)
         }
-        peer => start_peer(peer, &work.join(peer), port),
+        peer => start_peer(peer, &work.join(peer), port, redis_port),
     }
 }
 
@@ -94,7 +111,8 @@ fn server_command(binary: &str, addr: &str) -> Result<Command, String> {
     Ok(command)
 }
 
-fn spawn(mut command: Command, log: &Path) -> Result<Child, String> {
+/// Starts `command` in a process group of its own, its output to `log`.
+pub(crate) fn spawn(mut command: Command, log: &Path) -> Result<Child, String> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     command
@@ -114,13 +132,19 @@ fn peer_script() -> PathBuf {
     }
 }
 
-fn start_peer(name: &str, dir: &Path, port: u16) -> Result<Running, String> {
+fn start_peer(
+    name: &str,
+    dir: &Path,
+    port: u16,
+    redis_port: Option<u16>,
+) -> Result<Running, String> {
     let script = peer_script();
     let output = Command::new(&script)
         .arg("start")
         .arg(name)
         .arg(dir)
         .arg(port.to_string())
+        .args(redis_port.map(|port| format!("REDIS_PORT={port}")))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
@@ -185,6 +209,21 @@ impl Running {
     pub(crate) fn stop(self) {
         stop_now(self.stop);
     }
+
+    /// Ends every process of the system at once with `SIGKILL`, as a crash would (no graceful
+    /// shutdown, no goodbye to clients), and returns once they are gone.
+    pub(crate) fn kill(self) {
+        for &pid in &self.pids {
+            // SAFETY: kill has no memory effects; -pid is a process group this run started.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while usage_of_groups(&self.pids).0 > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Reaps our own child, and lets the peer script forget what it started.
+        stop_now(self.stop);
+    }
 }
 
 fn stop_now(stop: Stop) {
@@ -217,7 +256,7 @@ fn stop_now(stop: Stop) {
 /// What the processes of a system hold: resident bytes, and CPU seconds used so far (user +
 /// system). A system is every process in the process group of one of `leaders`, and their
 /// descendants (Pushpin's runner starts its services in groups of their own).
-fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
+pub(crate) fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
     struct Process {
         ppid: u32,
         pgrp: u32,
@@ -295,7 +334,7 @@ fn usage_of_groups(leaders: &[u32]) -> (u64, f64) {
 /// A free port whose next port is free too (Pushpin's origin listens on PORT + 1), taken below
 /// the kernel's ephemeral range (32768 and up by default) where the bench's own client sockets
 /// cannot be holding it.
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let start = 20_000 + (std::process::id() % 6_000) as u16 * 2;
     (0..6_000u16)
         .map(|i| 20_000 + (start - 20_000 + 2 * i) % 12_000)
@@ -306,13 +345,13 @@ fn free_port() -> Result<u16, String> {
         .ok_or_else(|| "no two free ports in a row on 127.0.0.1 between 20000 and 32000".to_owned())
 }
 
-fn wait_port(port: u16) -> Result<(), String> {
+pub(crate) fn wait_port(port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
     Err(format!("nothing listens on port {port} after 10 s"))
 }
