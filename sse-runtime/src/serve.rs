@@ -302,10 +302,17 @@ struct Connection {
     phase: watch::Receiver<Phase>,
 }
 
+/// A stream the app answered, for `serve` to write to the socket itself: its head, then its
+/// body's bytes as they come.
+struct Stream {
+    head: Bytes,
+    body: Body,
+}
+
 /// What became of a connection's first request.
 enum First {
-    /// A stream whose head was written: its body goes to the socket.
-    Stream(Body),
+    /// A stream: its head and body go to the socket.
+    Stream(Stream),
     /// Anything else, for hyper: the bytes read so far and, if the app answered, its answer.
     Other {
         read: Bytes,
@@ -335,17 +342,26 @@ impl Connection {
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         Addr: Clone + Send + Sync + 'static,
     {
-        // Boxed, so what reading the first request needs is not part of the connection's task
-        // for as long as the stream stays open.
+        let stall_timeout = self.limits.stall_timeout;
+        // Boxed, so what reading the first request, or hyper, needs is not part of the
+        // connection's task for as long as a stream stays open.
         let first = Box::pin(self.first_request(&mut io, &peer)).await;
-        match first {
-            Ok(First::Stream(body)) => pump::Pump::new(io, body, self.limits.stall_timeout).await,
+        let (io, stream) = match first {
+            Ok(First::Stream(stream)) => (io, stream),
             Ok(First::Other { read, answer }) => {
-                Box::pin(handoff::serve(io, read, answer, self, peer)).await
+                // A later request may still be a stream: hyper hands the socket back for it.
+                match Box::pin(handoff::serve(io, read, answer, self, peer)).await {
+                    Some(handed_back) => handed_back,
+                    None => return,
+                }
             }
-            Ok(First::Done) => {}
-            Err(error) => tracing::debug!(%error, "connection ended before its first request"),
-        }
+            Ok(First::Done) => return,
+            Err(error) => {
+                tracing::debug!(%error, "connection ended before its first request");
+                return;
+            }
+        };
+        pump::Pump::new(io, stream, stall_timeout).await;
     }
 
     async fn first_request<Io, Addr>(&mut self, io: &mut Io, peer: &Addr) -> io::Result<First>
@@ -390,9 +406,16 @@ impl Connection {
             let answer = Some(response);
             return Ok(First::Other { read, answer });
         }
+        Ok(First::Stream(Stream::of(version, response)))
+    }
+}
+
+impl Stream {
+    /// The stream `response` (one [`head::is_stream`] accepts) answers a request of `version`
+    /// with.
+    fn of(version: axum::http::Version, response: Response) -> Self {
         let (parts, body) = response.into_parts();
-        io.write_all(&head::stream_head(version, &parts.headers))
-            .await?;
-        Ok(First::Stream(body))
+        let head = head::stream_head(version, &parts.headers);
+        Stream { head, body }
     }
 }

@@ -1,4 +1,4 @@
-//! A stream's body, moved to its socket as it comes.
+//! A stream's head, then its body, moved to its socket as it comes.
 
 use std::{
     future::Future,
@@ -14,6 +14,8 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::Sleep,
 };
+
+use super::Stream;
 
 /// Moves a stream's body to its socket until either ends.
 pub(super) struct Pump<Io> {
@@ -31,12 +33,11 @@ pub(super) struct Pump<Io> {
 }
 
 impl<Io> Pump<Io> {
-    pub(super) fn new(io: Io, body: Body, stall_timeout: Duration) -> Self {
+    pub(super) fn new(io: Io, stream: Stream, stall_timeout: Duration) -> Self {
         Pump {
             io,
-            body,
-            unsent: Bytes::new(),
-            // The stream's head was written before.
+            body: stream.body,
+            unsent: stream.head,
             flushed: false,
             ended: false,
             stall_timeout,
