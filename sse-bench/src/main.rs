@@ -3,7 +3,7 @@
 //! ```text
 //! sse-bench quick [--out DIR]            seconds: sse, the axum baseline and the floor, small N;
 //!                                        fails unless every event reached every subscriber
-//! sse-bench full [--out DIR] [--only WORKLOAD,..] [SYSTEM..]
+//! sse-bench full [--out DIR] [--only WORKLOAD,..] [--fanout N,..] [SYSTEM..]
 //!                                        every workload at full size against every system
 //!                                        (peers started with ../shared/peers/peer; sse@PATH
 //!                                        is another build of our server, to compare two)
@@ -46,7 +46,12 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         "quick" | "full" => {
-            let Options { out, names, only } = options(rest);
+            let Options {
+                out,
+                names,
+                only,
+                fanout,
+            } = options(rest);
             let quick = mode == "quick";
             let names = match names {
                 Some(names) => names,
@@ -57,6 +62,12 @@ fn main() -> ExitCode {
             if let Some(only) = only {
                 if let Err(e) = sizes.only(&only) {
                     return fail(&e);
+                }
+            }
+            if let Some(fanout) = fanout {
+                match fanout.split(',').map(str::parse).collect() {
+                    Ok(counts) => sizes.fanout_subscribers = counts,
+                    Err(e) => return fail(&format!("--fanout {fanout}: {e}")),
                 }
             }
             run(&names, &sizes, &out, quick)
@@ -82,6 +93,8 @@ struct Options {
     names: Option<Vec<String>>,
     /// The workloads asked for, if not all.
     only: Option<String>,
+    /// The fan-out sizes asked for, if not the mode's.
+    fanout: Option<String>,
 }
 
 /// Where results go unless `--out` says otherwise.
@@ -91,12 +104,13 @@ fn default_out() -> PathBuf {
 
 fn options(args: &[String]) -> Options {
     let mut out = default_out();
-    let (mut names, mut only) = (Vec::new(), None);
+    let (mut names, mut only, mut fanout) = (Vec::new(), None, None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
             "--only" => only = args.next().cloned(),
+            "--fanout" => fanout = args.next().cloned(),
             name => names.push(name.to_owned()),
         }
     }
@@ -104,6 +118,7 @@ fn options(args: &[String]) -> Options {
         out,
         names: (!names.is_empty()).then_some(names),
         only,
+        fanout,
     }
 }
 

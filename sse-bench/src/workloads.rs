@@ -316,6 +316,7 @@ pub(crate) async fn fan_out(
             ready_publisher(system, group, subscribers, sizes.patience, (&what, notes)).await?;
         for _ in 0..sizes.fanout_rounds {
             let cpu_before = system.cpu_secs();
+            let round_began = unix_ms();
             let started = shared.reset();
             // A system slower than the patience gets the events it took in that time, and is
             // measured on those.
@@ -331,6 +332,11 @@ pub(crate) async fn fan_out(
             let delivered = shared.delivered.load(Relaxed);
             let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
             let cpu_secs = system.cpu_secs() - cpu_before;
+            // When, so a tool watching the server (`perf stat -I`) can tell the rounds apart.
+            eprintln!(
+                "   {what}: round of {delivered} deliveries from {round_began} to {} (Unix ms)",
+                unix_ms()
+            );
             rounds.push(Round {
                 published,
                 delivered,
@@ -647,4 +653,11 @@ impl Random {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
 }

@@ -9,7 +9,9 @@
 //! and its socket, nothing more. Every other connection (any other request or answer, HTTP/2,
 //! upgrades, bytes that are not HTTP/1) goes to hyper exactly as with `axum::serve`
 //! (`handoff.rs`), with the bytes read so far and, when the app already answered the first
-//! request, that answer.
+//! request, that answer. When a later request on such a kept-alive HTTP/1 connection is
+//! answered with a stream (a browser's `EventSource` on its page's connection), hyper hands the
+//! socket back and the stream is written as a first request's would be.
 //!
 //! Both paths hold a request head to the same bounds: it must arrive within the header read
 //! timeout and fit in the head size limit (431 otherwise). A shutdown lets the requests under
@@ -45,12 +47,14 @@ const MIN_HEAD_BYTES: usize = 8 * 1024;
 /// A drop-in replacement for `axum::serve(listener, app)`: every route, extractor and
 /// middleware works as there, HTTP/2 and upgrades included, and handlers can use
 /// [`ConnectInfo`] with the listener's address type. What differs is the cost of a stream
-/// opened by the first request of a connection (what `EventSource` does): no HTTP machinery
-/// stays with it, which makes an open stream several times smaller and each event cheaper to
-/// send (see `BENCHMARKS.md`). Such a stream's response has `connection: close` and is
-/// delimited by the close of the connection, which browsers and proxies read as they read any
-/// HTTP/1 body. Its bytes are flushed whenever the stream has nothing more to send, so a
-/// buffering transport (TLS) sends each event at once.
+/// opened over HTTP/1 (what `EventSource` does), by the first request of a connection or by a
+/// later one on a kept-alive connection (a page's, reused by its `EventSource`): no HTTP
+/// machinery stays with it, which makes an open stream several times smaller and each event
+/// cheaper to send, events waiting for it going out together (see `BENCHMARKS.md`). Such a
+/// stream's response has `connection: close` and is delimited by the close of the connection,
+/// which browsers and proxies read as they read any HTTP/1 body. Its bytes are flushed
+/// whenever the stream has nothing more to send, so a buffering transport (TLS) sends each
+/// event at once.
 ///
 /// What a client may do is bounded, so a few clients cannot hold the server's memory or its
 /// tasks: a request head must arrive within [`Serve::header_read_timeout`] and fit in
