@@ -46,9 +46,10 @@ const SCENARIOS: [(&str, Scenario); 3] = [
     ("yo_demo_in_two_browsers_survives_a_restart", || {
         yo_demo_in_two_browsers().boxed_local()
     }),
-    ("a_page_and_its_stream_on_one_connection_take_the_fast_path", || {
-        a_page_and_its_stream_on_one_connection().boxed_local()
-    }),
+    (
+        "a_page_and_its_stream_on_one_connection_take_the_fast_path",
+        || a_page_and_its_stream_on_one_connection().boxed_local(),
+    ),
     ("a_page_cut_before_its_first_event_misses_nothing", || {
         a_page_cut_before_its_first_event().boxed_local()
     }),
@@ -337,14 +338,19 @@ async fn a_page_and_its_stream_on_one_connection() {
         let [stream] = streams[..] else {
             panic!("one connection carried the stream: {connections:#?}");
         };
-        let (before, answer) = stream.split_once("content-type: text/event-stream").unwrap();
+        let (before, answer) = stream
+            .split_once("content-type: text/event-stream")
+            .unwrap();
         assert!(
             before.contains("<title>one connection</title>"),
             "the page came first on the stream's connection: {stream}"
         );
         let head = answer.split("\r\n\r\n").next().unwrap();
         assert!(head.contains("connection: close"), "{head}");
-        assert!(!head.contains("transfer-encoding"), "not hyper's chunked framing: {head}");
+        assert!(
+            !head.contains("transfer-encoding"),
+            "not hyper's chunked framing: {head}"
+        );
     })
     .await;
     let _ = std::fs::remove_dir_all(&work);
@@ -435,10 +441,7 @@ impl AsyncWrite for Recorded {
         Pin::new(&mut self.tcp).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }

@@ -227,7 +227,12 @@ async fn get(sender: &mut http1::SendRequest<Empty<Bytes>>, page: &Url) -> Resul
 /// Loads `page` over and over from `clients` concurrent clients for `secs` seconds, each on
 /// one kept-alive connection, or with `keep_alive` false on a new connection each time (reset
 /// when closed, so no TIME_WAIT piles up): how many loads succeeded, and how many failed.
-pub(crate) async fn load_pages(page: &Url, clients: usize, secs: f64, keep_alive: bool) -> (u64, u64) {
+pub(crate) async fn load_pages(
+    page: &Url,
+    clients: usize,
+    secs: f64,
+    keep_alive: bool,
+) -> (u64, u64) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let loops = (0..clients).map(|_| async move {
         let (mut loaded, mut failed) = (0u64, 0u64);

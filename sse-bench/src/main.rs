@@ -209,9 +209,15 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
     }
     if !latency_done && sizes.latency_events > 0 {
         let n = sizes.latency_subscribers;
-        let (subscribers, error) =
-            workloads::open(&system, &shared, n, |_| "lat".to_owned(), sizes.patience, None)
-                .await;
+        let (subscribers, error) = workloads::open(
+            &system,
+            &shared,
+            n,
+            |_| "lat".to_owned(),
+            sizes.patience,
+            None,
+        )
+        .await;
         result.errors.extend(error.map(|e| format!("latency: {e}")));
         if !subscribers.is_empty() {
             record_latency(&mut result, &system, &shared, &subscribers, "lat", sizes).await;
@@ -277,7 +283,11 @@ async fn fan_out(
     (n, page): (usize, Option<&client::Url>),
 ) -> Vec<client::Subscriber> {
     let (group, what, results) = match page {
-        None => (format!("fan{n}"), format!("fan-out to {n}"), &mut result.fanout),
+        None => (
+            format!("fan{n}"),
+            format!("fan-out to {n}"),
+            &mut result.fanout,
+        ),
         Some(_) => (
             format!("page{n}"),
             format!("fan-out to {n} after a page"),

@@ -68,7 +68,10 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
         &mut out,
         results,
         ours,
-        (|r| &r.fanout_after_page, ", each stream opened after a page on its connection"),
+        (
+            |r| &r.fanout_after_page,
+            ", each stream opened after a page on its connection",
+        ),
     );
     let latency = |pick: fn(&Latency) -> f64| {
         move |r: &SystemResult| {
@@ -114,7 +117,12 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
             ],
         );
     }
-    groups_table(&mut out, results, ours, (|r| r.groups.as_ref(), "one HTTP publish each"));
+    groups_table(
+        &mut out,
+        results,
+        ours,
+        (|r| r.groups.as_ref(), "one HTTP publish each"),
+    );
     groups_table(
         &mut out,
         results,
@@ -129,7 +137,10 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
         &mut out,
         results,
         ours,
-        (|r| &r.capacity_after_page, ", each opened after a page on its connection"),
+        (
+            |r| &r.capacity_after_page,
+            ", each opened after a page on its connection",
+        ),
     );
     pages_table(&mut out, results, ours);
     if let Some(c) = results.iter().find_map(|r| r.churn.as_ref()) {
@@ -343,14 +354,23 @@ fn capacity_table(
 
 /// Pages per second and server CPU per page, on kept-alive and on new connections.
 fn pages_table(out: &mut String, results: &[SystemResult], ours: Option<&SystemResult>) {
-    let Some(clients) = results.iter().find_map(|r| r.pages.first().map(|p| p.clients)) else {
+    let Some(clients) = results
+        .iter()
+        .find_map(|r| r.pages.first().map(|p| p.clients))
+    else {
         return;
     };
     let columns = [true, false]
         .into_iter()
         .flat_map(|keep_alive| {
-            let kind = if keep_alive { "kept alive" } else { "new connection each" };
-            let at = move |r: &SystemResult| r.pages.iter().find(|p| p.keep_alive == keep_alive).cloned();
+            let kind = if keep_alive {
+                "kept alive"
+            } else {
+                "new connection each"
+            };
+            let at = move |r: &SystemResult| {
+                r.pages.iter().find(|p| p.keep_alive == keep_alive).cloned()
+            };
             [
                 Column {
                     title: format!("pages/s, {kind}"),
@@ -362,14 +382,18 @@ fn pages_table(out: &mut String, results: &[SystemResult], ours: Option<&SystemR
                             n => format!(" ({n} failed)"),
                         };
                         Some((p.per_sec, format!("{}{failed}", count(p.per_sec))))
-                    }) as Box<dyn Fn(&SystemResult) -> Option<(f64, String)>>,
+                    })
+                        as Box<dyn Fn(&SystemResult) -> Option<(f64, String)>>,
                 },
                 Column {
                     title: format!("server CPU µs/page, {kind}"),
                     better: Better::Lower,
                     figure: Box::new(move |r: &SystemResult| {
                         let p = at(r)?;
-                        Some((p.server_cpu_us_per_page, format!("{:.1}", p.server_cpu_us_per_page)))
+                        Some((
+                            p.server_cpu_us_per_page,
+                            format!("{:.1}", p.server_cpu_us_per_page),
+                        ))
                     }),
                 },
             ]

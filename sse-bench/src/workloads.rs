@@ -73,7 +73,14 @@ impl Sizes {
 
     /// The workloads, by the names `--only` takes.
     pub(crate) const WORKLOADS: &'static [&'static str] = &[
-        "fanout", "latency", "groups", "inproc", "capacity", "churn", "afterpage", "pages",
+        "fanout",
+        "latency",
+        "groups",
+        "inproc",
+        "capacity",
+        "churn",
+        "afterpage",
+        "pages",
     ];
 
     /// Keeps only the workloads named in `list` (comma-separated).
@@ -470,7 +477,17 @@ pub(crate) async fn many_groups(
             (system.publish.clone(), publishes.collect::<Vec<_>>())
         });
         let expected = per_publisher * sizes.publishers as u64;
-        Some(groups_run(system, shared, sizes, subscribers.len(), expected, publishes.collect()).await?)
+        Some(
+            groups_run(
+                system,
+                shared,
+                sizes,
+                subscribers.len(),
+                expected,
+                publishes.collect(),
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -483,11 +500,23 @@ pub(crate) async fn many_groups(
             // Two publishers, so a batch is always under way while the other one's answer
             // travels.
             let publishes = (0..2u64).map(|p| {
-                let mine = (0..batches).filter(|b| b % 2 == p).map(|seq| (target.clone(), seq));
+                let mine = (0..batches)
+                    .filter(|b| b % 2 == p)
+                    .map(|seq| (target.clone(), seq));
                 (batch.clone(), mine.collect::<Vec<_>>())
             });
             let expected = batches * sizes.batch_size;
-            Some(groups_run(system, shared, sizes, subscribers.len(), expected, publishes.collect()).await?)
+            Some(
+                groups_run(
+                    system,
+                    shared,
+                    sizes,
+                    subscribers.len(),
+                    expected,
+                    publishes.collect(),
+                )
+                .await?,
+            )
         }
         _ => None,
     };
