@@ -122,7 +122,8 @@ async fn other_requests_and_refusals_are_served_by_hyper_on_a_kept_alive_connect
         .await
         .unwrap();
     assert_eq!(post.status(), 405);
-    // A stream asked for on a connection hyper serves is served by hyper, and still a stream.
+    // A stream asked for on a connection hyper serves: hyper hands the socket back, and the
+    // stream is written as a first request's is, without chunked framing.
     let stream = within(
         client
             .get(format!("http://{addr}/events"))
@@ -132,16 +133,75 @@ async fn other_requests_and_refusals_are_served_by_hyper_on_a_kept_alive_connect
     .await
     .unwrap();
     assert_eq!(stream.status(), 200);
-    assert_eq!(stream.headers()["transfer-encoding"], "chunked");
+    assert_eq!(stream.headers()["connection"], "close");
+    assert!(!stream.headers().contains_key("transfer-encoding"));
     let mut client = sse_tests::Client::from_response(stream);
     eventually("subscribed", || hub.subscriber_count("g") == 1).await;
-    let id = hub.publish("g", Some("yo"), "through hyper").unwrap();
+    let id = hub.publish("g", Some("yo"), "handed back").unwrap();
     let event = client.next().await.unwrap();
     assert_eq!(
         (event.data.as_str(), event.id),
-        ("through hyper", id.to_string())
+        ("handed back", id.to_string())
     );
     assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_stream_asked_for_after_other_requests_is_written_like_a_first_one() {
+    const STREAM: &[u8] = b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+    let hub = sse::Hub::new(sse::Config::default().keep_alive(None));
+    let big = "x".repeat(1 << 20) + "end of page";
+    let app = app(&hub).route("/big", get(move || std::future::ready(big.clone())));
+    let addr = sse_tests::serve(app).await;
+    // After a page, as a browser's `EventSource` on the page's connection; and sent together
+    // with another request (pipelined), whose answer, far larger than the socket's buffers,
+    // comes whole before the stream.
+    let mut after = TcpStream::connect(addr).await.unwrap();
+    one_page(&mut after).await;
+    after.write_all(STREAM).await.unwrap();
+    let mut pipelined = TcpStream::connect(addr).await.unwrap();
+    pipelined
+        .write_all(&[b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n", STREAM].concat())
+        .await
+        .unwrap();
+    let page = read_until(&mut pipelined, "end of page").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{}", &page[..100]);
+    let (_, body) = page.split_once("\r\n\r\n").unwrap();
+    let (whole, read_past_the_page) = body.split_once("end of page").unwrap();
+    assert!(whole.len() == 1 << 20 && whole.bytes().all(|b| b == b'x'));
+    let read_past_the_page = read_past_the_page.to_owned();
+    eventually("both subscribed", || hub.subscriber_count("g") == 2).await;
+    let id = hub.publish("g", Some("yo"), "kept alive").unwrap();
+    hub.shutdown();
+    for (what, tcp, read) in [
+        ("after a page", &mut after, String::new()),
+        ("pipelined", &mut pipelined, read_past_the_page),
+    ] {
+        let all = read + &read_to_close(tcp).await;
+        let (head, body) = all.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{what}: {head}");
+        assert!(head.contains("connection: close"), "{what}: {head}");
+        assert!(!head.contains("transfer-encoding"), "{what}: {head}");
+        assert_eq!(
+            body,
+            format!("retry: 3000\n\nevent: stream-start\ndata: \nid: {start}\n\nevent: yo\ndata: kept alive\nid: {id}\n\nretry: 500\n\n", start = id.get() - 1),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_sent_after_a_handed_back_stream_closes_it() {
+    let hub = sse::Hub::new(sse::Config::default().keep_alive(None));
+    let addr = sse_tests::serve(app(&hub)).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    one_page(&mut tcp).await;
+    tcp.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\nGET /page HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Not answered: a stream's connection carries nothing more.
+    assert_eq!(read_to_close(&mut tcp).await, "");
+    eventually("no stream left", || hub.subscriber_count("g") == 0).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,11 @@
 //! binary started again with `--serve-yo-demo`, which runs the demo (the same code as
 //! `cargo run --example yo`).
 //!
+//! `a_page_and_its_stream_on_one_connection_take_the_fast_path`: a page whose `EventSource`
+//! opens on the connection the page came on (as Chromium does with its kept-alive connection)
+//! gets its events, and that stream was written by `sse::serve` itself: its answer, read from
+//! what the server wrote to the socket, has `connection: close` and no chunked framing.
+//!
 //! `a_page_cut_before_its_first_event_misses_nothing`: a page whose `EventSource` has seen only
 //! its stream's start is cut off by a relay, which keeps the browser away while three events are
 //! published. The browser comes back by itself, with the id of the stream's start, and the page
@@ -25,11 +30,14 @@
 //! out"), and she vanishes from Bob's online list, by the leave event.
 
 use std::{
-    future::Future,
+    future::{Future, IntoFuture},
     net::{SocketAddr, TcpListener, TcpStream},
     panic::AssertUnwindSafe,
     path::{Path, PathBuf},
+    pin::Pin,
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    task::{ready, Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -37,15 +45,20 @@ use axum::{response::Html, routing::get, Router};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::{future::LocalBoxFuture, FutureExt};
 use sse_tests::{Relay, PATIENCE};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A scenario: it runs on a runtime of its own, and panics if it fails.
 type Scenario = fn() -> LocalBoxFuture<'static, ()>;
 
 /// Each scenario by name, as `--list` and name filters see them.
-const SCENARIOS: [(&str, Scenario); 4] = [
+const SCENARIOS: [(&str, Scenario); 5] = [
     ("yo_demo_in_two_browsers_survives_a_restart", || {
         yo_demo_in_two_browsers().boxed_local()
     }),
+    (
+        "a_page_and_its_stream_on_one_connection_take_the_fast_path",
+        || a_page_and_its_stream_on_one_connection().boxed_local(),
+    ),
     ("a_page_cut_before_its_first_event_misses_nothing", || {
         a_page_cut_before_its_first_event().boxed_local()
     }),
@@ -280,6 +293,173 @@ const START_PAGE: &str = r#"<!doctype html>
   source.addEventListener("missed", (event) => window.received.push(event.data));
 </script>
 "#;
+
+/// Opens its stream once the page has loaded, so Chromium has the page's connection idle, kept
+/// alive, to send it on.
+const STREAM_PAGE: &str = r#"<!doctype html>
+<title>one connection</title>
+<script>
+  window.received = [];
+  addEventListener("load", () => {
+    const source = new EventSource("/events");
+    source.addEventListener("yo", (event) => window.received.push(event.data));
+  });
+</script>
+"#;
+
+async fn a_page_and_its_stream_on_one_connection() {
+    let work = scratch_dir("one-connection");
+    in_browsers([work.join("page")], |[page]| async move {
+        let hub = sse::Hub::new(sse::Config::default());
+        let streamed = hub.clone();
+        let group = sse::GroupName::new("page").unwrap();
+        let app = Router::new()
+            .route("/", get(|| std::future::ready(Html(STREAM_PAGE))))
+            .route(
+                "/events",
+                get(move |last: sse::LastEventId| {
+                    std::future::ready(streamed.stream([group.clone()], &last))
+                }),
+            );
+        let listener = Recording::bind().await;
+        let (addr, written) = (listener.addr, listener.written.clone());
+        tokio::spawn(sse::serve(listener, app).into_future());
+        page.goto(&format!("http://{addr}/")).await.unwrap();
+        wait_for("the page's stream to open", || async {
+            hub.subscriber_count("page") == 1
+        })
+        .await;
+        hub.publish("page", Some("yo"), "over the page's connection")
+            .unwrap();
+        wait_for("the page to get the event", || async {
+            !recorded(&page, "received").await.is_empty()
+        })
+        .await;
+        assert_eq!(
+            recorded(&page, "received").await,
+            ["over the page's connection"]
+        );
+
+        let connections: Vec<String> = written
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+            .collect();
+        let streams: Vec<&String> = connections
+            .iter()
+            .filter(|written| written.contains("text/event-stream"))
+            .collect();
+        let [stream] = streams[..] else {
+            panic!("one connection carried the stream: {connections:#?}");
+        };
+        let (before, answer) = stream
+            .split_once("content-type: text/event-stream")
+            .unwrap();
+        assert!(
+            before.contains("<title>one connection</title>"),
+            "the page came first on the stream's connection: {stream}"
+        );
+        let head = answer.split("\r\n\r\n").next().unwrap();
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(
+            !head.contains("transfer-encoding"),
+            "not hyper's chunked framing: {head}"
+        );
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A loopback listener that keeps, per connection accepted, the first bytes the server wrote.
+struct Recording {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    written: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// What is kept of each connection.
+const RECORDED_BYTES: usize = 64 * 1024;
+
+impl Recording {
+    async fn bind() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let written = Arc::default();
+        Recording {
+            listener,
+            addr,
+            written,
+        }
+    }
+}
+
+impl axum::serve::Listener for Recording {
+    type Io = Recorded;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Recorded, SocketAddr) {
+        let (tcp, peer) = axum::serve::Listener::accept(&mut self.listener).await;
+        let mut written = self.written.lock().unwrap();
+        written.push(Vec::new());
+        let io = Recorded {
+            tcp,
+            written: self.written.clone(),
+            index: written.len() - 1,
+        };
+        (io, peer)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+/// A connection whose written bytes are kept, up to [`RECORDED_BYTES`].
+struct Recorded {
+    tcp: tokio::net::TcpStream,
+    written: Arc<Mutex<Vec<Vec<u8>>>>,
+    index: usize,
+}
+
+impl Recorded {
+    fn keep(&self, bytes: &[u8]) {
+        let mut written = self.written.lock().unwrap();
+        let kept = &mut written[self.index];
+        let room = RECORDED_BYTES.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+impl AsyncRead for Recorded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Recorded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = ready!(Pin::new(&mut self.tcp).poll_write(cx, buf))?;
+        self.keep(&buf[..written]);
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
 
 async fn a_page_cut_before_its_first_event() {
     let work = scratch_dir("start");

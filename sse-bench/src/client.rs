@@ -138,23 +138,22 @@ impl Drop for Publisher {
 }
 
 /// Opens `url` for `group` and returns once the `200` headers arrived. With `abort_on_close`
-/// the connection is reset when closed (no TIME_WAIT), as churn needs.
+/// the connection is reset when closed (no TIME_WAIT), as churn needs. With `page`, that page
+/// is loaded first on the same connection, as a browser's `EventSource` comes after its page.
 pub(crate) async fn subscribe(
     url: &Url,
     group: &str,
     shared: &Arc<Shared>,
     abort_on_close: bool,
+    page: Option<&Url>,
 ) -> Result<Subscriber, String> {
-    let stream = TcpStream::connect(url.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    if abort_on_close {
-        stream.set_zero_linger().map_err(|e| e.to_string())?;
+    let (mut sender, mut conn) = connect(url, abort_on_close).await?;
+    if let Some(page) = page {
+        tokio::select! {
+            loaded = get(&mut sender, page) => loaded?,
+            _ = &mut conn => return Err("connection ended before the page".to_owned()),
+        }
     }
-    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
     let request = Request::get(url.path(group))
         .header(header::HOST, url.addr.to_string())
         .header(header::ACCEPT, "text/event-stream")
@@ -179,6 +178,109 @@ pub(crate) async fn subscribe(
         Ok(Ok(())) => Ok(subscriber),
         Ok(Err(e)) => Err(e),
         Err(_) => Err("connection ended before the answer".to_owned()),
+    }
+}
+
+/// A client connection to `url`'s server, and the future that drives it.
+async fn connect(
+    url: &Url,
+    abort_on_close: bool,
+) -> Result<
+    (
+        http1::SendRequest<Empty<Bytes>>,
+        http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>,
+    ),
+    String,
+> {
+    let stream = TcpStream::connect(url.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    if abort_on_close {
+        stream.set_zero_linger().map_err(|e| e.to_string())?;
+    }
+    http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))
+}
+
+/// `GET`s `page` on `sender`'s connection and reads the answer to its end.
+async fn get(sender: &mut http1::SendRequest<Empty<Bytes>>, page: &Url) -> Result<(), String> {
+    let request = Request::get(page.path(""))
+        .header(header::HOST, page.addr.to_string())
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    sender.ready().await.map_err(|e| format!("page: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("page: {e}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await;
+    match body {
+        Ok(_) if status.is_success() => Ok(()),
+        Ok(_) => Err(format!("page answered {status}")),
+        Err(e) => Err(format!("page: {e}")),
+    }
+}
+
+/// Loads `page` over and over from `clients` concurrent clients for `secs` seconds, each on
+/// one kept-alive connection, or with `keep_alive` false on a new connection each time (reset
+/// when closed, so no TIME_WAIT piles up): how many loads succeeded, and how many failed.
+pub(crate) async fn load_pages(
+    page: &Url,
+    clients: usize,
+    secs: f64,
+    keep_alive: bool,
+) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let loops = (0..clients).map(|_| async move {
+        let (mut loaded, mut failed) = (0u64, 0u64);
+        let mut kept = None;
+        while Instant::now() < deadline {
+            if kept.is_none() {
+                match connect(page, !keep_alive).await {
+                    Ok((sender, conn)) => {
+                        let conn = tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                        kept = Some((sender, AbortOnDrop(conn)));
+                    }
+                    Err(_) => {
+                        failed += 1;
+                        continue;
+                    }
+                }
+            }
+            let Some((sender, _)) = kept.as_mut() else {
+                continue;
+            };
+            match get(sender, page).await {
+                Ok(()) => loaded += 1,
+                Err(_) => {
+                    failed += 1;
+                    kept = None;
+                }
+            }
+            if !keep_alive {
+                kept = None;
+            }
+        }
+        (loaded, failed)
+    });
+    let counts = futures_util::future::join_all(loops).await;
+    (
+        counts.iter().map(|c| c.0).sum(),
+        counts.iter().map(|c| c.1).sum(),
+    )
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -162,6 +162,7 @@ fn read_head(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Head> {
 fn publish_loop(mut socket: TcpStream, mut buffer: Vec<u8>, mut head: Head, writers: &[Writer]) {
     let mut chunk = [0u8; 4096];
     let mut next_id = 1u64;
+    let mut random = 0x9E37_79B9_7F4A_7C15u64 ^ buffer.len() as u64;
     loop {
         while buffer.len() < head.body_at + head.content_length {
             match socket.read(&mut chunk) {
@@ -176,12 +177,19 @@ fn publish_loop(mut socket: TcpStream, mut buffer: Vec<u8>, mut head: Head, writ
         event.extend_from_slice(format!("\nid: {next_id}\n\n").as_bytes());
         next_id += 1;
         if let Some(group) = head.path.strip_prefix("/pub/") {
-            for writer in writers {
-                let mut state = writer.state.lock().unwrap();
-                if let Some(group) = state.get_mut(group) {
-                    group.pending.extend_from_slice(&event);
-                    writer.pending.notify_one();
-                }
+            append(writers, group, &event);
+        } else if let Some((groups, count)) = head
+            .path
+            .strip_prefix("/batch/")
+            .and_then(|batch| batch.split_once('/'))
+        {
+            // Inside the process, as the bench server's batch route: `count` random groups.
+            let groups: u64 = groups.parse().unwrap_or(1).max(1);
+            for _ in 0..count.parse().unwrap_or(0) {
+                random ^= random << 13;
+                random ^= random >> 7;
+                random ^= random << 17;
+                append(writers, &format!("g{}", random % groups), &event);
             }
         }
         if socket.write_all(PUBLISHED).is_err() {
@@ -191,6 +199,17 @@ fn publish_loop(mut socket: TcpStream, mut buffer: Vec<u8>, mut head: Head, writ
         match read_head(&mut socket, &mut buffer) {
             Some(next) => head = next,
             None => return,
+        }
+    }
+}
+
+/// Appends `event` to what is pending for `group`, with whichever writer holds its sockets.
+fn append(writers: &[Writer], group: &str, event: &[u8]) {
+    for writer in writers {
+        let mut state = writer.state.lock().unwrap();
+        if let Some(group) = state.get_mut(group) {
+            group.pending.extend_from_slice(event);
+            writer.pending.notify_one();
         }
     }
 }

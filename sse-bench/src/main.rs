@@ -3,7 +3,7 @@
 //! ```text
 //! sse-bench quick [--out DIR]            seconds: sse, the axum baseline and the floor, small N;
 //!                                        fails unless every event reached every subscriber
-//! sse-bench full [--out DIR] [--only WORKLOAD,..] [SYSTEM..]
+//! sse-bench full [--out DIR] [--only WORKLOAD,..] [--fanout N,..] [SYSTEM..]
 //!                                        every workload at full size against every system
 //!                                        (peers started with ../shared/peers/peer; sse@PATH
 //!                                        is another build of our server, to compare two)
@@ -59,7 +59,12 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         "quick" | "full" => {
-            let Options { out, names, only } = options(rest);
+            let Options {
+                out,
+                names,
+                only,
+                fanout,
+            } = options(rest);
             let quick = mode == "quick";
             let names = match names {
                 Some(names) => names,
@@ -70,6 +75,12 @@ fn main() -> ExitCode {
             if let Some(only) = only {
                 if let Err(e) = sizes.only(&only) {
                     return fail(&e);
+                }
+            }
+            if let Some(fanout) = fanout {
+                match fanout.split(',').map(str::parse).collect() {
+                    Ok(counts) => sizes.fanout_subscribers = counts,
+                    Err(e) => return fail(&format!("--fanout {fanout}: {e}")),
                 }
             }
             run(&names, &sizes, &out, quick)
@@ -95,6 +106,8 @@ struct Options {
     names: Option<Vec<String>>,
     /// The workloads asked for, if not all.
     only: Option<String>,
+    /// The fan-out sizes asked for, if not the mode's.
+    fanout: Option<String>,
 }
 
 /// Where results go unless `--out` says otherwise.
@@ -104,12 +117,13 @@ fn default_out() -> PathBuf {
 
 fn options(args: &[String]) -> Options {
     let mut out = default_out();
-    let (mut names, mut only) = (Vec::new(), None);
+    let (mut names, mut only, mut fanout) = (Vec::new(), None, None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
             "--only" => only = args.next().cloned(),
+            "--fanout" => fanout = args.next().cloned(),
             name => names.push(name.to_owned()),
         }
     }
@@ -117,6 +131,7 @@ fn options(args: &[String]) -> Options {
         out,
         names: (!names.is_empty()).then_some(names),
         only,
+        fanout,
     }
 }
 
@@ -185,7 +200,8 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
     };
     let shared = client::Shared::new();
     if !sizes.capacity.is_empty() {
-        let (capacity, error) = workloads::capacity(&system, &shared, sizes).await;
+        let (capacity, error) =
+            workloads::capacity(&system, &shared, sizes, (&sizes.capacity, None)).await;
         result.capacity = capacity;
         result
             .errors
@@ -197,50 +213,115 @@ async fn measure(name: &str, sizes: &Sizes, out: &std::path::Path) -> SystemResu
 
     let mut latency_done = false;
     for &n in &sizes.fanout_subscribers {
-        let group = format!("fan{n}");
-        let (subscribers, error) =
-            workloads::open(&system, &shared, n, |_| group.clone(), sizes.patience).await;
-        if let Some(error) = error {
-            result.errors.push(format!("fan-out to {n}: {error}"));
-        }
-        if subscribers.is_empty() {
-            continue;
-        }
-        match workloads::fan_out(
-            &system,
-            &shared,
-            (&subscribers, n),
-            &group,
-            sizes,
-            &mut result.errors,
-        )
-        .await
-        {
-            Ok(fanout) => result.fanout.push(fanout),
-            Err(e) => result.errors.push(format!("fan-out to {n}: {e}")),
-        }
-        if n == sizes.latency_subscribers && sizes.latency_events > 0 {
+        let subscribers = fan_out(&mut result, &system, &shared, sizes, (n, None)).await;
+        if n == sizes.latency_subscribers && sizes.latency_events > 0 && !subscribers.is_empty() {
             latency_done = true;
+            let group = format!("fan{n}");
             record_latency(&mut result, &system, &shared, &subscribers, &group, sizes).await;
         }
     }
     if !latency_done && sizes.latency_events > 0 {
         let n = sizes.latency_subscribers;
-        let (subscribers, error) =
-            workloads::open(&system, &shared, n, |_| "lat".to_owned(), sizes.patience).await;
+        let (subscribers, error) = workloads::open(
+            &system,
+            &shared,
+            n,
+            |_| "lat".to_owned(),
+            sizes.patience,
+            None,
+        )
+        .await;
         result.errors.extend(error.map(|e| format!("latency: {e}")));
         if !subscribers.is_empty() {
             record_latency(&mut result, &system, &shared, &subscribers, "lat", sizes).await;
         }
     }
-    if sizes.groups > 0 {
+    if sizes.group_events > 0 || sizes.batch_events > 0 {
         match workloads::many_groups(&system, &shared, sizes, &mut result.errors).await {
-            Ok(groups) => result.groups = Some(groups),
+            Ok((over_http, in_process)) => {
+                result.groups = over_http;
+                result.groups_in_process = in_process;
+            }
             Err(e) => result.errors.push(format!("many groups: {e}")),
         }
     }
+    if sizes.page_clients > 0 && system.page.is_some() {
+        match workloads::pages(&system, sizes).await {
+            Ok(pages) => result.pages = pages,
+            Err(e) => result.errors.push(format!("pages: {e}")),
+        }
+    }
+    let after_page = !sizes.after_page_capacity.is_empty() || !sizes.after_page_fanout.is_empty();
+    let system = match (after_page, system.page.is_some()) {
+        // Streams opened after a page, on a server of their own, so its memory starts afresh.
+        (true, true) => {
+            system.stop();
+            match systems::start(name, out) {
+                Ok(system) => system,
+                Err(e) => {
+                    result.errors.push(format!("could not start again: {e}"));
+                    return result;
+                }
+            }
+        }
+        _ => return stopped(system, result),
+    };
+    let page = system.page.clone();
+    if !sizes.after_page_capacity.is_empty() {
+        let counts = (&sizes.after_page_capacity[..], page.as_ref());
+        let (capacity, error) = workloads::capacity(&system, &shared, sizes, counts).await;
+        result.capacity_after_page = capacity;
+        result
+            .errors
+            .extend(error.map(|e| format!("capacity after a page: {e}")));
+    }
+    for &n in &sizes.after_page_fanout {
+        fan_out(&mut result, &system, &shared, sizes, (n, page.as_ref())).await;
+    }
+    stopped(system, result)
+}
+
+fn stopped(system: systems::Running, result: SystemResult) -> SystemResult {
     system.stop();
     result
+}
+
+/// Opens `n` streams of one group (each after loading `page` on its connection, if given) and
+/// fans out to them; returns them, to be measured further.
+async fn fan_out(
+    result: &mut SystemResult,
+    system: &systems::Running,
+    shared: &Arc<client::Shared>,
+    sizes: &Sizes,
+    (n, page): (usize, Option<&client::Url>),
+) -> Vec<client::Subscriber> {
+    let (group, what, results) = match page {
+        None => (
+            format!("fan{n}"),
+            format!("fan-out to {n}"),
+            &mut result.fanout,
+        ),
+        Some(_) => (
+            format!("page{n}"),
+            format!("fan-out to {n} after a page"),
+            &mut result.fanout_after_page,
+        ),
+    };
+    let (subscribers, error) =
+        workloads::open(system, shared, n, |_| group.clone(), sizes.patience, page).await;
+    if let Some(error) = error {
+        result.errors.push(format!("{what}: {error}"));
+    }
+    if subscribers.is_empty() {
+        return subscribers;
+    }
+    let mut notes = Vec::new();
+    match workloads::fan_out(system, shared, (&subscribers, n), &group, sizes, &mut notes).await {
+        Ok(fanout) => results.push(fanout),
+        Err(e) => notes.push(format!("{what}: {e}")),
+    }
+    result.errors.extend(notes);
+    subscribers
 }
 
 async fn record_latency(

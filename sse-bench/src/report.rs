@@ -6,7 +6,7 @@ use std::{fmt::Write as _, path::Path};
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::workloads::{Capacity, Churn, FanOut, Groups, Latency};
+use crate::workloads::{Capacity, Churn, FanOut, Groups, Latency, Pages};
 
 /// Everything measured on one system.
 #[derive(Serialize, Default)]
@@ -17,8 +17,14 @@ pub(crate) struct SystemResult {
     pub(crate) fanout: Vec<FanOut>,
     pub(crate) latency: Option<Latency>,
     pub(crate) groups: Option<Groups>,
+    /// Many groups, published inside the server in batches.
+    pub(crate) groups_in_process: Option<Groups>,
     pub(crate) capacity: Vec<Capacity>,
     pub(crate) churn: Option<Churn>,
+    /// Fan-out and capacity with each stream opened on a connection that loaded a page first.
+    pub(crate) fanout_after_page: Vec<FanOut>,
+    pub(crate) capacity_after_page: Vec<Capacity>,
+    pub(crate) pages: Vec<Pages>,
 }
 
 impl SystemResult {
@@ -26,9 +32,14 @@ impl SystemResult {
     pub(crate) fn delivered_everything(&self) -> bool {
         self.fanout
             .iter()
+            .chain(&self.fanout_after_page)
             .all(|f| f.delivered == f.expected && f.published == f.events)
             && self.latency.iter().all(|l| l.delivered == l.expected)
-            && self.groups.iter().all(|g| g.delivered == g.expected)
+            && self
+                .groups
+                .iter()
+                .chain(&self.groups_in_process)
+                .all(|g| g.delivered == g.expected)
     }
 }
 
@@ -52,53 +63,16 @@ enum Better {
 pub(crate) fn tables(results: &[SystemResult]) -> String {
     let mut out = String::new();
     let ours = results.iter().find(|r| r.name == "sse");
-    let mut sizes: Vec<usize> = results
-        .iter()
-        .flat_map(|r| r.fanout.iter().map(|f| f.subscribers))
-        .collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    for n in sizes {
-        let figure = move |r: &SystemResult| {
-            let f = r.fanout.iter().find(|f| f.subscribers == n)?;
-            let mut shown = format!("{} ({})", count(f.per_sec), share(f.delivered, f.expected));
-            if f.rounds_per_sec.len() > 1 {
-                let rounds = f.rounds_per_sec.iter().copied();
-                let slowest = rounds.clone().fold(f64::INFINITY, f64::min);
-                let fastest = rounds.fold(0.0, f64::max);
-                shown += &format!(", rounds {}–{}", count(slowest), count(fastest));
-            }
-            if f.opened < f.subscribers {
-                shown += &format!(", {} streams opened", f.opened);
-            }
-            if f.published < f.events {
-                shown += &format!(", {} of {} events published in time", f.published, f.events);
-            }
-            Some((f.per_sec, shown))
-        };
-        table(
-            &mut out,
-            &format!("Fan-out, {n} subscribers, one group"),
-            results,
-            ours,
-            vec![
-                Column {
-                    title: "deliveries/s, median round (delivered, range)".into(),
-                    better: Better::Higher,
-                    figure: Box::new(figure),
-                },
-                Column {
-                    title: "server CPU µs/delivery, median".into(),
-                    better: Better::Lower,
-                    figure: Box::new(move |r: &SystemResult| {
-                        let f = r.fanout.iter().find(|f| f.subscribers == n)?;
-                        let cost = f.server_cpu_us_per_delivery;
-                        Some((cost, format!("{cost:.2}")))
-                    }),
-                },
-            ],
-        );
-    }
+    fan_out_tables(&mut out, results, ours, (|r| &r.fanout, ""));
+    fan_out_tables(
+        &mut out,
+        results,
+        ours,
+        (
+            |r| &r.fanout_after_page,
+            ", each stream opened after a page on its connection",
+        ),
+    );
     let latency = |pick: fn(&Latency) -> f64| {
         move |r: &SystemResult| {
             let l = r.latency.as_ref()?;
@@ -143,81 +117,32 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
             ],
         );
     }
-    if let Some(g) = results.iter().find_map(|r| r.groups.as_ref()) {
-        let figure = |r: &SystemResult| {
-            let g = r.groups.as_ref()?;
-            Some((
-                g.per_sec,
-                format!("{} ({})", count(g.per_sec), share(g.delivered, g.expected)),
-            ))
-        };
-        let title = format!(
-            "Many groups, {} groups × 1 subscriber, random groups",
-            g.groups
-        );
-        let cpu = |r: &SystemResult| {
-            let cost = r.groups.as_ref()?.server_cpu_us_per_delivery;
-            Some((cost, format!("{cost:.1}")))
-        };
-        table(
-            &mut out,
-            &title,
-            results,
-            ours,
-            vec![
-                Column {
-                    title: "deliveries/s (delivered)".into(),
-                    better: Better::Higher,
-                    figure: Box::new(figure),
-                },
-                Column {
-                    title: "server CPU µs/delivery".into(),
-                    better: Better::Lower,
-                    figure: Box::new(cpu),
-                },
-            ],
-        );
-    }
-    let mut wanted: Vec<usize> = results
-        .iter()
-        .flat_map(|r| r.capacity.iter().map(|c| c.wanted))
-        .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let columns = wanted
-        .iter()
-        .flat_map(|&n| {
-            let at = move |r: &SystemResult| r.capacity.iter().find(|c| c.wanted == n).cloned();
-            [
-                Column {
-                    title: format!("KB/stream at {n}"),
-                    better: Better::Lower,
-                    figure: Box::new(move |r: &SystemResult| {
-                        let c = at(r).filter(|c| c.opened == c.wanted)?;
-                        Some((c.per_stream_kb, format!("{:.1}", c.per_stream_kb)))
-                    })
-                        as Box<dyn Fn(&SystemResult) -> Option<(f64, String)>>,
-                },
-                Column {
-                    title: format!("RSS MB at {n} (opened)"),
-                    better: Better::Lower,
-                    figure: Box::new(move |r: &SystemResult| {
-                        let c = at(r)?;
-                        Some((c.rss_mb, format!("{:.0} ({})", c.rss_mb, c.opened)))
-                    }),
-                },
-            ]
-        })
-        .collect();
-    if !wanted.is_empty() {
-        table(
-            &mut out,
-            "Capacity: idle memory per open stream (server RSS delta / N)",
-            results,
-            ours,
-            columns,
-        );
-    }
+    groups_table(
+        &mut out,
+        results,
+        ours,
+        (|r| r.groups.as_ref(), "one HTTP publish each"),
+    );
+    groups_table(
+        &mut out,
+        results,
+        ours,
+        (
+            |r| r.groups_in_process.as_ref(),
+            "published inside the server, in batches",
+        ),
+    );
+    capacity_table(&mut out, results, ours, (|r| &r.capacity, ""));
+    capacity_table(
+        &mut out,
+        results,
+        ours,
+        (
+            |r| &r.capacity_after_page,
+            ", each opened after a page on its connection",
+        ),
+    );
+    pages_table(&mut out, results, ours);
     if let Some(c) = results.iter().find_map(|r| r.churn.as_ref()) {
         let rate = |r: &SystemResult| {
             let c = r.churn.as_ref()?;
@@ -276,6 +201,211 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
         );
     }
     out
+}
+
+/// One table per fan-out size, of the fan-outs `fanouts` picks; `kind` ends their titles.
+fn fan_out_tables(
+    out: &mut String,
+    results: &[SystemResult],
+    ours: Option<&SystemResult>,
+    (fanouts, kind): (fn(&SystemResult) -> &Vec<FanOut>, &str),
+) {
+    let mut sizes: Vec<usize> = results
+        .iter()
+        .flat_map(|r| fanouts(r).iter().map(|f| f.subscribers))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for n in sizes {
+        let figure = move |r: &SystemResult| {
+            let f = fanouts(r).iter().find(|f| f.subscribers == n)?;
+            let mut shown = format!("{} ({})", count(f.per_sec), share(f.delivered, f.expected));
+            if f.rounds_per_sec.len() > 1 {
+                let rounds = f.rounds_per_sec.iter().copied();
+                let slowest = rounds.clone().fold(f64::INFINITY, f64::min);
+                let fastest = rounds.fold(0.0, f64::max);
+                shown += &format!(", rounds {}–{}", count(slowest), count(fastest));
+            }
+            if f.opened < f.subscribers {
+                shown += &format!(", {} streams opened", f.opened);
+            }
+            if f.published < f.events {
+                shown += &format!(", {} of {} events published in time", f.published, f.events);
+            }
+            Some((f.per_sec, shown))
+        };
+        table(
+            out,
+            &format!("Fan-out, {n} subscribers, one group{kind}"),
+            results,
+            ours,
+            vec![
+                Column {
+                    title: "deliveries/s, median round (delivered, range)".into(),
+                    better: Better::Higher,
+                    figure: Box::new(figure),
+                },
+                Column {
+                    title: "server CPU µs/delivery, median".into(),
+                    better: Better::Lower,
+                    figure: Box::new(move |r: &SystemResult| {
+                        let f = fanouts(r).iter().find(|f| f.subscribers == n)?;
+                        let cost = f.server_cpu_us_per_delivery;
+                        Some((cost, format!("{cost:.2}")))
+                    }),
+                },
+            ],
+        );
+    }
+}
+
+/// The many-groups table of the runs `groups` picks; `how` says how they published.
+fn groups_table(
+    out: &mut String,
+    results: &[SystemResult],
+    ours: Option<&SystemResult>,
+    (groups, how): (fn(&SystemResult) -> Option<&Groups>, &str),
+) {
+    if let Some(g) = results.iter().find_map(groups) {
+        let figure = |r: &SystemResult| {
+            let g = groups(r)?;
+            Some((
+                g.per_sec,
+                format!("{} ({})", count(g.per_sec), share(g.delivered, g.expected)),
+            ))
+        };
+        let title = format!(
+            "Many groups, {} groups × 1 subscriber, random groups, {how}",
+            g.groups
+        );
+        let cpu = |r: &SystemResult| {
+            let cost = groups(r)?.server_cpu_us_per_delivery;
+            Some((cost, format!("{cost:.1}")))
+        };
+        table(
+            out,
+            &title,
+            results,
+            ours,
+            vec![
+                Column {
+                    title: "deliveries/s (delivered)".into(),
+                    better: Better::Higher,
+                    figure: Box::new(figure),
+                },
+                Column {
+                    title: "server CPU µs/delivery".into(),
+                    better: Better::Lower,
+                    figure: Box::new(cpu),
+                },
+            ],
+        );
+    }
+}
+
+/// The capacity table of the figures `capacities` picks; `kind` ends its title.
+fn capacity_table(
+    out: &mut String,
+    results: &[SystemResult],
+    ours: Option<&SystemResult>,
+    (capacities, kind): (fn(&SystemResult) -> &Vec<Capacity>, &str),
+) {
+    let mut wanted: Vec<usize> = results
+        .iter()
+        .flat_map(|r| capacities(r).iter().map(|c| c.wanted))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let columns = wanted
+        .iter()
+        .flat_map(|&n| {
+            let at = move |r: &SystemResult| capacities(r).iter().find(|c| c.wanted == n).cloned();
+            [
+                Column {
+                    title: format!("KB/stream at {n}"),
+                    better: Better::Lower,
+                    figure: Box::new(move |r: &SystemResult| {
+                        let c = at(r).filter(|c| c.opened == c.wanted)?;
+                        Some((c.per_stream_kb, format!("{:.1}", c.per_stream_kb)))
+                    })
+                        as Box<dyn Fn(&SystemResult) -> Option<(f64, String)>>,
+                },
+                Column {
+                    title: format!("RSS MB at {n} (opened)"),
+                    better: Better::Lower,
+                    figure: Box::new(move |r: &SystemResult| {
+                        let c = at(r)?;
+                        Some((c.rss_mb, format!("{:.0} ({})", c.rss_mb, c.opened)))
+                    }),
+                },
+            ]
+        })
+        .collect();
+    if !wanted.is_empty() {
+        table(
+            out,
+            &format!("Capacity: idle memory per open stream (server RSS delta / N){kind}"),
+            results,
+            ours,
+            columns,
+        );
+    }
+}
+
+/// Pages per second and server CPU per page, on kept-alive and on new connections.
+fn pages_table(out: &mut String, results: &[SystemResult], ours: Option<&SystemResult>) {
+    let Some(clients) = results
+        .iter()
+        .find_map(|r| r.pages.first().map(|p| p.clients))
+    else {
+        return;
+    };
+    let columns = [true, false]
+        .into_iter()
+        .flat_map(|keep_alive| {
+            let kind = if keep_alive {
+                "kept alive"
+            } else {
+                "new connection each"
+            };
+            let at = move |r: &SystemResult| {
+                r.pages.iter().find(|p| p.keep_alive == keep_alive).cloned()
+            };
+            [
+                Column {
+                    title: format!("pages/s, {kind}"),
+                    better: Better::Higher,
+                    figure: Box::new(move |r: &SystemResult| {
+                        let p = at(r)?;
+                        let failed = match p.failed {
+                            0 => String::new(),
+                            n => format!(" ({n} failed)"),
+                        };
+                        Some((p.per_sec, format!("{}{failed}", count(p.per_sec))))
+                    })
+                        as Box<dyn Fn(&SystemResult) -> Option<(f64, String)>>,
+                },
+                Column {
+                    title: format!("server CPU µs/page, {kind}"),
+                    better: Better::Lower,
+                    figure: Box::new(move |r: &SystemResult| {
+                        let p = at(r)?;
+                        Some((
+                            p.server_cpu_us_per_page,
+                            format!("{:.1}", p.server_cpu_us_per_page),
+                        ))
+                    }),
+                },
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &format!("Pages: a small page loaded by {clients} concurrent clients"),
+        results,
+        ours,
+        columns,
+    );
 }
 
 /// One table: a row per system, each column's figure and then `sse`'s advantage over it
@@ -354,7 +484,8 @@ pub(crate) fn chart(results: &[SystemResult], path: &Path) -> Result<(), String>
         all().map(|p| p.0).reduce(f64::min),
         all().map(|p| p.0).reduce(f64::max),
     ) else {
-        return Err("no fan-out results to chart".to_owned());
+        // Nothing to draw (fan-out was not measured, or only after a page).
+        return Ok(());
     };
     let max_rate = all().map(|p| p.1).fold(1.0, f64::max);
     let min_rate = all().map(|p| p.1).fold(max_rate, f64::min).max(1.0);

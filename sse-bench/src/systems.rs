@@ -14,6 +14,7 @@ use crate::client::{PubFormat, Url};
 /// Every system the full run measures, ours first.
 pub(crate) const ALL: &[&str] = &[
     "sse",
+    "sse-axum-serve",
     "axum-baseline",
     "floor",
     "nchan",
@@ -30,6 +31,11 @@ pub(crate) struct Running {
     pub(crate) sub: Url,
     pub(crate) publish: Url,
     pub(crate) format: PubFormat,
+    /// A small page to load before a stream on the same connection (our servers only).
+    pub(crate) page: Option<Url>,
+    /// Publishes a batch inside the server: `{group}` stands for `GROUPS/COUNT`, the data is
+    /// published `COUNT` times, each to a random one of groups `g0` to `g{GROUPS - 1}`.
+    pub(crate) batch: Option<Url>,
     /// Process-group leaders: the system is every process in their groups.
     pids: Vec<u32>,
     stop: Stop,
@@ -60,7 +66,8 @@ pub(crate) fn start_on(
 ) -> Result<Running, String> {
     let addr = format!("127.0.0.1:{port}");
     let log = work.join(format!("{}.log", name.replace('/', "_")));
-    let own = |mut command: Command| -> Result<Running, String> {
+    // Which of the page and the batch route the server has.
+    let own = |mut command: Command, (page, batch): (bool, bool)| -> Result<Running, String> {
         if let Some(redis_port) = redis_port {
             command.env(
                 "SSE_BROKER_URL",
@@ -74,23 +81,34 @@ pub(crate) fn start_on(
             sub: url("sub")?,
             publish: url("pub")?,
             format: PubFormat::Body,
+            page: page
+                .then(|| Url::parse(&format!("http://{addr}/page")))
+                .transpose()?,
+            batch: batch.then(|| url("batch")).transpose()?,
             pids: vec![child.id()],
             stop: Stop::Child(child),
         })
     };
     match name {
-        "sse" => own(server_command("sse-bench-server", &addr)?),
-        // Another build of our server, to compare before and after a change in one run.
+        "sse" => own(server_command("sse-bench-server", &addr)?, (true, true)),
+        // Our server's app under `axum::serve`: what `sse::serve` costs the other routes.
+        "sse-axum-serve" => {
+            let mut command = server_command("sse-bench-server", &addr)?;
+            command.arg("axum");
+            own(command, (true, true))
+        }
+        // Another build of our server, to compare before and after a change in one run (older
+        // builds may lack the page and the batch route: those workloads then say so).
         other if other.starts_with("sse@") => {
             let mut command = Command::new(&other[4..]);
             command.arg(&addr);
-            own(command)
+            own(command, (true, true))
         }
-        "axum-baseline" => own(server_command("sse-bench-baseline", &addr)?),
+        "axum-baseline" => own(server_command("sse-bench-baseline", &addr)?, (false, false)),
         "floor" => {
             let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
             command.args(["floor", &addr]);
-            own(command)
+            own(command, (false, true))
         }
         peer => start_peer(peer, &work.join(peer), port, redis_port),
     }
@@ -185,6 +203,8 @@ fn start_peer(
             sub,
             publish,
             format,
+            page: None,
+            batch: None,
             pids,
             stop,
         }),

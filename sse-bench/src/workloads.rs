@@ -28,7 +28,16 @@ pub(crate) struct Sizes {
     pub(crate) groups: usize,
     pub(crate) group_events: u64,
     pub(crate) publishers: usize,
+    /// Many groups with events published inside the server: events in all, and per batch.
+    pub(crate) batch_events: u64,
+    pub(crate) batch_size: u64,
     pub(crate) capacity: Vec<usize>,
+    /// Fan-out and capacity again, each stream opened on a connection that loaded a page first.
+    pub(crate) after_page_fanout: Vec<usize>,
+    pub(crate) after_page_capacity: Vec<usize>,
+    /// Pages: concurrent clients, and seconds with each kind of connection.
+    pub(crate) page_clients: usize,
+    pub(crate) page_secs: f64,
     pub(crate) churn_cycles: u64,
     pub(crate) churn_concurrency: usize,
     /// The longest any one phase may take.
@@ -49,7 +58,13 @@ impl Sizes {
             groups: 10_000,
             group_events: 20_000,
             publishers: 16,
+            batch_events: 200_000,
+            batch_size: 1_000,
             capacity: vec![10_000, 19_000],
+            after_page_fanout: vec![1_000, 10_000],
+            after_page_capacity: vec![10_000],
+            page_clients: 32,
+            page_secs: 5.0,
             churn_cycles: 100_000,
             churn_concurrency: 64,
             patience: Duration::from_secs(20),
@@ -57,8 +72,16 @@ impl Sizes {
     }
 
     /// The workloads, by the names `--only` takes.
-    pub(crate) const WORKLOADS: &'static [&'static str] =
-        &["fanout", "latency", "groups", "capacity", "churn"];
+    pub(crate) const WORKLOADS: &'static [&'static str] = &[
+        "fanout",
+        "latency",
+        "groups",
+        "inproc",
+        "capacity",
+        "churn",
+        "afterpage",
+        "pages",
+    ];
 
     /// Keeps only the workloads named in `list` (comma-separated).
     pub(crate) fn only(&mut self, list: &str) -> Result<(), String> {
@@ -76,7 +99,17 @@ impl Sizes {
             self.latency_events = 0;
         }
         if !keep.contains(&"groups") {
-            self.groups = 0;
+            self.group_events = 0;
+        }
+        if !keep.contains(&"inproc") {
+            self.batch_events = 0;
+        }
+        if !keep.contains(&"afterpage") {
+            self.after_page_fanout.clear();
+            self.after_page_capacity.clear();
+        }
+        if !keep.contains(&"pages") {
+            self.page_clients = 0;
         }
         if !keep.contains(&"capacity") {
             self.capacity.clear();
@@ -98,7 +131,13 @@ impl Sizes {
             groups: 100,
             group_events: 500,
             publishers: 4,
+            batch_events: 500,
+            batch_size: 100,
             capacity: vec![200],
+            after_page_fanout: vec![100],
+            after_page_capacity: vec![200],
+            page_clients: 4,
+            page_secs: 0.5,
             churn_cycles: 500,
             churn_concurrency: 8,
             patience: Duration::from_secs(20),
@@ -153,6 +192,19 @@ pub(crate) struct Groups {
     pub(crate) per_sec: f64,
 }
 
+/// Pages: a small page loaded over and over by concurrent clients.
+#[derive(Serialize, Clone)]
+pub(crate) struct Pages {
+    /// On one kept-alive connection per client, or a new connection per page.
+    pub(crate) keep_alive: bool,
+    pub(crate) clients: usize,
+    pub(crate) loaded: u64,
+    pub(crate) failed: u64,
+    pub(crate) per_sec: f64,
+    /// The server's CPU time per page loaded.
+    pub(crate) server_cpu_us_per_page: f64,
+}
+
 /// Capacity: what an idle open stream costs the server.
 #[derive(Serialize, Clone)]
 pub(crate) struct Capacity {
@@ -183,6 +235,7 @@ pub(crate) async fn open(
     n: usize,
     group: impl Fn(usize) -> String,
     patience: Duration,
+    page: Option<&client::Url>,
 ) -> (Vec<Subscriber>, Option<String>) {
     let deadline = tokio::time::Instant::now() + patience;
     let mut opened = Vec::with_capacity(n);
@@ -193,7 +246,7 @@ pub(crate) async fn open(
             .map(|i| {
                 let group = group(i);
                 async move {
-                    let opening = client::subscribe(&system.sub, &group, shared, false);
+                    let opening = client::subscribe(&system.sub, &group, shared, false, page);
                     let outcome = tokio::time::timeout_at(deadline, opening)
                         .await
                         .unwrap_or_else(|_| Err("timed out opening".to_owned()));
@@ -270,6 +323,7 @@ pub(crate) async fn fan_out(
             ready_publisher(system, group, subscribers, sizes.patience, (&what, notes)).await?;
         for _ in 0..sizes.fanout_rounds {
             let cpu_before = system.cpu_secs();
+            let round_began = unix_ms();
             let started = shared.reset();
             // A system slower than the patience gets the events it took in that time, and is
             // measured on those.
@@ -285,6 +339,11 @@ pub(crate) async fn fan_out(
             let delivered = shared.delivered.load(Relaxed);
             let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
             let cpu_secs = system.cpu_secs() - cpu_before;
+            // When, so a tool watching the server (`perf stat -I`) can tell the rounds apart.
+            eprintln!(
+                "   {what}: round of {delivered} deliveries from {round_began} to {} (Unix ms)",
+                unix_ms()
+            );
             rounds.push(Round {
                 published,
                 delivered,
@@ -380,20 +439,23 @@ pub(crate) async fn latency(
     })
 }
 
-/// One subscriber on each of `sizes.groups` groups, events to random groups. Streams that did
-/// not open are noted in `notes`; the events go to the groups of those that did.
+/// One subscriber on each of `sizes.groups` groups, events to random groups: published one
+/// HTTP request each (what every system can be asked), and then, where the system has a batch
+/// route, published inside the server in batches. Streams that did not open are noted in
+/// `notes`; the events go to the groups of those that did.
 pub(crate) async fn many_groups(
     system: &Running,
     shared: &Arc<Shared>,
     sizes: &Sizes,
     notes: &mut Vec<String>,
-) -> Result<Groups, String> {
+) -> Result<(Option<Groups>, Option<Groups>), String> {
     let (subscribers, error) = open(
         system,
         shared,
         sizes.groups,
         |i| format!("g{i}"),
         sizes.patience,
+        None,
     )
     .await;
     if subscribers.is_empty() {
@@ -403,26 +465,87 @@ pub(crate) async fn many_groups(
     // Subscribers see no probe here (that would be one publish per group): the headers arrived,
     // and a second lets a system that subscribes after answering (Pushpin) catch up.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let per_publisher = sizes.group_events / sizes.publishers as u64;
-    let expected = per_publisher * sizes.publishers as u64;
-    let subscribers = &subscribers;
+    let over_http = if sizes.group_events > 0 {
+        let per_publisher = sizes.group_events / sizes.publishers as u64;
+        let subscribers = &subscribers;
+        let publishes = (0..sizes.publishers).map(|p| {
+            let mut random = Random(0x9E37_79B9_7F4A_7C15 ^ p as u64);
+            let publishes = (0..per_publisher).map(move |seq| {
+                let to = &subscribers[random.below(subscribers.len() as u64) as usize];
+                (to.group.clone(), seq)
+            });
+            (system.publish.clone(), publishes.collect::<Vec<_>>())
+        });
+        let expected = per_publisher * sizes.publishers as u64;
+        Some(
+            groups_run(
+                system,
+                shared,
+                sizes,
+                subscribers.len(),
+                expected,
+                publishes.collect(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let in_process = match &system.batch {
+        // Every group has a subscriber here unless some did not open (then fewer deliveries
+        // are expected than published, and the count says so).
+        Some(batch) if sizes.batch_events > 0 && subscribers.len() == sizes.groups => {
+            let batches = sizes.batch_events / sizes.batch_size;
+            let target = format!("{}/{}", sizes.groups, sizes.batch_size);
+            // Two publishers, so a batch is always under way while the other one's answer
+            // travels.
+            let publishes = (0..2u64).map(|p| {
+                let mine = (0..batches)
+                    .filter(|b| b % 2 == p)
+                    .map(|seq| (target.clone(), seq));
+                (batch.clone(), mine.collect::<Vec<_>>())
+            });
+            let expected = batches * sizes.batch_size;
+            Some(
+                groups_run(
+                    system,
+                    shared,
+                    sizes,
+                    subscribers.len(),
+                    expected,
+                    publishes.collect(),
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
+    Ok((over_http, in_process))
+}
+
+/// One run of many groups: each publisher (a URL, and what to publish: the `{group}` of its
+/// URL and a sequence number each) publishes its list, all of them at once; `expected`
+/// deliveries in all.
+async fn groups_run(
+    system: &Running,
+    shared: &Shared,
+    sizes: &Sizes,
+    opened: usize,
+    expected: u64,
+    publishers: Vec<(client::Url, Vec<(String, u64)>)>,
+) -> Result<Groups, String> {
     let (cpu_before, started) = client::publishing(|| async {
-        let mut publishers = Vec::with_capacity(sizes.publishers);
-        for _ in 0..sizes.publishers {
-            publishers.push(Publisher::connect(&system.publish, system.format).await?);
+        let mut connected = Vec::with_capacity(publishers.len());
+        for (url, publishes) in publishers {
+            connected.push((Publisher::connect(&url, system.format).await?, publishes));
         }
         let cpu_before = system.cpu_secs();
         let started = shared.reset();
-        let runs = publishers
+        let runs = connected
             .into_iter()
-            .enumerate()
-            .map(|(p, mut publisher)| async move {
-                let mut random = Random(0x9E37_79B9_7F4A_7C15 ^ p as u64);
-                for seq in 0..per_publisher {
-                    let to = &subscribers[random.below(subscribers.len() as u64) as usize];
-                    publisher
-                        .publish(&to.group, &shared.event_data(seq))
-                        .await?;
+            .map(|(mut publisher, publishes)| async move {
+                for (to, seq) in publishes {
+                    publisher.publish(&to, &shared.event_data(seq)).await?;
                 }
                 Ok::<_, String>(())
             });
@@ -438,7 +561,7 @@ pub(crate) async fn many_groups(
     let server_cpu_secs = system.cpu_secs() - cpu_before;
     Ok(Groups {
         groups: sizes.groups,
-        opened: subscribers.len(),
+        opened,
         server_cpu_us_per_delivery: server_cpu_secs * 1e6 / delivered.max(1) as f64,
         delivered,
         expected,
@@ -447,17 +570,48 @@ pub(crate) async fn many_groups(
     })
 }
 
-/// Opens streams up to each size in `sizes.capacity` and weighs the server each time.
+/// Pages from `sizes.page_clients` concurrent clients, on kept-alive connections and on a new
+/// connection each.
+pub(crate) async fn pages(system: &Running, sizes: &Sizes) -> Result<Vec<Pages>, String> {
+    let page = system.page.as_ref().ok_or("the system has no page")?;
+    let mut results = Vec::new();
+    for keep_alive in [true, false] {
+        let cpu_before = system.cpu_secs();
+        let started = Instant::now();
+        let (loaded, failed) =
+            client::load_pages(page, sizes.page_clients, sizes.page_secs, keep_alive).await;
+        let secs = started.elapsed().as_secs_f64();
+        let cpu_secs = system.cpu_secs() - cpu_before;
+        if loaded == 0 {
+            return Err(format!("no page loaded ({failed} failed)"));
+        }
+        results.push(Pages {
+            keep_alive,
+            clients: sizes.page_clients,
+            loaded,
+            failed,
+            per_sec: loaded as f64 / secs,
+            server_cpu_us_per_page: cpu_secs * 1e6 / loaded as f64,
+        });
+        // Let the closed connections' sockets go before the next measure.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(results)
+}
+
+/// Opens streams up to each of `counts` and weighs the server each time; with `page`, each
+/// stream on a connection that loaded that page first.
 pub(crate) async fn capacity(
     system: &Running,
     shared: &Arc<Shared>,
     sizes: &Sizes,
+    (counts, page): (&[usize], Option<&client::Url>),
 ) -> (Vec<Capacity>, Option<String>) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = system.rss_bytes();
     let mut open_now: Vec<Subscriber> = Vec::new();
     let mut results = Vec::new();
-    for &wanted in &sizes.capacity {
+    for &wanted in counts {
         let more = wanted.saturating_sub(open_now.len());
         let (opened, error) = open(
             system,
@@ -465,6 +619,7 @@ pub(crate) async fn capacity(
             more,
             |_| "idle".to_owned(),
             sizes.patience * 2,
+            page,
         )
         .await;
         open_now.extend(opened);
@@ -494,7 +649,7 @@ pub(crate) async fn churn(system: &Running, shared: &Arc<Shared>, sizes: &Sizes)
     let loops = (0..sizes.churn_concurrency).map(|_| async move {
         let (mut done, mut failed) = (0u64, 0u64);
         while done < per_loop && Instant::now() < deadline {
-            match client::subscribe(&system.sub, "churn", shared, true).await {
+            match client::subscribe(&system.sub, "churn", shared, true, None).await {
                 Ok(subscriber) => drop(subscriber),
                 Err(_) => failed += 1,
             }
@@ -527,4 +682,11 @@ impl Random {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
 }

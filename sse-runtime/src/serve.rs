@@ -9,7 +9,9 @@
 //! and its socket, nothing more. Every other connection (any other request or answer, HTTP/2,
 //! upgrades, bytes that are not HTTP/1) goes to hyper exactly as with `axum::serve`
 //! (`handoff.rs`), with the bytes read so far and, when the app already answered the first
-//! request, that answer.
+//! request, that answer. When a later request on such a kept-alive HTTP/1 connection is
+//! answered with a stream (a browser's `EventSource` on its page's connection), hyper hands the
+//! socket back and the stream is written as a first request's would be.
 //!
 //! Both paths hold a request head to the same bounds: it must arrive within the header read
 //! timeout and fit in the head size limit (431 otherwise). A shutdown lets the requests under
@@ -45,12 +47,14 @@ const MIN_HEAD_BYTES: usize = 8 * 1024;
 /// A drop-in replacement for `axum::serve(listener, app)`: every route, extractor and
 /// middleware works as there, HTTP/2 and upgrades included, and handlers can use
 /// [`ConnectInfo`] with the listener's address type. What differs is the cost of a stream
-/// opened by the first request of a connection (what `EventSource` does): no HTTP machinery
-/// stays with it, which makes an open stream several times smaller and each event cheaper to
-/// send (see `BENCHMARKS.md`). Such a stream's response has `connection: close` and is
-/// delimited by the close of the connection, which browsers and proxies read as they read any
-/// HTTP/1 body. Its bytes are flushed whenever the stream has nothing more to send, so a
-/// buffering transport (TLS) sends each event at once.
+/// opened over HTTP/1 (what `EventSource` does), by the first request of a connection or by a
+/// later one on a kept-alive connection (a page's, reused by its `EventSource`): no HTTP
+/// machinery stays with it, which makes an open stream several times smaller and each event
+/// cheaper to send, events waiting for it going out together (see `BENCHMARKS.md`). Such a
+/// stream's response has `connection: close` and is delimited by the close of the connection,
+/// which browsers and proxies read as they read any HTTP/1 body. Its bytes are flushed
+/// whenever the stream has nothing more to send, so a buffering transport (TLS) sends each
+/// event at once.
 ///
 /// What a client may do is bounded, so a few clients cannot hold the server's memory or its
 /// tasks: a request head must arrive within [`Serve::header_read_timeout`] and fit in
@@ -302,10 +306,17 @@ struct Connection {
     phase: watch::Receiver<Phase>,
 }
 
+/// A stream the app answered, for `serve` to write to the socket itself: its head, then its
+/// body's bytes as they come.
+struct Stream {
+    head: Bytes,
+    body: Body,
+}
+
 /// What became of a connection's first request.
 enum First {
-    /// A stream whose head was written: its body goes to the socket.
-    Stream(Body),
+    /// A stream: its head and body go to the socket.
+    Stream(Stream),
     /// Anything else, for hyper: the bytes read so far and, if the app answered, its answer.
     Other {
         read: Bytes,
@@ -335,17 +346,26 @@ impl Connection {
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         Addr: Clone + Send + Sync + 'static,
     {
-        // Boxed, so what reading the first request needs is not part of the connection's task
-        // for as long as the stream stays open.
+        let stall_timeout = self.limits.stall_timeout;
+        // Boxed, so what reading the first request, or hyper, needs is not part of the
+        // connection's task for as long as a stream stays open.
         let first = Box::pin(self.first_request(&mut io, &peer)).await;
-        match first {
-            Ok(First::Stream(body)) => pump::Pump::new(io, body, self.limits.stall_timeout).await,
+        let (io, stream) = match first {
+            Ok(First::Stream(stream)) => (io, stream),
             Ok(First::Other { read, answer }) => {
-                Box::pin(handoff::serve(io, read, answer, self, peer)).await
+                // A later request may still be a stream: hyper hands the socket back for it.
+                match Box::pin(handoff::serve(io, read, answer, self, peer)).await {
+                    Some(handed_back) => handed_back,
+                    None => return,
+                }
             }
-            Ok(First::Done) => {}
-            Err(error) => tracing::debug!(%error, "connection ended before its first request"),
-        }
+            Ok(First::Done) => return,
+            Err(error) => {
+                tracing::debug!(%error, "connection ended before its first request");
+                return;
+            }
+        };
+        pump::Pump::new(io, stream, stall_timeout).await;
     }
 
     async fn first_request<Io, Addr>(&mut self, io: &mut Io, peer: &Addr) -> io::Result<First>
@@ -390,9 +410,16 @@ impl Connection {
             let answer = Some(response);
             return Ok(First::Other { read, answer });
         }
+        Ok(First::Stream(Stream::of(version, response)))
+    }
+}
+
+impl Stream {
+    /// The stream `response` (one [`head::is_stream`] accepts) answers a request of `version`
+    /// with.
+    fn of(version: axum::http::Version, response: Response) -> Self {
         let (parts, body) = response.into_parts();
-        io.write_all(&head::stream_head(version, &parts.headers))
-            .await?;
-        Ok(First::Stream(body))
+        let head = head::stream_head(version, &parts.headers);
+        Stream { head, body }
     }
 }

@@ -1,14 +1,21 @@
 //! Our side of the bench: `#[sse::subscribe]` streams and a route that publishes its body, as a
-//! user of `sse` would write them. `GET /sub/{group}` listens, `POST /pub/{group}` publishes.
+//! user of `sse` would write them. `GET /sub/{group}` listens, `POST /pub/{group}` publishes,
+//! `GET /page` is a small page (what a browser loads before its `EventSource`), and
+//! `POST /batch/{groups}/{count}` publishes its body `count` times, each to a random group of
+//! `g0` to `g{groups - 1}`, inside the process.
 //!
-//! Usage: `sse-bench-server 127.0.0.1:PORT`
+//! Usage: `sse-bench-server 127.0.0.1:PORT [axum]`: served by `sse::serve`, or with `axum`, by
+//! `axum::serve` (to compare the two on the same app).
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
 
 use axum::{
     extract::Path,
     http::StatusCode,
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
     routing::{get, post},
     Router,
 };
@@ -25,11 +32,38 @@ async fn publish(Path(group): Path<String>, data: String) -> Response {
     }
 }
 
+const PAGE: &str = "<!doctype html>\n<title>yo</title>\n<ul id=yos></ul>\n<script>\n\
+    new EventSource(\"/sub/yo\").onmessage = (e) => \
+    document.getElementById(\"yos\").append(Object.assign(document.createElement(\"li\"), \
+    { textContent: e.data }));\n</script>\n";
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// Where the next batch's xorshift64 generator starts: random groups without a dependency.
+static SEED: AtomicU64 = AtomicU64::new(1);
+
+async fn batch(Path((groups, count)): Path<(u64, u64)>, data: String) -> Response {
+    let mut random = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed) | 1;
+    for _ in 0..count {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        if let Err(e) = sse::publish!(format!("g{}", random % groups.max(1)), data.as_str()) {
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
 #[tokio::main]
 async fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .expect("usage: sse-bench-server 127.0.0.1:PORT");
+    let mut args = std::env::args().skip(1);
+    let addr = args
+        .next()
+        .expect("usage: sse-bench-server 127.0.0.1:PORT [axum]");
+    let with_axum = args.next().is_some_and(|arg| arg == "axum");
     // Sized for the bench: up to 19k streams (the machine's 20k open files per process), and
     // queues deep enough that a publisher flooding one group does not cut healthy clients.
     let config = sse::Config::default()
@@ -39,9 +73,15 @@ async fn main() {
     sse::init(config).expect("nothing used the hub yet");
     let app = Router::new()
         .route("/sub/{group}", get(sub))
-        .route("/pub/{group}", post(publish));
+        .route("/pub/{group}", post(publish))
+        .route("/page", get(page))
+        .route("/batch/{groups}/{count}", post(batch));
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"));
-    sse::serve(listener, app).await.expect("server runs");
+    if with_axum {
+        axum::serve(listener, app).await.expect("server runs");
+    } else {
+        sse::serve(listener, app).await.expect("server runs");
+    }
 }

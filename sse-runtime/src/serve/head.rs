@@ -97,20 +97,45 @@ fn stream_request(head: &httparse::Request<'_, '_>) -> Option<Request> {
     for field in head.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
         let value = HeaderValue::from_bytes(field.value).ok()?;
-        match name {
-            header::CONTENT_LENGTH if value != "0" => return None,
-            header::TRANSFER_ENCODING | header::UPGRADE | header::EXPECT => return None,
-            header::ACCEPT => {
-                accepts_stream |= value
-                    .as_bytes()
-                    .windows(b"text/event-stream".len())
-                    .any(|window| window.eq_ignore_ascii_case(b"text/event-stream"));
-            }
-            _ => {}
+        if forbids_stream(&name, &value) {
+            return None;
         }
+        accepts_stream |= name == header::ACCEPT && accepts_event_stream(&value);
         request.headers_mut().append(name, value);
     }
     accepts_stream.then_some(request)
+}
+
+/// Whether a request hyper read may be answered by a stream `serve` writes itself: the same
+/// test as for a first request, on a later request of a kept-alive HTTP/1 connection.
+pub(super) fn may_stream<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    request.method() == Method::GET
+        && matches!(request.version(), Version::HTTP_10 | Version::HTTP_11)
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(accepts_event_stream)
+        && !headers
+            .iter()
+            .any(|(name, value)| forbids_stream(name, value))
+}
+
+/// A header that gives the request a body, an upgrade or an expectation: hyper's to serve.
+fn forbids_stream(name: &HeaderName, value: &HeaderValue) -> bool {
+    match *name {
+        header::CONTENT_LENGTH => value != "0",
+        header::TRANSFER_ENCODING | header::UPGRADE | header::EXPECT => true,
+        _ => false,
+    }
+}
+
+/// Whether an `Accept` value names `text/event-stream`.
+fn accepts_event_stream(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .windows(b"text/event-stream".len())
+        .any(|window| window.eq_ignore_ascii_case(b"text/event-stream"))
 }
 
 /// Whether `response` is a stream `serve` writes to the socket itself.
@@ -194,6 +219,63 @@ mod tests {
             assert!(matches!(head(&other), Some(Head::Other)), "{other:?}");
         }
         assert!(head("GET /e HTTP/1.1\r\nAccept: te").is_none());
+    }
+
+    #[test]
+    fn a_later_request_hyper_read_may_stream_on_the_same_terms() {
+        let request = |method: Method, version: Version, headers: &[(&str, &str)]| {
+            let mut request = Request::new(());
+            *request.method_mut() = method;
+            *request.version_mut() = version;
+            for (name, value) in headers {
+                let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+                request
+                    .headers_mut()
+                    .append(name, HeaderValue::from_str(value).unwrap());
+            }
+            request
+        };
+        let accept = ("accept", "text/html, Text/Event-Stream;q=1");
+        assert!(may_stream(&request(
+            Method::GET,
+            Version::HTTP_11,
+            &[accept]
+        )));
+        assert!(may_stream(&request(
+            Method::GET,
+            Version::HTTP_10,
+            &[("content-length", "0"), accept]
+        )));
+        for (method, version, headers) in [
+            (Method::GET, Version::HTTP_11, vec![("accept", "text/html")]),
+            (Method::POST, Version::HTTP_11, vec![accept]),
+            (Method::GET, Version::HTTP_2, vec![accept]),
+            (
+                Method::GET,
+                Version::HTTP_11,
+                vec![accept, ("content-length", "5")],
+            ),
+            (
+                Method::GET,
+                Version::HTTP_11,
+                vec![accept, ("transfer-encoding", "chunked")],
+            ),
+            (
+                Method::GET,
+                Version::HTTP_11,
+                vec![accept, ("upgrade", "websocket")],
+            ),
+            (
+                Method::GET,
+                Version::HTTP_11,
+                vec![accept, ("expect", "100-continue")],
+            ),
+        ] {
+            assert!(
+                !may_stream(&request(method.clone(), version, &headers)),
+                "{method} {version:?} {headers:?}"
+            );
+        }
     }
 
     #[test]
