@@ -429,7 +429,7 @@ impl Listener {
             }
             *mark = Some(id);
             if let Some(registry) = &registry {
-                registry.deliver(group, id, draft);
+                registry.deliver(group, id, &payload[draft]);
             }
         }
     }

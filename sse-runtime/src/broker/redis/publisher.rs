@@ -206,14 +206,11 @@ impl Publisher {
         for (group, events) in &call.groups {
             let keys = Keys::of(group);
             invocation.key(keys.seq).key(keys.epoch).key(keys.history);
-            let drafts = || events.iter().map(|pending| pending.draft.as_bytes());
+            let drafts = events.iter().map(|pending| pending.draft.as_bytes());
             invocation
                 .arg(keys.channel)
                 .arg(events.len())
-                .arg(wire::lengths(drafts()));
-            for draft in drafts() {
-                invocation.arg(draft);
-            }
+                .arg(wire::batch(drafts));
         }
         let answer = self.ask(Some(&invocation)).await;
         let answer = answer.and_then(|firsts| match firsts.len() == call.groups.len() {

@@ -20,34 +20,16 @@ local function ensure_seq(seq, epoch, ttl)
 end
 ";
 
-/// Publishes a batch: several events of several groups (whose keys must share a hash slot in a
+/// Publishes a batch: events of several groups (whose keys must share a hash slot in a
 /// cluster), in one call. KEYS: seq, epoch, history of each group. ARGV: max events, max age
 /// in µs, how long a sequence lives after its last event in ms, the publishing command
 /// (`PUBLISH`, or `SPUBLISH` in a cluster); then for each group its channel, its count of
-/// events, their lengths (`<n>,<n>...`) and the events. Returns the first id given to each
-/// group; its events have that id and the ones after it, in order.
+/// events and the events as `<length>,<length>... <the events, back to back>`. Each group's
+/// events get the next ids, are published as one message and kept as one entry of its
+/// history, `<first id>:<lengths> <events>` (the entry's id is the last event's). Redis's work
+/// per call hardly depends on how many events it carries. Returns the first id given to each
+/// group.
 const PUBLISH: &str = r"
--- Trim with XDEL, not MAXLEN: only XDEL records the highest id deleted, which tells a
--- reconnecting client whether it missed events that are gone. At most `budget` entries go.
-local function trim(history, max_events, oldest_kept, budget)
-  local excess = redis.call('XLEN', history) - max_events
-  local extra = 1
-  while budget > 0 do
-    local want = math.min(math.max(excess, 0) + extra, budget)
-    local oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', want)
-    local doomed = {}
-    for _, entry in ipairs(oldest) do
-      if excess <= 0 and tonumber(entry[2][2]) >= oldest_kept then break end
-      doomed[#doomed + 1] = entry[1]
-      excess = excess - 1
-    end
-    if #doomed > 0 then redis.call('XDEL', history, unpack(doomed)) end
-    if #doomed < want then return end
-    budget = budget - #doomed
-    extra = 16
-  end
-end
-
 local max_events, max_age, ttl, publish = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local oldest_kept = now - max_age
 local at = string.format('%d', now)
@@ -56,22 +38,30 @@ local firsts = {}
 local arg = 5
 for g = 1, #KEYS, 3 do
   local seq, epoch, history = KEYS[g], KEYS[g + 1], KEYS[g + 2]
-  local channel, count, lengths = ARGV[arg], tonumber(ARGV[arg + 1]), ARGV[arg + 2]
-  local events = arg + 3
-  arg = events + count
+  local channel, count, events = ARGV[arg], tonumber(ARGV[arg + 1]), ARGV[arg + 2]
+  arg = arg + 3
   ensure_seq(seq, epoch, ttl)
-  local first = redis.call('INCRBY', seq, count) - count + 1
+  local last = redis.call('INCRBY', seq, count)
+  local first = string.format('%d', last - count + 1)
   redis.call('PEXPIRE', seq, ttl)
   redis.call('PEXPIRE', epoch, ttl)
-  for i = 0, count - 1 do
-    redis.call('XADD', history, string.format('%d-0', first + i), 't', at, 'd', ARGV[events + i])
+  local batch = first .. ':' .. events
+  redis.call('XADD', history, string.format('%d-0', last), 't', at, 'd', batch)
+  -- Keep the entries holding the last `max_events` events, none older than the max age.
+  redis.call('XTRIM', history, 'MINID', string.format('%d', math.max(0, last - max_events + 1)))
+  local oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
+  if oldest and tonumber(oldest[2][2]) < oldest_kept then
+    -- A few at a time: each call adds one entry, and takes up to 16 aged ones away.
+    local aged = oldest[1]
+    for _, entry in ipairs(redis.call('XRANGE', history, '-', '+', 'COUNT', 16)) do
+      if tonumber(entry[2][2]) >= oldest_kept then break end
+      aged = entry[1]
+    end
+    redis.call('XTRIM', history, 'MINID', string.match(aged, '^%d+') .. '-1')
   end
-  trim(history, max_events, oldest_kept, count + 100)
   redis.call('PEXPIRE', history, history_ttl)
-  local first_id = string.format('%d', first)
-  local payload = table.concat(ARGV, '', events, arg - 1)
-  redis.call(publish, channel, first_id .. ':' .. lengths .. ' ' .. payload)
-  firsts[#firsts + 1] = first_id
+  redis.call(publish, channel, batch)
+  firsts[#firsts + 1] = first
 end
 return firsts
 ";
@@ -79,27 +69,25 @@ return firsts
 /// KEYS: seq, epoch, history. ARGV: the id after which the group's events are wanted (`-`: none
 /// are, only where the group stands), max events, how long the sequence lives. Returns seq,
 /// epoch, now (µs), the highest id trimmed away (all of them, when the history expired), the
-/// count of entries after the id, and each entry's id, time and encoded event.
+/// count of entries holding events after the id, and each entry's time and batch. Ids are
+/// consecutive, so what was trimmed away is what comes before the first entry's first id.
 const READ: &str = r"
 ensure_seq(KEYS[1], KEYS[2], ARGV[3])
 local seq = redis.call('GET', KEYS[1])
-local trimmed = '0-0'
+local trimmed = '0'
 local entries = {}
 if ARGV[1] ~= '-' then
-  if redis.call('EXISTS', KEYS[3]) == 0 then
-    -- Expired, or never written: every event up to the group's last id is gone.
+  local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)[1]
+  if first == nil then
+    -- Expired, trimmed to nothing, or never written: every event up to the last id is gone.
     trimmed = seq
   else
-    local info = redis.call('XINFO', 'STREAM', KEYS[3])
-    for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' then trimmed = info[j + 1] end
-    end
+    trimmed = string.format('%d', tonumber(string.match(first[2][4], '^(%d+):')) - 1)
     entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
   end
 end
 local out = {seq, redis.call('GET', KEYS[2]), string.format('%d', now), trimmed, tostring(#entries)}
 for _, entry in ipairs(entries) do
-  table.insert(out, entry[1])
   table.insert(out, entry[2][2])
   table.insert(out, entry[2][4])
 end
