@@ -13,14 +13,11 @@ use std::{
     time::Instant,
 };
 
-use futures_util::{
-    future::{join_all, BoxFuture, Shared},
-    FutureExt,
-};
-use redis::{Script, ScriptInvocation};
+use futures_util::future::join_all;
+use redis::{aio::MultiplexedConnection, Script, ScriptInvocation};
 use tokio::sync::{Notify, Semaphore};
 
-use super::{link::Link, scripts, wire, Keys, Limits, Target, DOWN_FOR};
+use super::{link::Router, scripts, wire, Keys, Limits, Target, DOWN_FOR};
 use crate::{config::RedisNodes, event::Draft, BrokerError};
 
 /// Where the answer to a publish goes: its id, or why it has none.
@@ -40,9 +37,8 @@ pub(super) struct Publisher {
     /// Publishes waiting for the next batch, in the order they were made.
     queue: Mutex<Vec<Pending>>,
     queued: Notify,
-    /// The link, or the attempt to make it that every publish meanwhile waits for. `None`
-    /// until the first publish, and after the link was lost (the next one reconnects).
-    link: Mutex<Option<Connecting>>,
+    /// The connection to each node, made by the first publish that needs it.
+    router: Router,
     /// Each hash slot whose last script call failed (`0` for a single Redis), while it counts
     /// as down.
     down: Mutex<HashMap<u16, Down>>,
@@ -53,8 +49,6 @@ struct Pending {
     draft: Draft,
     reply: Reply,
 }
-
-type Connecting = Shared<BoxFuture<'static, Result<Link, BrokerError>>>;
 
 /// A slot found unreachable: until `until`, its publishes fail at once with `error` instead of
 /// each waiting out the timeouts; then one tries again (`probing`) while the others still fail.
@@ -72,10 +66,10 @@ struct Call {
 
 /// A request refused.
 enum Refused {
-    /// Before it was sent, by a link that had closed: it certainly did not reach Redis.
+    /// Before it was sent, by a connection that had closed: it certainly did not reach Redis.
     Unsent,
-    /// Redis failed it, or did not answer; `link_lost` when the link is no longer usable.
-    Failed { error: BrokerError, link_lost: bool },
+    /// Redis failed it (with the error it gave, if it gave one), or did not answer.
+    Failed(Option<redis::RedisError>, BrokerError),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,13 +79,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Publisher {
     pub(super) fn new(target: Target, limits: Limits) -> Self {
         Self {
-            target,
             limits,
             script: scripts::publish(),
             queue: Mutex::new(Vec::new()),
             queued: Notify::new(),
-            link: Mutex::new(None),
+            router: Router::new(target.clone()),
             down: Mutex::new(HashMap::new()),
+            target,
         }
     }
 
@@ -131,9 +125,15 @@ impl Publisher {
         }
     }
 
-    /// Whether Redis answers: every node, for a cluster.
+    /// Whether Redis answers: every master, for a cluster.
     pub(super) async fn ping(&self) -> Result<(), BrokerError> {
-        self.ask(None).await.map(drop)
+        let nodes = self.router.nodes().await?;
+        let pings = nodes.into_iter().map(|(_, connecting)| async move {
+            let mut connection = connecting.await?;
+            let ping = redis::cmd("PING");
+            self.target.answer_within(ping.query_async::<()>(&mut connection)).await
+        });
+        futures_util::future::try_join_all(pings).await.map(drop)
     }
 
     /// The oldest queued publishes, within the bounds of a batch.
@@ -212,7 +212,7 @@ impl Publisher {
                 .arg(events.len())
                 .arg(wire::batch(drafts));
         }
-        let answer = self.ask(Some(&invocation)).await;
+        let answer = self.ask(call.slot, &invocation).await;
         let answer = answer.and_then(|firsts| match firsts.len() == call.groups.len() {
             true => Ok(firsts),
             false => Err(BrokerError::new(format!(
@@ -258,91 +258,70 @@ impl Publisher {
         }
     }
 
-    /// Runs `invocation` (a `PING` of every node for `None`), on a new link if the shared one
-    /// turns out to have closed. That is the only retry: a command that failed otherwise may
-    /// have reached Redis (a timeout, or a link that closed with commands in flight; the
-    /// `redis` crate does not say which), and sending a publish again could publish it twice.
-    async fn ask(&self, invocation: Option<&ScriptInvocation<'_>>) -> Result<Vec<u64>, BrokerError> {
-        let mut retried = false;
+    /// Runs `invocation` on the node serving `slot`, on a new connection if the shared one
+    /// turns out to have closed, or on the slot's new node if it moved. Those are the only
+    /// retries: a command that failed otherwise may have reached Redis (a timeout, or a
+    /// connection that closed with commands in flight; the `redis` crate does not say which),
+    /// and sending a publish again could publish it twice. The connection is replaced instead,
+    /// for the next request.
+    async fn ask(&self, slot: u16, invocation: &ScriptInvocation<'_>) -> Result<Vec<u64>, BrokerError> {
+        let (mut unsent_retried, mut moved_retried) = (false, false);
         loop {
-            let connecting = self.connecting();
+            let (node, connecting) = self.router.connection(slot).await?;
             let answer = match connecting.clone().await {
-                Ok(link) => self.answer(invocation, link).await,
-                Err(error) => Err(Refused::Failed {
-                    error,
-                    link_lost: true,
-                }),
+                Ok(connection) => self.answer(invocation, connection).await,
+                Err(error) => Err(Refused::Failed(None, error)),
             };
-            // The link may be out of step with Redis, or dead: the next request makes another.
-            let (error, link_lost) = match answer {
+            // The connection may be out of step with Redis, or dead: the next request makes
+            // another.
+            match answer {
                 Ok(answer) => return Ok(answer),
-                Err(Refused::Unsent) => (None, true),
-                Err(Refused::Failed { error, link_lost }) => (Some(error), link_lost),
-            };
-            if link_lost {
-                self.forget(&connecting);
-            }
-            match error {
-                Some(error) => return Err(error),
-                None if retried => return Err(self.target.closed()),
-                None => retried = true,
+                Err(Refused::Failed(Some(moved), error)) if moved.redirect_node().is_some() => {
+                    if moved_retried {
+                        return Err(error);
+                    }
+                    moved_retried = true;
+                    self.router.refresh().await?;
+                }
+                Err(Refused::Failed(_, error)) => {
+                    self.router.forget(&node, &connecting);
+                    return Err(error);
+                }
+                Err(Refused::Unsent) => {
+                    self.router.forget(&node, &connecting);
+                    if unsent_retried {
+                        return Err(self.target.closed());
+                    }
+                    unsent_retried = true;
+                }
             }
         }
     }
 
-    /// Redis's answer to `invocation` on `link`, or why there is none.
+    /// Redis's answer to `invocation` on `connection`, or why there is none.
     async fn answer(
         &self,
-        invocation: Option<&ScriptInvocation<'_>>,
-        mut link: Link,
+        invocation: &ScriptInvocation<'_>,
+        mut connection: MultiplexedConnection,
     ) -> Result<Vec<u64>, Refused> {
-        let lost_link = link.clone();
-        let asking = async move {
-            match invocation {
-                Some(invocation) => invocation.invoke_async(&mut link).await,
-                None => link.ping_all().await.map(|()| Vec::new()),
-            }
-        };
+        let asking = async move { invocation.invoke_async(&mut connection).await };
         let mut asking = std::pin::pin!(asking);
-        // The link's driver, which writes to the socket, is a task of this same thread: it
-        // cannot have sent anything before the first poll returns. A request refused then was
-        // refused by a driver that had stopped, its connection closed.
+        // The connection's driver, which writes to the socket, is a task of this same thread:
+        // it cannot have sent anything before the first poll returns. A request refused then
+        // was refused by a driver that had stopped, its connection closed.
         let first_poll = std::future::poll_fn(|cx| Poll::Ready(asking.as_mut().poll(cx)));
         let answer = match first_poll.await {
             Poll::Ready(Err(error)) if error.is_connection_dropped() => return Err(Refused::Unsent),
             Poll::Ready(answer) => answer,
             Poll::Pending => match tokio::time::timeout(super::COMMAND_TIMEOUT, asking).await {
                 Ok(answer) => answer,
-                Err(_) => {
-                    return Err(Refused::Failed {
-                        error: self.target.no_answer(),
-                        link_lost: matches!(lost_link, Link::Single(_)),
-                    })
-                }
+                Err(_) => return Err(Refused::Failed(None, self.target.no_answer())),
             },
         };
-        answer.map_err(|error| Refused::Failed {
-            link_lost: lost_link.lost_by(&error),
-            error: self.target.failed(error),
+        answer.map_err(|error| {
+            let failed = self.target.failed(error.clone());
+            Refused::Failed(Some(error), failed)
         })
-    }
-
-    /// The link, made by the first publish that needs one and shared by the others.
-    fn connecting(&self) -> Connecting {
-        let mut link = lock(&self.link);
-        let connecting = link.get_or_insert_with(|| {
-            let target = self.target.clone();
-            async move { Link::open(&target).await }.boxed().shared()
-        });
-        connecting.clone()
-    }
-
-    /// Drops `failed`, unless another publish already replaced it.
-    fn forget(&self, failed: &Connecting) {
-        let mut link = lock(&self.link);
-        if link.as_ref().is_some_and(|c| c.ptr_eq(failed)) {
-            *link = None;
-        }
     }
 }
 
