@@ -106,6 +106,7 @@ impl Instance {
 /// A keep-alive HTTP/1.1 connection posting events.
 struct Poster {
     sender: http1::SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
     path: String,
 }
 
@@ -129,12 +130,17 @@ impl Poster {
         let (addr, path) = split_url(&instance.publish.replace("{group}", group))?;
         Ok(Poster {
             sender: connect(addr).await?,
+            addr,
             path,
         })
     }
 
     /// Posts `t=<now in µs>` (ours adds the event name `tick`; the peers take the body as is).
     async fn post(&mut self) -> Result<(), Error> {
+        // A server may close a kept-alive connection (uvicorn after 5 s idle): open another.
+        if self.sender.ready().await.is_err() {
+            self.sender = connect(self.addr).await?;
+        }
         let request = hyper::Request::post(&self.path)
             .header("host", "127.0.0.1")
             .body(Full::new(Bytes::from(format!("t={}", now_us()))))?;

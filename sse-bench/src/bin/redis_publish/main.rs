@@ -15,7 +15,7 @@
 //!
 //! ```sh
 //! cargo run --release -p sse-bench --features redis --bin sse-bench-redis-publish -- \
-//!     [SECONDS] [--http] [--before PATH]
+//!     [SECONDS] [--http | --http-only] [--before PATH]
 //! ```
 
 use std::{
@@ -60,7 +60,8 @@ fn main() -> Result<(), Error> {
         }
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    for redis in [Redis::single()?, Redis::cluster()?] {
+    let in_process = !args.iter().any(|arg| arg == "--http-only");
+    for redis in [Redis::single()?, Redis::cluster()?].into_iter().filter(|_| in_process) {
         let hub = sse::Hub::connect(sse::Config::default().broker(&redis.url)?)?;
         for publishers in PUBLISHERS {
             let tasks = measure(&redis, || {
@@ -78,7 +79,7 @@ fn main() -> Result<(), Error> {
         }
     }
 
-    if args.iter().any(|arg| arg == "--http") {
+    if args.iter().any(|arg| arg.starts_with("--http")) {
         runtime.block_on(over_http(run_for))?;
     }
     Ok(())
@@ -136,7 +137,7 @@ async fn over_http(run_for: Duration) -> Result<(), Error> {
             Ok((p50, p99, received, sent)) => {
                 println!("| {name} | {p50:.2?} | {p99:.2?} | {received} of {sent} |")
             }
-            Err(why) => println!("| {name} | failed: {why} | | |"),
+            Err(why) => println!("| {name} | failed: {why:?} | | |"),
         }
     }
     Ok(())
