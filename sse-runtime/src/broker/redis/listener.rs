@@ -7,19 +7,21 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Weak,
+    sync::{Arc, Weak},
     time::Duration,
 };
 
 use futures_util::{future::join_all, StreamExt};
 use redis::{
     aio::{PubSubSink, PubSubStream},
+    cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
+    cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo},
     PushInfo, PushKind, Script, Value,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{link, link::Link, scripts, wire, Keys, Limits, Target};
+use super::{router::Router, scripts, wire, Keys, Limits, Target, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
 use crate::{
     config::RedisNodes,
     registry::Deliver,
@@ -53,6 +55,8 @@ pub(super) struct Listener {
     limits: Limits,
     registry: Weak<dyn Deliver>,
     commands: mpsc::UnboundedReceiver<Command>,
+    /// Where the histories are read: the node of each group's slot.
+    router: Arc<Router>,
     read: Script,
     /// The groups this process listens to, each with its mark: every event of the group with
     /// this id or a lower one was delivered here, or published before the group was listened
@@ -134,7 +138,12 @@ impl Hearing {
         match self {
             Hearing::Single { sink, .. } => sink.ping::<Value>().await.map(drop),
             Hearing::Cluster { connection, .. } => {
-                Link::Cluster(connection.clone()).ping_all().await
+                let every_master = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::AllSucceeded),
+                ));
+                let ping = redis::cmd("PING");
+                connection.route_command(ping, every_master).await.map(drop)
             }
         }
     }
@@ -146,12 +155,14 @@ impl Listener {
         limits: Limits,
         registry: Weak<dyn Deliver>,
         commands: mpsc::UnboundedReceiver<Command>,
+        router: Arc<Router>,
     ) -> Self {
         Self {
             target,
             limits,
             registry,
             commands,
+            router,
             read: scripts::read(),
             groups: HashMap::new(),
             stale: HashSet::new(),
@@ -167,12 +178,12 @@ impl Listener {
         let mut was_down = false;
         loop {
             let lost = match self.connect().await {
-                Ok((hearing, link)) => {
+                Ok(hearing) => {
                     if was_down {
                         tracing::info!(redis = %self.target.shown, "Redis is back: listening again");
                     }
                     backoff = FIRST_BACKOFF;
-                    match self.serve(hearing, link).await {
+                    match self.serve(hearing).await {
                         Ok(()) => return,
                         Err(lost) => lost,
                     }
@@ -191,21 +202,19 @@ impl Listener {
         }
     }
 
-    async fn connect(&self) -> Result<(Hearing, Link), BrokerError> {
+    async fn connect(&self) -> Result<Hearing, BrokerError> {
         match &self.target.nodes {
             RedisNodes::Single(client) => {
                 let connecting = async {
                     let (sink, messages) = client.get_async_pubsub().await?.split();
-                    let connection = client.get_multiplexed_async_connection().await?;
-                    Ok((Hearing::Single { sink, messages }, Link::Single(connection)))
+                    Ok(Hearing::Single { sink, messages })
                 };
                 self.target.connect_within(connecting).await
             }
             RedisNodes::Cluster(seeds) => {
                 let (heard, pushes) = mpsc::unbounded_channel();
-                let connection = link::cluster(&self.target, seeds, Some(heard)).await?;
-                let link = Link::Cluster(connection.clone());
-                Ok((Hearing::Cluster { connection, pushes }, link))
+                let connection = cluster(&self.target, seeds, heard).await?;
+                Ok(Hearing::Cluster { connection, pushes })
             }
         }
     }
@@ -236,9 +245,10 @@ impl Listener {
     }
 
     /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
-    async fn serve(&mut self, mut hearing: Hearing, link: Link) -> Result<(), BrokerError> {
+    async fn serve(&mut self, mut hearing: Hearing) -> Result<(), BrokerError> {
         let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
         self.stale.clear();
+        self.mark_new(&groups).await?;
         match &mut hearing {
             Hearing::Single { sink, .. } => {
                 let channels: Vec<String> = groups.iter().map(|g| Keys::of(g.as_str()).channel).collect();
@@ -255,7 +265,7 @@ impl Listener {
             }
         }
         // Back after an outage: fetch what was published while nobody here was listening.
-        self.catch_up(&link, groups).await?;
+        self.catch_up(groups).await?;
 
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -271,7 +281,7 @@ impl Listener {
                         let group = std::str::from_utf8(&channel).ok().and_then(Keys::group_of_channel);
                         let group = group.and_then(|g| self.groups.get_key_value(g));
                         if let Some((group, Some(_))) = group {
-                            self.catch_up(&link, vec![group.clone()]).await?;
+                            self.catch_up(vec![group.clone()]).await?;
                         }
                     }
                     Some(Heard::NodeLost) => tracing::warn!(
@@ -304,10 +314,11 @@ impl Listener {
                         Ok(()) => {
                             answering = true;
                             let stale: Vec<GroupName> = self.stale.drain().collect();
+                            self.mark_new(&stale).await?;
                             for group in &stale {
                                 self.subscribe(&mut hearing, group).await?;
                             }
-                            self.catch_up(&link, stale).await?;
+                            self.catch_up(stale).await?;
                         }
                     }
                 }
@@ -318,8 +329,9 @@ impl Listener {
                             continue;
                         }
                         self.groups.insert(group.clone(), None);
+                        self.mark_new(std::slice::from_ref(&group)).await?;
                         self.subscribe(&mut hearing, &group).await?;
-                        self.catch_up(&link, vec![group]).await?;
+                        self.catch_up(vec![group]).await?;
                     }
                     Some(Command::Unsubscribe(group)) => {
                         self.stale.remove(&group);
@@ -336,7 +348,7 @@ impl Listener {
                         if reply.is_closed() {
                             continue;
                         }
-                        match self.read_history(&link, &groups, &from).await {
+                        match self.read_history(&groups, &from).await {
                             Ok(histories) => {
                                 let caught_up = resume::caught_up(histories, &from, self.limits.age_us);
                                 let _ = reply.send(Ok(caught_up));
@@ -368,16 +380,43 @@ impl Listener {
         }
     }
 
+    /// Marks each of `groups` not listened to yet where it stands, before subscribing to it:
+    /// whatever is published later arrives live or is in the history read once subscribed,
+    /// so its streams, open since before, miss nothing.
+    async fn mark_new(&mut self, groups: &[GroupName]) -> Result<(), BrokerError> {
+        let new: Vec<GroupName> = groups
+            .iter()
+            .filter(|g| matches!(self.groups.get(*g), Some(None)))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        match self.read_history(&new, &vec![None; new.len()]).await {
+            Ok(histories) => {
+                for (group, history) in new.into_iter().zip(histories) {
+                    self.listening_from(group, history.seq);
+                }
+            }
+            Err(error) if self.in_cluster() => {
+                tracing::warn!(error = &error as &dyn std::error::Error, "cannot read where groups stand yet");
+                self.stale.extend(new);
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(())
+    }
+
     /// Reads the history of `groups` after their marks, delivers what was missed (ordered by
     /// Redis's clock across groups), and marks each group as listened to from where it
     /// stands. Stale groups are left for later; in a cluster, so are groups whose node did not
     /// answer.
-    async fn catch_up(&mut self, link: &Link, groups: Vec<GroupName>) -> Result<(), BrokerError> {
+    async fn catch_up(&mut self, groups: Vec<GroupName>) -> Result<(), BrokerError> {
         let groups: Vec<GroupName> = groups.into_iter().filter(|g| !self.stale.contains(g)).collect();
         let marks: Vec<Option<u64>> = groups.iter().map(|g| self.groups.get(g).copied().flatten()).collect();
         let this = &*self;
         let reads = groups.iter().zip(&marks).map(|(group, mark)| async move {
-            this.read_history(link, std::slice::from_ref(group), &[*mark]).await
+            this.read_history(std::slice::from_ref(group), &[*mark]).await
         });
         let histories = join_all(reads).await;
         let mut read = Vec::new();
@@ -454,10 +493,10 @@ impl Listener {
     }
 
     /// The shared history of each of `groups` after its id in `from`: one script call a group
-    /// (a group's keys are in one hash slot, not theirs together), sent together.
+    /// (a group's keys are in one hash slot, not theirs together), sent together, each to the
+    /// node of its slot.
     async fn read_history(
         &self,
-        link: &Link,
         groups: &[GroupName],
         from: &[Option<u64>],
     ) -> Result<Vec<SharedHistory>, BrokerError> {
@@ -473,17 +512,36 @@ impl Listener {
             invocation
                 .arg(self.limits.events)
                 .arg(self.limits.seq_ttl_ms);
-            let mut link = link.clone();
-            async move { invocation.invoke_async::<Vec<Vec<u8>>>(&mut link).await }
+            let slot = self.router.slot_of(group.as_str());
+            async move {
+                let reply = self.router.invoke::<Vec<Vec<u8>>>(slot, &invocation).await?;
+                wire::parse_history(reply).ok_or_else(|| {
+                    BrokerError::new(format!(
+                        "Redis at {} gave an unexpected history",
+                        self.target.shown
+                    ))
+                })
+            }
         });
-        let replies = self.target.answer_within(futures_util::future::try_join_all(reads)).await?;
-        let histories: Option<Vec<SharedHistory>> =
-            replies.into_iter().map(wire::parse_history).collect();
-        histories.ok_or_else(|| {
-            BrokerError::new(format!(
-                "Redis at {} gave an unexpected history",
-                self.target.shown
-            ))
-        })
+        futures_util::future::try_join_all(reads).await
     }
+}
+
+/// A connection to the cluster of `seeds` (the `redis` crate's: one connection per node, which
+/// subscribes again after a node's connection was lost or a slot moved). The nodes' pushes
+/// (the messages of the sharded channels it subscribed to, and word of a lost node connection)
+/// go to `pushes`.
+async fn cluster(
+    target: &Target,
+    seeds: &[redis::ConnectionInfo],
+    pushes: mpsc::UnboundedSender<PushInfo>,
+) -> Result<ClusterConnection, BrokerError> {
+    let builder = ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(COMMAND_TIMEOUT)
+        // Pushes need RESP3: with RESP2 a connection in pub/sub mode takes no other command.
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes);
+    let client = builder.build().map_err(|e| target.unreachable(e))?;
+    target.connect_within(client.get_async_connection()).await
 }

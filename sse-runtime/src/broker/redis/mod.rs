@@ -44,14 +44,15 @@ use crate::{
     EventId, GroupName, PublishError,
 };
 
-mod link;
 mod listener;
 mod publisher;
+mod router;
 mod scripts;
 mod wire;
 
 use listener::{Command, Listener};
 use publisher::{Publisher, Reply};
+use router::Router;
 
 /// The keys of a group: all in the hash slot of `{group}`, so a group lives on one node of a
 /// cluster and its script touches nothing else.
@@ -151,6 +152,8 @@ pub(crate) struct RedisBroker {
     /// The broker's own thread and runtime, started on first use by either side.
     background: OnceCell<Background>,
     publisher: Arc<Publisher>,
+    /// The command connections, shared by both sides.
+    router: Arc<Router>,
     registry: Weak<dyn Deliver>,
     /// The listening side, started when the first local group opens.
     listener: OnceCell<mpsc::UnboundedSender<Command>>,
@@ -223,8 +226,10 @@ impl RedisBroker {
             age_us: (history.1.as_micros() as u64).max(1_000),
             seq_ttl_ms: SEQ_TTL.max(history.1).as_millis() as u64,
         };
+        let router = Arc::new(Router::new(target.clone()));
         Self {
-            publisher: Arc::new(Publisher::new(target.clone(), limits)),
+            publisher: Arc::new(Publisher::new(target.clone(), limits, router.clone())),
+            router,
             target,
             limits,
             background: OnceCell::new(),
@@ -260,6 +265,7 @@ impl RedisBroker {
                 self.limits,
                 self.registry.clone(),
                 received,
+                self.router.clone(),
             );
             match self.runtime() {
                 Ok(runtime) => drop(runtime.spawn(listener.run())),

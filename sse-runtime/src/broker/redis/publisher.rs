@@ -7,17 +7,15 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
     sync::{Arc, Mutex, PoisonError},
-    task::Poll,
     time::Instant,
 };
 
 use futures_util::future::join_all;
-use redis::{aio::MultiplexedConnection, Script, ScriptInvocation};
+use redis::Script;
 use tokio::sync::{Notify, Semaphore};
 
-use super::{link::Router, scripts, wire, Keys, Limits, Target, DOWN_FOR};
+use super::{router::Router, scripts, wire, Keys, Limits, Target, DOWN_FOR};
 use crate::{config::RedisNodes, event::Draft, BrokerError};
 
 /// Where the answer to a publish goes: its id, or why it has none.
@@ -37,8 +35,8 @@ pub(super) struct Publisher {
     /// Publishes waiting for the next batch, in the order they were made.
     queue: Mutex<Vec<Pending>>,
     queued: Notify,
-    /// The connection to each node, made by the first publish that needs it.
-    router: Router,
+    /// The connection to each node.
+    router: Arc<Router>,
     /// Each hash slot whose last script call failed (`0` for a single Redis), while it counts
     /// as down.
     down: Mutex<HashMap<u16, Down>>,
@@ -64,26 +62,18 @@ struct Call {
     groups: Vec<(String, Vec<Pending>)>,
 }
 
-/// A request refused.
-enum Refused {
-    /// Before it was sent, by a connection that had closed: it certainly did not reach Redis.
-    Unsent,
-    /// Redis failed it (with the error it gave, if it gave one), or did not answer.
-    Failed(Option<redis::RedisError>, BrokerError),
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Publisher {
-    pub(super) fn new(target: Target, limits: Limits) -> Self {
+    pub(super) fn new(target: Target, limits: Limits, router: Arc<Router>) -> Self {
         Self {
             limits,
             script: scripts::publish(),
             queue: Mutex::new(Vec::new()),
             queued: Notify::new(),
-            router: Router::new(target.clone()),
+            router,
             down: Mutex::new(HashMap::new()),
             target,
         }
@@ -92,7 +82,7 @@ impl Publisher {
     /// Queues `draft` for `group`: `reply` gets its id once published. While the group's slot
     /// counts as down, `reply` gets the error at once.
     pub(super) fn publish(&self, group: String, draft: Draft, reply: Reply) {
-        if let Err(error) = self.may_try(self.slot(&group)) {
+        if let Err(error) = self.may_try(self.router.slot_of(&group)) {
             return reply(Err(error));
         }
         lock(&self.queue).push(Pending {
@@ -127,13 +117,7 @@ impl Publisher {
 
     /// Whether Redis answers: every master, for a cluster.
     pub(super) async fn ping(&self) -> Result<(), BrokerError> {
-        let nodes = self.router.nodes().await?;
-        let pings = nodes.into_iter().map(|(_, connecting)| async move {
-            let mut connection = connecting.await?;
-            let ping = redis::cmd("PING");
-            self.target.answer_within(ping.query_async::<()>(&mut connection)).await
-        });
-        futures_util::future::try_join_all(pings).await.map(drop)
+        self.router.ping_all().await
     }
 
     /// The oldest queued publishes, within the bounds of a batch.
@@ -155,14 +139,6 @@ impl Publisher {
         }
     }
 
-    /// The hash slot of `group`'s keys in a cluster; all of them are `0` for a single Redis.
-    fn slot(&self, group: &str) -> u16 {
-        match self.target.nodes {
-            RedisNodes::Single(_) => 0,
-            RedisNodes::Cluster(_) => key_slot(group.as_bytes()),
-        }
-    }
-
     async fn send_batch(&self, batch: Vec<Pending>) {
         let mut calls: Vec<Call> = Vec::new();
         // Where each group's events go: (call, group in it).
@@ -172,7 +148,7 @@ impl Publisher {
                 calls[call].groups[group].1.push(pending);
                 continue;
             }
-            let slot = self.slot(&pending.group);
+            let slot = self.router.slot_of(&pending.group);
             let call = match calls.iter().position(|call| call.slot == slot) {
                 Some(call) => call,
                 None => {
@@ -212,7 +188,7 @@ impl Publisher {
                 .arg(events.len())
                 .arg(wire::batch(drafts));
         }
-        let answer = self.ask(call.slot, &invocation).await;
+        let answer = self.router.invoke::<Vec<u64>>(call.slot, &invocation).await;
         let answer = answer.and_then(|firsts| match firsts.len() == call.groups.len() {
             true => Ok(firsts),
             false => Err(BrokerError::new(format!(
@@ -257,94 +233,5 @@ impl Publisher {
             }
         }
     }
-
-    /// Runs `invocation` on the node serving `slot`, on a new connection if the shared one
-    /// turns out to have closed, or on the slot's new node if it moved. Those are the only
-    /// retries: a command that failed otherwise may have reached Redis (a timeout, or a
-    /// connection that closed with commands in flight; the `redis` crate does not say which),
-    /// and sending a publish again could publish it twice. The connection is replaced instead,
-    /// for the next request.
-    async fn ask(&self, slot: u16, invocation: &ScriptInvocation<'_>) -> Result<Vec<u64>, BrokerError> {
-        let (mut unsent_retried, mut moved_retried) = (false, false);
-        loop {
-            let (node, connecting) = self.router.connection(slot).await?;
-            let answer = match connecting.clone().await {
-                Ok(connection) => self.answer(invocation, connection).await,
-                Err(error) => Err(Refused::Failed(None, error)),
-            };
-            // The connection may be out of step with Redis, or dead: the next request makes
-            // another.
-            match answer {
-                Ok(answer) => return Ok(answer),
-                Err(Refused::Failed(Some(moved), error)) if moved.redirect_node().is_some() => {
-                    if moved_retried {
-                        return Err(error);
-                    }
-                    moved_retried = true;
-                    self.router.refresh().await?;
-                }
-                Err(Refused::Failed(_, error)) => {
-                    self.router.forget(&node, &connecting);
-                    return Err(error);
-                }
-                Err(Refused::Unsent) => {
-                    self.router.forget(&node, &connecting);
-                    if unsent_retried {
-                        return Err(self.target.closed());
-                    }
-                    unsent_retried = true;
-                }
-            }
-        }
-    }
-
-    /// Redis's answer to `invocation` on `connection`, or why there is none.
-    async fn answer(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-        mut connection: MultiplexedConnection,
-    ) -> Result<Vec<u64>, Refused> {
-        let asking = async move { invocation.invoke_async(&mut connection).await };
-        let mut asking = std::pin::pin!(asking);
-        // The connection's driver, which writes to the socket, is a task of this same thread:
-        // it cannot have sent anything before the first poll returns. A request refused then
-        // was refused by a driver that had stopped, its connection closed.
-        let first_poll = std::future::poll_fn(|cx| Poll::Ready(asking.as_mut().poll(cx)));
-        let answer = match first_poll.await {
-            Poll::Ready(Err(error)) if error.is_connection_dropped() => return Err(Refused::Unsent),
-            Poll::Ready(answer) => answer,
-            Poll::Pending => match tokio::time::timeout(super::COMMAND_TIMEOUT, asking).await {
-                Ok(answer) => answer,
-                Err(_) => return Err(Refused::Failed(None, self.target.no_answer())),
-            },
-        };
-        answer.map_err(|error| {
-            let failed = self.target.failed(error.clone());
-            Refused::Failed(Some(error), failed)
-        })
-    }
 }
 
-/// The hash slot of a key whose hash tag is `tag`: CRC16 (XMODEM) modulo 16,384, as Redis
-/// Cluster computes it.
-fn key_slot(tag: &[u8]) -> u16 {
-    let crc = tag.iter().fold(0u16, |crc, &byte| {
-        (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| match crc & 0x8000 {
-            0 => crc << 1,
-            _ => (crc << 1) ^ 0x1021,
-        })
-    });
-    crc % 16_384
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key_slot;
-
-    #[test]
-    fn hash_slots_are_those_of_redis_cluster() {
-        // `CLUSTER KEYSLOT foo`; 0x31C3 is CRC16/XMODEM's check value.
-        assert_eq!(key_slot(b"foo"), 12_182);
-        assert_eq!(key_slot(b"123456789"), 0x31C3);
-    }
-}

@@ -1,12 +1,15 @@
-//! A connection that commands and scripts go over: one multiplexed connection to a single
-//! Redis, or a cluster connection of the `redis` crate (one multiplexed connection per node,
-//! each command sent to the node of its key's hash slot, MOVED and ASK followed, the slot map
-//! refreshed and lost nodes reconnected by the crate), which the listening side uses; and the
-//! [`Router`] of the publishing side.
+//! The connections that commands and scripts go over, one per node: each request goes to the
+//! node of its hash slot (the one Redis, or the master serving the slot in a cluster). In a
+//! cluster, the slot map comes from `CLUSTER SLOTS`, read again when a node answers `MOVED`
+//! (the slot moved: resharding, a failover). Not the `redis` crate's cluster connection: while
+//! one node hung, it held up the commands to the other nodes as well, and a publish or a
+//! history read must fail or succeed on its own shard only.
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{Mutex, PoisonError},
+    task::Poll,
 };
 
 use futures_util::{
@@ -14,99 +17,25 @@ use futures_util::{
     FutureExt,
 };
 use redis::{
-    aio::{ConnectionLike, MultiplexedConnection},
-    ConnectionAddr, ConnectionInfo,
-    cluster::ClusterClientBuilder,
-    cluster_async::ClusterConnection,
-    cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo},
-    Cmd, Pipeline, PushInfo, RedisFuture, Value,
+    aio::MultiplexedConnection, ConnectionAddr, ConnectionInfo, FromRedisValue, ScriptInvocation,
+    Value,
 };
-use tokio::sync::mpsc;
 
-use super::{Target, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
+use super::{Target, COMMAND_TIMEOUT};
 use crate::{config::RedisNodes, BrokerError};
 
-#[derive(Clone)]
-pub(super) enum Link {
-    Single(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl Link {
-    /// Asks every node (each master of a cluster) whether it is there.
-    pub(super) async fn ping_all(&mut self) -> redis::RedisResult<()> {
-        let ping = redis::cmd("PING");
-        match self {
-            Link::Single(connection) => ping.query_async(connection).await,
-            Link::Cluster(connection) => {
-                let every_master = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::AllSucceeded),
-                ));
-                connection.route_command(ping, every_master).await.map(drop)
-            }
-        }
-    }
-}
-
-impl ConnectionLike for Link {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Link::Single(connection) => connection.req_packed_command(cmd),
-            Link::Cluster(connection) => connection.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Link::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
-            Link::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Link::Single(connection) => connection.get_db(),
-            Link::Cluster(connection) => connection.get_db(),
-        }
-    }
-}
-
-/// A connection to the cluster of `seeds`. The nodes' pushes (the messages of the sharded
-/// channels it subscribed to, and word of a lost node connection) go to `pushes` when given.
-pub(super) async fn cluster(
-    target: &Target,
-    seeds: &[redis::ConnectionInfo],
-    pushes: Option<mpsc::UnboundedSender<PushInfo>>,
-) -> Result<ClusterConnection, BrokerError> {
-    let mut builder = ClusterClientBuilder::new(seeds.to_vec())
-        .connection_timeout(CONNECT_TIMEOUT)
-        .response_timeout(COMMAND_TIMEOUT)
-        .retries(1);
-    if let Some(pushes) = pushes {
-        // Pushes need RESP3: with RESP2 a connection in pub/sub mode takes no other command.
-        builder = builder
-            .use_protocol(redis::ProtocolVersion::RESP3)
-            .push_sender(pushes);
-    }
-    let client = builder.build().map_err(|e| target.unreachable(e))?;
-    target.connect_within(client.get_async_connection()).await
+/// A request refused.
+enum Refused {
+    /// Before it was sent, by a connection that had closed: it certainly did not reach Redis.
+    Unsent,
+    /// Redis failed it (with the error it gave, if it gave one), or did not answer.
+    Failed(Option<redis::RedisError>, BrokerError),
 }
 
 /// A node of a cluster: host and port.
 type Node = (String, u16);
 
-/// The connections of the publishing side, one per node: each request goes to the node of its
-/// hash slot (the one Redis, or the master serving the slot in a cluster). In a cluster, the
-/// slot map comes from `CLUSTER SLOTS`, read again when a node answers `MOVED` (the slot moved:
-/// resharding, a failover). Not the `redis` crate's cluster connection: while one node hung,
-/// it held up the commands to the other nodes as well, and a publish must fail or succeed on
-/// its own shard only.
+/// A process's command connections, shared by its publishing and listening sides.
 pub(super) struct Router {
     target: Target,
     /// A cluster's slot ranges with their masters, sorted; empty until first needed.
@@ -115,7 +44,7 @@ pub(super) struct Router {
 }
 
 /// A connection being made, awaited by every request that needs it meanwhile.
-pub(super) type Connecting = Shared<BoxFuture<'static, Result<MultiplexedConnection, BrokerError>>>;
+type Connecting = Shared<BoxFuture<'static, Result<MultiplexedConnection, BrokerError>>>;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -130,9 +59,28 @@ impl Router {
         }
     }
 
+    /// The hash slot of `group`'s keys (all `0` for a single Redis).
+    pub(super) fn slot_of(&self, group: &str) -> u16 {
+        match self.target.nodes {
+            RedisNodes::Single(_) => 0,
+            RedisNodes::Cluster(_) => key_slot(group.as_bytes()),
+        }
+    }
+
+    /// Whether every node answers: the one Redis, or every master of the cluster.
+    pub(super) async fn ping_all(&self) -> Result<(), BrokerError> {
+        let nodes = self.nodes().await?;
+        let pings = nodes.into_iter().map(|(_, connecting)| async move {
+            let mut connection = connecting.await?;
+            let ping = redis::cmd("PING");
+            self.target.answer_within(ping.query_async::<()>(&mut connection)).await
+        });
+        futures_util::future::try_join_all(pings).await.map(drop)
+    }
+
     /// The node serving `slot` and the connection to it, made by the first request that
     /// needs it and shared by the others.
-    pub(super) async fn connection(&self, slot: u16) -> Result<(Node, Connecting), BrokerError> {
+    async fn connection(&self, slot: u16) -> Result<(Node, Connecting), BrokerError> {
         let node = match &self.target.nodes {
             RedisNodes::Single(_) => (String::new(), 0),
             RedisNodes::Cluster(_) => match self.node_of(slot) {
@@ -153,7 +101,7 @@ impl Router {
     }
 
     /// Every node: the one Redis, or each master of the cluster.
-    pub(super) async fn nodes(&self) -> Result<Vec<(Node, Connecting)>, BrokerError> {
+    async fn nodes(&self) -> Result<Vec<(Node, Connecting)>, BrokerError> {
         if let RedisNodes::Cluster(_) = self.target.nodes {
             self.refresh().await?;
         }
@@ -174,7 +122,7 @@ impl Router {
     }
 
     /// Drops `failed`, unless another request already replaced it.
-    pub(super) fn forget(&self, node: &Node, failed: &Connecting) {
+    fn forget(&self, node: &Node, failed: &Connecting) {
         let mut connections = lock(&self.connections);
         if connections.get(node).is_some_and(|c| c.ptr_eq(failed)) {
             connections.remove(node);
@@ -208,7 +156,7 @@ impl Router {
 
     /// Reads the slot map from the first node that gives it: known masters and seeds, asked
     /// all at once.
-    pub(super) async fn refresh(&self) -> Result<(), BrokerError> {
+    async fn refresh(&self) -> Result<(), BrokerError> {
         let RedisNodes::Cluster(seeds) = &self.target.nodes else {
             return Ok(());
         };
@@ -249,6 +197,76 @@ impl Router {
         *lock(&self.slots) = slots;
         Ok(())
     }
+
+    /// Runs `invocation` on the node serving `slot`, on a new connection if the shared one
+    /// turns out to have closed, or on the slot's new node if it moved. Those are the only
+    /// retries: a command that failed otherwise may have reached Redis (a timeout, or a
+    /// connection that closed with commands in flight; the `redis` crate does not say which),
+    /// and sending a publish again could publish it twice. The connection is replaced instead,
+    /// for the next request.
+    pub(super) async fn invoke<T: FromRedisValue>(
+        &self,
+        slot: u16,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, BrokerError> {
+        let (mut unsent_retried, mut moved_retried) = (false, false);
+        loop {
+            let (node, connecting) = self.connection(slot).await?;
+            let answer = match connecting.clone().await {
+                Ok(connection) => self.answer(invocation, connection).await,
+                Err(error) => Err(Refused::Failed(None, error)),
+            };
+            // The connection may be out of step with Redis, or dead: the next request makes
+            // another.
+            match answer {
+                Ok(answer) => return Ok(answer),
+                Err(Refused::Failed(Some(moved), error)) if moved.redirect_node().is_some() => {
+                    if moved_retried {
+                        return Err(error);
+                    }
+                    moved_retried = true;
+                    self.refresh().await?;
+                }
+                Err(Refused::Failed(_, error)) => {
+                    self.forget(&node, &connecting);
+                    return Err(error);
+                }
+                Err(Refused::Unsent) => {
+                    self.forget(&node, &connecting);
+                    if unsent_retried {
+                        return Err(self.target.closed());
+                    }
+                    unsent_retried = true;
+                }
+            }
+        }
+    }
+
+    /// Redis's answer to `invocation` on `connection`, or why there is none.
+    async fn answer<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        mut connection: MultiplexedConnection,
+    ) -> Result<T, Refused> {
+        let asking = async move { invocation.invoke_async(&mut connection).await };
+        let mut asking = std::pin::pin!(asking);
+        // The connection's driver, which writes to the socket, is a task of this same thread:
+        // it cannot have sent anything before the first poll returns. A request refused then
+        // was refused by a driver that had stopped, its connection closed.
+        let first_poll = std::future::poll_fn(|cx| Poll::Ready(asking.as_mut().poll(cx)));
+        let answer = match first_poll.await {
+            Poll::Ready(Err(error)) if error.is_connection_dropped() => return Err(Refused::Unsent),
+            Poll::Ready(answer) => answer,
+            Poll::Pending => match tokio::time::timeout(COMMAND_TIMEOUT, asking).await {
+                Ok(answer) => answer,
+                Err(_) => return Err(Refused::Failed(None, self.target.no_answer())),
+            },
+        };
+        answer.map_err(|error| {
+            let failed = self.target.failed(error.clone());
+            Refused::Failed(Some(error), failed)
+        })
+    }
 }
 
 /// A client of `node`, with the credentials and settings of `seed`.
@@ -288,4 +306,28 @@ fn slot_map(reply: Value, asked: &str) -> Option<Vec<(u16, u16, Node)>> {
     }
     slots.sort();
     Some(slots)
+}
+
+/// The hash slot of a key whose hash tag is `tag`: CRC16 (XMODEM) modulo 16,384, as Redis
+/// Cluster computes it.
+fn key_slot(tag: &[u8]) -> u16 {
+    let crc = tag.iter().fold(0u16, |crc, &byte| {
+        (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| match crc & 0x8000 {
+            0 => crc << 1,
+            _ => (crc << 1) ^ 0x1021,
+        })
+    });
+    crc % 16_384
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_slot;
+
+    #[test]
+    fn hash_slots_are_those_of_redis_cluster() {
+        // `CLUSTER KEYSLOT foo`; 0x31C3 is CRC16/XMODEM's check value.
+        assert_eq!(key_slot(b"foo"), 12_182);
+        assert_eq!(key_slot(b"123456789"), 0x31C3);
+    }
 }
