@@ -77,11 +77,7 @@ fn ids(events: &[Event]) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_gets_every_event_in_the_same_order() {
     let redis = RedisServer::start().await;
-    let nodes = [
-        node(&redis).await,
-        node(&redis).await,
-        node(&redis).await,
-    ];
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
     let mut clients = Vec::new();
     for node in &nodes {
         clients.push(node.open("order", None).await);
@@ -155,11 +151,7 @@ async fn every_process_gets_every_event_in_the_same_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reconnecting_to_another_process_replays_exactly_what_was_missed() {
     let redis = RedisServer::start().await;
-    let [a, b, c] = [
-        node(&redis).await,
-        node(&redis).await,
-        node(&redis).await,
-    ];
+    let [a, b, c] = [node(&redis).await, node(&redis).await, node(&redis).await];
     let mut on_a = a.open("replay", None).await;
     // B holds the group already, with a client of its own; C never heard of it.
     let mut on_b = b.open("replay", None).await;

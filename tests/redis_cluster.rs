@@ -43,7 +43,11 @@ async fn publish_once_healed(node: &Node, group: &str) -> u64 {
 async fn groups_on_every_shard_reach_three_processes_in_the_same_order_and_replay_across_them() {
     let cluster = RedisCluster::start(3).await;
     let groups = cluster.group_on_each_node("spread");
-    let nodes = [node(&cluster).await, node(&cluster).await, node(&cluster).await];
+    let nodes = [
+        node(&cluster).await,
+        node(&cluster).await,
+        node(&cluster).await,
+    ];
     let mut clients = Vec::new();
     for node in &nodes {
         for group in &groups {
@@ -73,15 +77,32 @@ async fn groups_on_every_shard_reach_three_processes_in_the_same_order_and_repla
     for (g, published) in published_ids.iter_mut().enumerate() {
         published.sort_unstable();
         let in_first_process = &received[g];
-        assert_eq!(&ids(in_first_process), published, "every event once, in id order");
+        assert_eq!(
+            &ids(in_first_process),
+            published,
+            "every event once, in id order"
+        );
         for process in 1..nodes.len() {
             let elsewhere = &received[process * groups.len() + g];
-            assert_eq!(seen(elsewhere), seen(in_first_process), "same events, same order");
+            assert_eq!(
+                seen(elsewhere),
+                seen(in_first_process),
+                "same events, same order"
+            );
         }
         // Each process listens once per group, on its shard only.
         for (n, node) in cluster.nodes.iter().enumerate() {
-            let expected = if n == cluster.node_of(&groups[g]) { 3 } else { 0 };
-            assert_eq!(node.listeners(&groups[g]), expected, "{} on node {n}", groups[g]);
+            let expected = if n == cluster.node_of(&groups[g]) {
+                3
+            } else {
+                0
+            };
+            assert_eq!(
+                node.listeners(&groups[g]),
+                expected,
+                "{} on node {n}",
+                groups[g]
+            );
         }
     }
 
@@ -94,7 +115,8 @@ async fn groups_on_every_shard_reach_three_processes_in_the_same_order_and_repla
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_restarted_shard_fails_only_its_groups_while_down_then_recovers_and_resets_lost_history() {
+async fn a_restarted_shard_fails_only_its_groups_while_down_then_recovers_and_resets_lost_history()
+{
     let mut cluster = RedisCluster::start(3).await;
     let groups = cluster.group_on_each_node("shard");
     let [a, b] = [node(&cluster).await, node(&cluster).await];

@@ -280,7 +280,10 @@ impl RedisCluster {
                 .query::<u64>(&mut connection)
                 .is_ok()
         };
-        self.nodes.iter().position(serves).expect("a node serves every slot")
+        self.nodes
+            .iter()
+            .position(serves)
+            .expect("a node serves every slot")
     }
 
     /// For each node, a group named `<prefix>-<n>` whose keys it serves.

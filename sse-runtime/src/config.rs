@@ -72,7 +72,9 @@ impl RedisUrl {
         let bad = |e| BrokerError::caused_by(format!("bad broker URL {shown:?}"), e);
         let seeds = match url.strip_prefix("redis+cluster://") {
             Some(rest) => cluster_seeds(rest),
-            None if url.contains(',') => url.split(',').map(|seed| seed.trim().to_owned()).collect(),
+            None if url.contains(',') => {
+                url.split(',').map(|seed| seed.trim().to_owned()).collect()
+            }
             None => {
                 let client = redis::Client::open(url).map_err(bad)?;
                 return Ok(Self {

@@ -76,7 +76,9 @@ impl Instance {
 
     /// Peer `name` on a free port, through the Redis on `redis_port`.
     pub(crate) fn peer(name: &str, redis_port: u16) -> Result<Instance, Error> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let dir = std::env::temp_dir().join(format!("sse-bench-{name}-{port}"));
         let output = Command::new(PEER)
             .args(["start", name])
@@ -214,7 +216,9 @@ pub(crate) async fn latency(
         tokio::spawn(async move {
             let mut pending = Vec::new();
             while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 let at = now_us();
                 pending.extend_from_slice(&data);
                 while let Some(end) = pending.iter().position(|&b| b == b'\n') {
@@ -247,18 +251,32 @@ pub(crate) async fn latency(
     reader.abort();
     let mut latencies = lock(&latencies).clone();
     latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
-    Ok((at(0.5), at(0.99), latencies.len(), sent.into_inner() as usize))
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok((
+        at(0.5),
+        at(0.99),
+        latencies.len(),
+        sent.into_inner() as usize,
+    ))
 }
 
 /// The send time in a `data:` line holding `t=<µs>` (raw, or quoted as the peers may).
 fn sent_at(line: &[u8]) -> Option<u64> {
     let line = std::str::from_utf8(line).ok()?.strip_prefix("data:")?;
     let digits = line.split("t=").nth(1)?;
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

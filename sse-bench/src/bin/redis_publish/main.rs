@@ -61,7 +61,10 @@ fn main() -> Result<(), Error> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let in_process = !args.iter().any(|arg| arg == "--http-only");
-    for redis in [Redis::single()?, Redis::cluster()?].into_iter().filter(|_| in_process) {
+    for redis in [Redis::single()?, Redis::cluster()?]
+        .into_iter()
+        .filter(|_| in_process)
+    {
         let hub = sse::Hub::connect(sse::Config::default().broker(&redis.url)?)?;
         for publishers in PUBLISHERS {
             let tasks = measure(&redis, || {
@@ -88,7 +91,10 @@ fn main() -> Result<(), Error> {
 /// Every system over HTTP: publish rates and latency across processes.
 async fn over_http(run_for: Duration) -> Result<(), Error> {
     println!();
-    println!("## Over HTTP, two instances sharing Redis, {} s each", run_for.as_secs());
+    println!(
+        "## Over HTTP, two instances sharing Redis, {} s each",
+        run_for.as_secs()
+    );
     println!();
     println!("| system | publishers | events/s | Redis CPU µs/event |");
     println!("|---|---:|---:|---:|");
@@ -162,16 +168,20 @@ fn node(broker_url: &str) -> Result<(), Error> {
                 let published = publishing.publish_async(&group, Some("tick"), body).await;
                 match published {
                     Ok(id) => id.to_string().into_response(),
-                    Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+                    Err(error) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()
+                    }
                 }
             }),
         )
         .route(
             "/sub/{group}",
-            get(move |Path(group): Path<sse::GroupName>, last: sse::LastEventId| async move {
-                let stream: Response = hub.stream([group], &last).into_response();
-                stream
-            }),
+            get(
+                move |Path(group): Path<sse::GroupName>, last: sse::LastEventId| async move {
+                    let stream: Response = hub.stream([group], &last).into_response();
+                    stream
+                },
+            ),
         );
     tokio::runtime::Runtime::new()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -259,7 +269,10 @@ impl Measured {
 
     fn print(&self, redis: &Redis, publishers: usize, how: &str) {
         let (rate, cpu) = self.figures();
-        println!("| {} | {publishers} | {how} | {rate:.0} | {cpu:.1} |", redis.name);
+        println!(
+            "| {} | {publishers} | {how} | {rate:.0} | {cpu:.1} |",
+            redis.name
+        );
     }
 }
 

@@ -47,11 +47,15 @@ impl Redis {
         let mut ports = Vec::new();
         for _ in 0..3 {
             // The cluster bus listens 10,000 above.
-            let port = free_port(|port| std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok())?;
+            let port = free_port(|port| {
+                std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+            })?;
             let conf = format!("nodes-{port}.conf");
             let args = ["--cluster-enabled", "yes", "--cluster-config-file", &conf];
             let dir = dir.to_str().ok_or("a temporary directory named in UTF-8")?;
-            redis.servers.push(start(port, &[&args[..], &["--dir", dir]].concat())?);
+            redis
+                .servers
+                .push(start(port, &[&args[..], &["--dir", dir]].concat())?);
             ports.push(format!("127.0.0.1:{port}"));
         }
         let created = Command::new("redis-cli")
@@ -67,7 +71,12 @@ impl Redis {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 let info = Command::new("redis-cli")
-                    .args(["-p", port.trim_start_matches("127.0.0.1:"), "CLUSTER", "INFO"])
+                    .args([
+                        "-p",
+                        port.trim_start_matches("127.0.0.1:"),
+                        "CLUSTER",
+                        "INFO",
+                    ])
                     .output()?;
                 if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
                     break;

@@ -21,7 +21,9 @@ use redis::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{router::Router, scripts, wire, Keys, Limits, Target, COMMAND_TIMEOUT, CONNECT_TIMEOUT};
+use super::{
+    router::Router, scripts, wire, Keys, Limits, Target, COMMAND_TIMEOUT, CONNECT_TIMEOUT,
+};
 use crate::{
     config::RedisNodes,
     registry::Deliver,
@@ -81,7 +83,10 @@ enum Hearing {
 }
 
 enum Heard {
-    Message { channel: Vec<u8>, payload: Vec<u8> },
+    Message {
+        channel: Vec<u8>,
+        payload: Vec<u8>,
+    },
     /// A sharded channel subscribed to (again).
     Subscribed(Vec<u8>),
     /// A node's connection was lost; the cluster connection makes another.
@@ -251,7 +256,10 @@ impl Listener {
         self.mark_new(&groups).await?;
         match &mut hearing {
             Hearing::Single { sink, .. } => {
-                let channels: Vec<String> = groups.iter().map(|g| Keys::of(g.as_str()).channel).collect();
+                let channels: Vec<String> = groups
+                    .iter()
+                    .map(|g| Keys::of(g.as_str()).channel)
+                    .collect();
                 if !channels.is_empty() {
                     sink.subscribe(&channels)
                         .await
@@ -368,7 +376,11 @@ impl Listener {
 
     /// Subscribes to `group`'s channel. In a cluster, a node that fails leaves the group stale,
     /// to be tried again; a single Redis that fails is reconnected to.
-    async fn subscribe(&mut self, hearing: &mut Hearing, group: &GroupName) -> Result<(), BrokerError> {
+    async fn subscribe(
+        &mut self,
+        hearing: &mut Hearing,
+        group: &GroupName,
+    ) -> Result<(), BrokerError> {
         match hearing.subscribe(&Keys::of(group.as_str()).channel).await {
             Ok(()) => Ok(()),
             Err(error) if self.in_cluster() => {
@@ -399,7 +411,10 @@ impl Listener {
                 }
             }
             Err(error) if self.in_cluster() => {
-                tracing::warn!(error = &error as &dyn std::error::Error, "cannot read where groups stand yet");
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot read where groups stand yet"
+                );
                 self.stale.extend(new);
             }
             Err(error) => return Err(error),
@@ -412,11 +427,18 @@ impl Listener {
     /// stands. Stale groups are left for later; in a cluster, so are groups whose node did not
     /// answer.
     async fn catch_up(&mut self, groups: Vec<GroupName>) -> Result<(), BrokerError> {
-        let groups: Vec<GroupName> = groups.into_iter().filter(|g| !self.stale.contains(g)).collect();
-        let marks: Vec<Option<u64>> = groups.iter().map(|g| self.groups.get(g).copied().flatten()).collect();
+        let groups: Vec<GroupName> = groups
+            .into_iter()
+            .filter(|g| !self.stale.contains(g))
+            .collect();
+        let marks: Vec<Option<u64>> = groups
+            .iter()
+            .map(|g| self.groups.get(g).copied().flatten())
+            .collect();
         let this = &*self;
         let reads = groups.iter().zip(&marks).map(|(group, mark)| async move {
-            this.read_history(std::slice::from_ref(group), &[*mark]).await
+            this.read_history(std::slice::from_ref(group), &[*mark])
+                .await
         });
         let histories = join_all(reads).await;
         let mut read = Vec::new();
@@ -450,7 +472,9 @@ impl Listener {
 
     /// A message on a group's channel: a batch of its events.
     fn receive(&mut self, channel: &[u8], payload: &[u8]) {
-        let group = std::str::from_utf8(channel).ok().and_then(Keys::group_of_channel);
+        let group = std::str::from_utf8(channel)
+            .ok()
+            .and_then(Keys::group_of_channel);
         let Some(group) = group else {
             return;
         };
@@ -514,7 +538,10 @@ impl Listener {
                 .arg(self.limits.seq_ttl_ms);
             let slot = self.router.slot_of(group.as_str());
             async move {
-                let reply = self.router.invoke::<Vec<Vec<u8>>>(slot, &invocation).await?;
+                let reply = self
+                    .router
+                    .invoke::<Vec<Vec<u8>>>(slot, &invocation)
+                    .await?;
                 wire::parse_history(reply).ok_or_else(|| {
                     BrokerError::new(format!(
                         "Redis at {} gave an unexpected history",

@@ -73,7 +73,9 @@ impl Router {
         let pings = nodes.into_iter().map(|(_, connecting)| async move {
             let mut connection = connecting.await?;
             let ping = redis::cmd("PING");
-            self.target.answer_within(ping.query_async::<()>(&mut connection)).await
+            self.target
+                .answer_within(ping.query_async::<()>(&mut connection))
+                .await
         });
         futures_util::future::try_join_all(pings).await.map(drop)
     }
@@ -131,7 +133,9 @@ impl Router {
 
     fn node_of(&self, slot: u16) -> Option<Node> {
         let slots = lock(&self.slots);
-        let range = slots.iter().find(|(first, last, _)| (*first..=*last).contains(&slot));
+        let range = slots
+            .iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&slot));
         range.map(|(_, _, node)| node.clone())
     }
 
@@ -255,7 +259,9 @@ impl Router {
         // was refused by a driver that had stopped, its connection closed.
         let first_poll = std::future::poll_fn(|cx| Poll::Ready(asking.as_mut().poll(cx)));
         let answer = match first_poll.await {
-            Poll::Ready(Err(error)) if error.is_connection_dropped() => return Err(Refused::Unsent),
+            Poll::Ready(Err(error)) if error.is_connection_dropped() => {
+                return Err(Refused::Unsent)
+            }
             Poll::Ready(answer) => answer,
             Poll::Pending => match tokio::time::timeout(COMMAND_TIMEOUT, asking).await {
                 Ok(answer) => answer,
@@ -270,8 +276,14 @@ impl Router {
 }
 
 /// A client of `node`, with the credentials and settings of `seed`.
-fn at_node(target: &Target, seed: &ConnectionInfo, node: &Node) -> Result<redis::Client, BrokerError> {
-    let info = seed.clone().set_addr(ConnectionAddr::Tcp(node.0.clone(), node.1));
+fn at_node(
+    target: &Target,
+    seed: &ConnectionInfo,
+    node: &Node,
+) -> Result<redis::Client, BrokerError> {
+    let info = seed
+        .clone()
+        .set_addr(ConnectionAddr::Tcp(node.0.clone(), node.1));
     redis::Client::open(info).map_err(|e| target.unreachable(e))
 }
 
@@ -287,7 +299,9 @@ fn slot_map(reply: Value, asked: &str) -> Option<Vec<(u16, u16, Node)>> {
             return None;
         };
         let (first, last, master) = match range.as_slice() {
-            [Value::Int(first), Value::Int(last), Value::Array(master), ..] => (first, last, master),
+            [Value::Int(first), Value::Int(last), Value::Array(master), ..] => {
+                (first, last, master)
+            }
             _ => return None,
         };
         let (host, port) = match master.as_slice() {

@@ -46,9 +46,9 @@ for g = 1, #KEYS, 3 do
   redis.call('PEXPIRE', seq, ttl)
   redis.call('PEXPIRE', epoch, ttl)
   local batch = first .. ':' .. events
-  redis.call('XADD', history, string.format('%d-0', last), 't', at, 'd', batch)
   -- Keep the entries holding the last `max_events` events, none older than the max age.
-  redis.call('XTRIM', history, 'MINID', string.format('%d', math.max(0, last - max_events + 1)))
+  local keep_from = string.format('%d', math.max(0, last - max_events + 1))
+  redis.call('XADD', history, 'MINID', keep_from, string.format('%d-0', last), 't', at, 'd', batch)
   local oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
   if oldest and tonumber(oldest[2][2]) < oldest_kept then
     -- A few at a time: each call adds one entry, and takes up to 16 aged ones away.

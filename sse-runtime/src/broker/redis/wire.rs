@@ -47,9 +47,8 @@ pub(super) fn split_batch(batch: &[u8]) -> Option<Vec<(u64, Range<usize>)>> {
 /// The reply of the read script for one group, field by field.
 pub(super) fn parse_history(reply: Vec<Vec<u8>>) -> Option<SharedHistory> {
     let mut items = reply.into_iter();
-    let number = |item: Option<Vec<u8>>| -> Option<u64> {
-        std::str::from_utf8(&item?).ok()?.parse().ok()
-    };
+    let number =
+        |item: Option<Vec<u8>>| -> Option<u64> { std::str::from_utf8(&item?).ok()?.parse().ok() };
     let mut next = || number(items.next());
     let (seq, epoch, now_us, trimmed, count) = (next()?, next()?, next()?, next()?, next()?);
     let mut entries = Vec::new();
@@ -86,7 +85,11 @@ mod tests {
             (120, 100, 10_000)
         );
         assert_eq!(history.trimmed, 105);
-        let entries: Vec<_> = history.entries.iter().map(|e| (e.id, e.at_us, &e.encoded[..])).collect();
+        let entries: Vec<_> = history
+            .entries
+            .iter()
+            .map(|e| (e.id, e.at_us, &e.encoded[..]))
+            .collect();
         assert_eq!(entries, [(111, 9_000, &b"D"[..]), (112, 9_000, b"EF")]);
         assert!(parse_history(reply[..6].to_vec()).is_none(), "truncated");
     }
@@ -98,7 +101,10 @@ mod tests {
         message.extend(batch(events.into_iter()));
         assert_eq!(message, b"41:10,0,8 data: a b\ndata: c\n");
         let split = split_batch(&message).unwrap();
-        let split: Vec<_> = split.into_iter().map(|(id, at)| (id, &message[at])).collect();
+        let split: Vec<_> = split
+            .into_iter()
+            .map(|(id, at)| (id, &message[at]))
+            .collect();
         assert_eq!(split, [(41, events[0]), (42, events[1]), (43, events[2])]);
         for malformed in ["41:3 ab", "41:1 ab", "x:1 a", "41 a", "41:1,x a"] {
             assert!(split_batch(malformed.as_bytes()).is_none(), "{malformed}");
