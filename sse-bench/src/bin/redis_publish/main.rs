@@ -15,7 +15,7 @@
 //!
 //! ```sh
 //! cargo run --release -p sse-bench --features redis --bin sse-bench-redis-publish -- \
-//!     [SECONDS] [--http | --http-only] [--before PATH]
+//!     [SECONDS] [--http | --http-only] [--fanout] [--before PATH]
 //! ```
 
 use std::{
@@ -24,6 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod fanout;
 mod http;
 mod servers;
 
@@ -84,6 +85,9 @@ fn main() -> Result<(), Error> {
 
     if args.iter().any(|arg| arg.starts_with("--http")) {
         runtime.block_on(over_http(run_for))?;
+    }
+    if args.iter().any(|arg| arg == "--fanout") {
+        fanout::measure()?;
     }
     Ok(())
 }
