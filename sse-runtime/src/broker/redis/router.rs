@@ -8,7 +8,10 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Mutex, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, PoisonError,
+    },
     task::Poll,
 };
 
@@ -40,6 +43,8 @@ pub(super) struct Router {
     target: Target,
     /// A cluster's slot ranges with their masters, sorted; empty until first needed.
     slots: Mutex<Vec<(u16, u16, Node)>>,
+    /// The map is to be read again before the next request.
+    stale: AtomicBool,
     connections: Mutex<HashMap<Node, Connecting>>,
 }
 
@@ -55,6 +60,7 @@ impl Router {
         Self {
             target,
             slots: Mutex::new(Vec::new()),
+            stale: AtomicBool::new(false),
             connections: Mutex::new(HashMap::new()),
         }
     }
@@ -86,8 +92,8 @@ impl Router {
         let node = match &self.target.nodes {
             RedisNodes::Single(_) => (String::new(), 0),
             RedisNodes::Cluster(_) => match self.node_of(slot) {
-                Some(node) => node,
-                None => {
+                Some(node) if !self.stale.load(Ordering::Relaxed) => node,
+                _ => {
                     self.refresh().await?;
                     self.node_of(slot).ok_or_else(|| {
                         BrokerError::new(format!(
@@ -147,7 +153,7 @@ impl Router {
             async move {
                 let client = match &target.nodes {
                     RedisNodes::Single(client) => client.clone(),
-                    RedisNodes::Cluster(seeds) => at_node(&target, &seeds[0], &node)?,
+                    RedisNodes::Cluster(seeds) => at_node(&target, seeds, &node)?,
                 };
                 let connecting = client.get_multiplexed_async_connection();
                 target.connect_within(connecting).await
@@ -177,7 +183,7 @@ impl Router {
         asked.dedup();
         let asking = asked.into_iter().map(|node| {
             async move {
-                let client = at_node(&self.target, &seeds[0], &node)?;
+                let client = at_node(&self.target, seeds, &node)?;
                 let mut connection = self
                     .target
                     .connect_within(client.get_multiplexed_async_connection())
@@ -199,6 +205,7 @@ impl Router {
         });
         let (slots, _) = futures_util::future::select_ok(asking).await?;
         *lock(&self.slots) = slots;
+        self.stale.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -233,6 +240,9 @@ impl Router {
                 }
                 Err(Refused::Failed(_, error)) => {
                     self.forget(&node, &connecting);
+                    // The node may be gone for good (a failover gave its slots to another,
+                    // without anyone saying `MOVED`): the next request reads the map again.
+                    self.stale.store(true, Ordering::Relaxed);
                     return Err(error);
                 }
                 Err(Refused::Unsent) => {
@@ -275,12 +285,15 @@ impl Router {
     }
 }
 
-/// A client of `node`, with the credentials and settings of `seed`.
+/// A client of `node`, with the credentials and settings of the first seed.
 fn at_node(
     target: &Target,
-    seed: &ConnectionInfo,
+    seeds: &[ConnectionInfo],
     node: &Node,
 ) -> Result<redis::Client, BrokerError> {
+    let seed = seeds.first().ok_or_else(|| {
+        BrokerError::new(format!("the broker URL {:?} names no node", target.shown))
+    })?;
     let info = seed
         .clone()
         .set_addr(ConnectionAddr::Tcp(node.0.clone(), node.1));
