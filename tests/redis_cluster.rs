@@ -175,3 +175,31 @@ async fn a_shard_that_stops_answering_fails_its_groups_fast_and_recovers() {
     let after = publish_once_healed(&a, frozen).await;
     assert_eq!(ids(&on_frozen.take(1).await), [after]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_whose_slot_moves_to_another_node_keeps_publishing_listening_and_replaying() {
+    let cluster = RedisCluster::start(3).await;
+    let group = &cluster.group_on_each_node("moving")[0];
+    let [a, b] = [node(&cluster).await, node(&cluster).await];
+    let mut on_a = a.open(group, None).await;
+    cluster.wait_listeners(group, 1).await;
+    let before = b.publish(group, 3).await.unwrap();
+    assert_eq!(ids(&on_a.take(3).await), before);
+
+    // Resharding: the slot and its keys move to another node. The publisher is told `MOVED`
+    // and follows; the listener is unsubscribed by the old node and subscribes on the new one.
+    cluster.move_group(group, 1);
+    let after = b.publish(group, 3).await.unwrap();
+    cluster.nodes[1].wait_listeners(group, 1).await;
+    assert_eq!(
+        ids(&on_a.take(3).await),
+        after,
+        "the open stream follows the slot"
+    );
+    assert!(after[0] > before[2], "the sequence moved with its keys");
+
+    // The history moved too: a client back with the first id gets everything after it.
+    let mut back = b.open(group, Some(&before[0].to_string())).await;
+    let replayed = ids(&back.take(5).await);
+    assert_eq!(replayed, [&before[1..], &after[..]].concat());
+}

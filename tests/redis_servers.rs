@@ -300,6 +300,54 @@ impl RedisCluster {
         groups.into_iter().flatten().collect()
     }
 
+    /// Moves the slot of `group`'s keys, with its keys, to node `to`, as a resharding does:
+    /// `IMPORTING`/`MIGRATING`, `MIGRATE` of its keys, then `SETSLOT ... NODE` everywhere.
+    pub fn move_group(&self, group: &str, to: usize) {
+        let from = self.node_of(group);
+        let query = |node: &RedisServer, command: &mut redis::Cmd| -> redis::Value {
+            command.query(&mut node.connection().unwrap()).unwrap()
+        };
+        let id = |node: &RedisServer| -> String {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut node.connection().unwrap())
+                .unwrap()
+        };
+        let (from_id, to_id) = (id(&self.nodes[from]), id(&self.nodes[to]));
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(format!("sse:{{{group}}}:seq"))
+            .query(&mut self.nodes[from].connection().unwrap())
+            .unwrap();
+        let setslot = |state: &str, id: &str| {
+            let mut command = redis::cmd("CLUSTER");
+            command.arg("SETSLOT").arg(slot).arg(state).arg(id);
+            command
+        };
+        query(&self.nodes[to], &mut setslot("IMPORTING", &from_id));
+        query(&self.nodes[from], &mut setslot("MIGRATING", &to_id));
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(100)
+            .query(&mut self.nodes[from].connection().unwrap())
+            .unwrap();
+        if !keys.is_empty() {
+            let mut migrate = redis::cmd("MIGRATE");
+            migrate
+                .arg("127.0.0.1")
+                .arg(self.nodes[to].port)
+                .arg("")
+                .arg(0)
+                .arg(5000);
+            query(&self.nodes[from], migrate.arg("KEYS").arg(&keys));
+        }
+        for node in &self.nodes {
+            query(node, &mut setslot("NODE", &to_id));
+        }
+        assert_eq!(self.node_of(group), to, "the slot moved");
+    }
+
     /// Until `processes` processes listen to `group` on the node that serves it.
     pub async fn wait_listeners(&self, group: &str, processes: u64) {
         let node = &self.nodes[self.node_of(group)];

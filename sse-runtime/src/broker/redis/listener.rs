@@ -89,6 +89,9 @@ enum Heard {
     },
     /// A sharded channel subscribed to (again).
     Subscribed(Vec<u8>),
+    /// A sharded channel unsubscribed from: by this process, or by its node, whose slot moved
+    /// to another.
+    Unsubscribed(Vec<u8>),
     /// A node's connection was lost; the cluster connection makes another.
     NodeLost,
     Other,
@@ -116,6 +119,7 @@ impl Hearing {
                         _ => Heard::Other,
                     },
                     PushKind::SSubscribe => data.next().map_or(Heard::Other, Heard::Subscribed),
+                    PushKind::SUnsubscribe => data.next().map_or(Heard::Other, Heard::Unsubscribed),
                     PushKind::Disconnection => Heard::NodeLost,
                     _ => Heard::Other,
                 })
@@ -290,6 +294,16 @@ impl Listener {
                         let group = group.and_then(|g| self.groups.get_key_value(g));
                         if let Some((group, Some(_))) = group {
                             self.catch_up(vec![group.clone()]).await?;
+                        }
+                    }
+                    Some(Heard::Unsubscribed(channel)) => {
+                        // Still held here: its slot moved to another node (resharding); listen
+                        // there, which the crate finds, and fetch what was missed once subscribed.
+                        let group = std::str::from_utf8(&channel).ok().and_then(Keys::group_of_channel);
+                        let group = group.and_then(|g| self.groups.get_key_value(g));
+                        if let Some((group, _)) = group {
+                            let group = group.clone();
+                            self.subscribe(&mut hearing, &group).await?;
                         }
                     }
                     Some(Heard::NodeLost) => tracing::warn!(
