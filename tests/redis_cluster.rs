@@ -106,6 +106,17 @@ async fn groups_on_every_shard_reach_three_processes_in_the_same_order_and_repla
         }
     }
 
+    // Two connections per process on each node, whatever the groups and clients: one for
+    // publishing and reading, one for listening (the last one listed is this test's).
+    for node in &cluster.nodes {
+        let mut connection = node.connection().unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(list.lines().count(), 2 * nodes.len() + 1, "{list}");
+    }
+
     // A client of the first process comes back to the third with the id of the 10th event
     // it saw: it gets exactly the rest.
     let seen_first = &received[0];
