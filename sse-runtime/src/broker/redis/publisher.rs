@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures_util::future::join_all;
@@ -23,6 +23,8 @@ pub(super) type Reply = Box<dyn FnOnce(Result<u64, BrokerError>) + Send>;
 
 /// At most this many batches in flight at once; meanwhile publishes gather into the next one.
 const IN_FLIGHT: usize = 2;
+/// How long a batch in flight may hold back the next ones.
+const SLOW_BATCH: Duration = Duration::from_millis(100);
 /// The most events, and bytes of events, in a batch: one script call keeps Redis (which runs
 /// one script at a time) busy for a bounded time.
 const BATCH_EVENTS: usize = 512;
@@ -109,8 +111,15 @@ impl Publisher {
             };
             let publisher = self.clone();
             tokio::spawn(async move {
-                publisher.send_batch(batch).await;
+                let sending = publisher.send_batch(batch);
+                tokio::pin!(sending);
+                // A batch held up by a node that does not answer (its calls answer the other
+                // slots' publishes as they come) does not hold back the next batches.
+                let finished = tokio::time::timeout(SLOW_BATCH, &mut sending).await;
                 drop(permit);
+                if finished.is_err() {
+                    sending.await;
+                }
             });
         }
     }
@@ -141,7 +150,8 @@ impl Publisher {
 
     async fn send_batch(&self, batch: Vec<Pending>) {
         let mut calls: Vec<Call> = Vec::new();
-        // Where each group's events go: (call, group in it).
+        // Where each slot's and each group's events go: call, and group in it.
+        let mut slots: HashMap<u16, usize> = HashMap::new();
         let mut places: HashMap<String, (usize, usize)> = HashMap::new();
         for pending in batch {
             if let Some(&(call, group)) = places.get(&pending.group) {
@@ -149,16 +159,13 @@ impl Publisher {
                 continue;
             }
             let slot = self.router.slot_of(&pending.group);
-            let call = match calls.iter().position(|call| call.slot == slot) {
-                Some(call) => call,
-                None => {
-                    calls.push(Call {
-                        slot,
-                        groups: Vec::new(),
-                    });
-                    calls.len() - 1
-                }
-            };
+            let call = *slots.entry(slot).or_insert_with(|| {
+                calls.push(Call {
+                    slot,
+                    groups: Vec::new(),
+                });
+                calls.len() - 1
+            });
             let groups = &mut calls[call].groups;
             places.insert(pending.group.clone(), (call, groups.len()));
             groups.push((pending.group.clone(), vec![pending]));
