@@ -40,18 +40,28 @@ for g = 1, #KEYS, 3 do
   local seq, epoch, history = KEYS[g], KEYS[g + 1], KEYS[g + 2]
   local channel, count, events = ARGV[arg], tonumber(ARGV[arg + 1]), ARGV[arg + 2]
   arg = arg + 3
-  ensure_seq(seq, epoch, ttl)
   local last = redis.call('INCRBY', seq, count)
+  if last == count then
+    -- A new sequence (or one Redis lost): it starts at Redis's clock, as in `ensure_seq`.
+    last = now + count
+    redis.call('SET', seq, string.format('%d', last), 'PX', ttl)
+    redis.call('SET', epoch, string.format('%d', now), 'PX', ttl)
+  else
+    redis.call('PEXPIRE', seq, ttl)
+    redis.call('PEXPIRE', epoch, ttl)
+  end
   local first = string.format('%d', last - count + 1)
-  redis.call('PEXPIRE', seq, ttl)
-  redis.call('PEXPIRE', epoch, ttl)
   local batch = first .. ':' .. events
   -- Keep the entries holding the last `max_events` events, none older than the max age.
   local keep_from = string.format('%d', math.max(0, last - max_events + 1))
   redis.call('XADD', history, 'MINID', keep_from, string.format('%d-0', last), 't', at, 'd', batch)
-  local oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
+  -- By age, every 16 events or so: readers count older entries as gone anyway.
+  local oldest = nil
+  if math.floor(last / 16) ~= math.floor((last - count) / 16) then
+    oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
+  end
   if oldest and tonumber(oldest[2][2]) < oldest_kept then
-    -- A few at a time: each call adds one entry, and takes up to 16 aged ones away.
+    -- Up to 16 entries a check: no more were added since the last one.
     local aged = oldest[1]
     for _, entry in ipairs(redis.call('XRANGE', history, '-', '+', 'COUNT', 16)) do
       if tonumber(entry[2][2]) >= oldest_kept then break end
