@@ -286,106 +286,134 @@ impl Listener {
             tokio::select! {
                 heard = hearing.next() => match heard {
                     None => return Err(BrokerError::new("the pub/sub connection closed")),
-                    Some(Heard::Message { channel, payload }) => self.receive(&channel, &payload),
-                    Some(Heard::Subscribed(channel)) => {
-                        // Subscribed again after its node came back or its slot moved: what
-                        // was published meanwhile is in the history.
-                        let group = std::str::from_utf8(&channel).ok().and_then(Keys::group_of_channel);
-                        let group = group.and_then(|g| self.groups.get_key_value(g));
-                        if let Some((group, Some(_))) = group {
-                            self.catch_up(vec![group.clone()]).await?;
-                        }
-                    }
-                    Some(Heard::Unsubscribed(channel)) => {
-                        // Still held here: its slot moved to another node (resharding); listen
-                        // there, which the crate finds, and fetch what was missed once subscribed.
-                        let group = std::str::from_utf8(&channel).ok().and_then(Keys::group_of_channel);
-                        let group = group.and_then(|g| self.groups.get_key_value(g));
-                        if let Some((group, _)) = group {
-                            let group = group.clone();
-                            self.subscribe(&mut hearing, &group).await?;
-                        }
-                    }
-                    Some(Heard::NodeLost) => tracing::warn!(
-                        redis = %self.target.shown,
-                        "lost the connection to a Redis node: reconnecting to it, its groups' events resume when it is back"
-                    ),
-                    Some(Heard::Other) => {}
+                    Some(heard) => self.heard(&mut hearing, heard).await?,
                 },
-                _ = ping.tick() => {
-                    let answered = match tokio::time::timeout(PING_PATIENCE, hearing.ping()).await {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => Err(self.target.failed(e)),
-                        Err(_) => Err(BrokerError::new(format!(
-                            "Redis at {} did not answer a PING within {PING_PATIENCE:?}",
-                            self.target.shown
-                        ))),
-                    };
-                    match answered {
-                        // A single Redis: reconnect. A cluster: its connection reconnects
-                        // to the nodes; the groups of the others go on meanwhile.
-                        Err(error) if !self.in_cluster() => return Err(error),
-                        Err(error) if answering => {
-                            answering = false;
-                            tracing::warn!(
-                                error = &error as &dyn std::error::Error,
-                                "a Redis node does not answer: its groups' events resume when it does"
-                            );
-                        }
-                        Err(_) => {}
-                        Ok(()) => {
-                            answering = true;
-                            let stale: Vec<GroupName> = self.stale.drain().collect();
-                            self.mark_new(&stale).await?;
-                            for group in &stale {
-                                self.subscribe(&mut hearing, group).await?;
-                            }
-                            self.catch_up(stale).await?;
-                        }
-                    }
-                }
+                _ = ping.tick() => answering = self.ping(&mut hearing, answering).await?,
                 command = self.commands.recv() => match command {
                     None => return Ok(()),
-                    Some(Command::Subscribe(group)) => {
-                        if self.groups.contains_key(&group) {
-                            continue;
-                        }
-                        self.groups.insert(group.clone(), None);
-                        self.mark_new(std::slice::from_ref(&group)).await?;
-                        self.subscribe(&mut hearing, &group).await?;
-                        self.catch_up(vec![group]).await?;
-                    }
-                    Some(Command::Unsubscribe(group)) => {
-                        self.stale.remove(&group);
-                        if self.groups.remove(&group).is_some() {
-                            let unsubscribed = hearing.unsubscribe(&Keys::of(group.as_str()).channel).await;
-                            if let Err(e) = unsubscribed {
-                                if !self.in_cluster() {
-                                    return Err(self.target.failed(e));
-                                }
-                            }
-                        }
-                    }
-                    Some(Command::CatchUp { groups, from, reply }) => {
-                        if reply.is_closed() {
-                            continue;
-                        }
-                        match self.read_history(&groups, &from).await {
-                            Ok(histories) => {
-                                let caught_up = resume::caught_up(histories, &from, self.limits.age_us);
-                                let _ = reply.send(Ok(caught_up));
-                            }
-                            Err(error) => {
-                                let _ = reply.send(Err(error.clone()));
-                                if !self.in_cluster() {
-                                    return Err(error);
-                                }
-                            }
-                        }
-                    }
+                    Some(command) => self.command(&mut hearing, command).await?,
                 },
             }
         }
+    }
+
+    async fn heard(&mut self, hearing: &mut Hearing, heard: Heard) -> Result<(), BrokerError> {
+        match heard {
+            Heard::Message { channel, payload } => self.receive(&channel, &payload),
+            // Subscribed again after its node came back or its slot moved: what was published
+            // meanwhile is in the history.
+            Heard::Subscribed(channel) => {
+                if let Some((group, Some(_))) = self.held(&channel) {
+                    self.catch_up(vec![group]).await?;
+                }
+            }
+            // Still held here: its slot moved to another node (resharding). Subscribing again
+            // lands there (the crate follows the slot); the new subscription fetches what was
+            // missed.
+            Heard::Unsubscribed(channel) => {
+                if let Some((group, _)) = self.held(&channel) {
+                    self.subscribe(hearing, &group).await?;
+                }
+            }
+            Heard::NodeLost => tracing::warn!(
+                redis = %self.target.shown,
+                "lost the connection to a Redis node: reconnecting to it, its groups' events resume when it is back"
+            ),
+            Heard::Other => {}
+        }
+        Ok(())
+    }
+
+    /// The group of `channel` and its mark, if it is held here.
+    fn held(&self, channel: &[u8]) -> Option<(GroupName, Option<u64>)> {
+        let group = Keys::group_of_channel(std::str::from_utf8(channel).ok()?)?;
+        let (group, mark) = self.groups.get_key_value(group)?;
+        Some((group.clone(), *mark))
+    }
+
+    /// Asks every node whether it is there; whether all answered. A single Redis that does not
+    /// is reconnected to (`Err`). In a cluster, the connection reconnects to its nodes by
+    /// itself and the other nodes' groups go on: the first failure is logged, and once all
+    /// answer again, the stale groups are tried again.
+    async fn ping(&mut self, hearing: &mut Hearing, answering: bool) -> Result<bool, BrokerError> {
+        let answered = match tokio::time::timeout(PING_PATIENCE, hearing.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.target.failed(e)),
+            Err(_) => Err(BrokerError::new(format!(
+                "Redis at {} did not answer a PING within {PING_PATIENCE:?}",
+                self.target.shown
+            ))),
+        };
+        match answered {
+            Err(error) if !self.in_cluster() => Err(error),
+            Err(error) => {
+                if answering {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "a Redis node does not answer: its groups' events resume when it does"
+                    );
+                }
+                Ok(false)
+            }
+            Ok(()) => {
+                let stale: Vec<GroupName> = self.stale.drain().collect();
+                self.mark_new(&stale).await?;
+                for group in &stale {
+                    self.subscribe(hearing, group).await?;
+                }
+                self.catch_up(stale).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn command(
+        &mut self,
+        hearing: &mut Hearing,
+        command: Command,
+    ) -> Result<(), BrokerError> {
+        match command {
+            Command::Subscribe(group) => {
+                if self.groups.contains_key(&group) {
+                    return Ok(());
+                }
+                self.groups.insert(group.clone(), None);
+                self.mark_new(std::slice::from_ref(&group)).await?;
+                self.subscribe(hearing, &group).await?;
+                self.catch_up(vec![group]).await?;
+            }
+            Command::Unsubscribe(group) => {
+                self.stale.remove(&group);
+                if self.groups.remove(&group).is_some() {
+                    let unsubscribed = hearing.unsubscribe(&Keys::of(group.as_str()).channel).await;
+                    if let (Err(e), false) = (unsubscribed, self.in_cluster()) {
+                        return Err(self.target.failed(e));
+                    }
+                }
+            }
+            Command::CatchUp {
+                groups,
+                from,
+                reply,
+            } => {
+                if reply.is_closed() {
+                    return Ok(());
+                }
+                match self.read_history(&groups, &from).await {
+                    Ok(histories) => {
+                        let caught_up = resume::caught_up(histories, &from, self.limits.age_us);
+                        let _ = reply.send(Ok(caught_up));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error.clone()));
+                        if !self.in_cluster() {
+                            return Err(error);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Subscribes to `group`'s channel. In a cluster, a node that fails leaves the group stale,
