@@ -16,16 +16,16 @@
 //! first use, so they work the same under any runtime of the caller's, or none. Publishes are
 //! queued and sent in batches ([`publisher`]): concurrent publishes share round trips, script
 //! calls and messages. `publish!` waits for its answer on its own thread;
-//! [`Hub::publish_async`](crate::Hub::publish_async) awaits it instead. The listening side
-//! ([`listener`]) starts with the first local group: a process that only publishes never
-//! listens.
+//! [`Hub::publish_async`](crate::Hub::publish_async) awaits it instead. Both sides send their
+//! commands over one connection per node ([`router`]). The listening side ([`listener`]) starts
+//! with the first local group: a process that only publishes never listens.
 //!
 //! Keys of group `g` (see [`Keys`]): `sse:{g}:seq` (the last id given), `sse:{g}:epoch` (the first
 //! id of the current sequence: older ids come from before Redis lost it), both kept 7 days after
-//! the group's last event; `sse:{g}:history` (a stream of `<id>-0` entries with the time `t` and
-//! the encoded event `d`; it expires when the group has been quiet for the history age); the
-//! channel `sse:{g}:events`, whose messages are batches: `<first id>:<length>,<length>...
-//! <the events, back to back>`.
+//! the group's last event; `sse:{g}:history` (a stream with an entry per batch, `<last id>-0`,
+//! with the time `t` and the batch `d`: `<first id>:<length>,<length>... <the events, back to
+//! back>`; it expires when the group has been quiet for the history age); the channel
+//! `sse:{g}:events`, whose messages are batches as in `d`.
 
 use std::{
     future::Future,
@@ -61,9 +61,10 @@ struct Keys {
     seq: String,
     /// The first id of the current sequence: older ids come from before Redis lost it.
     epoch: String,
-    /// A stream of `<id>-0` entries with the time `t` (µs) and the encoded event `d`.
+    /// A stream with an entry per batch: its id is `<the batch's last id>-0`, with the time
+    /// `t` (µs) and the batch `d` (see [`wire`]).
     history: String,
-    /// Where its events are published: `<id> <encoded event>`.
+    /// Where its batches are published (sharded in a cluster).
     channel: String,
 }
 
@@ -86,15 +87,15 @@ impl Keys {
 /// How long a group's sequence outlives its last event (at least), so a client that comes back
 /// to a group whose history expired learns that it missed events.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long connecting may take before a publish gives up.
+/// How long connecting may take before a request gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long Redis may take to answer one command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a reconnecting client waits for its missed events before its stream ends (it then
 /// comes back after the `retry:` delay and asks again).
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
-/// After a publish found Redis unreachable, how long the others fail at once with its error
-/// instead of each waiting out the timeouts; then the next one tries again.
+/// After a publish found Redis (a cluster's slot) unreachable, how long the others to it fail at
+/// once with its error instead of each waiting out the timeouts; then the next one tries again.
 const DOWN_FOR: Duration = Duration::from_millis(250);
 
 /// Where Redis is, as the settings name it.
