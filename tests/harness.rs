@@ -15,6 +15,9 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
+#[cfg(feature = "redis")]
+pub mod redis_servers;
+
 /// How long any one wait in a test may last before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 

@@ -1,43 +1,31 @@
-//! Presence, join and leave events and closing streams across processes: a real
-//! `redis-server`, a hub of the test's own and a server process (`examples/redis_node.rs`), as
-//! two processes of one deployment.
+//! Presence, join and leave events and closing streams across processes: a hub of the test's
+//! own and a server process (`examples/redis_node.rs`), as two processes of one deployment,
+//! sharing one real `redis-server`, or a Redis Cluster of three (where presence keys live on
+//! their group's node and closes travel by a sharded channel).
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use sse::{Config, Hub};
-use sse_tests::{eventually, presence_app, request, serve, within, Client};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
+use sse_tests::{
+    presence_app,
+    redis_servers::{Node, RedisCluster, RedisServer},
+    request, serve, within, Client,
 };
 
 /// How long presence entries outlive their process, here.
 const TTL: Duration = Duration::from_secs(2);
 
-/// A `redis-server` on a loopback port the kernel had free, killed when dropped.
-struct Redis {
-    url: String,
-    _process: Child,
+/// What the processes share.
+enum Redis {
+    One(RedisServer),
+    Cluster(RedisCluster),
 }
 
 impl Redis {
-    async fn start() -> Redis {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = free.local_addr().unwrap().port();
-        drop(free);
-        let process = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed (scripts/test installs it)");
-        let answers = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-        eventually("redis-server listens", answers).await;
-        let url = format!("redis://127.0.0.1:{port}/0");
-        Redis {
-            url,
-            _process: process,
+    fn url(&self) -> String {
+        match self {
+            Redis::One(server) => server.url(),
+            Redis::Cluster(cluster) => cluster.url(),
         }
     }
 
@@ -45,7 +33,7 @@ impl Redis {
     /// [`presence_app`]; its address.
     async fn hub(&self) -> (Hub, String) {
         let config = Config::default()
-            .broker(&self.url)
+            .broker(&self.url())
             .unwrap()
             .presence_events(true)
             .presence_ttl(TTL);
@@ -56,42 +44,31 @@ impl Redis {
 
     /// How many processes listen to `group`'s events.
     fn listeners(&self, group: &str) -> u64 {
-        let client = redis::Client::open(self.url.as_str()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(format!("sse:{{{group}}}:events"))
-            .query(&mut connection)
-            .unwrap();
-        counts.first().map_or(0, |(_, count)| *count)
+        match self {
+            Redis::One(server) => server.listeners(group),
+            Redis::Cluster(cluster) => cluster.nodes[cluster.node_of(group)].listeners(group),
+        }
     }
 
     /// A stream of `group` from `base`, once its process listens to the group in Redis.
     async fn watch(&self, base: &str, group: &str) -> Client {
         let before = self.listeners(group);
         let client = Client::open(&format!("{base}/{group}"), &[]).await;
-        eventually("the watcher's process listens", || {
+        sse_tests::eventually("the watcher's process listens", || {
             self.listeners(group) > before
         })
         .await;
         client
     }
-}
 
-/// A `redis_node` process on `redis`: its base URL for streams (`/{group}/as/{user}` is
-/// `/events/{group}/as/{user}` there), and the process, killed when dropped.
-async fn node(redis: &Redis) -> (String, Child) {
-    let mut process = Command::new(env!("CARGO_BIN_EXE_redis_node"))
-        .env("SSE_BROKER_URL", &redis.url)
-        .env("PRESENCE_TTL_MS", TTL.as_millis().to_string())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
-    let first = within(lines.next_line()).await.unwrap().unwrap();
-    let addr = first.strip_prefix("listening on ").unwrap();
-    (format!("http://{addr}/events"), process)
+    /// A `redis_node` process on this Redis, and its base URL for streams (`/{group}/as/{user}`
+    /// is `/events/{group}/as/{user}` there).
+    async fn node(&self) -> (String, Node) {
+        let ttl = TTL.as_millis().to_string();
+        let exe = env!("CARGO_BIN_EXE_redis_node");
+        let node = Node::start(exe, &self.url(), &[("PRESENCE_TTL_MS", &ttl)]).await;
+        (node.url("/events"), node)
+    }
 }
 
 /// Who is in `group`, as `user:streams`, as `hub` reads it from Redis.
@@ -128,9 +105,17 @@ async fn next_change(watcher: &mut Client) -> String {
 
 #[tokio::test]
 async fn presence_and_join_and_leave_span_two_processes() {
-    let redis = Redis::start().await;
+    presence_and_join_and_leave(Redis::One(RedisServer::start().await)).await;
+}
+
+#[tokio::test]
+async fn presence_and_join_and_leave_span_two_processes_on_a_cluster() {
+    presence_and_join_and_leave(Redis::Cluster(RedisCluster::start(3).await)).await;
+}
+
+async fn presence_and_join_and_leave(redis: Redis) {
     let (hub, here) = redis.hub().await;
-    let (there, _node) = node(&redis).await;
+    let (there, _node) = redis.node().await;
     let mut watcher = redis.watch(&here, "room").await;
 
     let alice_there = Client::open(&format!("{there}/room/as/alice"), &[]).await;
@@ -152,9 +137,17 @@ async fn presence_and_join_and_leave_span_two_processes() {
 
 #[tokio::test]
 async fn close_user_closes_the_user_s_streams_in_every_process() {
-    let redis = Redis::start().await;
+    close_user_everywhere(Redis::One(RedisServer::start().await)).await;
+}
+
+#[tokio::test]
+async fn close_user_closes_the_user_s_streams_in_every_process_of_a_cluster() {
+    close_user_everywhere(Redis::Cluster(RedisCluster::start(3).await)).await;
+}
+
+async fn close_user_everywhere(redis: Redis) {
     let (hub, here) = redis.hub().await;
-    let (there, _node) = node(&redis).await;
+    let (there, _node) = redis.node().await;
     let mut alice_there = Client::open(&format!("{there}/room/as/alice"), &[]).await;
     let mut alice_here = Client::open(&format!("{here}/room/alice"), &[]).await;
     let mut bob = Client::open(&format!("{there}/room/as/bob"), &[]).await;
@@ -200,9 +193,9 @@ async fn close_user_closes_the_user_s_streams_in_every_process() {
 
 #[tokio::test]
 async fn a_killed_process_s_users_vanish_and_leave_within_the_presence_ttl() {
-    let redis = Redis::start().await;
+    let redis = Redis::One(RedisServer::start().await);
     let (hub, here) = redis.hub().await;
-    let (there, mut node) = node(&redis).await;
+    let (there, node) = redis.node().await;
     let mut watcher = redis.watch(&here, "room").await;
     let _carol = Client::open(&format!("{there}/room/as/carol"), &[]).await;
     assert_eq!(next_change(&mut watcher).await, "presence-join carol");
@@ -212,8 +205,7 @@ async fn a_killed_process_s_users_vanish_and_leave_within_the_presence_ttl() {
 
     // Killed: it says nothing to Redis. Its entries lapse after the TTL, and this process's
     // heartbeat sweeps them and announces that carol left.
-    node.start_kill().unwrap();
-    node.wait().await.unwrap();
+    node.kill().await;
     presence_becomes(&hub, "room", &["dave:1"]).await;
     assert_eq!(next_change(&mut watcher).await, "presence-leave carol");
 }

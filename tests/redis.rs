@@ -2,149 +2,14 @@
 //! processes (`examples/redis_node.rs`) and a publisher process (`examples/publish.rs`), as a
 //! deployment behind a load balancer would run them.
 
-use std::{
-    process::Stdio,
-    sync::atomic::{AtomicU16, Ordering},
-    time::{Duration, Instant},
+use std::time::{Duration, Instant};
+
+use sse_tests::{
+    eventually, http_client, raw_get, read_until,
+    redis_servers::{free_port, Node, RedisServer},
+    within, Client, Event,
 };
-
-use sse_tests::{eventually, http_client, raw_get, read_until, within, Client, Event};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    net::TcpStream,
-    process::{Child, Command},
-};
-
-/// A `redis-server` of this test's own, killed when dropped.
-struct RedisServer {
-    port: u16,
-    process: Child,
-}
-
-impl RedisServer {
-    async fn start() -> RedisServer {
-        for _ in 0..5 {
-            let port = free_port();
-            if let Some(server) = RedisServer::start_on(port).await {
-                return server;
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports");
-    }
-
-    /// `None` if it exited at once (the port was taken meanwhile).
-    async fn start_on(port: u16) -> Option<RedisServer> {
-        let mut process = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed (scripts/test installs it)");
-        let deadline = Instant::now() + sse_tests::PATIENCE;
-        while Instant::now() < deadline {
-            if process.try_wait().unwrap().is_some() {
-                return None;
-            }
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(RedisServer { port, process });
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("redis-server never listened on {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// A hub of the test's own with `config`, on this server.
-    fn hub(&self, config: sse::Config) -> sse::Hub {
-        sse::Hub::connect(config.broker(&self.url()).unwrap()).unwrap()
-    }
-
-    async fn stop(&mut self) {
-        self.process.kill().await.unwrap();
-    }
-
-    /// A new server on the same port, as after a crash: empty, since nothing is saved.
-    async fn restart(&mut self) {
-        self.stop().await;
-        let restarted = RedisServer::start_on(self.port).await;
-        *self = restarted.expect("the port is still ours");
-    }
-
-    /// Runs `command` on this server; panics if it fails.
-    fn command(&self, command: &redis::Cmd) {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        command.exec(&mut connection).unwrap();
-    }
-
-    /// How many processes listen to `group` (its channel's `PUBSUB NUMSUB`).
-    fn listeners(&self, group: &str) -> u64 {
-        let client = redis::Client::open(self.url()).unwrap();
-        let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
-            return 0;
-        };
-        let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(format!("sse:{{{group}}}:events"))
-            .query(&mut connection)
-            .unwrap_or_default();
-        counts.first().map_or(0, |(_, count)| *count)
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped Redis keeps its sockets open and
-    /// answers nothing, as one cut off by a network partition.
-    fn signal(&self, signal: &str) {
-        let pid = self.process.id().expect("the server runs").to_string();
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-
-    /// The ids of the connections in pub/sub mode: a listening side that reconnected has a new one.
-    fn pubsub_connections(&self) -> Vec<String> {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_connection().unwrap();
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query(&mut connection)
-            .unwrap();
-        let ids = list.lines().filter_map(|line| line.split(' ').next());
-        ids.map(str::to_owned).collect()
-    }
-
-    /// A stream of `group` from `hub`, once this process listens to the group in Redis.
-    async fn subscribe(&self, hub: &sse::Hub, group: &str) -> sse::Subscription {
-        let name = sse::GroupName::new(group).unwrap();
-        let stream = hub.subscribe([name], &sse::LastEventId::default()).unwrap();
-        self.wait_listeners(group, 1).await;
-        stream
-    }
-
-    async fn wait_listeners(&self, group: &str, processes: u64) {
-        let what = format!("{processes} processes listen to {group}");
-        eventually(&what, || self.listeners(group) == processes).await;
-    }
-}
-
-/// A free port for a `redis-server`, each handed out once, below the kernel's ephemeral range
-/// (32768 and up by default): while a test's Redis is down for a restart, neither another
-/// test's Redis nor a socket bound to port 0 can take its port.
-fn free_port() -> u16 {
-    static HANDED_OUT: AtomicU16 = AtomicU16::new(0);
-    let first = 20_000 + (std::process::id() % 3_000) as u16 * 2;
-    (0..6_000)
-        .map(|_| first + HANDED_OUT.fetch_add(1, Ordering::Relaxed) % 6_000)
-        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
-        .expect("a free port on 127.0.0.1 between 20000 and 32000")
-}
+use tokio::process::Command;
 
 /// Serves `hub`'s stream of `group` in this process; returns its URL.
 async fn stream_url(hub: &sse::Hub, group: &'static str) -> String {
@@ -158,63 +23,14 @@ async fn stream_url(hub: &sse::Hub, group: &'static str) -> String {
     format!("http://{}/events/{group}", sse_tests::serve(app).await)
 }
 
-/// A server process (`redis_node`), killed when dropped.
-struct Node {
-    addr: String,
-    _process: Child,
+/// A server process (`redis_node`) on `redis`.
+async fn node(redis: &RedisServer) -> Node {
+    node_with(redis, &[]).await
 }
 
-impl Node {
-    async fn start(redis: &RedisServer) -> Node {
-        Node::start_with(redis, &[]).await
-    }
-
-    /// A node with extra environment variables (`HISTORY_MS`, ...).
-    async fn start_with(redis: &RedisServer, env: &[(&str, &str)]) -> Node {
-        let mut process = Command::new(env!("CARGO_BIN_EXE_redis_node"))
-            .env("SSE_BROKER_URL", redis.url())
-            .env("PORT", "0")
-            .env("KEEP_ALIVE_MS", "200")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = process.stdout.take().unwrap();
-        let line = within(BufReader::new(stdout).lines().next_line())
-            .await
-            .unwrap()
-            .expect("the node says where it listens");
-        let addr = line.strip_prefix("listening on ").unwrap().to_owned();
-        Node {
-            addr,
-            _process: process,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn open(&self, group: &str, last_event_id: Option<&str>) -> Client {
-        let headers: Vec<(&str, &str)> = last_event_id
-            .map(|id| ("last-event-id", id))
-            .into_iter()
-            .collect();
-        Client::open(&self.url(&format!("/events/{group}")), &headers).await
-    }
-
-    /// Publishes `count` events from this process; their ids.
-    async fn publish(&self, group: &str, count: u32) -> Result<Vec<u64>, String> {
-        let url = self.url(&format!("/publish/{group}/{count}"));
-        let response = within(http_client().post(url).send()).await.unwrap();
-        let ok = response.status().is_success();
-        let text = response.text().await.unwrap();
-        match ok {
-            true => Ok(text.lines().map(|id| id.parse().unwrap()).collect()),
-            false => Err(text),
-        }
-    }
+/// A node with extra environment variables (`HISTORY_MS`, ...).
+async fn node_with(redis: &RedisServer, env: &[(&str, &str)]) -> Node {
+    Node::start(env!("CARGO_BIN_EXE_redis_node"), &redis.url(), env).await
 }
 
 /// Runs the `publish` example: the ids it printed, or its error message.
@@ -261,11 +77,7 @@ fn ids(events: &[Event]) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_gets_every_event_in_the_same_order() {
     let redis = RedisServer::start().await;
-    let nodes = [
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-    ];
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
     let mut clients = Vec::new();
     for node in &nodes {
         clients.push(node.open("order", None).await);
@@ -339,11 +151,7 @@ async fn every_process_gets_every_event_in_the_same_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reconnecting_to_another_process_replays_exactly_what_was_missed() {
     let redis = RedisServer::start().await;
-    let [a, b, c] = [
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-        Node::start(&redis).await,
-    ];
+    let [a, b, c] = [node(&redis).await, node(&redis).await, node(&redis).await];
     let mut on_a = a.open("replay", None).await;
     // B holds the group already, with a client of its own; C never heard of it.
     let mut on_b = b.open("replay", None).await;
@@ -397,7 +205,7 @@ async fn reconnecting_to_another_process_replays_exactly_what_was_missed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn moving_to_another_process_while_events_flow_loses_and_repeats_nothing() {
     let redis = RedisServer::start().await;
-    let [a, b] = [Node::start(&redis).await, Node::start(&redis).await];
+    let [a, b] = [node(&redis).await, node(&redis).await];
     let mut on_a = a.open("flow", None).await;
     redis.wait_listeners("flow", 1).await;
 
@@ -426,7 +234,7 @@ async fn moving_to_another_process_while_events_flow_loses_and_repeats_nothing()
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_outlive_a_redis_restart_and_recover() {
     let mut redis = RedisServer::start().await;
-    let [a, b] = [Node::start(&redis).await, Node::start(&redis).await];
+    let [a, b] = [node(&redis).await, node(&redis).await];
     let addr_a = a.addr.parse().unwrap();
     let mut raw_on_a = raw_get(addr_a, "/events/outage", "").await;
     let mut on_b = b.open("outage", None).await;
@@ -475,7 +283,7 @@ async fn streams_outlive_a_redis_restart_and_recover() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_process_stops_listening_to_a_group_it_freed() {
     let redis = RedisServer::start().await;
-    let node = Node::start_with(&redis, &[("HISTORY_MS", "300")]).await;
+    let node = node_with(&redis, &[("HISTORY_MS", "300")]).await;
     let client = node.open("fleeting", None).await;
     redis.wait_listeners("fleeting", 1).await;
     drop(client);

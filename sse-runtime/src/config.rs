@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::{hooks::Hooks, BrokerError, CloseReason, StreamInfo};
 
-/// The environment variable naming the broker: `redis://host:port/db` selects Redis, unset (or
-/// empty) keeps events inside the process. The process-wide hub reads it (through
+/// The environment variable naming the broker: `redis://host:port/db` selects Redis,
+/// `redis+cluster://host:port,host:port` a Redis Cluster, unset (or empty) keeps events inside
+/// the process. The process-wide hub reads it (through
 /// [`init`](crate::init), or on first use without it) unless the code chose a broker with
 /// [`Config::broker`]; so does [`Config::from_env`].
 ///
@@ -63,22 +64,67 @@ impl Default for PresenceSettings {
     }
 }
 
-/// A parsed `redis://` URL, and how to show it without its password.
+/// Where Redis is, parsed, and how to show it without its password.
 #[cfg(feature = "redis")]
 #[derive(Debug, Clone)]
 pub(crate) struct RedisUrl {
-    pub(crate) client: redis::Client,
+    pub(crate) nodes: RedisNodes,
     pub(crate) shown: String,
+}
+
+/// One Redis, or the seed nodes of a Redis Cluster.
+#[cfg(feature = "redis")]
+#[derive(Debug, Clone)]
+pub(crate) enum RedisNodes {
+    Single(redis::Client),
+    /// The nodes first asked where the others are; the cluster client finds the rest.
+    Cluster(Vec<redis::ConnectionInfo>),
 }
 
 #[cfg(feature = "redis")]
 impl RedisUrl {
+    /// `redis://host:port/db` is one Redis. A cluster is `redis+cluster://host:port[,host:port...]`
+    /// or several `redis://` URLs separated by commas: its seed nodes.
     fn parse(url: &str) -> Result<Self, BrokerError> {
+        use redis::IntoConnectionInfo;
+
         let shown = redacted(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| BrokerError::caused_by(format!("bad broker URL {shown:?}"), e))?;
-        Ok(Self { client, shown })
+        let bad = |e| BrokerError::caused_by(format!("bad broker URL {shown:?}"), e);
+        let seeds = match url.strip_prefix("redis+cluster://") {
+            Some(rest) => cluster_seeds(rest),
+            None if url.contains(',') => {
+                url.split(',').map(|seed| seed.trim().to_owned()).collect()
+            }
+            None => {
+                let client = redis::Client::open(url).map_err(bad)?;
+                return Ok(Self {
+                    nodes: RedisNodes::Single(client),
+                    shown,
+                });
+            }
+        };
+        let seeds = seeds.into_iter().map(|seed| seed.into_connection_info());
+        let seeds = seeds.collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        Ok(Self {
+            nodes: RedisNodes::Cluster(seeds),
+            shown,
+        })
     }
+}
+
+/// The seed URLs of `redis+cluster://` + `rest`: `[user:password@]host:port,host:port[/...]`,
+/// each seed with the credentials and the options.
+#[cfg(feature = "redis")]
+fn cluster_seeds(rest: &str) -> Vec<String> {
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((credentials, rest)) => (format!("{credentials}@"), rest),
+        None => (String::new(), rest),
+    };
+    let (hosts, options) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    hosts
+        .split(',')
+        .map(|host| format!("redis://{credentials}{}{options}", host.trim()))
+        .collect()
 }
 
 /// `url` with its password hidden, fit for messages and logs.
@@ -197,10 +243,12 @@ impl Config {
         self
     }
 
-    /// Shares events between processes through the broker at `url`: `redis://host:port/db`
-    /// (feature `redis`). Every process configured with the same URL sees the same groups, the
-    /// same ids and the same history; see the README, "More than one process". The URL is only
-    /// parsed here; [`sse::init`](crate::init) checks that Redis answers.
+    /// Shares events between processes through the broker at `url` (feature `redis`):
+    /// `redis://host:port/db` for one Redis, `redis+cluster://host:port,host:port` (or several
+    /// `redis://` URLs separated by commas) for a Redis Cluster, through its seed nodes. Every
+    /// process configured with the same URL sees the same groups, the same ids and the same
+    /// history; see the README, "More than one process". The URL is only parsed here;
+    /// [`sse::init`](crate::init) checks that Redis answers.
     ///
     /// ```
     /// let err = sse::Config::default().broker("mysql://db").unwrap_err();
@@ -335,6 +383,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::redacted;
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_cluster_url_names_each_seed_with_its_credentials_and_options() {
+        assert_eq!(
+            super::cluster_seeds(":pw@10.0.0.1:7000, 10.0.0.2:7001/?protocol=3"),
+            [
+                "redis://:pw@10.0.0.1:7000/?protocol=3",
+                "redis://:pw@10.0.0.2:7001/?protocol=3"
+            ]
+        );
+        assert_eq!(super::cluster_seeds("h:1"), ["redis://h:1"]);
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

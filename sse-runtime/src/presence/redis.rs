@@ -17,9 +17,9 @@
 //! processes past their deadline, and reports as left the users who had no other.
 //!
 //! Closing goes over one channel shared by all groups, `sse:control`: `<process> user <id>` or
-//! `<process> group <name>`. The broker's listener, which every process with streams runs,
-//! listens to it on its own pub/sub connection and hands its messages here
-//! ([`Shared::control_sink`]).
+//! `<process> group <name>` (on a cluster a sharded channel, `SPUBLISH`). The broker's
+//! listener, which every process with streams runs, listens to it with its groups' channels
+//! and hands its messages here ([`Shared::control_sink`]).
 //!
 //! All of it runs on a thread of its own (`sse-presence`), one command at a time, in the order
 //! they were given: a process's changes reach Redis in the order they happened.
@@ -33,12 +33,17 @@ use std::{
 };
 
 use once_cell::sync::OnceCell;
-use redis::{aio::MultiplexedConnection, Script};
+use redis::{
+    aio::{ConnectionLike, MultiplexedConnection},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
+    Cmd, Pipeline, RedisFuture, Script, Value,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     broker::{ControlSink, CONTROL_CHANNEL},
-    config::RedisUrl,
+    config::{RedisNodes, RedisUrl},
     identity::Closing,
     BrokerError, GroupName,
 };
@@ -275,8 +280,7 @@ impl Side {
 
     async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
         loop {
-            let connecting = self.target.client.get_multiplexed_async_connection();
-            let lost = match self.within(connecting).await {
+            let lost = match self.connect().await {
                 Ok(connection) => match self.serve(connection, &mut commands).await {
                     Ok(()) => return,
                     Err(lost) => lost,
@@ -304,6 +308,24 @@ impl Side {
         }
     }
 
+    async fn connect(&self) -> Result<Link, BrokerError> {
+        match &self.target.nodes {
+            RedisNodes::Single(client) => {
+                let connecting = client.get_multiplexed_async_connection();
+                self.within(connecting).await.map(Link::Single)
+            }
+            RedisNodes::Cluster(seeds) => {
+                let connecting = async {
+                    let builder = ClusterClientBuilder::new(seeds.clone())
+                        .connection_timeout(PATIENCE)
+                        .response_timeout(PATIENCE);
+                    builder.build()?.get_async_connection().await
+                };
+                self.within(connecting).await.map(Link::Cluster)
+            }
+        }
+    }
+
     /// `asking`, given up after [`PATIENCE`].
     async fn within<T>(
         &self,
@@ -323,7 +345,7 @@ impl Side {
     /// Serves commands and heartbeats until the link is lost (`Err`) or the hub is gone (`Ok`).
     async fn serve(
         &self,
-        mut connection: MultiplexedConnection,
+        mut connection: Link,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Result<(), BrokerError> {
         let mut heartbeat = tokio::time::interval(self.ttl / 3);
@@ -356,7 +378,7 @@ impl Side {
                             Closing::User(user) => format!("{} user {user}", self.process),
                             Closing::Group(group) => format!("{} group {group}", self.process),
                         };
-                        let mut publishing = redis::cmd("PUBLISH");
+                        let mut publishing = redis::cmd(connection.publish());
                         publishing.arg(CONTROL_CHANNEL).arg(message);
                         let sent = self.within(publishing.query_async::<()>(&mut connection)).await;
                         let failed = sent.as_ref().err().cloned();
@@ -374,7 +396,7 @@ impl Side {
     /// joined or left.
     async fn sync(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Link,
         group: GroupName,
         entries: &[Entry],
         full: bool,
@@ -400,13 +422,60 @@ impl Side {
 
     async fn read_group(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut Link,
         group: &GroupName,
     ) -> Result<Vec<Entry>, BrokerError> {
         let mut invocation = self.read.key(presence_key(group));
         invocation.key(procs_key(group));
         let reply: Vec<String> = self.within(invocation.invoke_async(connection)).await?;
         Ok(triples(reply, |streams| streams.parse().ok()))
+    }
+}
+
+/// A connection to the one Redis, or to a cluster: the `redis` crate's cluster connection, which
+/// sends each command to the node of its keys' slot. Presence runs one command at a time, so a
+/// node that hangs holding up the others costs it nothing more.
+enum Link {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Link {
+    /// How the control channel is published to: sharded on a cluster, where the listener
+    /// hears it with its groups' sharded channels.
+    fn publish(&self) -> &'static str {
+        match self {
+            Link::Single(_) => "PUBLISH",
+            Link::Cluster(_) => "SPUBLISH",
+        }
+    }
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Single(connection) => connection.req_packed_command(cmd),
+            Link::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Single(connection) => connection.get_db(),
+            Link::Cluster(connection) => connection.get_db(),
+        }
     }
 }
 

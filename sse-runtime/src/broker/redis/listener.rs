@@ -1,0 +1,650 @@
+//! The listening side: how a process hears the events of the groups it has subscribers for.
+//! With a single Redis, one pub/sub connection (`SUBSCRIBE` per group) and one connection for
+//! reading histories. With a cluster, one connection per node carries both: each group's
+//! sharded channel is subscribed to (`SSUBSCRIBE`) on the node of its slot, and the `redis`
+//! crate subscribes again after a node's connection was lost or a slot moved, which tells this
+//! side to fetch what the group missed meanwhile.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use futures_util::{future::join_all, StreamExt};
+use once_cell::sync::OnceCell;
+use redis::{
+    aio::{PubSubSink, PubSubStream},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
+    cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo},
+    PushInfo, PushKind, Script, Value,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    router::Router, scripts, wire, Keys, Limits, Target, COMMAND_TIMEOUT, CONNECT_TIMEOUT,
+};
+use crate::broker::{ControlSink, CONTROL_CHANNEL};
+use crate::{
+    config::RedisNodes,
+    registry::Deliver,
+    resume::{self, CaughtUp, SharedEvent, SharedHistory},
+    BrokerError, GroupName,
+};
+
+/// How often the listening side asks Redis whether it is there, and how long it waits for the
+/// answer: a Redis that hangs without closing its sockets is noticed within the sum.
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_PATIENCE: Duration = Duration::from_secs(1);
+/// Reconnection delays: doubling from the first to the last.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(super) enum Command {
+    Subscribe(GroupName),
+    Unsubscribe(GroupName),
+    CatchUp {
+        groups: Vec<GroupName>,
+        from: Vec<Option<u64>>,
+        reply: oneshot::Sender<Result<CaughtUp, BrokerError>>,
+    },
+}
+
+/// Commands are handled in the order they were sent, so a catch-up always runs after its
+/// groups' subscription was confirmed: whatever is published later arrives live, whatever was
+/// published earlier is in the history read.
+pub(super) struct Listener {
+    target: Target,
+    limits: Limits,
+    registry: Weak<dyn Deliver>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    /// Where the histories are read: the node of each group's slot.
+    router: Arc<Router>,
+    read: Script,
+    /// The groups this process listens to, each with its mark: every event of the group with
+    /// this id or a lower one was delivered here, or published before the group was listened
+    /// to. After a reconnection, what follows the mark is fetched. `None` until the first read
+    /// after the group's subscription.
+    groups: HashMap<GroupName, Option<u64>>,
+    /// In a cluster, groups whose node failed their subscription or their history read (it is
+    /// down): both are tried again once every node answers.
+    stale: HashSet<GroupName>,
+    /// Where the messages of the control channel go (closes from other processes).
+    control: Arc<OnceCell<ControlSink>>,
+    /// In a cluster, whether the control channel's node failed its subscription.
+    control_stale: bool,
+}
+
+/// Where the events are heard.
+enum Hearing {
+    Single {
+        sink: PubSubSink,
+        messages: PubSubStream,
+    },
+    Cluster {
+        connection: ClusterConnection,
+        pushes: mpsc::UnboundedReceiver<PushInfo>,
+    },
+}
+
+enum Heard {
+    Message {
+        channel: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    /// A sharded channel subscribed to (again).
+    Subscribed(Vec<u8>),
+    /// A sharded channel unsubscribed from: by this process, or by its node, whose slot moved
+    /// to another.
+    Unsubscribed(Vec<u8>),
+    /// A node's connection was lost; the cluster connection makes another.
+    NodeLost,
+    Other,
+}
+
+impl Hearing {
+    async fn next(&mut self) -> Option<Heard> {
+        match self {
+            Hearing::Single { messages, .. } => {
+                let message = messages.next().await?;
+                Some(Heard::Message {
+                    channel: message.get_channel_name().as_bytes().to_vec(),
+                    payload: message.get_payload_bytes().to_vec(),
+                })
+            }
+            Hearing::Cluster { pushes, .. } => {
+                let push = pushes.recv().await?;
+                let mut data = push.data.into_iter().map(|value| match value {
+                    Value::BulkString(bytes) => bytes,
+                    _ => Vec::new(),
+                });
+                Some(match push.kind {
+                    PushKind::SMessage => match (data.next(), data.next()) {
+                        (Some(channel), Some(payload)) => Heard::Message { channel, payload },
+                        _ => Heard::Other,
+                    },
+                    PushKind::SSubscribe => data.next().map_or(Heard::Other, Heard::Subscribed),
+                    PushKind::SUnsubscribe => data.next().map_or(Heard::Other, Heard::Unsubscribed),
+                    PushKind::Disconnection => Heard::NodeLost,
+                    _ => Heard::Other,
+                })
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            Hearing::Single { sink, .. } => sink.subscribe(channel).await,
+            Hearing::Cluster { connection, .. } => connection.ssubscribe(channel).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            Hearing::Single { sink, .. } => sink.unsubscribe(channel).await,
+            Hearing::Cluster { connection, .. } => connection.sunsubscribe(channel).await,
+        }
+    }
+
+    /// Whether every node is there: a Redis that hangs (stopped, or cut off without a reset)
+    /// keeps its sockets open, and only a question it does not answer tells.
+    async fn ping(&mut self) -> redis::RedisResult<()> {
+        match self {
+            Hearing::Single { sink, .. } => sink.ping::<Value>().await.map(drop),
+            Hearing::Cluster { connection, .. } => {
+                let every_master = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::AllSucceeded),
+                ));
+                let ping = redis::cmd("PING");
+                connection.route_command(ping, every_master).await.map(drop)
+            }
+        }
+    }
+}
+
+impl Listener {
+    pub(super) fn new(
+        target: Target,
+        limits: Limits,
+        registry: Weak<dyn Deliver>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        router: Arc<Router>,
+        control: Arc<OnceCell<ControlSink>>,
+    ) -> Self {
+        Self {
+            target,
+            limits,
+            registry,
+            commands,
+            router,
+            read: scripts::read(),
+            groups: HashMap::new(),
+            stale: HashSet::new(),
+            control,
+            control_stale: false,
+        }
+    }
+
+    fn in_cluster(&self) -> bool {
+        matches!(self.target.nodes, RedisNodes::Cluster(_))
+    }
+
+    pub(super) async fn run(mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut was_down = false;
+        loop {
+            let lost = match self.connect().await {
+                Ok(hearing) => {
+                    if was_down {
+                        tracing::info!(redis = %self.target.shown, "Redis is back: listening again");
+                    }
+                    backoff = FIRST_BACKOFF;
+                    match self.serve(hearing).await {
+                        Ok(()) => return,
+                        Err(lost) => lost,
+                    }
+                }
+                Err(lost) => lost,
+            };
+            was_down = true;
+            tracing::warn!(
+                redis = %self.target.shown, error = &lost as &dyn std::error::Error, retry_in = ?backoff,
+                "Redis link down: streams stay open, events resume when it is back"
+            );
+            if !self.wait_offline(backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn connect(&self) -> Result<Hearing, BrokerError> {
+        match &self.target.nodes {
+            RedisNodes::Single(client) => {
+                let connecting = async {
+                    let (sink, messages) = client.get_async_pubsub().await?.split();
+                    Ok(Hearing::Single { sink, messages })
+                };
+                self.target.connect_within(connecting).await
+            }
+            RedisNodes::Cluster(seeds) => {
+                let (heard, pushes) = mpsc::unbounded_channel();
+                let connection = cluster(&self.target, seeds, heard).await?;
+                Ok(Hearing::Cluster { connection, pushes })
+            }
+        }
+    }
+
+    /// Waits `delay`, keeping track of groups opened and freed meanwhile; `false` when the hub
+    /// is gone.
+    async fn wait_offline(&mut self, delay: Duration) -> bool {
+        let pause = tokio::time::sleep(delay);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut pause => return true,
+                command = self.commands.recv() => match command {
+                    None => return false,
+                    Some(Command::Subscribe(group)) => {
+                        self.groups.entry(group).or_insert(None);
+                    }
+                    Some(Command::Unsubscribe(group)) => {
+                        self.groups.remove(&group);
+                    }
+                    Some(Command::CatchUp { reply, .. }) => {
+                        let down = format!("Redis at {} is unreachable", self.target.shown);
+                        let _ = reply.send(Err(BrokerError::new(down)));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
+    async fn serve(&mut self, mut hearing: Hearing) -> Result<(), BrokerError> {
+        let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
+        self.stale.clear();
+        self.mark_new(&groups).await?;
+        match &mut hearing {
+            Hearing::Single { sink, .. } => {
+                let mut channels: Vec<String> = groups
+                    .iter()
+                    .map(|g| Keys::of(g.as_str()).channel)
+                    .collect();
+                channels.push(CONTROL_CHANNEL.to_owned());
+                sink.subscribe(&channels)
+                    .await
+                    .map_err(|e| self.target.failed(e))?;
+            }
+            Hearing::Cluster { .. } => {
+                self.subscribe_control(&mut hearing).await;
+                for group in &groups {
+                    self.subscribe(&mut hearing, group).await?;
+                }
+            }
+        }
+        // Back after an outage: fetch what was published while nobody here was listening.
+        self.catch_up(groups).await?;
+
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut answering = true;
+        loop {
+            tokio::select! {
+                heard = hearing.next() => match heard {
+                    None => return Err(BrokerError::new("the pub/sub connection closed")),
+                    Some(heard) => self.heard(&mut hearing, heard).await?,
+                },
+                _ = ping.tick() => answering = self.ping(&mut hearing, answering).await?,
+                command = self.commands.recv() => match command {
+                    None => return Ok(()),
+                    Some(command) => self.command(&mut hearing, command).await?,
+                },
+            }
+        }
+    }
+
+    async fn heard(&mut self, hearing: &mut Hearing, heard: Heard) -> Result<(), BrokerError> {
+        match heard {
+            Heard::Message { channel, payload } => self.receive(&channel, &payload),
+            // Subscribed again after its node came back or its slot moved: what was published
+            // meanwhile is in the history.
+            Heard::Subscribed(channel) => {
+                if let Some((group, Some(_))) = self.held(&channel) {
+                    self.catch_up(vec![group]).await?;
+                }
+            }
+            // Still held here: its slot moved to another node (resharding). Subscribing again
+            // lands there (the crate follows the slot); the new subscription fetches what was
+            // missed.
+            Heard::Unsubscribed(channel) if channel == CONTROL_CHANNEL.as_bytes() => {
+                self.subscribe_control(hearing).await;
+            }
+            Heard::Unsubscribed(channel) => {
+                if let Some((group, _)) = self.held(&channel) {
+                    self.subscribe(hearing, &group).await?;
+                }
+            }
+            Heard::NodeLost => tracing::warn!(
+                redis = %self.target.shown,
+                "lost the connection to a Redis node: reconnecting to it, its groups' events resume when it is back"
+            ),
+            Heard::Other => {}
+        }
+        Ok(())
+    }
+
+    /// The group of `channel` and its mark, if it is held here.
+    fn held(&self, channel: &[u8]) -> Option<(GroupName, Option<u64>)> {
+        let group = Keys::group_of_channel(std::str::from_utf8(channel).ok()?)?;
+        let (group, mark) = self.groups.get_key_value(group)?;
+        Some((group.clone(), *mark))
+    }
+
+    /// Asks every node whether it is there; whether all answered. A single Redis that does not
+    /// is reconnected to (`Err`). In a cluster, the connection reconnects to its nodes by
+    /// itself and the other nodes' groups go on: the first failure is logged, and once all
+    /// answer again, the stale groups are tried again.
+    async fn ping(&mut self, hearing: &mut Hearing, answering: bool) -> Result<bool, BrokerError> {
+        let answered = match tokio::time::timeout(PING_PATIENCE, hearing.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.target.failed(e)),
+            Err(_) => Err(BrokerError::new(format!(
+                "Redis at {} did not answer a PING within {PING_PATIENCE:?}",
+                self.target.shown
+            ))),
+        };
+        match answered {
+            Err(error) if !self.in_cluster() => Err(error),
+            Err(error) => {
+                if answering {
+                    tracing::warn!(
+                        error = &error as &dyn std::error::Error,
+                        "a Redis node does not answer: its groups' events resume when it does"
+                    );
+                }
+                Ok(false)
+            }
+            Ok(()) => {
+                if self.control_stale {
+                    self.subscribe_control(hearing).await;
+                }
+                let stale: Vec<GroupName> = self.stale.drain().collect();
+                self.mark_new(&stale).await?;
+                for group in &stale {
+                    self.subscribe(hearing, group).await?;
+                }
+                self.catch_up(stale).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn command(
+        &mut self,
+        hearing: &mut Hearing,
+        command: Command,
+    ) -> Result<(), BrokerError> {
+        match command {
+            Command::Subscribe(group) => {
+                if self.groups.contains_key(&group) {
+                    return Ok(());
+                }
+                self.groups.insert(group.clone(), None);
+                self.mark_new(std::slice::from_ref(&group)).await?;
+                self.subscribe(hearing, &group).await?;
+                self.catch_up(vec![group]).await?;
+            }
+            Command::Unsubscribe(group) => {
+                self.stale.remove(&group);
+                if self.groups.remove(&group).is_some() {
+                    let unsubscribed = hearing.unsubscribe(&Keys::of(group.as_str()).channel).await;
+                    if let (Err(e), false) = (unsubscribed, self.in_cluster()) {
+                        return Err(self.target.failed(e));
+                    }
+                }
+            }
+            Command::CatchUp {
+                groups,
+                from,
+                reply,
+            } => {
+                if reply.is_closed() {
+                    return Ok(());
+                }
+                match self.read_history(&groups, &from).await {
+                    Ok(histories) => {
+                        let caught_up = resume::caught_up(histories, &from, self.limits.age_us);
+                        let _ = reply.send(Ok(caught_up));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error.clone()));
+                        if !self.in_cluster() {
+                            return Err(error);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscribes to `group`'s channel. In a cluster, a node that fails leaves the group stale,
+    /// to be tried again; a single Redis that fails is reconnected to.
+    async fn subscribe(
+        &mut self,
+        hearing: &mut Hearing,
+        group: &GroupName,
+    ) -> Result<(), BrokerError> {
+        match hearing.subscribe(&Keys::of(group.as_str()).channel).await {
+            Ok(()) => Ok(()),
+            Err(error) if self.in_cluster() => {
+                tracing::warn!(group = %group, error = &error as &dyn std::error::Error, "cannot listen to a group yet");
+                self.stale.insert(group.clone());
+                Ok(())
+            }
+            Err(error) => Err(self.target.failed(error)),
+        }
+    }
+
+    /// In a cluster, subscribes to the control channel (sharded, on its slot's node); a node
+    /// that fails leaves it to be tried again once every node answers.
+    async fn subscribe_control(&mut self, hearing: &mut Hearing) {
+        let subscribed = hearing.subscribe(CONTROL_CHANNEL).await;
+        if let Err(error) = &subscribed {
+            tracing::warn!(
+                error = error as &dyn std::error::Error,
+                "cannot hear closes from other processes yet"
+            );
+        }
+        self.control_stale = subscribed.is_err();
+    }
+
+    /// Marks each of `groups` not listened to yet where it stands, before subscribing to it:
+    /// whatever is published later arrives live or is in the history read once subscribed,
+    /// so its streams, open since before, miss nothing.
+    async fn mark_new(&mut self, groups: &[GroupName]) -> Result<(), BrokerError> {
+        let new: Vec<GroupName> = groups
+            .iter()
+            .filter(|g| matches!(self.groups.get(*g), Some(None)))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        match self.read_history(&new, &vec![None; new.len()]).await {
+            Ok(histories) => {
+                for (group, history) in new.into_iter().zip(histories) {
+                    self.listening_from(group, history.seq);
+                }
+            }
+            Err(error) if self.in_cluster() => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot read where groups stand yet"
+                );
+                self.stale.extend(new);
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(())
+    }
+
+    /// Reads the history of `groups` after their marks, delivers what was missed (ordered by
+    /// Redis's clock across groups), and marks each group as listened to from where it
+    /// stands. Stale groups are left for later; in a cluster, so are groups whose node did not
+    /// answer.
+    async fn catch_up(&mut self, groups: Vec<GroupName>) -> Result<(), BrokerError> {
+        let groups: Vec<GroupName> = groups
+            .into_iter()
+            .filter(|g| !self.stale.contains(g))
+            .collect();
+        let marks: Vec<Option<u64>> = groups
+            .iter()
+            .map(|g| self.groups.get(g).copied().flatten())
+            .collect();
+        let this = &*self;
+        let reads = groups.iter().zip(&marks).map(|(group, mark)| async move {
+            this.read_history(std::slice::from_ref(group), &[*mark])
+                .await
+        });
+        let histories = join_all(reads).await;
+        let mut read = Vec::new();
+        for ((group, mark), history) in groups.into_iter().zip(marks).zip(histories) {
+            match history.map(|mut history| history.remove(0)) {
+                Ok(history) => read.push((group, mark, history)),
+                Err(error) if self.in_cluster() => {
+                    tracing::warn!(group = %group, error = &error as &dyn std::error::Error, "cannot read a group's history yet");
+                    self.stale.insert(group);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let mut missed: Vec<(&GroupName, &SharedEvent)> = read
+            .iter()
+            .flat_map(|(group, mark, history)| {
+                let missed = history.entries.iter();
+                let missed = missed.filter(move |e| mark.is_some_and(|mark| e.id > mark));
+                missed.map(move |entry| (group, entry))
+            })
+            .collect();
+        missed.sort_by_key(|(_, entry)| entry.at_us);
+        for (group, entry) in missed {
+            self.deliver(group.as_str(), entry.id, &entry.encoded);
+        }
+        for (group, _, history) in read {
+            self.listening_from(group, history.seq);
+        }
+        Ok(())
+    }
+
+    /// A message on a group's channel: a batch of its events; or on the control channel.
+    fn receive(&mut self, channel: &[u8], payload: &[u8]) {
+        if channel == CONTROL_CHANNEL.as_bytes() {
+            if let Some(control) = self.control.get() {
+                control(payload);
+            }
+            return;
+        }
+        let group = std::str::from_utf8(channel)
+            .ok()
+            .and_then(Keys::group_of_channel);
+        let Some(group) = group else {
+            return;
+        };
+        let Some(events) = wire::split_batch(payload) else {
+            return tracing::warn!(channel = group, "ignored a malformed event");
+        };
+        let registry = self.registry.upgrade();
+        let Some(mark) = self.groups.get_mut(group) else {
+            return; // left over from a group just unsubscribed
+        };
+        for (id, draft) in events {
+            // Ids at or below the mark were already fetched from the history.
+            if mark.is_some_and(|mark| id <= mark) {
+                continue;
+            }
+            *mark = Some(id);
+            if let Some(registry) = &registry {
+                registry.deliver(group, id, &payload[draft]);
+            }
+        }
+    }
+
+    /// Every event of `group` published after the sequence stood at `seq` reaches this process
+    /// (its subscription was confirmed before `seq` was read), or was fetched.
+    fn listening_from(&mut self, group: GroupName, seq: u64) {
+        let Some(mark) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let first_time = mark.is_none();
+        *mark = Some(mark.map_or(seq, |mark| mark.max(seq)));
+        if let (true, Some(registry)) = (first_time, self.registry.upgrade()) {
+            registry.complete_after(group.as_str(), seq);
+        }
+    }
+
+    fn deliver(&self, group: &str, id: u64, draft: &[u8]) {
+        if let Some(registry) = self.registry.upgrade() {
+            registry.deliver(group, id, draft);
+        }
+    }
+
+    /// The shared history of each of `groups` after its id in `from`: one script call a group
+    /// (a group's keys are in one hash slot, not theirs together), sent together, each to the
+    /// node of its slot.
+    async fn read_history(
+        &self,
+        groups: &[GroupName],
+        from: &[Option<u64>],
+    ) -> Result<Vec<SharedHistory>, BrokerError> {
+        let reads = groups.iter().zip(from).map(|(group, after)| {
+            let keys = Keys::of(group.as_str());
+            let mut invocation = self.read.key(keys.seq);
+            invocation.key(keys.epoch).key(keys.history);
+            match after {
+                // Stream ids are below 2^64; an id above every real one is simply unknown.
+                Some(after) => invocation.arg((*after).min(u64::MAX - 1)),
+                None => invocation.arg("-"),
+            };
+            invocation
+                .arg(self.limits.events)
+                .arg(self.limits.seq_ttl_ms);
+            let slot = self.router.slot_of(group.as_str());
+            async move {
+                let reply = self
+                    .router
+                    .invoke::<Vec<Vec<u8>>>(slot, &invocation)
+                    .await?;
+                wire::parse_history(reply).ok_or_else(|| {
+                    BrokerError::new(format!(
+                        "Redis at {} gave an unexpected history",
+                        self.target.shown
+                    ))
+                })
+            }
+        });
+        futures_util::future::try_join_all(reads).await
+    }
+}
+
+/// A connection to the cluster of `seeds` (the `redis` crate's: one connection per node, which
+/// subscribes again after a node's connection was lost or a slot moved). The nodes' pushes
+/// (the messages of the sharded channels it subscribed to, and word of a lost node connection)
+/// go to `pushes`.
+async fn cluster(
+    target: &Target,
+    seeds: &[redis::ConnectionInfo],
+    pushes: mpsc::UnboundedSender<PushInfo>,
+) -> Result<ClusterConnection, BrokerError> {
+    let builder = ClusterClientBuilder::new(seeds.to_vec())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(COMMAND_TIMEOUT)
+        // Pushes need RESP3: with RESP2 a connection in pub/sub mode takes no other command.
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes);
+    let client = builder.build().map_err(|e| target.unreachable(e))?;
+    target.connect_within(client.get_async_connection()).await
+}

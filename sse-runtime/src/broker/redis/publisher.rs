@@ -1,0 +1,243 @@
+//! The publishing side. Every publish of the process is queued; a sender on the broker's thread
+//! takes what is queued, a batch, and publishes it in one script call per hash slot (one call
+//! for a single Redis), each group's events of the batch in one message on its channel. While
+//! batches are in flight the next one gathers, so concurrent publishers share round trips,
+//! script calls and messages: the more publishers, the bigger the batches, and the less Redis
+//! works per event. A lone publisher waits for nothing but its own round trip.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use redis::Script;
+use tokio::sync::{Notify, Semaphore};
+
+use super::{router::Router, scripts, wire, Keys, Limits, Target, DOWN_FOR};
+use crate::{config::RedisNodes, event::Draft, BrokerError};
+
+/// Where the answer to a publish goes: its id, or why it has none.
+pub(super) type Reply = Box<dyn FnOnce(Result<u64, BrokerError>) + Send>;
+
+/// At most this many batches in flight at once; meanwhile publishes gather into the next one.
+const IN_FLIGHT: usize = 2;
+/// How long a batch in flight may hold back the next ones.
+const SLOW_BATCH: Duration = Duration::from_millis(100);
+/// The most events, and bytes of events, in a batch: one script call keeps Redis (which runs
+/// one script at a time) busy for a bounded time.
+const BATCH_EVENTS: usize = 512;
+const BATCH_BYTES: usize = 1 << 20;
+
+pub(super) struct Publisher {
+    target: Target,
+    limits: Limits,
+    script: Script,
+    /// Publishes waiting for the next batch, in the order they were made.
+    queue: Mutex<Vec<Pending>>,
+    queued: Notify,
+    /// The connection to each node.
+    router: Arc<Router>,
+    /// Each hash slot whose last script call failed (`0` for a single Redis), while it counts
+    /// as down.
+    down: Mutex<HashMap<u16, Down>>,
+}
+
+struct Pending {
+    group: String,
+    draft: Draft,
+    reply: Reply,
+}
+
+/// A slot found unreachable: until `until`, its publishes fail at once with `error` instead of
+/// each waiting out the timeouts; then one tries again (`probing`) while the others still fail.
+struct Down {
+    until: Instant,
+    error: BrokerError,
+    probing: bool,
+}
+
+/// What one script call publishes: the events of groups of one hash slot, by group, in order.
+struct Call {
+    slot: u16,
+    groups: Vec<(String, Vec<Pending>)>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Publisher {
+    pub(super) fn new(target: Target, limits: Limits, router: Arc<Router>) -> Self {
+        Self {
+            limits,
+            script: scripts::publish(),
+            queue: Mutex::new(Vec::new()),
+            queued: Notify::new(),
+            router,
+            down: Mutex::new(HashMap::new()),
+            target,
+        }
+    }
+
+    /// Queues `draft` for `group`: `reply` gets its id once published. While the group's slot
+    /// counts as down, `reply` gets the error at once.
+    pub(super) fn publish(&self, group: String, draft: Draft, reply: Reply) {
+        if let Err(error) = self.may_try(self.router.slot_of(&group)) {
+            return reply(Err(error));
+        }
+        lock(&self.queue).push(Pending {
+            group,
+            draft,
+            reply,
+        });
+        self.queued.notify_one();
+    }
+
+    /// Sends what is queued, batch after batch, for as long as the broker's thread runs.
+    pub(super) async fn run(self: Arc<Self>) {
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        loop {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let batch = loop {
+                let batch = self.take();
+                if !batch.is_empty() {
+                    break batch;
+                }
+                self.queued.notified().await;
+            };
+            let publisher = self.clone();
+            tokio::spawn(async move {
+                let sending = publisher.send_batch(batch);
+                tokio::pin!(sending);
+                // A batch held up by a node that does not answer (its calls answer the other
+                // slots' publishes as they come) does not hold back the next batches.
+                let finished = tokio::time::timeout(SLOW_BATCH, &mut sending).await;
+                drop(permit);
+                if finished.is_err() {
+                    sending.await;
+                }
+            });
+        }
+    }
+
+    /// Whether Redis answers: every master, for a cluster.
+    pub(super) async fn ping(&self) -> Result<(), BrokerError> {
+        self.router.ping_all().await
+    }
+
+    /// The oldest queued publishes, within the bounds of a batch.
+    fn take(&self) -> Vec<Pending> {
+        let mut queue = lock(&self.queue);
+        let mut bytes = 0;
+        let count = queue
+            .iter()
+            .take_while(|pending| {
+                bytes += pending.draft.as_bytes().len();
+                bytes <= BATCH_BYTES
+            })
+            .count()
+            .clamp(1, BATCH_EVENTS);
+        if count >= queue.len() {
+            std::mem::take(&mut *queue)
+        } else {
+            queue.drain(..count).collect()
+        }
+    }
+
+    async fn send_batch(&self, batch: Vec<Pending>) {
+        let mut calls: Vec<Call> = Vec::new();
+        // Where each slot's and each group's events go: call, and group in it.
+        let mut slots: HashMap<u16, usize> = HashMap::new();
+        let mut places: HashMap<String, (usize, usize)> = HashMap::new();
+        for pending in batch {
+            if let Some(&(call, group)) = places.get(&pending.group) {
+                calls[call].groups[group].1.push(pending);
+                continue;
+            }
+            let slot = self.router.slot_of(&pending.group);
+            let call = *slots.entry(slot).or_insert_with(|| {
+                calls.push(Call {
+                    slot,
+                    groups: Vec::new(),
+                });
+                calls.len() - 1
+            });
+            let groups = &mut calls[call].groups;
+            places.insert(pending.group.clone(), (call, groups.len()));
+            groups.push((pending.group.clone(), vec![pending]));
+        }
+        join_all(calls.into_iter().map(|call| self.send_call(call))).await;
+    }
+
+    /// Publishes `call` and answers each of its publishes.
+    async fn send_call(&self, call: Call) {
+        let mut invocation = self.script.prepare_invoke();
+        let command = match self.target.nodes {
+            RedisNodes::Single(_) => "PUBLISH",
+            // Sharded: the message travels only within the shard of its channel's slot.
+            RedisNodes::Cluster(_) => "SPUBLISH",
+        };
+        invocation
+            .arg(self.limits.events)
+            .arg(self.limits.age_us)
+            .arg(self.limits.seq_ttl_ms)
+            .arg(command);
+        for (group, events) in &call.groups {
+            let keys = Keys::of(group);
+            invocation.key(keys.seq).key(keys.epoch).key(keys.history);
+            let drafts = events.iter().map(|pending| pending.draft.as_bytes());
+            invocation
+                .arg(keys.channel)
+                .arg(events.len())
+                .arg(wire::batch(drafts));
+        }
+        let answer = self.router.invoke::<Vec<u64>>(call.slot, &invocation).await;
+        let answer = answer.and_then(|firsts| match firsts.len() == call.groups.len() {
+            true => Ok(firsts),
+            false => Err(BrokerError::new(format!(
+                "Redis at {} gave an unexpected answer to a publish",
+                self.target.shown
+            ))),
+        });
+        let mut down = lock(&self.down);
+        match &answer {
+            Ok(_) => drop(down.remove(&call.slot)),
+            Err(error) => drop(down.insert(
+                call.slot,
+                Down {
+                    until: Instant::now() + DOWN_FOR,
+                    error: error.clone(),
+                    probing: false,
+                },
+            )),
+        }
+        drop(down);
+        for (i, (_, events)) in call.groups.into_iter().enumerate() {
+            for (offset, pending) in (0..).zip(events) {
+                let id = match &answer {
+                    Ok(firsts) => Ok(firsts[i] + offset),
+                    Err(error) => Err(error.clone()),
+                };
+                (pending.reply)(id);
+            }
+        }
+    }
+
+    /// Whether a publish to `slot` may go to Redis now: not while it counts as down, except
+    /// the one that tries again after [`DOWN_FOR`].
+    fn may_try(&self, slot: u16) -> Result<(), BrokerError> {
+        let mut down = lock(&self.down);
+        match down.get_mut(&slot) {
+            None => Ok(()),
+            Some(down) if down.probing || Instant::now() < down.until => Err(down.error.clone()),
+            Some(down) => {
+                down.probing = true;
+                Ok(())
+            }
+        }
+    }
+}
