@@ -286,6 +286,32 @@ impl RedisCluster {
             .expect("a node serves every slot")
     }
 
+    /// `count` groups named `<prefix>-<n>` whose keys node `node` serves, each in a slot of its
+    /// own.
+    pub fn groups_on_node(&self, prefix: &str, node: usize, count: usize) -> Vec<String> {
+        let mut groups: Vec<String> = Vec::new();
+        let mut slots = std::collections::HashSet::new();
+        for n in 0.. {
+            let group = format!("{prefix}-{n}");
+            if self.node_of(&group) == node && slots.insert(self.slot_of(&group)) {
+                groups.push(group);
+                if groups.len() == count {
+                    break;
+                }
+            }
+        }
+        groups
+    }
+
+    /// The hash slot of `group`'s keys.
+    pub fn slot_of(&self, group: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(format!("sse:{{{group}}}:seq"))
+            .query(&mut self.nodes[0].connection().unwrap())
+            .unwrap()
+    }
+
     /// For each node, a group named `<prefix>-<n>` whose keys it serves.
     pub fn group_on_each_node(&self, prefix: &str) -> Vec<String> {
         let mut groups = vec![None; self.nodes.len()];
@@ -314,11 +340,7 @@ impl RedisCluster {
                 .unwrap()
         };
         let (from_id, to_id) = (id(&self.nodes[from]), id(&self.nodes[to]));
-        let slot: u16 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(format!("sse:{{{group}}}:seq"))
-            .query(&mut self.nodes[from].connection().unwrap())
-            .unwrap();
+        let slot = self.slot_of(group);
         let setslot = |state: &str, id: &str| {
             let mut command = redis::cmd("CLUSTER");
             command.arg("SETSLOT").arg(slot).arg(state).arg(id);

@@ -74,6 +74,9 @@ pub(super) struct Listener {
     control: Arc<OnceCell<ControlSink>>,
     /// In a cluster, whether the control channel's node failed its subscription.
     control_stale: bool,
+    /// In a cluster, whether a node's connection was lost since every channel was last
+    /// subscribed to.
+    node_lost: bool,
 }
 
 /// Where the events are heard.
@@ -184,6 +187,7 @@ impl Listener {
             stale: HashSet::new(),
             control,
             control_stale: false,
+            node_lost: false,
         }
     }
 
@@ -327,10 +331,13 @@ impl Listener {
                     self.subscribe(hearing, &group).await?;
                 }
             }
-            Heard::NodeLost => tracing::warn!(
-                redis = %self.target.shown,
-                "lost the connection to a Redis node: reconnecting to it, its groups' events resume when it is back"
-            ),
+            Heard::NodeLost => {
+                self.node_lost = true;
+                tracing::warn!(
+                    redis = %self.target.shown,
+                    "lost the connection to a Redis node: reconnecting to it, its groups' events resume when it is back"
+                );
+            }
             Heard::Other => {}
         }
         Ok(())
@@ -368,6 +375,9 @@ impl Listener {
                 Ok(false)
             }
             Ok(()) => {
+                if std::mem::take(&mut self.node_lost) {
+                    self.subscribe_again(hearing).await?;
+                }
                 if self.control_stale {
                     self.subscribe_control(hearing).await;
                 }
@@ -447,6 +457,21 @@ impl Listener {
             }
             Err(error) => Err(self.target.failed(error)),
         }
+    }
+
+    /// After a node's connection was lost, once every node answers: subscribes to every channel
+    /// again, each on its own. The `redis` crate subscribes a reconnected node again by itself,
+    /// but to all its sharded channels in one `SSUBSCRIBE`, which a node refuses (`CROSSSLOT`)
+    /// when they are in different slots. Each new subscription fetches what its group missed
+    /// ([`Heard::Subscribed`]); a channel still subscribed to is confirmed again, and fetches
+    /// nothing new.
+    async fn subscribe_again(&mut self, hearing: &mut Hearing) -> Result<(), BrokerError> {
+        self.subscribe_control(hearing).await;
+        let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
+        for group in &groups {
+            self.subscribe(hearing, group).await?;
+        }
+        Ok(())
     }
 
     /// In a cluster, subscribes to the control channel (sharded, on its slot's node); a node
