@@ -414,9 +414,11 @@ impl Batch {
         self.one.is_none() && self.many.is_empty()
     }
 
-    /// Adds an event; `expected` is about how many bytes the whole batch will hold.
+    /// Adds an event; `expected` is about how many bytes the whole batch will hold. A batch
+    /// of one event shares the event's bytes; a larger one copies each event once, without
+    /// touching the event's reference count, which every reader of the group shares.
     fn push(&mut self, bytes: &Bytes, expected: usize) {
-        if self.is_empty() {
+        if self.is_empty() && expected <= bytes.len() {
             self.one = Some(bytes.clone());
         } else {
             self.buffer(bytes.len(), expected).put_slice(bytes);

@@ -8,9 +8,10 @@
 //! ```
 //!
 //! Reading: 10,000 subscriptions (of one group, or of a group each) get events published, then
-//! reader threads drain them, each its share; in passes, the first reader publishing the next
-//! pass's events (untimed) while the others wait. Publishing: each thread publishes to its own
-//! groups (or all to one), in passes between which the groups' subscribers are read (untimed).
+//! reader threads drain them, taking 50 subscriptions at a time until none is left; in passes,
+//! the first reader publishing the next pass's events (untimed) while the others wait.
+//! Publishing: each thread publishes to its own groups (or all to one), in passes between which
+//! the groups' subscribers are read (untimed).
 //! Threads wait for each other spinning, not sleeping: a virtual core that sleeps takes a while
 //! to come back, which would measure the hypervisor. First, as a ceiling for the ratios, the
 //! machine alone: two threads that share nothing.
@@ -27,9 +28,12 @@
 //! the build without them.
 
 use std::{
-    sync::atomic::{
-        AtomicU64, AtomicUsize,
-        Ordering::{AcqRel, Acquire, Relaxed, Release},
+    sync::{
+        atomic::{
+            AtomicU64, AtomicUsize,
+            Ordering::{AcqRel, Acquire, Relaxed, Release},
+        },
+        Mutex,
     },
     task::{Context, Poll},
     thread,
@@ -41,6 +45,8 @@ use sse::{Config, GroupName, Hub, LastEventId, Subscription};
 
 /// The streams of every reading workload: the fan-out size of `scripts/bench`.
 const SUBSCRIBERS: usize = 10_000;
+/// How many subscriptions a reader takes at a time.
+const SLICE: usize = 50;
 
 /// An event's data: 100 bytes, as the load generator of `scripts/bench` publishes.
 const DATA: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop";
@@ -284,10 +290,14 @@ fn read(workload: &Reading, threads: usize) -> Measured {
         .collect();
     let delivered = hub.stats().delivered;
     let locks = lock_times();
-    let shares = subscriptions
-        .chunks_mut(SUBSCRIBERS.div_ceil(threads))
-        .collect();
-    let (wall, cpu) = on_threads(shares, |index, mine, barrier| {
+    // Readers take the subscriptions a slice at a time, the first from the front, the second
+    // from the back: both finish together (with fixed halves, a pass lasted as long as the
+    // slower half), and each reads mostly the same subscriptions pass after pass, as a
+    // runtime's worker keeps its tasks.
+    let slices: Vec<Mutex<&mut [Subscription]>> =
+        subscriptions.chunks_mut(SLICE).map(Mutex::new).collect();
+    let untaken = Untaken::new(slices.len());
+    let (wall, cpu) = on_threads(vec![(); threads], |index, (), barrier| {
         let (mut wall, mut cpu) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..workload.passes {
             // Published before the pass, by one of the readers (the others wait): untimed.
@@ -297,8 +307,14 @@ fn read(workload: &Reading, threads: usize) -> Measured {
                         hub.publish(group.as_str(), None, DATA).expect("published");
                     }
                 }
+                untaken.reset();
             }
-            let (pass_wall, pass_cpu) = pass(barrier, || mine.iter_mut().for_each(drain));
+            let (pass_wall, pass_cpu) = pass(barrier, || {
+                while let Some(slice) = untaken.take(index == 1).map(|i| &slices[i]) {
+                    let mut slice = slice.lock().expect("a reader panicked");
+                    slice.iter_mut().for_each(drain);
+                }
+            });
             wall += pass_wall;
             cpu += pass_cpu;
         }
@@ -375,6 +391,42 @@ fn publish(workload: &Publishing, threads: usize) -> Measured {
         wall,
         cpu,
         locks: since(&locks),
+    }
+}
+
+/// The slices of a pass not taken yet: `front << 32 | back`.
+struct Untaken {
+    cursors: AtomicU64,
+    slices: u64,
+}
+
+impl Untaken {
+    fn new(slices: usize) -> Self {
+        let slices = slices as u64;
+        Self {
+            cursors: AtomicU64::new(slices),
+            slices,
+        }
+    }
+
+    /// Every slice untaken again, for the next pass.
+    fn reset(&self) {
+        self.cursors.store(self.slices, Relaxed);
+    }
+
+    /// The index of the first untaken slice, or of the last one if `from_back`.
+    fn take(&self, from_back: bool) -> Option<usize> {
+        let mut taken = None;
+        let _ = self.cursors.fetch_update(Relaxed, Relaxed, |cursors| {
+            let (front, back) = (cursors >> 32, cursors & u64::from(u32::MAX));
+            taken = (front < back).then(|| if from_back { back - 1 } else { front });
+            match (taken, from_back) {
+                (None, _) => None,
+                (Some(_), true) => Some(front << 32 | (back - 1)),
+                (Some(_), false) => Some((front + 1) << 32 | back),
+            }
+        });
+        taken.map(|index| index as usize)
     }
 }
 
