@@ -122,7 +122,7 @@ async fn main() -> ExitCode {
         .route("/status/{group}", get(status))
         .route("/groups", get(groups))
         .route("/publish/{group}/{count}", post(publish));
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port as u16)).await {
+    let listener = match sse::bind(("127.0.0.1", port as u16)).await {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!("redis_node: cannot listen on 127.0.0.1:{port}: {error}");

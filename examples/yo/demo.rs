@@ -108,7 +108,7 @@ pub fn hub_config() -> sse::Config {
 pub async fn run(settings: Settings) -> Result<(), String> {
     sse::init(hub_config()).map_err(|e| e.to_string())?;
     let store = Store::open(&settings.data).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind(settings.addr)
+    let listener = sse::bind(settings.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     tracing::info!(

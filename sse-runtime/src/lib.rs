@@ -95,7 +95,7 @@ pub use presence::{Present, PRESENCE_JOIN, PRESENCE_LEAVE};
 #[cfg(feature = "publish-endpoint")]
 pub use publish_endpoint::{PublishEndpoint, TokenError, PUBLISH_TOKEN_ENV};
 pub use resume::LastEventId;
-pub use serve::{serve, Serve};
+pub use serve::{bind, serve, Serve, LISTEN_BACKLOG};
 pub use sse_macros::subscribe;
 pub use sse_names::NameError;
 pub use stats::Stats;

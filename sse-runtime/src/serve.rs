@@ -24,6 +24,7 @@ mod pump;
 use std::{
     future::{Future, IntoFuture},
     io,
+    net::SocketAddr,
     pin::Pin,
     time::Duration,
 };
@@ -32,6 +33,7 @@ use axum::{body::Body, extract::ConnectInfo, response::Response, serve::Listener
 use bytes::Bytes;
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::{TcpListener, TcpSocket, ToSocketAddrs},
     sync::watch,
 };
 use tower_service::Service;
@@ -86,6 +88,57 @@ pub fn serve<L: Listener>(listener: L, app: Router) -> Serve<L> {
         shutdown_timeout: Duration::from_secs(10),
         signal: std::future::pending(),
     }
+}
+
+/// How many connections a listener from [`bind`] holds before they are accepted.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` for [`serve`] (or `axum::serve`), holding up to [`LISTEN_BACKLOG`]
+/// connections not accepted yet (the kernel's `net.core.somaxconn` caps it).
+///
+/// `tokio::net::TcpListener::bind` holds 1,024. When a process restarts, or another one dies,
+/// its clients' `EventSource`s all come back within the same few milliseconds; past the
+/// backlog, the kernel drops their connection requests, and each one waits for its client to
+/// try again, a second or more later (`BENCHMARKS.md`, "A rolling restart under load").
+///
+/// ```no_run
+/// use axum::{routing::get, Router};
+///
+/// #[sse::subscribe("yo")]
+/// async fn yo_events() {}
+///
+/// # #[tokio::main] async fn main() -> std::io::Result<()> {
+/// let app = Router::new().route("/events/yo", get(yo_events));
+/// let listener = sse::bind("127.0.0.1:8000").await?;
+/// sse::serve(listener, app).await
+/// # }
+/// ```
+pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut failed = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        match listen_on(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => failed = Some(error),
+        }
+    }
+    Err(failed.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
+fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does on Unix: a restarted server can bind its port at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The server [`serve`] returns; await it to run it.
