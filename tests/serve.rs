@@ -548,23 +548,32 @@ async fn shutdown_ends_within_its_timeout_however_clients_stall() {
 
 #[tokio::test]
 async fn a_listener_from_bind_holds_a_reconnection_storm_until_it_is_served() {
-    // 3,000 clients connect while nothing accepts, as the clients of a restarted process come
-    // back all at once. Past `TcpListener::bind`'s backlog of 1,024, the kernel would drop their
-    // requests and `connect` would not return.
-    let listener = sse::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut clients = Vec::new();
-    for _ in 0..3_000 {
-        clients.push(within(TcpStream::connect(addr)).await.unwrap());
+    for server in ["sse::serve", "axum::serve"] {
+        // 3,000 clients connect while nothing accepts, as the clients of a restarted process
+        // come back all at once. Past `TcpListener::bind`'s backlog of 1,024, the kernel would
+        // drop their requests and `connect` would not return.
+        let listener = sse::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        for _ in 0..3_000 {
+            clients.push(within(TcpStream::connect(addr)).await.unwrap());
+        }
+        let hub = sse::Hub::new(sse::Config::default().keep_alive(None));
+        let app = app(&hub);
+        match server {
+            "sse::serve" => tokio::spawn(sse::serve(listener, app).into_future()),
+            _ => tokio::spawn(axum::serve(listener, app).into_future()),
+        };
+        // The last one to come is served, once the server takes it.
+        let last = clients.last_mut().unwrap();
+        last.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(last).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{server}: {answer}"
+        );
+        assert!(answer.ends_with("a page"), "{server}: {answer}");
     }
-    let hub = sse::Hub::new(sse::Config::default().keep_alive(None));
-    tokio::spawn(sse::serve(listener, app(&hub)).into_future());
-    // The last one to come is served, once the server takes it.
-    let last = clients.last_mut().unwrap();
-    last.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let answer = read_to_close(last).await;
-    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-    assert!(answer.ends_with("a page"), "{answer}");
 }
