@@ -91,6 +91,11 @@ pub fn serve<L: Listener>(listener: L, app: Router) -> Serve<L> {
 }
 
 /// How many connections a listener from [`bind`] holds before they are accepted.
+///
+/// ```
+/// // A listener of tokio's own holds 1,024; `sse::bind` holds this many.
+/// assert!(sse::LISTEN_BACKLOG >= 4 * 1024);
+/// ```
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// A TCP listener on `addr` for [`serve`] (or `axum::serve`), holding up to [`LISTEN_BACKLOG`]
@@ -101,7 +106,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// backlog, the kernel drops their connection requests, and each one waits for its client to
 /// try again, a second or more later (`BENCHMARKS.md`, "A rolling restart under load").
 ///
-/// ```no_run
+/// ```
+/// use std::future::IntoFuture;
+///
 /// use axum::{routing::get, Router};
 ///
 /// #[sse::subscribe("yo")]
@@ -109,8 +116,10 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 ///
 /// # #[tokio::main] async fn main() -> std::io::Result<()> {
 /// let app = Router::new().route("/events/yo", get(yo_events));
-/// let listener = sse::bind("127.0.0.1:8000").await?;
-/// sse::serve(listener, app).await
+/// let listener = sse::bind("127.0.0.1:0").await?; // a port the kernel has free
+/// println!("listening on {}", listener.local_addr()?);
+/// tokio::spawn(sse::serve(listener, app).into_future());
+/// # Ok(())
 /// # }
 /// ```
 pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
