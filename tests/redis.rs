@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use sse_tests::{
     eventually, http_client, raw_get, read_until,
-    redis_servers::{free_port, Node, RedisServer},
-    within, Client, Event,
+    redis_servers::{free_port, ids, seen, Node, RedisServer},
+    within, Client,
 };
 use tokio::process::Command;
 
@@ -60,18 +60,6 @@ async fn publish_from_worker(
 
 fn numbered(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-/// Id and data of each event: what must agree everywhere.
-fn seen(events: &[Event]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .map(|e| (e.id.clone(), e.data.clone()))
-        .collect()
-}
-
-fn ids(events: &[Event]) -> Vec<u64> {
-    events.iter().map(|e| e.id.parse().unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

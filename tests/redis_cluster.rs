@@ -6,25 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use sse_tests::{
-    redis_servers::{Node, RedisCluster},
-    Event,
-};
+use sse_tests::redis_servers::{ids, seen, Node, RedisCluster};
 
 async fn node(cluster: &RedisCluster) -> Node {
     Node::start(env!("CARGO_BIN_EXE_redis_node"), &cluster.url(), &[]).await
-}
-
-/// Id and data of each event: what must agree everywhere.
-fn seen(events: &[Event]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .map(|e| (e.id.clone(), e.data.clone()))
-        .collect()
-}
-
-fn ids(events: &[Event]) -> Vec<u64> {
-    events.iter().map(|e| e.id.parse().unwrap()).collect()
 }
 
 /// Publishes one event to `group` from `node` until it succeeds (the cluster heals); its id.

@@ -15,7 +15,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::{eventually, http_client, within, Client, PATIENCE};
+use crate::{eventually, http_client, within, Client, Event, PATIENCE};
 
 /// A `redis-server` of the test's own, killed when dropped.
 pub struct RedisServer {
@@ -442,4 +442,17 @@ impl Node {
             false => Err(text),
         }
     }
+}
+
+/// Id and data of each event: what must agree in every process.
+pub fn seen(events: &[Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| (e.id.clone(), e.data.clone()))
+        .collect()
+}
+
+/// The ids of `events`, as the numbers they are with one group's stream.
+pub fn ids(events: &[Event]) -> Vec<u64> {
+    events.iter().map(|e| e.id.parse().unwrap()).collect()
 }
