@@ -27,8 +27,20 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// (up to 4 MiB here), so a client that stops reading stalls the server after a known, small
 /// amount of data, as it would on a real network sooner or later.
 pub async fn serve(app: Router) -> SocketAddr {
+    serve_writing_on(app, true).await
+}
+
+/// Like [`serve`], with streams written by the test's own runtime (`writer_threads(false)`)
+/// instead of `sse`'s writer threads: nothing is written while the test's thread runs, so a
+/// test can publish past a stream's queue before the stream reads anything.
+pub async fn serve_on_app_runtime(app: Router) -> SocketAddr {
+    serve_writing_on(app, false).await
+}
+
+async fn serve_writing_on(app: Router, writer_threads: bool) -> SocketAddr {
     let (listener, addr) = listen().await;
-    tokio::spawn(async move { sse::serve(listener, app).await.unwrap() });
+    let server = sse::serve(listener, app).writer_threads(writer_threads);
+    tokio::spawn(async move { server.await.unwrap() });
     addr
 }
 
@@ -53,13 +65,17 @@ pub async fn listen() -> (impl axum::serve::Listener<Addr = SocketAddr>, SocketA
 
 /// Serves a stream of `group` from `hub` (a hub of the test's own, not the global one) at `/`.
 pub async fn serve_hub(hub: &sse::Hub, group: &str) -> SocketAddr {
+    serve(hub_app(hub, group)).await
+}
+
+/// A stream of `group` from `hub` at `/`.
+pub fn hub_app(hub: &sse::Hub, group: &str) -> Router {
     let hub = hub.clone();
     let group = sse::GroupName::new(group).unwrap();
-    let app = Router::new().route(
+    Router::new().route(
         "/",
         axum::routing::get(move |last: sse::LastEventId| async move { hub.stream([group], &last) }),
-    );
-    serve(app).await
+    )
 }
 
 /// `/{room}/{user}`: a stream of `room` as `user` (metadata `<user>'s meta`); `/{room}`: an

@@ -577,3 +577,43 @@ async fn a_listener_from_bind_holds_a_reconnection_storm_until_it_is_served() {
         assert!(answer.ends_with("a page"), "{server}: {answer}");
     }
 }
+
+/// `/thread`: a stream whose one event is the name of the thread that polled its body; and
+/// `/page`.
+fn thread_app() -> Router {
+    let named = || async {
+        let polled = futures_util::stream::once(async {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            Ok::<_, std::convert::Infallible>(axum::response::sse::Event::default().data(name))
+        });
+        axum::response::Sse::new(polled)
+    };
+    Router::new()
+        .route("/thread", get(named))
+        .route("/page", get(|| async { "a page" }))
+}
+
+#[tokio::test]
+async fn streams_are_written_by_the_writer_threads_unless_the_app_runtime_is_asked_for() {
+    let here = std::thread::current().name().unwrap().to_owned();
+    for (writer_threads, expected) in [(true, "sse-writer"), (false, here.as_str())] {
+        let (listener, addr) = sse_tests::listen().await;
+        let server = sse::serve(listener, thread_app()).writer_threads(writer_threads);
+        tokio::spawn(server.into_future());
+        let mut first = raw_get(addr, "/thread", "").await;
+        let mut after_page = TcpStream::connect(addr).await.unwrap();
+        one_page(&mut after_page).await;
+        after_page
+            .write_all(b"GET /thread HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            .await
+            .unwrap();
+        for tcp in [&mut first, &mut after_page] {
+            let written = read_to_close(tcp).await;
+            assert!(written.contains("connection: close\r\n"), "{written}");
+            assert!(
+                written.ends_with(&format!("\r\n\r\ndata: {expected}\n\n")),
+                "writer threads {writer_threads}: {written}"
+            );
+        }
+    }
+}

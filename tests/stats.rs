@@ -186,7 +186,9 @@ async fn subscribe_publish_replay_cut_and_unsubscribe_are_traced() {
             .subscriber_queue(1)
             .history(10, Duration::from_secs(60)),
     );
-    let url = serve(&hub).await;
+    // Streams written on this thread too, not by `sse`'s writer threads.
+    let addr = sse_tests::serve_on_app_runtime(sse_tests::hub_app(&hub, "g")).await;
+    let url = format!("http://{addr}/");
 
     let mut client = Client::open(&url, &[]).await;
     let first = hub.publish("g", None, "one").unwrap();

@@ -6,7 +6,8 @@
 //! (`head.rs`). When it is a `GET` that accepts `text/event-stream` and the app answers `200`
 //! with such a stream, `serve` writes the head, then hands the body's bytes to the socket as
 //! they come (`pump.rs`), and the close of the connection ends the body: a stream costs its body
-//! and its socket, nothing more. Every other connection (any other request or answer, HTTP/2,
+//! and its socket, nothing more. Streams over TCP are written on threads of their own
+//! (`writers.rs`), so requests are never queued behind a burst of writes. Every other connection (any other request or answer, HTTP/2,
 //! upgrades, bytes that are not HTTP/1) goes to hyper exactly as with `axum::serve`
 //! (`handoff.rs`), with the bytes read so far and, when the app already answered the first
 //! request, that answer. When a later request on such a kept-alive HTTP/1 connection is
@@ -20,6 +21,7 @@
 mod handoff;
 mod head;
 mod pump;
+mod writers;
 
 use std::{
     future::{Future, IntoFuture},
@@ -39,6 +41,7 @@ use tokio::{
 use tower_service::Service;
 
 use head::Head;
+use writers::Writers;
 
 /// The smallest head size limit: RFC 9112 asks that request lines of 8,000 octets be accepted.
 const MIN_HEAD_BYTES: usize = 8 * 1024;
@@ -52,7 +55,8 @@ const MIN_HEAD_BYTES: usize = 8 * 1024;
 /// opened over HTTP/1 (what `EventSource` does), by the first request of a connection or by a
 /// later one on a kept-alive connection (a page's, reused by its `EventSource`): no HTTP
 /// machinery stays with it, which makes an open stream several times smaller and each event
-/// cheaper to send, events waiting for it going out together (see `BENCHMARKS.md`). Such a
+/// cheaper to send, events waiting for it going out together, written by threads of their own
+/// while requests are served (see [`Serve::writer_threads`] and `BENCHMARKS.md`). Such a
 /// stream's response has `connection: close` and is delimited by the close of the connection,
 /// which browsers and proxies read as they read any HTTP/1 body. Its bytes are flushed
 /// whenever the stream has nothing more to send, so a buffering transport (TLS) sends each
@@ -84,6 +88,7 @@ pub fn serve<L: Listener>(listener: L, app: Router) -> Serve<L> {
             stall_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(30),
             max_head_bytes: 32 * 1024,
+            writer_threads: true,
         },
         shutdown_timeout: Duration::from_secs(10),
         signal: std::future::pending(),
@@ -160,12 +165,14 @@ pub struct Serve<L, Signal = std::future::Pending<()>> {
     signal: Signal,
 }
 
-/// What every connection is held to.
+/// What every connection is held to, and how its stream is written.
 #[derive(Clone, Copy)]
 struct Limits {
     stall_timeout: Duration,
     header_read_timeout: Duration,
     max_head_bytes: usize,
+    /// Streams are written by the writer threads, not by the connection's runtime.
+    writer_threads: bool,
 }
 
 impl<L, Signal> Serve<L, Signal> {
@@ -233,6 +240,38 @@ impl<L, Signal> Serve<L, Signal> {
     /// ```
     pub fn max_head_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_head_bytes = bytes.max(MIN_HEAD_BYTES);
+        self
+    }
+
+    /// Whether open streams are written by writer threads of their own (the default) or by
+    /// the runtime that serves the app.
+    ///
+    /// By default a stream over TCP, once answered, is written by a runtime `sse` starts
+    /// with the first stream: one thread per core (or as many as `TOKIO_WORKER_THREADS`
+    /// says), named `sse-writer`, shared by every server of the process. A publish wakes
+    /// every stream of its group at once; written by the app's runtime, those writes would
+    /// queue the requests behind them, the next publish among them. On threads of their own,
+    /// requests are answered while streams are written, and each write carries every event
+    /// published meanwhile: several times fewer writes and less CPU per event under load
+    /// (`BENCHMARKS.md`). The stream's body (a [`Subscription`](crate::Subscription), or any
+    /// `text/event-stream` body the app answers with) is then polled on those threads.
+    ///
+    /// `false` keeps everything on the app's runtime, for an app that wants no threads but its
+    /// own (a process per core, say). Streams over other sockets (Unix, TLS) are always
+    /// written there.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// sse::serve(listener, axum::Router::new())
+    ///     .writer_threads(false)
+    /// #   .with_graceful_shutdown(async {})
+    ///     .await
+    ///     .unwrap();
+    /// # }
+    /// ```
+    pub fn writer_threads(mut self, own: bool) -> Self {
+        self.limits.writer_threads = own;
         self
     }
 
@@ -395,39 +434,56 @@ impl Connection {
         Addr: Clone + Send + Sync + 'static,
     {
         let mut phase = self.phase.clone();
-        tokio::select! {
-            () = self.run(io, peer) => {}
+        let limits = self.limits;
+        let stream = tokio::select! {
+            stream = self.run(io, peer) => stream,
             () = Phase::Closing.reached(&mut phase) => {
                 tracing::debug!("connection closed: the shutdown timeout passed");
+                return;
+            }
+        };
+        let Some((io, stream)) = stream else { return };
+        let stall_timeout = limits.stall_timeout;
+        let Some(writers) = limits.writer_threads.then(Writers::get).flatten() else {
+            return write_stream(io, stream, stall_timeout, phase).await;
+        };
+        let mut io = Some(io);
+        match writers.adopt(&mut io) {
+            Some(Ok(tcp)) => writers.spawn(write_stream(tcp, stream, stall_timeout, phase)),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "a stream's socket could not move to the writer threads: closed");
+            }
+            // Not a TCP socket: written here.
+            None => {
+                if let Some(io) = io {
+                    write_stream(io, stream, stall_timeout, phase).await;
+                }
             }
         }
     }
 
-    async fn run<Io, Addr>(mut self, mut io: Io, peer: Addr)
+    /// Answers the connection's requests until one is answered with a stream: the socket and
+    /// that stream.
+    async fn run<Io, Addr>(mut self, mut io: Io, peer: Addr) -> Option<(Io, Stream)>
     where
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         Addr: Clone + Send + Sync + 'static,
     {
-        let stall_timeout = self.limits.stall_timeout;
         // Boxed, so what reading the first request, or hyper, needs is not part of the
         // connection's task for as long as a stream stays open.
         let first = Box::pin(self.first_request(&mut io, &peer)).await;
-        let (io, stream) = match first {
-            Ok(First::Stream(stream)) => (io, stream),
+        match first {
+            Ok(First::Stream(stream)) => Some((io, stream)),
+            // A later request may still be a stream: hyper hands the socket back for it.
             Ok(First::Other { read, answer }) => {
-                // A later request may still be a stream: hyper hands the socket back for it.
-                match Box::pin(handoff::serve(io, read, answer, self, peer)).await {
-                    Some(handed_back) => handed_back,
-                    None => return,
-                }
+                Box::pin(handoff::serve(io, read, answer, self, peer)).await
             }
-            Ok(First::Done) => return,
+            Ok(First::Done) => None,
             Err(error) => {
                 tracing::debug!(%error, "connection ended before its first request");
-                return;
+                None
             }
-        };
-        pump::Pump::new(io, stream, stall_timeout).await;
+        }
     }
 
     async fn first_request<Io, Addr>(&mut self, io: &mut Io, peer: &Addr) -> io::Result<First>
@@ -473,6 +529,21 @@ impl Connection {
             return Ok(First::Other { read, answer });
         }
         Ok(First::Stream(Stream::of(version, response)))
+    }
+}
+
+/// Writes `stream` to `io` until either ends, or the server closes every connection.
+async fn write_stream<Io: AsyncRead + AsyncWrite + Unpin>(
+    io: Io,
+    stream: Stream,
+    stall_timeout: Duration,
+    mut phase: watch::Receiver<Phase>,
+) {
+    tokio::select! {
+        () = pump::Pump::new(io, stream, stall_timeout) => {}
+        () = Phase::Closing.reached(&mut phase) => {
+            tracing::debug!("stream closed: the shutdown timeout passed");
+        }
     }
 }
 

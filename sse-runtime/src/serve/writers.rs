@@ -1,0 +1,54 @@
+//! The threads that write open streams.
+//!
+//! Open streams are written by a runtime of their own, one thread per core, not by the tasks of
+//! the runtime that serves requests. A publish wakes every stream of its group at once: written
+//! by the tasks that serve requests, thousands of writes would queue in front of the next
+//! request, the next publish among them. Here requests are served while streams are written,
+//! and each write carries what was published meanwhile (see `BENCHMARKS.md`, "Writer threads").
+
+use std::{any::Any, future::Future, io, sync::OnceLock};
+
+use tokio::{
+    net::TcpStream,
+    runtime::{Builder, Runtime},
+};
+
+/// The writers' runtime, shared by every server of the process.
+#[derive(Clone, Copy)]
+pub(super) struct Writers(&'static Runtime);
+
+impl Writers {
+    /// The writer threads, started by the first stream; `None` if they could not be started
+    /// (then streams are written where they are served).
+    pub(super) fn get() -> Option<Self> {
+        static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
+        RUNTIME
+            .get_or_init(|| {
+                // As many threads as cores, or as `TOKIO_WORKER_THREADS` says.
+                Builder::new_multi_thread()
+                    .thread_name("sse-writer")
+                    .enable_all()
+                    .build()
+                    .inspect_err(|error| {
+                        tracing::warn!(%error, "writer threads not started: streams are written by the server's runtime");
+                    })
+                    .ok()
+            })
+            .as_ref()
+            .map(Writers)
+    }
+
+    /// Takes the socket out of `io` when it is a TCP socket, and makes it a socket of the
+    /// writers; leaves any other kind in `io`. The error is the socket's, lost with it.
+    pub(super) fn adopt<Io: 'static>(self, io: &mut Option<Io>) -> Option<io::Result<TcpStream>> {
+        let tcp = (io as &mut dyn Any)
+            .downcast_mut::<Option<TcpStream>>()?
+            .take()?;
+        let _writers = self.0.enter();
+        Some(tcp.into_std().and_then(TcpStream::from_std))
+    }
+
+    pub(super) fn spawn(self, write: impl Future<Output = ()> + Send + 'static) {
+        self.0.spawn(write);
+    }
+}
