@@ -110,6 +110,14 @@ pub(crate) fn tables(results: &[SystemResult]) -> String {
                     figure: Box::new(latency(|l| l.max_ms)),
                 },
                 Column {
+                    title: "server CPU µs/delivery".into(),
+                    better: Better::Lower,
+                    figure: Box::new(move |r: &SystemResult| {
+                        let cpu = r.latency.as_ref()?.server_cpu_us_per_delivery;
+                        Some((cpu, format!("{cpu:.2}")))
+                    }),
+                },
+                Column {
                     title: "delivered".into(),
                     better: Better::Higher,
                     figure: Box::new(delivered),

@@ -97,6 +97,12 @@ pub(crate) fn start_on(
             command.arg("axum");
             own(command, (true, true))
         }
+        // Our server with its streams written by the app's runtime, not by writer threads.
+        "sse-app-runtime" => {
+            let mut command = server_command("sse-bench-server", &addr)?;
+            command.arg("app-runtime");
+            own(command, (true, true))
+        }
         // Another build of our server, to compare before and after a change in one run (older
         // builds may lack the page and the batch route: those workloads then say so).
         other if other.starts_with("sse@") => {

@@ -4,8 +4,9 @@
 //! `POST /batch/{groups}/{count}` publishes its body `count` times, each to a random group of
 //! `g0` to `g{groups - 1}`, inside the process.
 //!
-//! Usage: `sse-bench-server 127.0.0.1:PORT [axum]`: served by `sse::serve`, or with `axum`, by
-//! `axum::serve` (to compare the two on the same app).
+//! Usage: `sse-bench-server 127.0.0.1:PORT [axum | app-runtime]`: served by `sse::serve`; with
+//! `axum`, by `axum::serve` (to compare the two on the same app); with `app-runtime`, by
+//! `sse::serve` with its streams written by the app's runtime (`writer_threads(false)`).
 
 use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
@@ -62,8 +63,8 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let addr = args
         .next()
-        .expect("usage: sse-bench-server 127.0.0.1:PORT [axum]");
-    let with_axum = args.next().is_some_and(|arg| arg == "axum");
+        .expect("usage: sse-bench-server 127.0.0.1:PORT [axum | app-runtime]");
+    let how = args.next();
     // Sized for the bench: up to 19k streams (the machine's 20k open files per process), and
     // queues deep enough that a publisher flooding one group does not cut healthy clients.
     let config = sse::Config::default()
@@ -79,9 +80,10 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .unwrap_or_else(|e| panic!("cannot listen on {addr}: {e}"));
-    if with_axum {
-        axum::serve(listener, app).await.expect("server runs");
-    } else {
-        sse::serve(listener, app).await.expect("server runs");
+    match how.as_deref() {
+        Some("axum") => axum::serve(listener, app).await,
+        Some("app-runtime") => sse::serve(listener, app).writer_threads(false).await,
+        _ => sse::serve(listener, app).await,
     }
+    .expect("server runs");
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use axum::body::Body;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http_body::Body as _;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -30,14 +30,7 @@ pub(super) struct Pump<Io> {
     stall_timeout: Duration,
     /// Running while the socket takes nothing.
     stalled: Option<Pin<Box<Sleep>>>,
-    /// Set when the body gave bytes: the task lets the other runnable tasks go first
-    /// (publishes under way among them), then writes those bytes and whatever came meanwhile
-    /// in one write.
-    yielding: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
-
-/// At most this many bytes are gathered for one write.
-const GATHER_BYTES: usize = 64 * 1024;
 
 impl<Io> Pump<Io> {
     pub(super) fn new(io: Io, stream: Stream, stall_timeout: Duration) -> Self {
@@ -49,7 +42,6 @@ impl<Io> Pump<Io> {
             ended: false,
             stall_timeout,
             stalled: None,
-            yielding: None,
         }
     }
 }
@@ -68,32 +60,6 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Pump<Io> {
                 true
             }
             Poll::Ready(Err(_)) => true,
-        }
-    }
-
-    /// Adds to `unsent` what the body has now, up to [`GATHER_BYTES`].
-    fn gather(&mut self, cx: &mut Context<'_>) {
-        let mut gathered = BytesMut::new();
-        while gathered.len() < GATHER_BYTES {
-            match Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        if gathered.is_empty() {
-                            gathered.reserve(self.unsent.len() + data.len());
-                            gathered.put_slice(&self.unsent);
-                        }
-                        gathered.put_slice(&data);
-                    }
-                }
-                Poll::Ready(None | Some(Err(_))) => {
-                    self.ended = true;
-                    break;
-                }
-                Poll::Pending => break,
-            }
-        }
-        if !gathered.is_empty() {
-            self.unsent = gathered.freeze();
         }
     }
 
@@ -120,13 +86,6 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Future for Pump<Io> {
             return Poll::Ready(());
         }
         loop {
-            if let Some(yielding) = &mut this.yielding {
-                if yielding.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                this.yielding = None;
-                this.gather(cx);
-            }
             if !this.unsent.is_empty() {
                 match Pin::new(&mut this.io).poll_write(cx, &this.unsent) {
                     Poll::Ready(Ok(written)) if written > 0 => {
@@ -146,9 +105,6 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Future for Pump<Io> {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         this.unsent = data;
-                        // Tokio's yield: the task runs again once the worker has run the
-                        // other ready tasks, or at its next look at the sockets.
-                        this.yielding = Some(Box::pin(tokio::task::yield_now()));
                     }
                 }
                 Poll::Ready(None | Some(Err(_))) => this.ended = true,
