@@ -7,12 +7,13 @@
 //! with such a stream, `serve` writes the head, then hands the body's bytes to the socket as
 //! they come (`pump.rs`), and the close of the connection ends the body: a stream costs its body
 //! and its socket, nothing more. Streams over TCP are written on threads of their own
-//! (`writers.rs`), so requests are never queued behind a burst of writes. Every other connection (any other request or answer, HTTP/2,
-//! upgrades, bytes that are not HTTP/1) goes to hyper exactly as with `axum::serve`
-//! (`handoff.rs`), with the bytes read so far and, when the app already answered the first
-//! request, that answer. When a later request on such a kept-alive HTTP/1 connection is
-//! answered with a stream (a browser's `EventSource` on its page's connection), hyper hands the
-//! socket back and the stream is written as a first request's would be.
+//! (`writers.rs`), so requests are never queued behind a burst of writes. Every other
+//! connection (any other request or answer, HTTP/2, upgrades, bytes that are not HTTP/1) goes
+//! to hyper exactly as with `axum::serve` (`handoff.rs`), with the bytes read so far and, when
+//! the app already answered the first request, that answer. When a later request on such a
+//! kept-alive HTTP/1 connection is answered with a stream (a browser's `EventSource` on its
+//! page's connection), hyper hands the socket back and the stream is written as a first
+//! request's would be.
 //!
 //! Both paths hold a request head to the same bounds: it must arrive within the header read
 //! timeout and fit in the head size limit (431 otherwise). A shutdown lets the requests under
@@ -540,10 +541,13 @@ async fn write_stream<Io: AsyncRead + AsyncWrite + Unpin>(
     mut phase: watch::Receiver<Phase>,
 ) {
     tokio::select! {
-        () = pump::Pump::new(io, stream, stall_timeout) => {}
+        // The server first: once it is gone (its runtime shutting down, say), the body is not
+        // polled again, as it may use that runtime's timers from the writer threads.
+        biased;
         () = Phase::Closing.reached(&mut phase) => {
-            tracing::debug!("stream closed: the shutdown timeout passed");
+            tracing::debug!("stream closed: the shutdown timeout passed, or the server is gone");
         }
+        () = pump::Pump::new(io, stream, stall_timeout) => {}
     }
 }
 

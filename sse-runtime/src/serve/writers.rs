@@ -48,6 +48,7 @@ impl Writers {
         Some(tcp.into_std().and_then(TcpStream::from_std))
     }
 
+    /// Runs `write` (a stream of a socket from [`adopt`](Self::adopt)) on the writer threads.
     pub(super) fn spawn(self, write: impl Future<Output = ()> + Send + 'static) {
         self.0.spawn(write);
     }
