@@ -192,7 +192,7 @@ async fn measure(
     work: &Path,
     survivor_clients: &tokio::runtime::Handle,
 ) -> Result<Outcome, String> {
-    if name == "sse" && !cfg!(feature = "redis") {
+    if name.starts_with("sse") && !cfg!(feature = "redis") {
         return Err(
             "our server shares its groups through Redis only when built with the `redis` \
              feature: run `scripts/bench restart`, or build with `--features redis`"

@@ -18,6 +18,8 @@ use crate::client::{Shared, Url};
 
 /// The systems compared, each as two processes on one Redis.
 const SYSTEMS: &[&str] = &["sse", "nchan-redis"];
+/// Also on request: our server with its streams written by the app's runtime.
+const ALSO: &[&str] = &["sse-app-runtime"];
 
 /// How the run is sized: every figure has a flag.
 #[derive(Serialize, Clone)]
@@ -60,8 +62,9 @@ impl Sizes {
                 continue;
             }
             if !arg.starts_with("--") {
-                if !SYSTEMS.contains(&arg.as_str()) {
-                    return Err(format!("restart runs {}, not {arg}", SYSTEMS.join(" and ")));
+                if !SYSTEMS.iter().chain(ALSO).any(|s| s == arg) {
+                    let known = [SYSTEMS, ALSO].concat().join(", ");
+                    return Err(format!("restart runs {known}, not {arg}"));
                 }
                 systems.push(arg.clone());
                 continue;
