@@ -617,3 +617,23 @@ async fn streams_are_written_by_the_writer_threads_unless_the_app_runtime_is_ask
         }
     }
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_stream_over_a_unix_socket_is_written_by_the_writer_threads_too() {
+    let path = std::env::temp_dir().join(format!("sse-serve-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(sse::serve(listener, thread_app()).into_future());
+    let mut unix = tokio::net::UnixStream::connect(&path).await.unwrap();
+    unix.write_all(b"GET /thread HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    let written = read_to_close(&mut unix).await;
+    std::fs::remove_file(&path).unwrap();
+    assert!(written.contains("connection: close\r\n"), "{written}");
+    assert!(
+        written.ends_with("\r\n\r\ndata: sse-writer\n\n"),
+        "{written}"
+    );
+}

@@ -6,8 +6,8 @@
 //! (`head.rs`). When it is a `GET` that accepts `text/event-stream` and the app answers `200`
 //! with such a stream, `serve` writes the head, then hands the body's bytes to the socket as
 //! they come (`pump.rs`), and the close of the connection ends the body: a stream costs its body
-//! and its socket, nothing more. Streams over TCP are written on threads of their own
-//! (`writers.rs`), so requests are never queued behind a burst of writes. Every other
+//! and its socket, nothing more. Streams over TCP or Unix sockets are written on threads of
+//! their own (`writers.rs`), so requests are never queued behind a burst of writes. Every other
 //! connection (any other request or answer, HTTP/2, upgrades, bytes that are not HTTP/1) goes
 //! to hyper exactly as with `axum::serve` (`handoff.rs`), with the bytes read so far and, when
 //! the app already answered the first request, that answer. When a later request on such a
@@ -42,7 +42,7 @@ use tokio::{
 use tower_service::Service;
 
 use head::Head;
-use writers::Writers;
+use writers::{Socket, Writers};
 
 /// The smallest head size limit: RFC 9112 asks that request lines of 8,000 octets be accepted.
 const MIN_HEAD_BYTES: usize = 8 * 1024;
@@ -247,19 +247,19 @@ impl<L, Signal> Serve<L, Signal> {
     /// Whether open streams are written by writer threads of their own (the default) or by
     /// the runtime that serves the app.
     ///
-    /// By default a stream over TCP, once answered, is written by a runtime `sse` starts
-    /// with the first stream: one thread per core (or as many as `TOKIO_WORKER_THREADS`
-    /// says), named `sse-writer`, shared by every server of the process. A publish wakes
-    /// every stream of its group at once; written by the app's runtime, those writes would
-    /// queue the requests behind them, the next publish among them. On threads of their own,
-    /// requests are answered while streams are written, and each write carries every event
-    /// published meanwhile: several times fewer writes and less CPU per event under load
-    /// (`BENCHMARKS.md`). The stream's body (a [`Subscription`](crate::Subscription), or any
+    /// By default a stream over TCP or a Unix socket, once answered, is written by a runtime
+    /// `sse` starts with the first stream: one thread per core (or as many as
+    /// `TOKIO_WORKER_THREADS` says), named `sse-writer`, shared by every server of the process.
+    /// A publish wakes every stream of its group at once; written by the app's runtime, those
+    /// writes would queue the requests behind them, the next publish among them. On threads of
+    /// their own, requests are answered while streams are written, and each write carries
+    /// every event published meanwhile: several times fewer writes and less CPU per event under
+    /// load (`BENCHMARKS.md`). The stream's body (a [`Subscription`](crate::Subscription), or any
     /// `text/event-stream` body the app answers with) is then polled on those threads.
     ///
     /// `false` keeps everything on the app's runtime, for an app that wants no threads but its
-    /// own (a process per core, say). Streams over other sockets (Unix, TLS) are always
-    /// written there.
+    /// own (a process per core, say). Streams over other transports (TLS) are always written
+    /// there.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -450,11 +450,17 @@ impl Connection {
         };
         let mut io = Some(io);
         match writers.adopt(&mut io) {
-            Some(Ok(tcp)) => writers.spawn(write_stream(tcp, stream, stall_timeout, phase)),
+            Some(Ok(Socket::Tcp(tcp))) => {
+                writers.spawn(write_stream(tcp, stream, stall_timeout, phase));
+            }
+            #[cfg(unix)]
+            Some(Ok(Socket::Unix(unix))) => {
+                writers.spawn(write_stream(unix, stream, stall_timeout, phase));
+            }
             Some(Err(error)) => {
                 tracing::warn!(%error, "a stream's socket could not move to the writer threads: closed");
             }
-            // Not a TCP socket: written here.
+            // Neither a TCP nor a Unix socket (TLS, say): written here.
             None => {
                 if let Some(io) = io {
                     write_stream(io, stream, stall_timeout, phase).await;

@@ -8,10 +8,19 @@
 
 use std::{any::Any, future::Future, io, sync::OnceLock};
 
+#[cfg(unix)]
+use tokio::net::UnixStream;
 use tokio::{
     net::TcpStream,
     runtime::{Builder, Runtime},
 };
+
+/// A socket moved to the writers.
+pub(super) enum Socket {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
 
 /// The writers' runtime, shared by every server of the process.
 #[derive(Clone, Copy)]
@@ -38,14 +47,29 @@ impl Writers {
             .map(Writers)
     }
 
-    /// Takes the socket out of `io` when it is a TCP socket, and makes it a socket of the
-    /// writers; leaves any other kind in `io`. The error is the socket's, lost with it.
-    pub(super) fn adopt<Io: 'static>(self, io: &mut Option<Io>) -> Option<io::Result<TcpStream>> {
-        let tcp = (io as &mut dyn Any)
-            .downcast_mut::<Option<TcpStream>>()?
-            .take()?;
+    /// Takes the socket out of `io` when it is a TCP or a Unix socket, and makes it a socket of
+    /// the writers; leaves any other kind in `io`. The error is the socket's, lost with it.
+    pub(super) fn adopt<Io: 'static>(self, io: &mut Option<Io>) -> Option<io::Result<Socket>> {
+        let io = io as &mut dyn Any;
         let _writers = self.0.enter();
-        Some(tcp.into_std().and_then(TcpStream::from_std))
+        if let Some(tcp) = io.downcast_mut::<Option<TcpStream>>() {
+            let tcp = tcp.take()?;
+            return Some(
+                tcp.into_std()
+                    .and_then(TcpStream::from_std)
+                    .map(Socket::Tcp),
+            );
+        }
+        #[cfg(unix)]
+        if let Some(unix) = io.downcast_mut::<Option<UnixStream>>() {
+            let unix = unix.take()?;
+            return Some(
+                unix.into_std()
+                    .and_then(UnixStream::from_std)
+                    .map(Socket::Unix),
+            );
+        }
+        None
     }
 
     /// Runs `write` (a stream of a socket from [`adopt`](Self::adopt)) on the writer threads.
