@@ -52,22 +52,12 @@ impl Writers {
     pub(super) fn adopt<Io: 'static>(self, io: &mut Option<Io>) -> Option<io::Result<Socket>> {
         let io = io as &mut dyn Any;
         let _writers = self.0.enter();
-        if let Some(tcp) = io.downcast_mut::<Option<TcpStream>>() {
-            let tcp = tcp.take()?;
-            return Some(
-                tcp.into_std()
-                    .and_then(TcpStream::from_std)
-                    .map(Socket::Tcp),
-            );
+        if let Some(tcp) = moved(io, TcpStream::into_std, TcpStream::from_std) {
+            return Some(tcp.map(Socket::Tcp));
         }
         #[cfg(unix)]
-        if let Some(unix) = io.downcast_mut::<Option<UnixStream>>() {
-            let unix = unix.take()?;
-            return Some(
-                unix.into_std()
-                    .and_then(UnixStream::from_std)
-                    .map(Socket::Unix),
-            );
+        if let Some(unix) = moved(io, UnixStream::into_std, UnixStream::from_std) {
+            return Some(unix.map(Socket::Unix));
         }
         None
     }
@@ -76,4 +66,15 @@ impl Writers {
     pub(super) fn spawn(self, write: impl Future<Output = ()> + Send + 'static) {
         self.0.spawn(write);
     }
+}
+
+/// The socket in `io`, if it is an `S`, out of its runtime (`into_std`) and into the current one
+/// (`from_std`).
+fn moved<S: 'static, Std>(
+    io: &mut dyn Any,
+    into_std: fn(S) -> io::Result<Std>,
+    from_std: fn(Std) -> io::Result<S>,
+) -> Option<io::Result<S>> {
+    let socket = io.downcast_mut::<Option<S>>()?.take()?;
+    Some(into_std(socket).and_then(from_std))
 }
