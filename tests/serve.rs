@@ -37,6 +37,14 @@ fn app(hub: &sse::Hub) -> Router {
         .route("/page", get(|| async { "a page" }))
 }
 
+/// A connection that loaded `/page`, kept alive, then sent `request`.
+async fn after_a_page(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    one_page(&mut tcp).await;
+    tcp.write_all(request).await.unwrap();
+    tcp
+}
+
 /// A loopback listener whose sockets have a small send buffer, and how many it accepted.
 async fn listen_counting() -> (
     impl Listener<Addr = SocketAddr>,
@@ -156,9 +164,7 @@ async fn a_stream_asked_for_after_other_requests_is_written_like_a_first_one() {
     // After a page, as a browser's `EventSource` on the page's connection; and sent together
     // with another request (pipelined), whose answer, far larger than the socket's buffers,
     // comes whole before the stream.
-    let mut after = TcpStream::connect(addr).await.unwrap();
-    one_page(&mut after).await;
-    after.write_all(STREAM).await.unwrap();
+    let mut after = after_a_page(addr, STREAM).await;
     let mut pipelined = TcpStream::connect(addr).await.unwrap();
     pipelined
         .write_all(&[b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n", STREAM].concat())
@@ -453,12 +459,7 @@ async fn shutdown_lets_the_requests_under_way_finish_on_both_paths() {
         .await
         .unwrap();
     // ...and a later one on a kept-alive connection, which hyper reads.
-    let mut later = TcpStream::connect(addr).await.unwrap();
-    one_page(&mut later).await;
-    later
-        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut later = after_a_page(addr, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await;
     // A connection still sending its head has no request under way.
     let mut half = TcpStream::connect(addr).await.unwrap();
     half.write_all(HALF_A_HEAD).await.unwrap();
@@ -601,12 +602,8 @@ async fn streams_are_written_by_the_writer_threads_unless_the_app_runtime_is_ask
         let server = sse::serve(listener, thread_app()).writer_threads(writer_threads);
         tokio::spawn(server.into_future());
         let mut first = raw_get(addr, "/thread", "").await;
-        let mut after_page = TcpStream::connect(addr).await.unwrap();
-        one_page(&mut after_page).await;
-        after_page
-            .write_all(b"GET /thread HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-            .await
-            .unwrap();
+        let request = b"GET /thread HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+        let mut after_page = after_a_page(addr, request).await;
         for tcp in [&mut first, &mut after_page] {
             let written = read_to_close(tcp).await;
             assert!(written.contains("connection: close\r\n"), "{written}");

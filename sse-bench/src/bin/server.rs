@@ -65,6 +65,12 @@ async fn main() {
         .next()
         .expect("usage: sse-bench-server 127.0.0.1:PORT [axum | app-runtime]");
     let how = args.next();
+    if let Some(other) = how
+        .as_deref()
+        .filter(|how| !["axum", "app-runtime"].contains(how))
+    {
+        panic!("usage: sse-bench-server 127.0.0.1:PORT [axum | app-runtime], not {other:?}");
+    }
     // Sized for the bench: up to 19k streams (the machine's 20k open files per process), and
     // queues deep enough that a publisher flooding one group does not cut healthy clients.
     let config = sse::Config::default()
