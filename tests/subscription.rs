@@ -103,6 +103,48 @@ async fn falling_behind_ends_it_with_a_comment_and_shutdown_with_a_retry_hint() 
         .is_err());
 }
 
+/// Each publish cuts exactly the subscribers it leaves more than the queue behind, however the
+/// others read, and whichever joined last: live, or resuming from further back than anyone.
+#[tokio::test]
+async fn the_publish_that_overflows_a_subscriber_cuts_it_and_no_earlier_one() {
+    let hub = Hub::new(Config::default().subscriber_queue(4).retry(None));
+    let mut reading = open(&hub, &["g"], "");
+    next(&mut reading).await;
+    let mut ids = Vec::new();
+    for n in 1..=6 {
+        ids.push(publish_and_read(&hub, &mut reading, n).await);
+    }
+    let mut stalled = open(&hub, &["g"], "");
+    // Two events behind the others, which are already 4 behind the next publish.
+    let mut resumed = open(&hub, &["g"], &ids[1].to_string());
+    next(&mut stalled).await;
+    publish_and_read(&hub, &mut reading, 7).await;
+    assert_eq!((hub.open_streams(), hub.stats().dropped), (2, 1), "resumed");
+    for n in 8..=10 {
+        publish_and_read(&hub, &mut reading, n).await;
+    }
+    // `stalled` is 4 behind: at the bound, not past it.
+    assert_eq!((hub.open_streams(), hub.stats().dropped), (2, 1));
+    publish_and_read(&hub, &mut reading, 11).await;
+    assert_eq!((hub.open_streams(), hub.stats().dropped), (1, 2), "stalled");
+    for n in 12..=30 {
+        publish_and_read(&hub, &mut reading, n).await;
+    }
+    assert_eq!((hub.open_streams(), hub.stats().dropped), (1, 2));
+    assert!(next(&mut resumed).await.unwrap().contains("stream-start"));
+    assert_eq!(
+        next(&mut resumed).await.unwrap(),
+        ": too far behind, reconnect\n\n"
+    );
+}
+
+/// Publishes `n` to "g" and reads it from `reading`; its id.
+async fn publish_and_read(hub: &Hub, reading: &mut Subscription, n: usize) -> u64 {
+    let id = publish(hub, "g", &n.to_string());
+    assert_eq!(events(reading, 1).await[0].0, n.to_string());
+    id
+}
+
 /// Reads chunks until `events` events came, and returns each event's data and id.
 async fn events(subscription: &mut Subscription, events: usize) -> Vec<(String, String)> {
     let mut got = Vec::new();
@@ -179,6 +221,26 @@ async fn a_composite_id_resumes_every_group_exactly_whatever_its_order() {
         .collect();
     assert_eq!(data, ["z1", "y2", "x2"]);
     assert_eq!(hub.stats().replayed, 3);
+}
+
+/// A group nobody holds keeps nothing, but its ids still rise, and once held it numbers its
+/// events above every id it was given before.
+#[tokio::test]
+async fn a_group_held_later_numbers_above_the_ids_it_got_unheld() {
+    let hub = Hub::new(Config::default().retry(None));
+    let unheld: Vec<u64> = (0..1_000)
+        .map(|i| publish(&hub, "u", &i.to_string()))
+        .collect();
+    assert!(unheld.windows(2).all(|pair| pair[0] < pair[1]), "rising");
+    let mut subscription = open(&hub, &["u"], "");
+    let start = next(&mut subscription).await.unwrap();
+    let id = publish(&hub, "u", "held");
+    assert!(id > unheld[999], "{id} after {}", unheld[999]);
+    assert!(start.ends_with(&format!("id: {}\n\n", id - 1)), "{start}");
+    assert_eq!(
+        events(&mut subscription, 1).await,
+        [("held".to_owned(), id.to_string())]
+    );
 }
 
 #[tokio::test]

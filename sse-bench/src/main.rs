@@ -3,10 +3,11 @@
 //! ```text
 //! sse-bench quick [--out DIR]            seconds: sse, the axum baseline and the floor, small N;
 //!                                        fails unless every event reached every subscriber
-//! sse-bench full [--out DIR] [--only WORKLOAD,..] [--fanout N,..] [SYSTEM..]
+//! sse-bench full [--out DIR] [--only WORKLOAD,..] [--fanout N,..] [--rounds N] [SYSTEM..]
 //!                                        every workload at full size against every system
 //!                                        (peers started with ../shared/peers/peer; sse@PATH
-//!                                        is another build of our server, to compare two)
+//!                                        is another build of our server, to compare two;
+//!                                        --rounds: fan-out rounds, the median reported)
 //! sse-bench floor ADDR                   the no-HTTP floor server (the runner starts it)
 //! sse-bench soak [--minutes N] [--healthy N] [--groups N] [--rate N] [--stalled N]
 //!                [--hostile N] [--churners N] [--out DIR]
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
                 names,
                 only,
                 fanout,
+                rounds,
             } = options(rest);
             let quick = mode == "quick";
             let names = match names {
@@ -81,6 +83,12 @@ fn main() -> ExitCode {
                 match fanout.split(',').map(str::parse).collect() {
                     Ok(counts) => sizes.fanout_subscribers = counts,
                     Err(e) => return fail(&format!("--fanout {fanout}: {e}")),
+                }
+            }
+            if let Some(rounds) = rounds {
+                match rounds.parse() {
+                    Ok(rounds) if rounds > 0 => sizes.fanout_rounds = rounds,
+                    _ => return fail(&format!("--rounds {rounds}: not a count above 0")),
                 }
             }
             run(&names, &sizes, &out, quick)
@@ -108,6 +116,8 @@ struct Options {
     only: Option<String>,
     /// The fan-out sizes asked for, if not the mode's.
     fanout: Option<String>,
+    /// How many fan-out rounds, if not the mode's.
+    rounds: Option<String>,
 }
 
 /// Where results go unless `--out` says otherwise.
@@ -117,13 +127,14 @@ fn default_out() -> PathBuf {
 
 fn options(args: &[String]) -> Options {
     let mut out = default_out();
-    let (mut names, mut only, mut fanout) = (Vec::new(), None, None);
+    let (mut names, mut only, mut fanout, mut rounds) = (Vec::new(), None, None, None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
             "--only" => only = args.next().cloned(),
             "--fanout" => fanout = args.next().cloned(),
+            "--rounds" => rounds = args.next().cloned(),
             name => names.push(name.to_owned()),
         }
     }
@@ -132,6 +143,7 @@ fn options(args: &[String]) -> Options {
         names: (!names.is_empty()).then_some(names),
         only,
         fanout,
+        rounds,
     }
 }
 

@@ -49,7 +49,7 @@ impl Sizes {
         Self {
             fanout_subscribers: vec![100, 1_000, 10_000],
             fanout_deliveries: 400_000,
-            fanout_rounds: 3,
+            fanout_rounds: 5,
             latency_subscribers: 10_000,
             // 20k deliveries/s: well within every fast system's fan-out rate, so this measures
             // delay, not queueing behind an overload.

@@ -12,6 +12,10 @@
 //! with a read-write lock that publishes to it write and its readers share, and its members (who
 //! to wake) with a mutex that only publishes, subscribes and leaves take. A subscriber's position
 //! in each group is an atomic it alone writes; the publish that overflows it reads it to cut it.
+//! A publish reads the positions only when the lowest one the group last saw could be past the
+//! bound, and wakes only the subscribers that have read since they were last woken: a publish
+//! to a group of subscribers that keep up is one pass over who to wake, writing nothing they
+//! share with it.
 //!
 //! Each stored event also records when its group received it, under the ring's lock. A reader of
 //! several groups merges them in that order and holds back an event received after it looked at
@@ -25,10 +29,11 @@
 use std::{
     collections::{hash_map::RandomState, HashMap, VecDeque},
     hash::BuildHasher,
+    ops::DerefMut,
     sync::{
         atomic::{
-            AtomicBool, AtomicU64, AtomicUsize,
-            Ordering::{Acquire, Relaxed, Release},
+            fence, AtomicBool, AtomicU64, AtomicUsize,
+            Ordering::{Acquire, Relaxed, Release, SeqCst},
         },
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
     },
@@ -58,9 +63,6 @@ pub(crate) struct Registry {
     hasher: RandomState,
     streams: AtomicUsize,
     shut_down: AtomicBool,
-    /// The last id given to an event of a group not held here (stored nowhere); groups made
-    /// later number their events above it.
-    unheld: AtomicU64,
     /// Ids come from a broker shared by processes, not from the groups here.
     ids_from_broker: bool,
     watch: GroupWatch,
@@ -100,6 +102,9 @@ struct Shard {
     groups: HashMap<GroupName, Arc<Group>>,
     /// Groups whose last subscriber left, oldest first, to free once their history expires.
     idle: VecDeque<(Instant, GroupName)>,
+    /// The last id given here to an event of a group not held (stored nowhere); groups made
+    /// later number their events above it.
+    unheld: u64,
 }
 
 struct Group {
@@ -137,6 +142,9 @@ pub(crate) struct Stored {
 #[derive(Default)]
 struct Members {
     slab: Slab<Member>,
+    /// No member's position is below it (positions only grow): while every member is within
+    /// the queue bound of it, a publish cuts nobody and need not read their positions.
+    lowest: u64,
     idle_since: Option<Instant>,
 }
 
@@ -149,6 +157,9 @@ struct Member {
 /// What a subscriber's task and the groups it listens to share.
 struct Waiter {
     waker: AtomicWaker,
+    /// Set by the publish that wakes it, cleared by its read: the publishes before that read
+    /// need not wake it again (a wake writes to a line its reader shares).
+    woken: AtomicBool,
     /// Set once the stream stops counting as open: cut for lagging, or gone.
     done: AtomicBool,
     /// Set when the server closes the stream ([`CloseHandle`], [`Registry::close_group`]).
@@ -158,6 +169,14 @@ struct Waiter {
 }
 
 impl Waiter {
+    /// Wakes its task, unless an earlier publish did and the task has not read since.
+    fn wake(&self) {
+        if !self.woken.load(Relaxed) {
+            self.woken.store(true, Relaxed);
+            self.waker.wake();
+        }
+    }
+
     /// Marks the stream as no longer open; `true` for the one caller that did it first.
     fn finish(&self) -> bool {
         !self.done.swap(true, Relaxed)
@@ -226,7 +245,6 @@ impl Registry {
             hasher: RandomState::new(),
             streams: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
-            unheld: AtomicU64::new(0),
             ids_from_broker,
             watch,
             config,
@@ -242,11 +260,16 @@ impl Registry {
         self.shut_down.load(Relaxed)
     }
 
-    /// The group, if it is held here.
-    fn held(&self, group: &str) -> Option<Arc<Group>> {
+    /// The shard of `group`, locked, without the groups whose history expired.
+    fn shard_of(&self, group: &str) -> impl DerefMut<Target = Shard> + '_ {
         let mut shard = timed(Lock::Shard, || lock(self.shard(group)));
         shard.free_expired(Instant::now(), &self.config, &self.watch);
-        shard.groups.get(group).cloned()
+        shard
+    }
+
+    /// The group, if it is held here.
+    fn held(&self, group: &str) -> Option<Arc<Group>> {
+        self.shard_of(group).groups.get(group).cloned()
     }
 
     /// Gives the event the next id of its group and hands it to the group's subscribers, if it
@@ -255,22 +278,18 @@ impl Registry {
         if self.is_shut_down() {
             return Err(PublishError::ShutDown);
         }
-        let id = match self.held(group) {
-            Some(group) => self.push(&group, None, |id| stamped(draft, id)),
-            None => self.unheld_id(),
+        let mut shard = self.shard_of(group);
+        let id = match shard.groups.get(group).cloned() {
+            Some(group) => {
+                drop(shard);
+                self.push(&group, None, |id| stamped(draft, id))
+            }
+            None => {
+                shard.unheld = (shard.unheld + 1).max(clock_id());
+                shard.unheld
+            }
         };
         Ok(EventId(id))
-    }
-
-    fn unheld_id(&self) -> u64 {
-        let now = clock_id();
-        let next = |last: u64| (last + 1).max(now);
-        match self
-            .unheld
-            .fetch_update(Relaxed, Relaxed, |last| Some(next(last)))
-        {
-            Ok(last) | Err(last) => next(last),
-        }
     }
 
     /// Appends an event to `group` (with `given` id from a broker, or the group's next one),
@@ -308,20 +327,34 @@ impl Registry {
         };
         let queue = config.subscriber_queue as u64;
         let (mut removed, mut cut) = (0, 0);
+        // Pairs with the fence of `Reader::poll_read`: either its read sees this event, or
+        // this sees that it is no longer woken.
+        fence(SeqCst);
         let mut members = timed(Lock::Members, || lock(&group.members));
-        members.slab.retain(|_, member| {
-            let pos = member.waiter.positions[member.index].load(Relaxed);
-            // Later publishes may have grown the ring since `head`, and the subscriber may
-            // have read them already: it is then ahead, not behind.
-            let keep = pos >= first && head.saturating_sub(pos) <= queue;
-            if !keep {
-                removed += 1;
-                // It may have been cut by another of its groups already.
-                cut += usize::from(member.waiter.finish());
+        if members.lowest >= first && head.saturating_sub(members.lowest) <= queue {
+            for (_, member) in &members.slab {
+                member.waiter.wake();
             }
-            member.waiter.waker.wake();
-            keep
-        });
+        } else {
+            let mut lowest = u64::MAX;
+            members.slab.retain(|_, member| {
+                let pos = member.waiter.positions[member.index].load(Relaxed);
+                // Later publishes may have grown the ring since `head`, and the subscriber may
+                // have read them already: it is then ahead, not behind.
+                let keep = pos >= first && head.saturating_sub(pos) <= queue;
+                if keep {
+                    lowest = lowest.min(pos);
+                    member.waiter.wake();
+                } else {
+                    removed += 1;
+                    // It may have been cut by another of its groups already.
+                    cut += usize::from(member.waiter.finish());
+                    member.waiter.waker.wake();
+                }
+                keep
+            });
+            members.lowest = lowest;
+        }
         let idle_since = (removed > 0 && members.slab.is_empty() && members.idle_since.is_none())
             .then(Instant::now);
         if idle_since.is_some() {
@@ -365,6 +398,7 @@ impl Registry {
         let plan = resume::plan(resume, &self.histories(&held, now), self.ids_from_broker);
         let waiter = Arc::new(Waiter {
             waker: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
             done: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             positions: held.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -388,6 +422,11 @@ impl Registry {
                 drop(ring);
                 waiter.positions[index].store(pos, Relaxed);
                 members.idle_since = None;
+                members.lowest = if members.slab.is_empty() {
+                    pos
+                } else {
+                    members.lowest.min(pos)
+                };
                 let key = members.slab.insert(Member {
                     waiter: waiter.clone(),
                     index,
@@ -428,7 +467,7 @@ impl Registry {
             return group.clone();
         }
         // Above every id this process gave the name, so its old ids are recognised as old.
-        let last_id = clock_id().max(self.unheld.load(Relaxed));
+        let last_id = clock_id().max(shard.unheld);
         let group = Arc::new(Group {
             name: name.clone(),
             head: AtomicU64::new(0),
@@ -636,8 +675,13 @@ impl Reader {
         reserve: impl FnOnce(usize),
         mut take: impl FnMut(usize, &Stored) -> bool,
     ) -> Poll<Read> {
-        // Register before looking, so an event published in between wakes us.
+        // Register and clear `woken` before looking, so an event published in between wakes
+        // us (the publish fences too). Still clear: whoever sets it from here on wakes us.
         self.waiter.waker.register(cx.waker());
+        if self.waiter.woken.load(Relaxed) {
+            self.waiter.woken.store(false, Relaxed);
+            fence(SeqCst);
+        }
         if self.waiter.closed.load(Relaxed) {
             return Poll::Ready(Read::Closed);
         }

@@ -51,9 +51,7 @@ const SLICE: usize = 50;
 /// An event's data: 100 bytes, as the load generator of `scripts/bench` publishes.
 const DATA: &str = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop";
 
-/// Events each thread publishes per pass of the publishing workloads; between passes (untimed)
-/// the subscribers are read.
-const PUBLISHES_PER_PASS: usize = 10_000;
+/// Passes of the publishing workloads; between passes (untimed) the subscribers are read.
 const PUBLISH_PASSES: usize = 50;
 
 /// Events already published, then read: `passes` times, `events` to each of `groups`, after
@@ -92,35 +90,46 @@ const READING: &[Reading] = &[
     },
 ];
 
-/// Threads publishing `PUBLISHES_PER_PASS` events each per pass, in turn to each of their groups.
+/// Threads publishing `publishes` events each per pass, in turn to each of their groups.
 struct Publishing {
     name: &'static str,
+    publishes: usize,
     /// Groups each thread publishes to.
     groups: usize,
     /// Every thread publishes to the same groups, not to groups of its own.
     shared: bool,
-    /// Each group has one subscriber, so its events are stored and woken for.
-    held: bool,
+    /// Subscribers of each group: with any, its events are stored and they are woken.
+    subscribers: usize,
 }
 
 const PUBLISHING: &[Publishing] = &[
     Publishing {
         name: "100 groups per thread, each held by a subscriber",
+        publishes: 10_000,
         groups: 100,
         shared: false,
-        held: true,
+        subscribers: 1,
     },
     Publishing {
         name: "100 groups per thread, nobody subscribed",
+        publishes: 10_000,
         groups: 100,
         shared: false,
-        held: false,
+        subscribers: 0,
     },
     Publishing {
         name: "one group for all threads, held by a subscriber",
+        publishes: 10_000,
         groups: 1,
         shared: true,
-        held: true,
+        subscribers: 1,
+    },
+    Publishing {
+        name: "one group per thread, held by 1,000 subscribers",
+        publishes: 200,
+        groups: 1,
+        shared: false,
+        subscribers: 1_000,
     },
 ];
 
@@ -338,7 +347,7 @@ fn publish(workload: &Publishing, threads: usize) -> Measured {
     // Each group's ring holds one pass of its events: after the first pass it is as full as it
     // stays, and its subscriber, read between passes, never falls behind.
     let sharing = if workload.shared { threads } else { 1 };
-    let per_pass = PUBLISHES_PER_PASS * sharing / workload.groups;
+    let per_pass = workload.publishes * sharing / workload.groups;
     let hub = hub(Config::default()
         .history(per_pass, Duration::from_secs(3600))
         .subscriber_queue(per_pass));
@@ -353,8 +362,8 @@ fn publish(workload: &Publishing, threads: usize) -> Measured {
             }
             let mut subscriptions: Vec<Subscription> = names
                 .iter()
-                .filter(|_| workload.held)
-                .map(|name| subscribe(&hub, &group(name.clone())))
+                .flat_map(|name| (0..workload.subscribers).map(|_| group(name.clone())))
+                .map(|name| subscribe(&hub, &name))
                 .collect();
             // Fill the rings first, so that every publish measured also drops the oldest event.
             for name in &names {
@@ -373,7 +382,7 @@ fn publish(workload: &Publishing, threads: usize) -> Measured {
         let (mut wall, mut cpu) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..PUBLISH_PASSES {
             let (pass_wall, pass_cpu) = pass(barrier, || {
-                for name in next.by_ref().take(PUBLISHES_PER_PASS) {
+                for name in next.by_ref().take(workload.publishes) {
                     hub.publish(name, None, DATA).expect("published");
                 }
             });
@@ -383,7 +392,7 @@ fn publish(workload: &Publishing, threads: usize) -> Measured {
         }
         (wall, cpu)
     });
-    let ops = (PUBLISHES_PER_PASS * PUBLISH_PASSES * threads) as u64;
+    let ops = (workload.publishes * PUBLISH_PASSES * threads) as u64;
     assert_eq!(hub.stats().published - published, ops);
     assert_eq!(hub.stats().dropped, 0, "no subscriber was cut");
     Measured {
