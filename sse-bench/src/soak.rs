@@ -502,6 +502,10 @@ struct Seen {
 impl Seen {
     /// Checks an event's data against what came before.
     fn event(&mut self, data: &[u8], counters: &Counters) {
+        // A `stream-start` (no data): where the stream starts, after what was seen.
+        if data.is_empty() {
+            return;
+        }
         let seq = data
             .split(|&b| b == b' ')
             .next()
@@ -780,4 +784,33 @@ async fn garbage(soak: &Soak, seed: u64) -> Result<(), String> {
     }
     soak.counters.garbage_refused.fetch_add(1, Relaxed);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::{Counters, Seen};
+
+    #[test]
+    fn a_stream_start_keeps_what_was_seen_and_a_reset_forgets_it() {
+        let counters = Counters::default();
+        let mut seen = Seen::default();
+        for data in ["1 x", "2 x", "", "3 x"] {
+            seen.event(data.as_bytes(), &counters);
+        }
+        assert_eq!(seen.last_seq, Some(3));
+        seen.event(br#"{"reason":"id older than the history"}"#, &counters);
+        assert_eq!(seen.last_seq, None);
+        seen.event(b"9 x", &counters);
+        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Relaxed);
+        assert_eq!(
+            (
+                count(&counters.received),
+                count(&counters.lost),
+                count(&counters.resets)
+            ),
+            (4, 0, 1)
+        );
+    }
 }
