@@ -93,6 +93,7 @@ const READING: &[Reading] = &[
 /// Threads publishing `publishes` events each per pass, in turn to each of their groups.
 struct Publishing {
     name: &'static str,
+    /// Events each thread publishes per pass.
     publishes: usize,
     /// Groups each thread publishes to.
     groups: usize,
@@ -345,7 +346,7 @@ fn read(workload: &Reading, threads: usize) -> Measured {
 
 fn publish(workload: &Publishing, threads: usize) -> Measured {
     // Each group's ring holds one pass of its events: after the first pass it is as full as it
-    // stays, and its subscriber, read between passes, never falls behind.
+    // stays, and its subscribers, read between passes, never fall behind.
     let sharing = if workload.shared { threads } else { 1 };
     let per_pass = workload.publishes * sharing / workload.groups;
     let hub = hub(Config::default()
