@@ -58,18 +58,18 @@ async fn batch(Path((groups, count)): Path<(u64, u64)>, data: String) -> Respons
     StatusCode::NO_CONTENT.into_response()
 }
 
+const USAGE: &str = "usage: sse-bench-server 127.0.0.1:PORT [axum | app-runtime]";
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let addr = args
-        .next()
-        .expect("usage: sse-bench-server 127.0.0.1:PORT [axum | app-runtime]");
+    let addr = args.next().expect(USAGE);
     let how = args.next();
     if let Some(other) = how
         .as_deref()
         .filter(|how| !["axum", "app-runtime"].contains(how))
     {
-        panic!("usage: sse-bench-server 127.0.0.1:PORT [axum | app-runtime], not {other:?}");
+        panic!("{USAGE}, not {other:?}");
     }
     // Sized for the bench: up to 19k streams (the machine's 20k open files per process), and
     // queues deep enough that a publisher flooding one group does not cut healthy clients.
