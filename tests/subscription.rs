@@ -1,7 +1,7 @@
 //! `Hub::subscribe` without a socket: what a `Subscription` yields, chunk by chunk, for one group
 //! and for several, live, resumed and reset, while other threads publish.
 
-use std::time::Duration;
+use std::{task::Poll, time::Duration};
 
 use futures_util::StreamExt;
 use sse::{Config, GroupName, Hub, LastEventId, Subscription};
@@ -48,6 +48,51 @@ async fn starts_with_the_retry_hint_and_its_id_then_keeps_alive_when_idle() {
         format!("event: e\ndata: first\nid: {id}\n\n")
     );
     assert_eq!(next(&mut subscription).await.unwrap(), ":\n\n");
+    assert_eq!(next(&mut subscription).await.unwrap(), ":\n\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keep_alive_comes_a_full_period_after_the_last_event_and_never_between_events() {
+    let every = Duration::from_secs(10);
+    let hub = Hub::new(Config::default().keep_alive(Some(every)).retry(None));
+    let mut subscription = open(&hub, &["g"], "");
+    next(&mut subscription).await;
+    // An event every 6 s for a minute: the stream is never idle for a period.
+    for n in 0..10 {
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let id = publish(&hub, "g", &n.to_string());
+        assert_eq!(
+            next(&mut subscription).await.unwrap(),
+            format!("event: e\ndata: {n}\nid: {id}\n\n"),
+            "no keep-alive while events come every 6 s"
+        );
+    }
+    let last_event = tokio::time::Instant::now();
+    assert_eq!(next(&mut subscription).await.unwrap(), ":\n\n");
+    assert_eq!(
+        last_event.elapsed(),
+        every,
+        "one period after the last event"
+    );
+    assert_eq!(next(&mut subscription).await.unwrap(), ":\n\n");
+    assert_eq!(
+        last_event.elapsed(),
+        every * 2,
+        "and every period from there"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keep_alive_comes_even_when_first_polled_out_of_budget() {
+    let hub = Hub::new(Config::default().retry(None));
+    let mut subscription = open(&hub, &["g"], "");
+    next(&mut subscription).await;
+    // The task's budget spent: the keep-alive timer answers without taking the waker.
+    while tokio::task::coop::has_budget_remaining() {
+        tokio::task::coop::consume_budget().await;
+    }
+    let polled = std::future::poll_fn(|cx| Poll::Ready(subscription.poll_next_unpin(cx))).await;
+    assert!(polled.is_pending());
     assert_eq!(next(&mut subscription).await.unwrap(), ":\n\n");
 }
 

@@ -162,25 +162,35 @@ impl Draft {
         Ok(Self(out.buf))
     }
 
-    /// An event encoded by [`Draft::new`] elsewhere (another process, through a broker).
-    #[cfg(feature = "redis")]
-    pub(crate) fn from_encoded(bytes: &[u8]) -> Self {
-        Self(BytesMut::from(bytes))
-    }
-
     /// The encoded event, without its id line.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+}
 
-    /// Gives the event its id and freezes it into shareable bytes.
-    pub(crate) fn stamp(mut self, id: EventId) -> Bytes {
-        self.0.reserve(ID_LINE_MAX);
-        self.0.put_slice(b"id: ");
-        self.0
-            .put_slice(itoa::Buffer::new().format(id.0).as_bytes());
-        self.0.put_slice(b"\n\n");
-        self.0.freeze()
+/// An event's last line, `id: <id>`, and the blank line that ends it: formatted where it is
+/// written, allocating nothing.
+pub(crate) struct IdLine {
+    bytes: [u8; ID_LINE_MAX],
+    len: usize,
+}
+
+impl IdLine {
+    pub(crate) fn new(id: u64) -> Self {
+        let mut digits = itoa::Buffer::new();
+        let mut line = IdLine {
+            bytes: [0; ID_LINE_MAX],
+            len: 0,
+        };
+        for part in [b"id: ", digits.format(id).as_bytes(), b"\n\n"] {
+            line.bytes[line.len..line.len + part.len()].copy_from_slice(part);
+            line.len += part.len();
+        }
+        line
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -350,6 +360,14 @@ pub(crate) fn stream_reset(reason: &str) -> Draft {
 fn control(name: &str, data: impl fmt::Display) -> Draft {
     // The name is a valid one and there is no size limit: encoding cannot fail.
     Draft::new(Some(name), data, usize::MAX).unwrap_or(Draft(BytesMut::new()))
+}
+
+#[cfg(test)]
+impl Draft {
+    /// The whole event, as the registry writes it.
+    fn stamp(&self, id: EventId) -> Vec<u8> {
+        [self.as_bytes(), IdLine::new(id.0).as_bytes()].concat()
+    }
 }
 
 #[cfg(test)]

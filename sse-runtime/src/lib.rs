@@ -60,6 +60,9 @@
 //! # }
 //! ```
 
+// The one exception, with the reasons it is sound, is the registry's arena.
+#![deny(unsafe_code)]
+
 mod axum;
 mod broker;
 mod config;
@@ -73,6 +76,7 @@ mod lock_timing;
 mod presence;
 #[cfg(feature = "publish-endpoint")]
 mod publish_endpoint;
+mod registration;
 mod registry;
 mod resume;
 mod serve;

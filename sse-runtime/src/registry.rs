@@ -41,12 +41,16 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use slab::Slab;
 
+#[allow(unsafe_code)]
+mod arena;
+
+pub(crate) use arena::Run;
+
 use crate::{
-    event::Draft,
+    event::{self, Draft},
     lock_timing::{timed, Lock},
     resume::{self, LocalHistory, Plan},
     stats::Counters,
@@ -118,6 +122,10 @@ struct Group {
 
 struct Ring {
     events: VecDeque<Stored>,
+    /// Where the events' bytes are, one after another.
+    arena: arena::Arena,
+    /// How many bytes the events take.
+    bytes: usize,
     /// The position of `events[0]`: positions count this group's events since it was made.
     first_pos: u64,
     /// The group's last id: given here, or delivered by the broker.
@@ -134,7 +142,7 @@ pub(crate) struct Stored {
     /// When the group received it, for merging several groups in that order.
     at: Instant,
     /// The whole event, its id line last.
-    pub(crate) bytes: Bytes,
+    pub(crate) bytes: Run,
     /// How many of `bytes` come before the id line.
     pub(crate) body_len: usize,
 }
@@ -282,7 +290,7 @@ impl Registry {
         let id = match shard.groups.get(group).cloned() {
             Some(group) => {
                 drop(shard);
-                self.push(&group, None, |id| stamped(draft, id))
+                self.push(&group, None, draft.as_bytes())
             }
             None => {
                 shard.unheld = (shard.unheld + 1).max(clock_id());
@@ -292,15 +300,11 @@ impl Registry {
         Ok(EventId(id))
     }
 
-    /// Appends an event to `group` (with `given` id from a broker, or the group's next one),
-    /// wakes its subscribers and cuts those it leaves too far behind. Returns the id; an id from
-    /// a broker not above the group's last is a repeat and is dropped.
-    fn push(
-        &self,
-        group: &Group,
-        given: Option<u64>,
-        encode: impl FnOnce(u64) -> (Bytes, usize),
-    ) -> u64 {
+    /// Appends an event to `group` (`encoded` without its id line, with `given` id from a
+    /// broker, or the group's next one), wakes its subscribers and cuts those it leaves too far
+    /// behind. Returns the id; an id from a broker not above the group's last is a repeat and
+    /// is dropped.
+    fn push(&self, group: &Group, given: Option<u64>, encoded: &[u8]) -> u64 {
         let config = &self.config;
         let (id, first, head) = {
             let mut ring = timed(Lock::RingWrite, || {
@@ -312,14 +316,18 @@ impl Registry {
                 None => ring.last_id + 1,
             };
             ring.last_id = id;
-            let (bytes, body_len) = encode(id);
+            let held = ring.bytes;
+            let bytes = ring
+                .arena
+                .append(&[encoded, event::IdLine::new(id).as_bytes()], held);
+            ring.bytes += bytes.len();
             // Taken under the lock, so a group's events are in the order of their times.
             let at = Instant::now();
             ring.events.push_back(Stored {
                 id,
                 at,
                 bytes,
-                body_len,
+                body_len: encoded.len(),
             });
             ring.trim(at, config);
             group.head.store(ring.head(), Release);
@@ -473,6 +481,8 @@ impl Registry {
             head: AtomicU64::new(0),
             ring: RwLock::new(Ring {
                 events: VecDeque::new(),
+                arena: arena::Arena::default(),
+                bytes: 0,
                 first_pos: 0,
                 last_id: if self.ids_from_broker { 0 } else { last_id },
                 // With a shared broker, what came before the group was held here is not here.
@@ -549,18 +559,11 @@ impl Registry {
     }
 }
 
-fn stamped(draft: Draft, id: u64) -> (Bytes, usize) {
-    let body_len = draft.as_bytes().len();
-    (draft.stamp(EventId(id)), body_len)
-}
-
 #[cfg(feature = "redis")]
 impl Deliver for Registry {
     fn deliver(&self, group: &str, id: u64, encoded: &[u8]) {
         if let Some(group) = self.held(group) {
-            self.push(&group, Some(id), |id| {
-                stamped(Draft::from_encoded(encoded), id)
-            });
+            self.push(&group, Some(id), encoded);
         }
     }
 
@@ -625,6 +628,7 @@ impl Ring {
             }
             self.complete_after = front.id;
             self.first_pos += 1;
+            self.bytes -= front.bytes.len();
             self.events.pop_front();
         }
     }

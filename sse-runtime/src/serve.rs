@@ -21,6 +21,7 @@
 
 mod handoff;
 mod head;
+mod phase;
 mod pump;
 mod writers;
 
@@ -42,6 +43,7 @@ use tokio::{
 use tower_service::Service;
 
 use head::Head;
+use phase::{Closing, Phase};
 use writers::{Socket, Writers};
 
 /// The smallest head size limit: RFC 9112 asks that request lines of 8,000 octets be accepted.
@@ -332,24 +334,6 @@ impl<L, Signal> Serve<L, Signal> {
     }
 }
 
-/// Where the server is in its life; every connection watches it.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Phase {
-    Serving,
-    /// The shutdown signal came: requests under way finish, nothing new starts.
-    Draining,
-    /// The shutdown timeout passed: every connection closes now.
-    Closing,
-}
-
-impl Phase {
-    /// Waits until the server `watched` is at this phase or past it, or gone (its future was
-    /// dropped: as good as closing).
-    async fn reached(self, watched: &mut watch::Receiver<Phase>) {
-        let _ = watched.wait_for(|now| *now >= self).await;
-    }
-}
-
 impl<L, Signal> IntoFuture for Serve<L, Signal>
 where
     L: Listener,
@@ -544,13 +528,13 @@ async fn write_stream<Io: AsyncRead + AsyncWrite + Unpin>(
     io: Io,
     stream: Stream,
     stall_timeout: Duration,
-    mut phase: watch::Receiver<Phase>,
+    phase: watch::Receiver<Phase>,
 ) {
     tokio::select! {
         // The server first: once it is gone (its runtime shutting down, say), the body is not
         // polled again, as it may use that runtime's timers from the writer threads.
         biased;
-        () = Phase::Closing.reached(&mut phase) => {
+        () = Closing::new(phase) => {
             tracing::debug!("stream closed: the shutdown timeout passed, or the server is gone");
         }
         () = pump::Pump::new(io, stream, stall_timeout) => {}

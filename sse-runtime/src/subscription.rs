@@ -3,9 +3,8 @@
 use std::{
     cell::Cell,
     fmt,
-    future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
     time::Duration,
 };
 
@@ -18,7 +17,8 @@ use crate::resume::{CatchUp, CaughtUp};
 use crate::{
     event::{self, Draft},
     hooks::CloseReason,
-    registry::{Read, Reader, Start, Stored},
+    registration::Registration,
+    registry::{Read, Reader, Run, Start, Stored},
     resume, GroupName, Identity, LastEventId,
 };
 
@@ -92,8 +92,13 @@ pub(crate) type OnClose = Box<dyn FnOnce(CloseReason) + Send + Sync>;
 
 struct KeepAlive {
     every: Duration,
+    /// When something was last sent. Reading the clock is cheaper than moving the timer at
+    /// every chunk: the timer is moved when it fires early.
+    sent: Instant,
     /// Made at the first poll, so a subscription can be made outside a runtime.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The waker the timer holds: until it fires, it need not be polled again.
+    registration: Registration,
 }
 
 /// What a subscription is made with.
@@ -135,9 +140,12 @@ impl Subscription {
             #[cfg(feature = "redis")]
             catch_up: None,
             reader,
-            keep_alive: settings
-                .keep_alive
-                .map(|every| KeepAlive { every, timer: None }),
+            keep_alive: settings.keep_alive.map(|every| KeepAlive {
+                every,
+                sent: Instant::now(),
+                timer: None,
+                registration: Registration::default(),
+            }),
             shutdown_retry: settings.shutdown_retry,
             ended: None,
             owner: None,
@@ -206,12 +214,8 @@ impl Subscription {
     }
 
     fn sent_something(&mut self) {
-        if let Some(KeepAlive {
-            every,
-            timer: Some(timer),
-        }) = &mut self.keep_alive
-        {
-            timer.as_mut().reset(Instant::now() + *every);
+        if let Some(keep_alive) = &mut self.keep_alive {
+            keep_alive.sent = Instant::now();
         }
     }
 
@@ -223,11 +227,20 @@ impl Subscription {
         let every = keep_alive.every;
         let timer = keep_alive
             .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
-        if timer.as_mut().poll(cx).is_pending() {
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(keep_alive.sent + every)));
+        let registration = &mut keep_alive.registration;
+        if registration.holds(cx) && !timer.is_elapsed() {
             return Poll::Pending;
         }
-        timer.as_mut().reset(Instant::now() + every);
+        ready!(registration.poll(timer.as_mut(), cx));
+        let due = keep_alive.sent + every;
+        if due > Instant::now() {
+            timer.as_mut().reset(due);
+            ready!(registration.poll(timer.as_mut(), cx));
+        }
+        keep_alive.sent = Instant::now();
+        timer.as_mut().reset(keep_alive.sent + every);
+        registration.forget();
         Poll::Ready(Some(Bytes::from_static(event::KEEP_ALIVE)))
     }
 
@@ -402,27 +415,33 @@ impl fmt::Debug for Subscription {
     }
 }
 
-/// Events read in one go: a single event is handed on as the shared bytes themselves.
+/// Events read in one go: events in a row of their group's arena are handed on as one slice of
+/// it, copying nothing.
 #[derive(Default)]
 struct Batch {
-    one: Option<Bytes>,
+    run: Option<Run>,
     many: BytesMut,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.one.is_none() && self.many.is_empty()
+        self.run.is_none() && self.many.is_empty()
     }
 
-    /// Adds an event; `expected` is about how many bytes the whole batch will hold. A batch
-    /// of one event shares the event's bytes; a larger one copies each event once, without
-    /// touching the event's reference count, which every reader of the group shares.
-    fn push(&mut self, bytes: &Bytes, expected: usize) {
-        if self.is_empty() && expected <= bytes.len() {
-            self.one = Some(bytes.clone());
-        } else {
-            self.buffer(bytes.len(), expected).put_slice(bytes);
+    /// Adds an event; `expected` is about how many bytes the whole batch will hold. Events in
+    /// a row of one chunk stay there; the batch copies them only once one does not follow the
+    /// others (it starts a new chunk).
+    fn push(&mut self, event: &Run, expected: usize) {
+        if self.many.is_empty() {
+            let Some(run) = &mut self.run else {
+                self.run = Some(event.clone());
+                return;
+            };
+            if run.extend(event) {
+                return;
+            }
         }
+        self.buffer(event.len(), expected).put_slice(event);
     }
 
     /// The batch as a buffer to append to, with room for `more` bytes; sized for `expected`
@@ -431,15 +450,16 @@ impl Batch {
         if self.many.capacity() == 0 {
             self.many.reserve(expected);
         }
-        if let Some(first) = self.one.take() {
-            self.many.put_slice(&first);
+        if let Some(run) = self.run.take() {
+            self.many.put_slice(&run);
         }
         self.many.reserve(more);
         &mut self.many
     }
 
     fn into_bytes(self) -> Option<Bytes> {
-        self.one
+        self.run
+            .map(Run::into_bytes)
             .or_else(|| (!self.many.is_empty()).then(|| self.many.freeze()))
     }
 }
