@@ -254,12 +254,12 @@ fn fan_out_tables(
                     figure: Box::new(figure),
                 },
                 Column {
-                    title: "server CPU µs/delivery, median".into(),
+                    title: "server CPU µs/delivery, all rounds".into(),
                     better: Better::Lower,
                     figure: Box::new(move |r: &SystemResult| {
                         let f = fanouts(r).iter().find(|f| f.subscribers == n)?;
                         let cost = f.server_cpu_us_per_delivery;
-                        Some((cost, format!("{cost:.2}")))
+                        Some((cost, format!("{cost:.3}")))
                     }),
                 },
             ],
