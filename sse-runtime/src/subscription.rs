@@ -430,15 +430,21 @@ impl Batch {
 
     /// Adds an event; `expected` is about how many bytes the whole batch will hold. Events in
     /// a row of one chunk stay there; the batch copies them only once one does not follow the
-    /// others (it starts a new chunk).
+    /// others (it starts a new chunk). A batch of one event is copied: a small copy costs less
+    /// than sharing the chunk, whose count every reader of the group writes.
     fn push(&mut self, event: &Run, expected: usize) {
         if self.many.is_empty() {
-            let Some(run) = &mut self.run else {
-                self.run = Some(event.clone());
-                return;
-            };
-            if run.extend(event) {
-                return;
+            match &mut self.run {
+                None if expected > event.len() => {
+                    self.run = Some(event.clone());
+                    return;
+                }
+                None => {}
+                Some(run) => {
+                    if run.extend(event) {
+                        return;
+                    }
+                }
             }
         }
         self.buffer(event.len(), expected).put_slice(event);
