@@ -95,6 +95,9 @@ struct KeepAlive {
     /// When something was last sent. Reading the clock is cheaper than moving the timer at
     /// every chunk: the timer is moved when it fires early.
     sent: Instant,
+    /// The timer's deadline: until then it cannot have fired, which the clock tells without
+    /// touching the timer.
+    fires: Instant,
     /// Made at the first poll, so a subscription can be made outside a runtime.
     timer: Option<Pin<Box<Sleep>>>,
     /// The waker the timer holds: until it fires, it need not be polled again.
@@ -143,6 +146,7 @@ impl Subscription {
             keep_alive: settings.keep_alive.map(|every| KeepAlive {
                 every,
                 sent: Instant::now(),
+                fires: Instant::now() + every,
                 timer: None,
                 registration: Registration::default(),
             }),
@@ -224,22 +228,22 @@ impl Subscription {
         let Some(keep_alive) = &mut self.keep_alive else {
             return Poll::Pending;
         };
-        let every = keep_alive.every;
-        let timer = keep_alive
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(keep_alive.sent + every)));
+        let timer = (keep_alive.timer)
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(keep_alive.fires)));
         let registration = &mut keep_alive.registration;
-        if registration.holds(cx) && !timer.is_elapsed() {
+        if registration.holds(cx) && Instant::now() < keep_alive.fires {
             return Poll::Pending;
         }
         ready!(registration.poll(timer.as_mut(), cx));
-        let due = keep_alive.sent + every;
+        let due = keep_alive.sent + keep_alive.every;
         if due > Instant::now() {
+            keep_alive.fires = due;
             timer.as_mut().reset(due);
             ready!(registration.poll(timer.as_mut(), cx));
         }
         keep_alive.sent = Instant::now();
-        timer.as_mut().reset(keep_alive.sent + every);
+        keep_alive.fires = keep_alive.sent + keep_alive.every;
+        timer.as_mut().reset(keep_alive.fires);
         registration.forget();
         Poll::Ready(Some(Bytes::from_static(event::KEEP_ALIVE)))
     }
