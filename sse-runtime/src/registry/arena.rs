@@ -53,13 +53,19 @@ impl Default for Arena {
 
 impl Arena {
     /// Writes `parts` one after another and returns them as one run. `held` is about how many
-    /// bytes of events the group keeps: a new chunk is sized to it (within bounds), so a quiet
-    /// group keeps small chunks and a busy one few large ones, and no chunk wastes more than
-    /// what its group holds anyway.
+    /// bytes of events the group keeps: a new chunk is sized to it, so a quiet group keeps
+    /// small chunks and a busy one few large ones, and a group's unused chunk space stays below
+    /// what it holds. A chunk has room for four events at least, so what a full chunk leaves
+    /// unused (less than the event that did not fit) is below a quarter of it; an event larger
+    /// than a quarter of the largest chunk gets a chunk of its own size.
     pub(crate) fn append(&mut self, parts: &[&[u8]], held: usize) -> Run {
         let len: usize = parts.iter().map(|part| part.len()).sum();
         if self.chunk.0.len() - self.filled < len {
-            self.chunk = Chunk::new(held.min(MAX_CHUNK).max(len));
+            let capacity = match len {
+                large if large > MAX_CHUNK / 4 => large,
+                _ => held.clamp(4 * len, MAX_CHUNK),
+            };
+            self.chunk = Chunk::new(capacity);
             self.filled = 0;
         }
         let start = self.filled;
@@ -165,16 +171,29 @@ mod tests {
     fn chunks_are_sized_by_what_the_group_holds_within_bounds() {
         let mut arena = Arena::default();
         arena.append(&[b"12345"], 0);
-        assert_eq!(arena.chunk.0.len(), 5, "an event alone: a chunk its size");
-        arena.append(&[b"12"], 40);
-        assert_eq!(arena.chunk.0.len(), 40);
-        arena.append(&[&[0; 10]], 1 << 30);
-        assert_eq!(arena.chunk.0.len(), 40, "it had room");
-        arena.append(&[&[0; 40]], 1 << 30);
-        assert_eq!(arena.chunk.0.len(), MAX_CHUNK);
-        let large = vec![7; MAX_CHUNK + 1];
+        assert_eq!(
+            arena.chunk.0.len(),
+            20,
+            "a group holding nothing: room for four events"
+        );
+        arena.append(&[&[0; 15]], 1000);
+        assert_eq!(arena.chunk.0.len(), 20, "it had room");
+        arena.append(&[b"12"], 1000);
+        assert_eq!(
+            arena.chunk.0.len(),
+            1000,
+            "full: the next is what the group holds"
+        );
+        arena.append(&[&[0; 1000]], 1 << 30);
+        assert_eq!(arena.chunk.0.len(), MAX_CHUNK, "at most the largest");
+        let large = vec![7; MAX_CHUNK / 4 + 1];
+        let mut arena = Arena::default();
         assert_eq!(&*arena.append(&[&large], 1 << 30), &large[..]);
-        assert_eq!(arena.chunk.0.len(), MAX_CHUNK + 1);
+        assert_eq!(
+            arena.chunk.0.len(),
+            large.len(),
+            "a large event: a chunk of its own"
+        );
     }
 
     #[test]
