@@ -438,17 +438,13 @@ impl Batch {
     /// than sharing the chunk, whose count every reader of the group writes.
     fn push(&mut self, event: &Run, expected: usize) {
         if self.many.is_empty() {
-            match &mut self.run {
-                None if expected > event.len() => {
-                    self.run = Some(event.clone());
+            if let Some(run) = &mut self.run {
+                if run.extend(event) {
                     return;
                 }
-                None => {}
-                Some(run) => {
-                    if run.extend(event) {
-                        return;
-                    }
-                }
+            } else if expected > event.len() {
+                self.run = Some(event.clone());
+                return;
             }
         }
         self.buffer(event.len(), expected).put_slice(event);
