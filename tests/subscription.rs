@@ -368,3 +368,48 @@ async fn concurrent_publishers_are_seen_in_their_order_across_groups() {
         }
     }
 }
+
+#[tokio::test]
+async fn events_of_every_size_come_back_exactly_across_the_groups_chunks() {
+    // Small and large events in turn, past the 64 KiB of a chunk and the 16 KiB above which an
+    // event gets a chunk of its own; read one at a time, then many at once (a read of events
+    // in a row shares their chunk, and copies where a chunk ends).
+    let sizes = [1, 100, 5_000, 16_385, 40, 70_000, 300, 65_536, 2, 20_000, 7];
+    let data = |round: usize, n: usize| {
+        let fill = char::from(b'a' + ((round * sizes.len() + n) % 26) as u8);
+        format!("{round}.{n}:{}", fill.to_string().repeat(sizes[n]))
+    };
+    let hub = Hub::new(Config::default().retry(None));
+    let mut one = open(&hub, &["g"], "");
+    let mut two = open(&hub, &["g", "h"], "");
+    next(&mut one).await;
+    next(&mut two).await;
+    for n in 0..sizes.len() {
+        publish(&hub, "g", &data(0, n));
+        assert_eq!(
+            events(&mut one, 1).await[0].0,
+            data(0, n),
+            "event {n} alone"
+        );
+    }
+    assert_eq!(events(&mut two, sizes.len()).await.len(), sizes.len());
+    for round in 1..4 {
+        for n in 0..sizes.len() {
+            publish(&hub, "g", &data(round, n));
+        }
+        let expected: Vec<String> = (0..sizes.len()).map(|n| data(round, n)).collect();
+        let got = |events: Vec<(String, String)>| {
+            events.into_iter().map(|(data, _)| data).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            got(events(&mut one, sizes.len()).await),
+            expected,
+            "round {round}, one group"
+        );
+        assert_eq!(
+            got(events(&mut two, sizes.len()).await),
+            expected,
+            "round {round}, two groups"
+        );
+    }
+}
