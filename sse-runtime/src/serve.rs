@@ -43,7 +43,7 @@ use tokio::{
 use tower_service::Service;
 
 use head::Head;
-use phase::{Closing, Phase};
+use phase::Phase;
 use writers::{Socket, Writers};
 
 /// The smallest head size limit: RFC 9112 asks that request lines of 8,000 octets be accepted.
@@ -418,11 +418,11 @@ impl Connection {
         Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         Addr: Clone + Send + Sync + 'static,
     {
-        let mut phase = self.phase.clone();
+        let phase = self.phase.clone();
         let limits = self.limits;
         let stream = tokio::select! {
             stream = self.run(io, peer) => stream,
-            () = Phase::Closing.reached(&mut phase) => {
+            () = Phase::Closing.reached(&phase) => {
                 tracing::debug!("connection closed: the shutdown timeout passed");
                 return;
             }
@@ -492,7 +492,7 @@ impl Connection {
                 io::Error::new(io::ErrorKind::TimedOut, "no whole request head within the header read timeout")
             })??,
             // A connection that has not sent a whole request has none under way: closed.
-            () = Phase::Draining.reached(&mut self.phase) => return Ok(First::Done),
+            () = Phase::Draining.reached(&self.phase) => return Ok(First::Done),
         };
         let mut request = match head {
             Head::Stream(request) => *request,
@@ -534,7 +534,7 @@ async fn write_stream<Io: AsyncRead + AsyncWrite + Unpin>(
         // The server first: once it is gone (its runtime shutting down, say), the body is not
         // polled again, as it may use that runtime's timers from the writer threads.
         biased;
-        () = Closing::new(phase) => {
+        () = Phase::Closing.reached(&phase) => {
             tracing::debug!("stream closed: the shutdown timeout passed, or the server is gone");
         }
         () = pump::Pump::new(io, stream, stall_timeout) => {}

@@ -60,11 +60,7 @@ where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     Addr: Clone + Send + Sync + 'static,
 {
-    let Connection {
-        app,
-        limits,
-        mut phase,
-    } = connection;
+    let Connection { app, limits, phase } = connection;
     let handback = Arc::new(Handback::default());
     let answer = Mutex::new(answer);
     // In an `Arc`, so the service is `Unpin` (hyper's connection then is, and gives its parts
@@ -114,7 +110,7 @@ where
     if io.inner().read.starts_with(b"PRI * HTTP/2.0\r\n") {
         let builder = auto::Builder::new(TokioExecutor::new());
         let served = std::pin::pin!(builder.serve_connection_with_upgrades(io, service));
-        let result = until_drained(served, &mut phase, |served| served.graceful_shutdown()).await;
+        let result = until_drained(served, &phase, |served| served.graceful_shutdown()).await;
         if let Err(error) = result {
             tracing::trace!(%error, "connection ended with an error");
         }
@@ -129,7 +125,7 @@ where
         connection: builder.serve_connection(io, service).with_upgrades(),
         handback,
     };
-    match until_drained(Pin::new(&mut served), &mut phase, |served| {
+    match until_drained(Pin::new(&mut served), &phase, |served| {
         Pin::new(&mut served.get_mut().connection).graceful_shutdown()
     })
     .await
@@ -202,7 +198,7 @@ where
 /// request under way, if any.
 async fn until_drained<Served: Future>(
     mut served: Pin<&mut Served>,
-    phase: &mut watch::Receiver<Phase>,
+    phase: &watch::Receiver<Phase>,
     graceful_shutdown: impl FnOnce(Pin<&mut Served>),
 ) -> Served::Output {
     tokio::select! {

@@ -21,36 +21,34 @@ pub(super) enum Phase {
 }
 
 impl Phase {
-    /// Waits until the server `watched` is at this phase or past it, or gone (its future was
+    /// Resolves once the server `watched` is at this phase or past it, or gone (its future was
     /// dropped: as good as closing).
-    pub(super) async fn reached(self, watched: &mut watch::Receiver<Phase>) {
-        let _ = watched.wait_for(|now| *now >= self).await;
-    }
-}
-
-/// Resolves once the server is closing, or gone: what an open stream waits for besides its
-/// events. It is polled at every wake of its stream, so it looks at the phase only when the
-/// phase changed or its waker did. (Waiting on a `watch` locks the list of its waiters at every
-/// poll, and all the streams of a server share that list: one lock for every delivery.)
-pub(super) struct Closing {
-    reached: Pin<Box<dyn Future<Output = ()> + Send>>,
-    /// Tells, without a lock, whether the phase changed since `reached` was last polled.
-    probe: watch::Receiver<Phase>,
-    /// The waker `reached` holds, and wakes when the phase changes.
-    registration: Registration,
-}
-
-impl Closing {
-    pub(super) fn new(mut phase: watch::Receiver<Phase>) -> Self {
-        Closing {
-            probe: phase.clone(),
-            reached: Box::pin(async move { Phase::Closing.reached(&mut phase).await }),
+    pub(super) fn reached(self, watched: &watch::Receiver<Phase>) -> Reached {
+        let mut waiting = watched.clone();
+        Reached {
+            probe: watched.clone(),
+            wait: Box::pin(async move {
+                let _ = waiting.wait_for(|now| *now >= self).await;
+            }),
             registration: Registration::default(),
         }
     }
 }
 
-impl Future for Closing {
+/// What [`Phase::reached`] returns. A connection or a stream polls it at every wake of its
+/// task besides its own work, so it looks at the phase only when the phase changed or its
+/// waker did. (Waiting on a `watch` locks the list of its waiters at every poll, and all the
+/// connections and streams of a server share that list: for a stream, one lock for every
+/// delivery.)
+pub(super) struct Reached {
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Tells, without a lock, whether the phase changed since `wait` was last polled.
+    probe: watch::Receiver<Phase>,
+    /// The waker `wait` holds, and wakes when the phase changes.
+    registration: Registration,
+}
+
+impl Future for Reached {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -61,7 +59,7 @@ impl Future for Closing {
         }
         // Marked seen before looking: a change from here on shows at the next poll.
         this.probe.mark_unchanged();
-        this.registration.poll(this.reached.as_mut(), cx)
+        this.registration.poll(this.wait.as_mut(), cx)
     }
 }
 
@@ -72,7 +70,7 @@ mod tests {
     #[tokio::test]
     async fn a_stream_closes_when_the_server_closes_or_is_gone_and_not_before() {
         let (phase, receiver) = watch::channel(Phase::Serving);
-        let mut closing = std::pin::pin!(Closing::new(receiver.clone()));
+        let mut closing = std::pin::pin!(Phase::Closing.reached(&receiver));
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         assert!(closing.as_mut().poll(&mut cx).is_pending());
         phase.send_replace(Phase::Draining);
@@ -80,10 +78,10 @@ mod tests {
         phase.send_replace(Phase::Closing);
         assert!(closing.as_mut().poll(&mut cx).is_ready());
 
-        let mut gone = std::pin::pin!(Closing::new(receiver));
+        let mut gone = std::pin::pin!(Phase::Closing.reached(&receiver));
         assert!(gone.as_mut().poll(&mut cx).is_ready(), "closing already");
         let (phase, receiver) = watch::channel(Phase::Serving);
-        let mut gone = std::pin::pin!(Closing::new(receiver));
+        let mut gone = std::pin::pin!(Phase::Closing.reached(&receiver));
         assert!(gone.as_mut().poll(&mut cx).is_pending());
         drop(phase);
         assert!(gone.as_mut().poll(&mut cx).is_ready(), "the server is gone");
@@ -92,7 +90,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_stream_is_woken_when_the_server_closes() {
         let (phase, receiver) = watch::channel(Phase::Serving);
-        let waiting = tokio::spawn(Closing::new(receiver));
+        let waiting = tokio::spawn(Phase::Closing.reached(&receiver));
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "it waits");
         phase.send_replace(Phase::Closing);
