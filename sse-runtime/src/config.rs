@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{hooks::Hooks, BrokerError, CloseReason, StreamInfo};
+use crate::{engine, hooks::Hooks, BrokerError, CloseReason, StreamInfo};
 
 /// The environment variable naming the broker: `redis://host:port/db` selects Redis,
 /// `redis+cluster://host:port,host:port` a Redis Cluster, unset (or empty) keeps events inside
@@ -41,9 +41,8 @@ pub struct Config {
     pub(crate) shutdown_retry: Duration,
     pub(crate) hooks: Hooks,
     pub(crate) presence: PresenceSettings,
-    /// `None`: the in-memory broker.
-    #[cfg(feature = "redis")]
-    pub(crate) redis: Option<RedisUrl>,
+    /// `None`: the in-memory engine.
+    pub(crate) broker: Option<engine::Url>,
 }
 
 /// The settings of presence and closing streams.
@@ -64,79 +63,6 @@ impl Default for PresenceSettings {
     }
 }
 
-/// Where Redis is, parsed, and how to show it without its password.
-#[cfg(feature = "redis")]
-#[derive(Debug, Clone)]
-pub(crate) struct RedisUrl {
-    pub(crate) nodes: RedisNodes,
-    pub(crate) shown: String,
-}
-
-/// One Redis, or the seed nodes of a Redis Cluster.
-#[cfg(feature = "redis")]
-#[derive(Debug, Clone)]
-pub(crate) enum RedisNodes {
-    Single(redis::Client),
-    /// The nodes first asked where the others are; the cluster client finds the rest.
-    Cluster(Vec<redis::ConnectionInfo>),
-}
-
-#[cfg(feature = "redis")]
-impl RedisUrl {
-    /// `redis://host:port/db` is one Redis. A cluster is `redis+cluster://host:port[,host:port...]`
-    /// or several `redis://` URLs separated by commas: its seed nodes.
-    fn parse(url: &str) -> Result<Self, BrokerError> {
-        use redis::IntoConnectionInfo;
-
-        let shown = redacted(url);
-        let bad = |e| BrokerError::caused_by(format!("bad broker URL {shown:?}"), e);
-        let seeds = match url.strip_prefix("redis+cluster://") {
-            Some(rest) => cluster_seeds(rest),
-            None if url.contains(',') => {
-                url.split(',').map(|seed| seed.trim().to_owned()).collect()
-            }
-            None => {
-                let client = redis::Client::open(url).map_err(bad)?;
-                return Ok(Self {
-                    nodes: RedisNodes::Single(client),
-                    shown,
-                });
-            }
-        };
-        let seeds = seeds.into_iter().map(|seed| seed.into_connection_info());
-        let seeds = seeds.collect::<Result<Vec<_>, _>>().map_err(bad)?;
-        Ok(Self {
-            nodes: RedisNodes::Cluster(seeds),
-            shown,
-        })
-    }
-}
-
-/// The seed URLs of `redis+cluster://` + `rest`: `[user:password@]host:port,host:port[/...]`,
-/// each seed with the credentials and the options.
-#[cfg(feature = "redis")]
-fn cluster_seeds(rest: &str) -> Vec<String> {
-    let (credentials, rest) = match rest.rsplit_once('@') {
-        Some((credentials, rest)) => (format!("{credentials}@"), rest),
-        None => (String::new(), rest),
-    };
-    let (hosts, options) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    hosts
-        .split(',')
-        .map(|host| format!("redis://{credentials}{}{options}", host.trim()))
-        .collect()
-}
-
-/// `url` with its password hidden, fit for messages and logs.
-pub(crate) fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}***{}", &url[..scheme_end + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 impl Default for Config {
     /// Keep-alive every 15 s, `retry: 3000`, history of 1,000 events or 5 minutes, queues of 256
     /// events, 10,000 open streams, events up to 1 MiB, `Last-Event-ID` up to 1,024 bytes (room for
@@ -154,8 +80,7 @@ impl Default for Config {
             shutdown_retry: Duration::from_millis(500),
             hooks: Hooks::default(),
             presence: PresenceSettings::default(),
-            #[cfg(feature = "redis")]
-            redis: None,
+            broker: None,
         }
     }
 }
@@ -255,19 +180,8 @@ impl Config {
     /// assert!(err.to_string().contains("mysql://db"));
     /// ```
     pub fn broker(self, url: &str) -> Result<Self, BrokerError> {
-        #[cfg(feature = "redis")]
-        {
-            let redis = Some(RedisUrl::parse(url)?);
-            Ok(Self { redis, ..self })
-        }
-        #[cfg(not(feature = "redis"))]
-        {
-            let _ = self;
-            Err(BrokerError::new(format!(
-                "broker {:?}: sse was built without its `redis` feature, so events stay in this process",
-                redacted(url)
-            )))
-        }
+        let broker = Some(engine::Url::parse(url)?);
+        Ok(Self { broker, ..self })
     }
 
     /// The default settings, with the broker named by the `SSE_BROKER_URL` environment variable
@@ -286,8 +200,7 @@ impl Config {
     /// These settings, with the broker of `SSE_BROKER_URL` if they name none: what the
     /// process-wide hub runs with, so the environment chooses without a code change.
     pub(crate) fn or_broker_from_env(self) -> Result<Self, BrokerError> {
-        #[cfg(feature = "redis")]
-        if self.redis.is_some() {
+        if self.broker.is_some() {
             return Ok(self);
         }
         match std::env::var(BROKER_URL_ENV) {
@@ -377,35 +290,5 @@ impl Config {
     pub fn close_memory(mut self, memory: Duration) -> Self {
         self.presence.close_memory = memory;
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[cfg(feature = "redis")]
-    #[test]
-    fn a_cluster_url_names_each_seed_with_its_credentials_and_options() {
-        assert_eq!(
-            super::cluster_seeds(":pw@10.0.0.1:7000, 10.0.0.2:7001/?protocol=3"),
-            [
-                "redis://:pw@10.0.0.1:7000/?protocol=3",
-                "redis://:pw@10.0.0.2:7001/?protocol=3"
-            ]
-        );
-        assert_eq!(super::cluster_seeds("h:1"), ["redis://h:1"]);
-    }
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redacted("redis://:secret@127.0.0.1:6379/0"),
-            "redis://***@127.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redacted("redis://127.0.0.1:6379/0"),
-            "redis://127.0.0.1:6379/0"
-        );
     }
 }

@@ -20,6 +20,16 @@ use crate::NameError;
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupName(Arc<str>);
 
+/// What became of a group in this process: what its engine is told, so it receives the events
+/// of the groups held here, and only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// It got its first subscriber.
+    Opened,
+    /// It had no subscriber for as long as its history lasts, and is gone.
+    Freed,
+}
+
 impl GroupName {
     /// Checks `name` and makes it a group name.
     ///

@@ -1,19 +1,16 @@
 //! The hub: publishing, subscribing and the process-wide instance the macros use.
 
-use std::{
-    fmt,
-    future::Future,
-    sync::{Arc, Weak},
-};
+use std::{fmt, future::Future, sync::Arc};
 
+use futures_util::future::Either;
 use once_cell::sync::OnceCell;
 
 use crate::{
-    broker::{self, Broker},
+    engine::{self, Engine, Entry, Sink, Taken},
     event::Draft,
     identity::Closing,
     presence::{Change, Presence, Present},
-    registry::Registry,
+    registry::{Registry, Start},
     subscription::{Settings, Subscription},
     BrokerError, Config, EventId, GroupName, Join, LastEventId, PublishError, Stats,
     SubscribeError,
@@ -35,8 +32,47 @@ use crate::{
 #[derive(Clone)]
 pub struct Hub {
     registry: Arc<Registry>,
-    broker: Arc<dyn Broker>,
+    engine: Arc<dyn Engine>,
     presence: Arc<Presence>,
+    /// Stops the engine once the last handle is gone.
+    _running: Arc<Running>,
+}
+
+/// Dropped with a hub's last handle: stops its engine, which then lets go of the hub's sink.
+struct Running(Arc<dyn Engine>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Where what other processes publish and say enters a hub: the [`Sink`] its engine is given.
+struct Inbound {
+    registry: Arc<Registry>,
+    presence: Arc<Presence>,
+}
+
+impl Sink for Inbound {
+    fn event(&self, group: &str, id: u64, encoded: &[u8]) {
+        self.registry.deliver(group, id, encoded);
+    }
+
+    fn complete_after(&self, group: &str, id: u64) {
+        self.registry.complete_after(group, id);
+    }
+
+    fn presence_changed(&self, group: GroupName, changes: Vec<Entry>) {
+        self.presence.changed(group, changes);
+    }
+
+    fn presence_here(&self) -> Vec<(GroupName, Vec<Entry>)> {
+        self.presence.here()
+    }
+
+    fn close(&self, closing: Closing) {
+        self.presence.close_here(closing);
+    }
 }
 
 static GLOBAL: OnceCell<Hub> = OnceCell::new();
@@ -59,7 +95,7 @@ pub fn hub() -> &'static Hub {
                 error = &error as &dyn std::error::Error,
                 "SSE_BROKER_URL is unusable: every publish will fail"
             );
-            Hub::with_broker(Config::default(), |_, _| Arc::new(broker::Unusable(error)))
+            Hub::with_engine(Config::default(), Arc::new(engine::Unusable(error)))
         }
     })
 }
@@ -141,7 +177,15 @@ impl Hub {
     /// assert_eq!(hub.group_count(), 0);
     /// ```
     pub fn new(config: Config) -> Self {
-        Self::with_broker(config, choose_broker)
+        let engine: Arc<dyn Engine> = match &config.broker {
+            Some(url) => url.engine(engine::History {
+                events: config.history_events,
+                age: config.history_age,
+                presence_ttl: config.presence.ttl,
+            }),
+            None => Arc::new(engine::Memory),
+        };
+        Self::with_engine(config, engine)
     }
 
     /// A hub of its own, with `config`, once its broker answered.
@@ -149,54 +193,37 @@ impl Hub {
     /// ```
     /// let hub = sse::Hub::connect(sse::Config::default())?; // in memory: nothing to reach
     /// # let _ = hub;
+    /// // Built without feature `redis`, the URL is refused; with it, nothing listens there.
     /// let unreachable = sse::Config::default().broker("redis://127.0.0.1:1/0");
-    /// # #[cfg(feature = "redis")]
-    /// assert!(sse::Hub::connect(unreachable?).is_err());
+    /// assert!(unreachable.and_then(sse::Hub::connect).is_err());
     /// # Ok::<(), sse::BrokerError>(())
     /// ```
     pub fn connect(config: Config) -> Result<Self, BrokerError> {
         let hub = Self::new(config);
-        hub.broker.check()?;
+        hub.engine.check()?;
         Ok(hub)
     }
 
-    /// A hub whose broker `make_broker` makes from the settings and the registry it delivers to.
-    /// The registry tells the broker which groups it holds; the broker hands it their events.
-    fn with_broker(
-        config: Config,
-        make_broker: impl FnOnce(&Config, &Weak<Registry>) -> Arc<dyn Broker>,
-    ) -> Self {
-        let mut made = None;
-        let registry = Arc::new_cyclic(|registry| {
-            let broker = make_broker(&config, registry);
-            made = Some(broker.clone());
-            let ids_from_broker = broker.shares_history();
-            let watch = Box::new(move |group: &GroupName, held| broker.watch(group, held));
-            Registry::new(config, ids_from_broker, watch)
+    /// A hub of its own, with `config`, on `engine`.
+    fn with_engine(config: Config, engine: Arc<dyn Engine>) -> Self {
+        let watching = engine.clone();
+        let watch = Box::new(move |group: &GroupName, held| watching.watch(group, held));
+        let (hooks, settings) = (config.hooks.clone(), config.presence.clone());
+        let registry = Arc::new(Registry::new(config, engine.shared(), watch));
+        let (to, by) = (registry.clone(), engine.clone());
+        let announce = Arc::new(move |group: &GroupName, change: &Change| {
+            announce(&to, &*by, group, change);
         });
-        let broker = made.unwrap_or_else(|| Arc::new(broker::Memory));
-        let config = &registry.config;
-        let presence = Presence::new(
-            registry.clone(),
-            config.hooks.clone(),
-            config.presence.clone(),
-            #[cfg(feature = "redis")]
-            config.redis.clone(),
-        );
-        #[cfg(feature = "redis")]
-        if let Some(sink) = presence.control_sink() {
-            broker.on_control(sink);
-        }
-        // Weak: the presence of a hub must not keep the hub alive.
-        let (to, by) = (Arc::downgrade(&registry), Arc::downgrade(&broker));
-        presence.announce_with(Arc::new(move |group, change| {
-            if let (Some(registry), Some(broker)) = (to.upgrade(), by.upgrade()) {
-                announce(&registry, &*broker, group, change);
-            }
+        let presence = Presence::new(registry.clone(), hooks, settings, engine.clone(), announce);
+        let presence = Arc::new(presence);
+        engine.start(Arc::new(Inbound {
+            registry: registry.clone(),
+            presence: presence.clone(),
         }));
         Self {
             registry,
-            broker,
+            _running: Arc::new(Running(engine.clone())),
+            engine,
             presence,
         }
     }
@@ -256,13 +283,12 @@ impl Hub {
         self.send_async(group, draft)
     }
 
-    /// Hands an encoded event to the broker, which gives it its id and carries it. `group` must
-    /// be a valid group name: [`Hub::publish`] checks it, the publish endpoint checks a whole
-    /// batch before it sends any of it.
+    /// Hands an encoded event to the engine, which gives it its id and carries it, or leaves
+    /// it to its group here. `group` must be a valid group name: [`Hub::publish`] checks it,
+    /// the publish endpoint checks a whole batch before it sends any of it.
     pub(crate) fn send(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
         self.check_open()?;
-        let id = self.broker.publish(&self.registry, group, draft)?;
-        Ok(published(&self.registry, group, id))
+        send(&self.registry, &*self.engine, group, draft)
     }
 
     /// [`Hub::send`] for async callers, with the draft or why there is none.
@@ -273,7 +299,12 @@ impl Hub {
     ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
         let publishing = draft.and_then(|draft| {
             self.check_open()?;
-            Ok(self.broker.publish_async(&self.registry, group, draft))
+            Ok(match self.engine.publish_async(group, draft) {
+                Taken::Here(draft) => {
+                    Either::Left(std::future::ready(self.registry.publish(group, draft)))
+                }
+                Taken::Sent(publishing) => Either::Right(publishing),
+            })
         });
         let (registry, group) = (self.registry.clone(), group.to_owned());
         async move {
@@ -412,11 +443,8 @@ impl Hub {
         let config = &self.registry.config;
         let resume = last_event_id.resume(&groups, config.max_last_event_id_len);
         let (reader, start) = self.registry.subscribe(&groups, resume)?;
-        #[cfg(feature = "redis")]
         let catch_up = match &start {
-            crate::registry::Start::CatchUp(from) => {
-                Some(self.broker.catch_up(groups.clone(), from.clone()))
-            }
+            Start::CatchUp(from) => Some(self.engine.history(groups.clone(), from.clone())),
             _ => None,
         };
         let settings = Settings {
@@ -429,7 +457,6 @@ impl Hub {
             .opened(&groups, identity.clone(), reader.close_handle());
         let subscription =
             Subscription::new(groups, reader, start, settings).owned(identity, on_close);
-        #[cfg(feature = "redis")]
         let subscription = match catch_up {
             Some(catch_up) => subscription.catching_up(catch_up),
             None => subscription,
@@ -576,14 +603,29 @@ impl Hub {
     }
 }
 
-/// Publishes a join or leave event (on the hooks' thread: with Redis it blocks for a round
-/// trip).
-fn announce(registry: &Registry, broker: &dyn Broker, group: &GroupName, change: &Change) {
+/// Publishes `draft` to `group` through `engine`, or here when the engine leaves it to the
+/// group's own sequence.
+fn send(
+    registry: &Registry,
+    engine: &dyn Engine,
+    group: &str,
+    draft: Draft,
+) -> Result<EventId, PublishError> {
+    let id = match engine.publish(group, draft) {
+        Taken::Here(draft) => registry.publish(group, draft)?,
+        Taken::Sent(id) => id?,
+    };
+    Ok(published(registry, group, id))
+}
+
+/// Publishes a join or leave event (on the hooks' thread: with a shared engine it blocks for a
+/// round trip).
+fn announce(registry: &Registry, engine: &dyn Engine, group: &GroupName, change: &Change) {
     let (event, data) = change.event();
     let draft = Draft::new(Some(event), data, registry.config.max_event_bytes);
-    let sent = draft.and_then(|draft| broker.publish(registry, group.as_str(), draft));
+    let sent = draft.and_then(|draft| send(registry, engine, group.as_str(), draft));
     match sent {
-        Ok(id) => drop(published(registry, group.as_str(), id)),
+        Ok(_) => {}
         // The hub's own streams are ending: nobody here is left to tell.
         Err(PublishError::ShutDown) => {}
         Err(error) => tracing::warn!(
@@ -593,27 +635,11 @@ fn announce(registry: &Registry, broker: &dyn Broker, group: &GroupName, change:
     }
 }
 
-/// Counts an event `registry`'s broker published.
+/// Counts an event published to `registry`'s groups.
 fn published(registry: &Registry, group: &str, id: EventId) -> EventId {
     registry.counters.published();
     tracing::trace!(group, id = id.get(), "published");
     id
-}
-
-/// The broker `config` names; the broker hands events to `registry`.
-fn choose_broker(config: &Config, registry: &Weak<Registry>) -> Arc<dyn Broker> {
-    #[cfg(feature = "redis")]
-    if let Some(target) = &config.redis {
-        let history = (config.history_events, config.history_age);
-        let registry = registry.clone();
-        return Arc::new(broker::redis::RedisBroker::new(
-            target.clone(),
-            history,
-            registry,
-        ));
-    }
-    let _ = (config, registry);
-    Arc::new(broker::Memory)
 }
 
 impl fmt::Debug for Hub {

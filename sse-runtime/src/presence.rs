@@ -6,8 +6,9 @@
 //! count of open streams here and the metadata of the latest one, and, per user, what closes
 //! each of their streams. In memory that is the whole truth, and a user's first stream in a
 //! group and their last one are noticed here, under one lock, in the order they happen. With
-//! Redis every change of a count goes to Redis ([`redis`]), which decides joins and leaves for
-//! the whole deployment.
+//! an engine shared by processes every change of a count goes to the engine
+//! ([`Engine::count`]), which decides joins and leaves for the whole deployment and passes
+//! them back.
 
 use std::{
     collections::HashMap,
@@ -15,25 +16,22 @@ use std::{
     future::Future,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
-        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        Arc, Mutex, MutexGuard, PoisonError,
     },
     time::Instant,
 };
 
-use once_cell::sync::OnceCell;
 use slab::Slab;
 
 use crate::{
     config::PresenceSettings as Settings,
+    engine::{Engine, Entry},
     hooks::{Hooks, StreamInfo, Worker},
     identity::Closing,
     registry::{CloseHandle, Registry},
     subscription::OnClose,
     BrokerError, GroupName, Identity, LastEventId, CLOSED_ID,
 };
-
-#[cfg(feature = "redis")]
-pub(crate) mod redis;
 
 /// The event published to a group when a user's first stream in it opens (with
 /// [`Config::presence_events`](crate::Config::presence_events)). Its data is JSON: `{"user":"alice","meta":"..."}`.
@@ -143,9 +141,9 @@ pub(crate) struct Presence {
     any_closed: AtomicBool,
     /// The last stream number given.
     streams: AtomicU64,
-    announce: OnceCell<Announce>,
-    #[cfg(feature = "redis")]
-    shared: Option<redis::Shared>,
+    announce: Announce,
+    /// Carries counts, reads and closes to the other processes, if any.
+    engine: Arc<dyn Engine>,
 }
 
 #[derive(Default)]
@@ -183,45 +181,26 @@ struct Counted {
 }
 
 impl Presence {
-    /// The presence of the streams of `registry`; with Redis at `shared`, in every process.
+    /// The presence of the streams of `registry`, in every process that shares `engine`; join
+    /// and leave events are published with `announce`.
     pub(crate) fn new(
         registry: Arc<Registry>,
         hooks: Hooks,
         settings: Settings,
-        #[cfg(feature = "redis")] shared: Option<crate::config::RedisUrl>,
-    ) -> Arc<Self> {
-        Arc::new_cyclic(|this: &Weak<Presence>| {
-            #[cfg(feature = "redis")]
-            let shared = shared.map(|target| {
-                let local: Weak<dyn redis::Local> = this.clone();
-                redis::Shared::new(target, settings.ttl, local)
-            });
-            #[cfg(not(feature = "redis"))]
-            let _ = this;
-            Presence {
-                registry,
-                hooks,
-                settings,
-                worker: Worker::default(),
-                table: Mutex::default(),
-                any_closed: AtomicBool::new(false),
-                streams: AtomicU64::new(0),
-                announce: OnceCell::new(),
-                #[cfg(feature = "redis")]
-                shared,
-            }
-        })
-    }
-
-    /// What the broker's listener hands closes from other processes to (with Redis).
-    #[cfg(feature = "redis")]
-    pub(crate) fn control_sink(&self) -> Option<crate::broker::ControlSink> {
-        self.shared.as_ref().map(redis::Shared::control_sink)
-    }
-
-    /// How join and leave events get published; set once, by the hub.
-    pub(crate) fn announce_with(&self, announce: Announce) {
-        let _ = self.announce.set(announce);
+        engine: Arc<dyn Engine>,
+        announce: Announce,
+    ) -> Self {
+        Presence {
+            registry,
+            hooks,
+            settings,
+            worker: Worker::default(),
+            table: Mutex::default(),
+            any_closed: AtomicBool::new(false),
+            streams: AtomicU64::new(0),
+            announce,
+            engine,
+        }
     }
 
     /// Whether a stream asked for with `last` must be refused with `204 No Content`: it comes
@@ -354,21 +333,18 @@ impl Presence {
         self.report(table, counted);
     }
 
-    /// Passes changed counts on: to Redis, which decides joins and leaves, or (in memory)
-    /// straight to the join and leave events. Called with the table locked, so changes are
-    /// passed on in the order they happened.
+    /// Passes changed counts on: to a shared engine, which decides joins and leaves, or (in
+    /// memory) straight to the join and leave events. Called with the table locked, so changes
+    /// are passed on in the order they happened.
     fn report(&self, table: MutexGuard<'_, Table>, counted: Vec<Counted>) {
-        #[cfg(feature = "redis")]
-        if let Some(shared) = &self.shared {
-            for Counted {
-                group,
-                user,
-                streams,
-                meta,
-                ..
-            } in counted
-            {
-                shared.update(group, user, streams, meta);
+        if self.engine.shared() {
+            for counted in counted {
+                let entry = Entry {
+                    user: counted.user,
+                    streams: counted.streams,
+                    meta: counted.meta,
+                };
+                self.engine.count(counted.group, entry);
             }
             return drop(table);
         }
@@ -392,9 +368,7 @@ impl Presence {
         if !self.settings.events || changes.is_empty() {
             return;
         }
-        let Some(announce) = self.announce.get().cloned() else {
-            return;
-        };
+        let announce = self.announce.clone();
         self.worker.run(move || {
             for (group, change) in &changes {
                 announce(group, change);
@@ -402,33 +376,24 @@ impl Presence {
         });
     }
 
-    /// The users with streams of `group` open: here, or with Redis in every process.
+    /// The users with streams of `group` open: here, or with a shared engine in every process.
     pub(crate) fn presence(
         &self,
         group: &str,
     ) -> impl Future<Output = Result<Vec<Present>, BrokerError>> + Send + 'static {
-        #[cfg(feature = "redis")]
-        let shared = self.shared.as_ref().map(|shared| {
-            let reading = shared.read(group);
-            async move {
-                let entries = reading.await?;
-                let present = entries.into_iter().map(|entry| Present {
-                    user: entry.user,
-                    streams: entry.streams,
-                    meta: entry.meta,
-                });
-                Ok(present.collect())
-            }
-        });
-        #[cfg(not(feature = "redis"))]
-        let shared: Option<std::future::Ready<Result<Vec<Present>, BrokerError>>> = None;
+        let shared = self.engine.shared().then(|| self.engine.presence(group));
         let local = shared.is_none().then(|| self.local_presence(group));
         async move {
-            match (local, shared) {
-                (Some(local), _) => Ok(local),
-                (None, Some(shared)) => shared.await,
-                (None, None) => Ok(Vec::new()),
-            }
+            let Some(reading) = shared else {
+                return Ok(local.unwrap_or_default());
+            };
+            let entries = reading.await?;
+            let present = entries.into_iter().map(|entry| Present {
+                user: entry.user,
+                streams: entry.streams,
+                meta: entry.meta,
+            });
+            Ok(present.collect())
         }
     }
 
@@ -449,20 +414,15 @@ impl Presence {
         present
     }
 
-    /// Closes the streams of a user or a group here and, with Redis, in every other process.
+    /// Closes the streams of a user or a group here and in every other process.
     pub(crate) fn close(
         &self,
         closing: Closing,
     ) -> impl Future<Output = Result<usize, BrokerError>> + Send + 'static {
-        #[cfg(feature = "redis")]
-        let elsewhere = self.shared.as_ref().map(|shared| shared.close(&closing));
-        #[cfg(not(feature = "redis"))]
-        let elsewhere: Option<std::future::Ready<Result<(), BrokerError>>> = None;
+        let elsewhere = self.engine.close(&closing);
         let here = self.close_here(closing);
         async move {
-            if let Some(elsewhere) = elsewhere {
-                elsewhere.await?;
-            }
+            elsewhere.await?;
             Ok(here)
         }
     }
@@ -489,12 +449,13 @@ impl Presence {
     }
 }
 
-#[cfg(feature = "redis")]
-impl redis::Local for Presence {
-    fn snapshot(&self) -> Vec<(GroupName, Vec<redis::Entry>)> {
+/// What a shared engine asks of this process's presence.
+impl Presence {
+    /// Per group, this process's users in it.
+    pub(crate) fn here(&self) -> Vec<(GroupName, Vec<Entry>)> {
         let table = lock(&self.table);
         let entries = |users: &HashMap<String, Count>| {
-            let entries = users.iter().map(|(user, count)| redis::Entry {
+            let entries = users.iter().map(|(user, count)| Entry {
                 user: user.clone(),
                 streams: count.streams,
                 meta: count.meta.clone(),
@@ -507,7 +468,8 @@ impl redis::Local for Presence {
             .collect()
     }
 
-    fn changed(&self, group: GroupName, changes: Vec<redis::Entry>) {
+    /// Users joined (`streams` 1) or left (0) `group`, in the whole deployment.
+    pub(crate) fn changed(&self, group: GroupName, changes: Vec<Entry>) {
         let changes = changes.into_iter().map(|entry| {
             let change = match entry.streams {
                 0 => Change::Leave { user: entry.user },
@@ -519,10 +481,6 @@ impl redis::Local for Presence {
             (group.clone(), change)
         });
         self.announce_all(changes.collect());
-    }
-
-    fn closed_elsewhere(&self, closing: Closing) {
-        self.close_here(closing);
     }
 }
 

@@ -51,6 +51,7 @@ pub(crate) use arena::Run;
 
 use crate::{
     event::{self, Draft},
+    group::Held,
     lock_timing::{timed, Lock},
     resume::{self, LocalHistory, Plan},
     stats::Counters,
@@ -76,27 +77,6 @@ pub(crate) struct Registry {
 
 /// Told when a group starts or stops being held here, in the order it happens to each group.
 pub(crate) type GroupWatch = Box<dyn Fn(&GroupName, Held) + Send + Sync>;
-
-/// What became of a group, for the [`GroupWatch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Held {
-    /// It got its first subscriber.
-    Opened,
-    /// It had no subscriber for as long as its history lasts, and is gone.
-    Freed,
-}
-
-/// How a broker hands this process the events of the groups it holds.
-#[cfg(feature = "redis")]
-pub(crate) trait Deliver: Send + Sync {
-    /// An event of `group` (encoded without its id line) with the id the broker gave it, in id
-    /// order; dropped when no such group is held here.
-    fn deliver(&self, group: &str, id: u64, encoded: &[u8]);
-
-    /// Every event of `group` with an id above `id` is now delivered here: from there on the
-    /// ring is a complete history.
-    fn complete_after(&self, group: &str, id: u64);
-}
 
 /// Aligned to 128 bytes (two cache lines, as neighbouring lines are fetched in pairs), so cores
 /// working on different shards never write to one line.
@@ -214,10 +194,9 @@ pub(crate) enum Start {
     /// With a `stream-reset`: the client's `Last-Event-ID` cannot be resumed from. The stream
     /// goes on live from these positions.
     Reset(&'static str, Vec<u64>),
-    /// Per group, the id after which the broker's shared history has to give the events (none:
+    /// Per group, the id after which the engine's shared history has to give the events (none:
     /// only where the group stands), since the local rings do not cover them; live events are
     /// held meanwhile.
-    #[cfg(feature = "redis")]
     CatchUp(Vec<Option<u64>>),
 }
 
@@ -446,7 +425,6 @@ impl Registry {
         let start = match plan {
             Plan::Live | Plan::From(_) => Start::At(positions),
             Plan::Reset(why) => Start::Reset(why, positions),
-            #[cfg(feature = "redis")]
             Plan::CatchUp(from) => Start::CatchUp(from),
         };
         self.counters.replayed(replayed);
@@ -506,7 +484,6 @@ impl Registry {
             LocalHistory {
                 last: ring.position_id(),
                 replayable_after: ring.replayable_after(now, &self.config),
-                #[cfg(feature = "redis")]
                 complete: ring.complete_after != u64::MAX,
             }
         };
@@ -559,15 +536,19 @@ impl Registry {
     }
 }
 
-#[cfg(feature = "redis")]
-impl Deliver for Registry {
-    fn deliver(&self, group: &str, id: u64, encoded: &[u8]) {
+/// What an engine shared by processes hands this one, through the hub.
+impl Registry {
+    /// An event of `group` (encoded without its id line) with the id the engine gave it, in id
+    /// order; dropped when no such group is held here.
+    pub(crate) fn deliver(&self, group: &str, id: u64, encoded: &[u8]) {
         if let Some(group) = self.held(group) {
             self.push(&group, Some(id), encoded);
         }
     }
 
-    fn complete_after(&self, group: &str, id: u64) {
+    /// Every event of `group` with an id above `id` is now delivered here: from there on the
+    /// ring is a complete history.
+    pub(crate) fn complete_after(&self, group: &str, id: u64) {
         if let Some(group) = self.held(group) {
             let mut ring = group.ring.write().unwrap_or_else(PoisonError::into_inner);
             // Trimming may have set a later floor already.
@@ -820,8 +801,7 @@ impl Reader {
         CloseHandle(self.waiter.clone())
     }
 
-    /// The stream gave its client `events` missed events from the broker's history.
-    #[cfg(feature = "redis")]
+    /// The stream gave its client `events` missed events from the engine's history.
     pub(crate) fn replayed(&self, events: u64) {
         self.registry.counters.replayed(events);
     }

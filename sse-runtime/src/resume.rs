@@ -1,5 +1,5 @@
 //! Where a stream resumes: the ids a stream sends, the `Last-Event-ID` a client sends back, and
-//! what a broker's shared history gives a client the local history does not cover.
+//! what a engine's shared history gives a client the local history does not cover.
 //!
 //! Each group numbers its own events. A stream of one group sends that group's ids (`id: 17`).
 //! A stream of several groups sends its position in each of them, in the stream's order of
@@ -10,12 +10,9 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::GroupName;
-#[cfg(feature = "redis")]
-use {
-    crate::BrokerError,
-    std::{future::Future, pin::Pin},
-};
+use std::{future::Future, pin::Pin};
+
+use crate::{BrokerError, GroupName};
 
 /// The id a reconnecting client last saw: the `Last-Event-ID` header that browsers resend, or
 /// else a `lastEventId` query parameter for clients that cannot set headers.
@@ -142,9 +139,8 @@ pub(crate) struct LocalHistory {
     pub(crate) last: u64,
     /// A client that saw this id, or a later one, can be given everything it missed from here.
     pub(crate) replayable_after: u64,
-    /// Whether every event of the group after `replayable_after` is here: `false` while a broker
-    /// is still starting to deliver the group to this process.
-    #[cfg(feature = "redis")]
+    /// Whether every event of the group after `replayable_after` is here: `false` while an
+    /// engine is still starting to deliver the group to this process.
     pub(crate) complete: bool,
 }
 
@@ -156,15 +152,14 @@ pub(crate) enum Plan {
     From(Vec<u64>),
     /// Live, after a `stream-reset` for this reason.
     Reset(&'static str),
-    /// From the broker's shared history: per group the id after which the client needs the
+    /// From the engine's shared history: per group the id after which the client needs the
     /// events (`None`: only where the group stands), since the local history does not cover them.
-    #[cfg(feature = "redis")]
     CatchUp(Vec<Option<u64>>),
 }
 
 /// The one place a reconnect is decided: a client came back with `resume` (per group, the id
 /// after which it needs events) to groups whose local histories are `local`; `shared` says
-/// whether a broker keeps a history shared by processes, which may cover what `local` does not.
+/// whether an engine keeps a history shared by processes, which may cover what `local` does not.
 pub(crate) fn plan(
     resume: Result<Option<Vec<u64>>, &'static str>,
     local: &[LocalHistory],
@@ -172,8 +167,7 @@ pub(crate) fn plan(
 ) -> Plan {
     let ids = match resume {
         Err(why) => return Plan::Reset(why),
-        // Where a group stands is not known here until the broker delivers it.
-        #[cfg(feature = "redis")]
+        // Where a group stands is not known here until the engine delivers it.
         Ok(None) if shared && !local.iter().all(|group| group.complete) => {
             return Plan::CatchUp(vec![None; local.len()]);
         }
@@ -190,24 +184,20 @@ pub(crate) fn plan(
     }
     match lost {
         None => Plan::From(ids),
-        // Only a broker's shared history may still hold what the local one lost.
+        // Only an engine's shared history may still hold what the local one lost.
         Some(why) if !shared => Plan::Reset(why),
-        #[cfg(feature = "redis")]
         Some(_) => Plan::CatchUp(ids.into_iter().map(Some).collect()),
-        #[cfg(not(feature = "redis"))]
-        Some(why) => Plan::Reset(why),
     }
 }
 
-/// A group's shared history, as a broker keeps it: where its sequence stands, and its events
+/// A group's shared history, as an engine keeps it: where its sequence stands, and its events
 /// after some id.
-#[cfg(feature = "redis")]
 pub(crate) struct SharedHistory {
     /// The last id the group's sequence gave.
     pub(crate) seq: u64,
-    /// The first id of its current sequence: older ones come from before the broker lost it.
+    /// The first id of its current sequence: older ones come from before the engine lost it.
     pub(crate) epoch: u64,
-    /// When it was read, in the broker's clock.
+    /// When it was read, in the engine's clock.
     pub(crate) now_us: u64,
     /// The highest id dropped from it (too many events, too old, or all of them when the whole
     /// history expired); 0 when none was.
@@ -215,11 +205,10 @@ pub(crate) struct SharedHistory {
     pub(crate) entries: Vec<SharedEvent>,
 }
 
-/// An event of a broker's shared history.
-#[cfg(feature = "redis")]
+/// An event of a engine's shared history.
 pub(crate) struct SharedEvent {
     pub(crate) id: u64,
-    /// When it was published, in the broker's clock.
+    /// When it was published, in the engine's clock.
     pub(crate) at_us: u64,
     /// Its encoding without the id line.
     pub(crate) encoded: Bytes,
@@ -229,7 +218,6 @@ pub(crate) struct SharedEvent {
 /// group stands) gets from groups' shared `histories`, when events live `age_us` at most: the
 /// events it missed in the order they were published, or a `stream-reset` when a history no
 /// longer holds all of them. Either way each group then stands at its sequence's last id.
-#[cfg(feature = "redis")]
 pub(crate) fn caught_up(
     histories: Vec<SharedHistory>,
     from: &[Option<u64>],
@@ -269,7 +257,7 @@ pub(crate) fn caught_up(
             missed.map(move |entry| (entry.at_us, index, entry.id, entry.encoded))
         })
         .collect();
-    // Each group numbers its own events: across groups, the broker's clock orders them.
+    // Each group numbers its own events: across groups, the engine's clock orders them.
     events.sort_by_key(|&(at_us, index, id, _)| (at_us, index, id));
     let events = events
         .into_iter()
@@ -282,8 +270,7 @@ pub(crate) fn caught_up(
     }
 }
 
-/// What a broker's shared history gives a client the local history does not cover.
-#[cfg(feature = "redis")]
+/// What an engine's shared history gives a client the local history does not cover.
 pub(crate) enum CaughtUp {
     /// Where the stream starts, the missed events in the order their groups received them, and
     /// where each group stands after them.
@@ -307,8 +294,20 @@ pub(crate) enum CaughtUp {
     },
 }
 
-/// A broker's answer to a catch-up, on its way.
-#[cfg(feature = "redis")]
+impl CaughtUp {
+    /// Nothing to catch up: each group goes on after the id the client had (or from the
+    /// start of its sequence, where it had none).
+    pub(crate) fn nothing(after: Vec<Option<u64>>) -> Self {
+        let through: Vec<u64> = after.into_iter().map(Option::unwrap_or_default).collect();
+        CaughtUp::Replay {
+            start: through.clone(),
+            events: Vec::new(),
+            through,
+        }
+    }
+}
+
+/// An engine's answer to a catch-up, on its way.
 pub(crate) type CatchUp = Pin<Box<dyn Future<Output = Result<CaughtUp, BrokerError>> + Send>>;
 
 #[cfg(test)]
@@ -382,7 +381,6 @@ mod tests {
         LocalHistory {
             last,
             replayable_after,
-            #[cfg(feature = "redis")]
             complete: true,
         }
     }
@@ -394,7 +392,6 @@ mod tests {
             Plan::Live => "live".to_owned(),
             Plan::From(ids) => format!("from {ids:?}"),
             Plan::Reset(why) => why.to_owned(),
-            #[cfg(feature = "redis")]
             Plan::CatchUp(_) => "catch up".to_owned(),
         };
         assert_eq!(plan(Ok(None)), "live");
@@ -405,8 +402,7 @@ mod tests {
         assert_eq!(plan(Err("not an id")), "not an id");
     }
 
-    /// A broker's shared history may hold what the local one lost, or was never given.
-    #[cfg(feature = "redis")]
+    /// A engine's shared history may hold what the local one lost, or was never given.
     #[test]
     fn with_a_shared_history_what_is_not_here_is_caught_up() {
         let mut groups = [local(20, 10), local(0, 0)];
@@ -419,7 +415,6 @@ mod tests {
         assert!(matches!(from(vec![15]), Plan::From(ids) if ids == [15]));
     }
 
-    #[cfg(feature = "redis")]
     fn history(trimmed: u64, entries: Vec<SharedEvent>) -> SharedHistory {
         SharedHistory {
             seq: 120,
@@ -430,18 +425,15 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "redis")]
     fn event(id: u64, at_us: u64) -> SharedEvent {
         let encoded = Bytes::from(format!("data: {id}\n"));
         SharedEvent { id, at_us, encoded }
     }
 
     /// Replayed events as (group index, id) pairs, or the reset's reason.
-    #[cfg(feature = "redis")]
     type Replayed = Result<Vec<(usize, u64)>, &'static str>;
 
     /// What a catch-up replays, and `through`.
-    #[cfg(feature = "redis")]
     fn replayed(caught_up: CaughtUp) -> (Replayed, Vec<u64>) {
         match caught_up {
             CaughtUp::Replay {
@@ -454,7 +446,6 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "redis")]
     #[test]
     fn missed_events_of_several_groups_come_in_id_order() {
         let a = history(101, vec![event(111, 9_000), event(115, 9_500)]);
@@ -469,9 +460,8 @@ mod tests {
         assert_eq!(through, [120, 7]);
     }
 
-    #[cfg(feature = "redis")]
     #[test]
-    fn what_the_broker_no_longer_holds_is_a_reset() {
+    fn what_the_engine_no_longer_holds_is_a_reset() {
         let trimmed = || history(105, vec![event(111, 9_000)]);
         let aged = || history(0, vec![event(111, 4_000)]);
         for (after, history, why) in [

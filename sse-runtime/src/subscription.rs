@@ -12,14 +12,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-#[cfg(feature = "redis")]
-use crate::resume::{CatchUp, CaughtUp};
 use crate::{
     event::{self, Draft},
     hooks::CloseReason,
     registration::Registration,
     registry::{Read, Reader, Run, Start, Stored},
-    resume, GroupName, Identity, LastEventId,
+    resume,
+    resume::{CatchUp, CaughtUp},
+    GroupName, Identity, LastEventId,
 };
 
 /// A subscriber reads at most about this many bytes at once, so one write never grows unbounded.
@@ -69,7 +69,6 @@ pub struct Subscription {
     start: Option<Bytes>,
     /// Then, when the client resumes from ids only the broker's shared history covers, the
     /// events it missed; live events wait in the reader meanwhile.
-    #[cfg(feature = "redis")]
     catch_up: Option<CatchUp>,
     reader: Reader,
     keep_alive: Option<KeepAlive>,
@@ -132,7 +131,6 @@ impl Subscription {
                 positions
             }
             // Where the client was, until the broker says where the stream goes on from.
-            #[cfg(feature = "redis")]
             Start::CatchUp(from) => from.into_iter().map(Option::unwrap_or_default).collect(),
         };
         Self {
@@ -140,7 +138,6 @@ impl Subscription {
             groups,
             positions,
             start: (!first.is_empty()).then(|| first.freeze()),
-            #[cfg(feature = "redis")]
             catch_up: None,
             reader,
             keep_alive: settings.keep_alive.map(|every| KeepAlive {
@@ -250,7 +247,6 @@ impl Subscription {
 
     /// Starts with what `catch_up` gives from the broker's shared history, holding live events
     /// meanwhile.
-    #[cfg(feature = "redis")]
     pub(crate) fn catching_up(mut self, catch_up: CatchUp) -> Self {
         self.catch_up = Some(catch_up);
         self
@@ -258,7 +254,6 @@ impl Subscription {
 
     /// The broker's answer to the catch-up: where the stream starts, and the missed events.
     /// Afterwards each group stands where the broker's history ended.
-    #[cfg(feature = "redis")]
     fn caught_up(&mut self, caught_up: CaughtUp) -> Bytes {
         let mut out = BytesMut::new();
         let (events, through) = match caught_up {
@@ -371,7 +366,6 @@ impl Stream for Subscription {
             this.sent_something();
             return Poll::Ready(Some(start));
         }
-        #[cfg(feature = "redis")]
         if let Some(catch_up) = &mut this.catch_up {
             match catch_up.as_mut().poll(cx) {
                 Poll::Pending => return this.poll_keep_alive(cx),

@@ -1,45 +1,28 @@
-//! The listening side: how a process hears the events of the groups it has subscribers for.
-//! With a single Redis, one pub/sub connection (`SUBSCRIBE` per group) and one connection for
-//! reading histories. With a cluster, one connection per node carries both: each group's
-//! sharded channel is subscribed to (`SSUBSCRIBE`) on the node of its slot, and the `redis`
-//! crate subscribes again after a node's connection was lost or a slot moved, which tells this
-//! side to fetch what the group missed meanwhile.
+//! The listening side: how a process hears the events of the groups it has subscribers for,
+//! and the closes of other processes, over the pub/sub connection ([`Hearing`]); histories are
+//! read over the command connections ([`Router`]). After a reconnection (of the one Redis, or
+//! of a cluster's node, whose channels the `redis` crate subscribes again) it fetches what each
+//! group missed meanwhile.
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Weak},
+    sync::Arc,
     time::Duration,
 };
 
-use futures_util::{future::join_all, StreamExt};
-use once_cell::sync::OnceCell;
-use redis::{
-    aio::{PubSubSink, PubSubStream},
-    cluster::ClusterClientBuilder,
-    cluster_async::ClusterConnection,
-    cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo},
-    PushInfo, PushKind, Script, Value,
-};
+use futures_util::future::join_all;
+use redis::Script;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    router::Router, scripts, wire, Keys, Limits, Target, COMMAND_TIMEOUT, CONNECT_TIMEOUT,
+    link::{Heard, Hearing, Router, Target, FIRST_BACKOFF, MAX_BACKOFF, PING_EVERY, PING_PATIENCE},
+    presence, scripts, wire, Keys, Limits,
 };
-use crate::broker::{ControlSink, CONTROL_CHANNEL};
 use crate::{
-    config::RedisNodes,
-    registry::Deliver,
+    engine::Sink,
     resume::{self, CaughtUp, SharedEvent, SharedHistory},
     BrokerError, GroupName,
 };
-
-/// How often the listening side asks Redis whether it is there, and how long it waits for the
-/// answer: a Redis that hangs without closing its sockets is noticed within the sum.
-const PING_EVERY: Duration = Duration::from_secs(1);
-const PING_PATIENCE: Duration = Duration::from_secs(1);
-/// Reconnection delays: doubling from the first to the last.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(super) enum Command {
     Subscribe(GroupName),
@@ -57,7 +40,10 @@ pub(super) enum Command {
 pub(super) struct Listener {
     target: Target,
     limits: Limits,
-    registry: Weak<dyn Deliver>,
+    /// Where the events heard, and the closes of other processes, go.
+    sink: Arc<dyn Sink>,
+    /// Names this process on the control channel: its own closes are not heard again.
+    process: Arc<str>,
     commands: mpsc::UnboundedReceiver<Command>,
     /// Where the histories are read: the node of each group's slot.
     router: Arc<Router>,
@@ -70,8 +56,6 @@ pub(super) struct Listener {
     /// In a cluster, groups whose node failed their subscription or their history read (it is
     /// down): both are tried again once every node answers.
     stale: HashSet<GroupName>,
-    /// Where the messages of the control channel go (closes from other processes).
-    control: Arc<OnceCell<ControlSink>>,
     /// In a cluster, whether the control channel's node failed its subscription.
     control_stale: bool,
     /// In a cluster, whether a node's connection was lost since every channel was last
@@ -79,127 +63,39 @@ pub(super) struct Listener {
     node_lost: bool,
 }
 
-/// Where the events are heard.
-enum Hearing {
-    Single {
-        sink: PubSubSink,
-        messages: PubSubStream,
-    },
-    Cluster {
-        connection: ClusterConnection,
-        pushes: mpsc::UnboundedReceiver<PushInfo>,
-    },
-}
-
-enum Heard {
-    Message {
-        channel: Vec<u8>,
-        payload: Vec<u8>,
-    },
-    /// A sharded channel subscribed to (again).
-    Subscribed(Vec<u8>),
-    /// A sharded channel unsubscribed from: by this process, or by its node, whose slot moved
-    /// to another.
-    Unsubscribed(Vec<u8>),
-    /// A node's connection was lost; the cluster connection makes another.
-    NodeLost,
-    Other,
-}
-
-impl Hearing {
-    async fn next(&mut self) -> Option<Heard> {
-        match self {
-            Hearing::Single { messages, .. } => {
-                let message = messages.next().await?;
-                Some(Heard::Message {
-                    channel: message.get_channel_name().as_bytes().to_vec(),
-                    payload: message.get_payload_bytes().to_vec(),
-                })
-            }
-            Hearing::Cluster { pushes, .. } => {
-                let push = pushes.recv().await?;
-                let mut data = push.data.into_iter().map(|value| match value {
-                    Value::BulkString(bytes) => bytes,
-                    _ => Vec::new(),
-                });
-                Some(match push.kind {
-                    PushKind::SMessage => match (data.next(), data.next()) {
-                        (Some(channel), Some(payload)) => Heard::Message { channel, payload },
-                        _ => Heard::Other,
-                    },
-                    PushKind::SSubscribe => data.next().map_or(Heard::Other, Heard::Subscribed),
-                    PushKind::SUnsubscribe => data.next().map_or(Heard::Other, Heard::Unsubscribed),
-                    PushKind::Disconnection => Heard::NodeLost,
-                    _ => Heard::Other,
-                })
-            }
-        }
-    }
-
-    async fn subscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
-        match self {
-            Hearing::Single { sink, .. } => sink.subscribe(channel).await,
-            Hearing::Cluster { connection, .. } => connection.ssubscribe(channel).await,
-        }
-    }
-
-    async fn unsubscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
-        match self {
-            Hearing::Single { sink, .. } => sink.unsubscribe(channel).await,
-            Hearing::Cluster { connection, .. } => connection.sunsubscribe(channel).await,
-        }
-    }
-
-    /// Whether every node is there: a Redis that hangs (stopped, or cut off without a reset)
-    /// keeps its sockets open, and only a question it does not answer tells.
-    async fn ping(&mut self) -> redis::RedisResult<()> {
-        match self {
-            Hearing::Single { sink, .. } => sink.ping::<Value>().await.map(drop),
-            Hearing::Cluster { connection, .. } => {
-                let every_master = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::AllSucceeded),
-                ));
-                let ping = redis::cmd("PING");
-                connection.route_command(ping, every_master).await.map(drop)
-            }
-        }
-    }
-}
-
 impl Listener {
     pub(super) fn new(
         target: Target,
         limits: Limits,
-        registry: Weak<dyn Deliver>,
+        sink: Arc<dyn Sink>,
+        process: Arc<str>,
         commands: mpsc::UnboundedReceiver<Command>,
         router: Arc<Router>,
-        control: Arc<OnceCell<ControlSink>>,
     ) -> Self {
         Self {
             target,
             limits,
-            registry,
+            sink,
+            process,
             commands,
             router,
             read: scripts::read(),
             groups: HashMap::new(),
             stale: HashSet::new(),
-            control,
             control_stale: false,
             node_lost: false,
         }
     }
 
     fn in_cluster(&self) -> bool {
-        matches!(self.target.nodes, RedisNodes::Cluster(_))
+        self.target.in_cluster()
     }
 
     pub(super) async fn run(mut self) {
         let mut backoff = FIRST_BACKOFF;
         let mut was_down = false;
         loop {
-            let lost = match self.connect().await {
+            let lost = match Hearing::connect(&self.target).await {
                 Ok(hearing) => {
                     if was_down {
                         tracing::info!(redis = %self.target.shown, "Redis is back: listening again");
@@ -221,23 +117,6 @@ impl Listener {
                 return;
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    async fn connect(&self) -> Result<Hearing, BrokerError> {
-        match &self.target.nodes {
-            RedisNodes::Single(client) => {
-                let connecting = async {
-                    let (sink, messages) = client.get_async_pubsub().await?.split();
-                    Ok(Hearing::Single { sink, messages })
-                };
-                self.target.connect_within(connecting).await
-            }
-            RedisNodes::Cluster(seeds) => {
-                let (heard, pushes) = mpsc::unbounded_channel();
-                let connection = cluster(&self.target, seeds, heard).await?;
-                Ok(Hearing::Cluster { connection, pushes })
-            }
         }
     }
 
@@ -277,7 +156,7 @@ impl Listener {
                     .iter()
                     .map(|g| Keys::of(g.as_str()).channel)
                     .collect();
-                channels.push(CONTROL_CHANNEL.to_owned());
+                channels.push(presence::CONTROL_CHANNEL.to_owned());
                 sink.subscribe(&channels)
                     .await
                     .map_err(|e| self.target.failed(e))?;
@@ -323,7 +202,7 @@ impl Listener {
             // Still held here: its slot moved to another node (resharding). Subscribing again
             // lands there (the crate follows the slot); the new subscription fetches what was
             // missed.
-            Heard::Unsubscribed(channel) if channel == CONTROL_CHANNEL.as_bytes() => {
+            Heard::Unsubscribed(channel) if channel == presence::CONTROL_CHANNEL.as_bytes() => {
                 self.subscribe_control(hearing).await;
             }
             Heard::Unsubscribed(channel) => {
@@ -477,7 +356,7 @@ impl Listener {
     /// In a cluster, subscribes to the control channel (sharded, on its slot's node); a node
     /// that fails leaves it to be tried again once every node answers.
     async fn subscribe_control(&mut self, hearing: &mut Hearing) {
-        let subscribed = hearing.subscribe(CONTROL_CHANNEL).await;
+        let subscribed = hearing.subscribe(presence::CONTROL_CHANNEL).await;
         if let Err(error) = &subscribed {
             tracing::warn!(
                 error = error as &dyn std::error::Error,
@@ -567,9 +446,9 @@ impl Listener {
 
     /// A message on a group's channel: a batch of its events; or on the control channel.
     fn receive(&mut self, channel: &[u8], payload: &[u8]) {
-        if channel == CONTROL_CHANNEL.as_bytes() {
-            if let Some(control) = self.control.get() {
-                control(payload);
+        if channel == presence::CONTROL_CHANNEL.as_bytes() {
+            if let Some(closing) = presence::closing(payload, &self.process) {
+                self.sink.close(closing);
             }
             return;
         }
@@ -582,7 +461,6 @@ impl Listener {
         let Some(events) = wire::split_batch(payload) else {
             return tracing::warn!(channel = group, "ignored a malformed event");
         };
-        let registry = self.registry.upgrade();
         let Some(mark) = self.groups.get_mut(group) else {
             return; // left over from a group just unsubscribed
         };
@@ -592,9 +470,7 @@ impl Listener {
                 continue;
             }
             *mark = Some(id);
-            if let Some(registry) = &registry {
-                registry.deliver(group, id, &payload[draft]);
-            }
+            self.sink.event(group, id, &payload[draft]);
         }
     }
 
@@ -606,15 +482,13 @@ impl Listener {
         };
         let first_time = mark.is_none();
         *mark = Some(mark.map_or(seq, |mark| mark.max(seq)));
-        if let (true, Some(registry)) = (first_time, self.registry.upgrade()) {
-            registry.complete_after(group.as_str(), seq);
+        if first_time {
+            self.sink.complete_after(group.as_str(), seq);
         }
     }
 
     fn deliver(&self, group: &str, id: u64, draft: &[u8]) {
-        if let Some(registry) = self.registry.upgrade() {
-            registry.deliver(group, id, draft);
-        }
+        self.sink.event(group, id, draft);
     }
 
     /// The shared history of each of `groups` after its id in `from`: one script call a group
@@ -653,23 +527,4 @@ impl Listener {
         });
         futures_util::future::try_join_all(reads).await
     }
-}
-
-/// A connection to the cluster of `seeds` (the `redis` crate's: one connection per node, which
-/// subscribes again after a node's connection was lost or a slot moved). The nodes' pushes
-/// (the messages of the sharded channels it subscribed to, and word of a lost node connection)
-/// go to `pushes`.
-async fn cluster(
-    target: &Target,
-    seeds: &[redis::ConnectionInfo],
-    pushes: mpsc::UnboundedSender<PushInfo>,
-) -> Result<ClusterConnection, BrokerError> {
-    let builder = ClusterClientBuilder::new(seeds.to_vec())
-        .connection_timeout(CONNECT_TIMEOUT)
-        .response_timeout(COMMAND_TIMEOUT)
-        // Pushes need RESP3: with RESP2 a connection in pub/sub mode takes no other command.
-        .use_protocol(redis::ProtocolVersion::RESP3)
-        .push_sender(pushes);
-    let client = builder.build().map_err(|e| target.unreachable(e))?;
-    target.connect_within(client.get_async_connection()).await
 }

@@ -1,4 +1,4 @@
-//! The Redis broker: every process using the same Redis (or Redis Cluster) shares ids, history
+//! The Redis engine: every process using the same Redis (or Redis Cluster) shares ids, history
 //! and events.
 //!
 //! Publishing runs a Lua script on the keys of the groups published to, atomically: for each
@@ -12,13 +12,15 @@
 //! (one subscription per group, not per client) and hands each event, stamped once, to its
 //! local registry.
 //!
-//! Both sides run on a thread of the broker's own (`sse-redis`) with a small runtime, started on
-//! first use, so they work the same under any runtime of the caller's, or none. Publishes are
-//! queued and sent in batches ([`publisher`]): concurrent publishes share round trips, script
-//! calls and messages. `publish!` waits for its answer on its own thread;
-//! [`Hub::publish_async`](crate::Hub::publish_async) awaits it instead. Both sides send their
-//! commands over one connection per node ([`router`]). The listening side ([`listener`]) starts
-//! with the first local group: a process that only publishes never listens.
+//! Everything runs on a thread of the engine's own (`sse-redis`) with a small runtime, started
+//! on first use, so it works the same under any runtime of the caller's, or none; how Redis is
+//! reached (connections, timeouts, backoff) is [`link`]'s alone. Publishes are queued and sent
+//! in batches ([`publisher`]): concurrent publishes share round trips, script calls and
+//! messages. `publish!` waits for its answer on its own thread;
+//! [`Hub::publish_async`](crate::Hub::publish_async) awaits it instead. The listening side
+//! ([`listener`]) starts with the first local group: a process that only publishes never
+//! listens. Presence and closes ([`presence`]) use the same command connections, and closes
+//! from other processes arrive on the listening side's connection.
 //!
 //! Keys of group `g` (see [`Keys`]): `sse:{g}:seq` (the last id given), `sse:{g}:epoch` (the first
 //! id of the current sequence: older ids come from before Redis lost it), both kept 7 days after
@@ -28,31 +30,31 @@
 //! `sse:{g}:events`, whose messages are batches as in `d`.
 
 use std::{
-    future::Future,
-    sync::{Arc, Weak},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use once_cell::sync::OnceCell;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Broker, BrokerError, ControlSink, Publishing};
+use super::{Engine, Entry, History, PresenceRead, Publishing, Sent, Sink, Taken};
 use crate::{
-    event::Draft,
-    registry::{Deliver, Held, Registry},
-    resume::CatchUp,
-    EventId, GroupName, PublishError,
+    event::Draft, group::Held, identity::Closing, resume::CatchUp, BrokerError, EventId, GroupName,
+    PublishError,
 };
 
+mod link;
 mod listener;
+mod presence;
 mod publisher;
-mod router;
 mod scripts;
 mod wire;
 
+pub(crate) use link::Target;
+use link::{Background, Router};
 use listener::{Command, Listener};
+use presence::Presence;
 use publisher::{Publisher, Reply};
-use router::Router;
 
 /// The keys of a group: all in the hash slot of `{group}`, so a group lives on one node of a
 /// cluster and its script touches nothing else.
@@ -87,10 +89,6 @@ impl Keys {
 /// How long a group's sequence outlives its last event (at least), so a client that comes back
 /// to a group whose history expired learns that it missed events.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long connecting may take before a request gives up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long Redis may take to answer one command.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a reconnecting client waits for its missed events before its stream ends (it then
 /// comes back after the `retry:` delay and asks again).
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
@@ -98,68 +96,23 @@ const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
 /// once with its error instead of each waiting out the timeouts; then the next one tries again.
 const DOWN_FOR: Duration = Duration::from_millis(250);
 
-/// Where Redis is, as the settings name it.
-pub(crate) use crate::config::RedisUrl as Target;
-
-impl Target {
-    fn unreachable(&self, error: redis::RedisError) -> BrokerError {
-        BrokerError::caused_by(format!("cannot reach Redis at {}", self.shown), error)
-    }
-
-    fn failed(&self, error: redis::RedisError) -> BrokerError {
-        BrokerError::caused_by(format!("Redis at {} failed", self.shown), error)
-    }
-
-    fn closed(&self) -> BrokerError {
-        BrokerError::new(format!("Redis at {} closed the connection", self.shown))
-    }
-
-    /// `connecting`, given up after [`CONNECT_TIMEOUT`].
-    async fn connect_within<T>(
-        &self,
-        connecting: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, BrokerError> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(connected) => connected.map_err(|e| self.unreachable(e)),
-            Err(_) => Err(BrokerError::new(format!(
-                "cannot reach Redis at {}: no answer within {CONNECT_TIMEOUT:?}",
-                self.shown
-            ))),
-        }
-    }
-
-    /// `asking`, given up after [`COMMAND_TIMEOUT`].
-    async fn answer_within<T>(
-        &self,
-        asking: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, BrokerError> {
-        match tokio::time::timeout(COMMAND_TIMEOUT, asking).await {
-            Ok(answer) => answer.map_err(|e| self.failed(e)),
-            Err(_) => Err(self.no_answer()),
-        }
-    }
-
-    fn no_answer(&self) -> BrokerError {
-        BrokerError::new(format!(
-            "Redis at {} did not answer within {COMMAND_TIMEOUT:?}",
-            self.shown
-        ))
-    }
-}
-
-pub(crate) struct RedisBroker {
+pub(crate) struct RedisEngine {
     target: Target,
     limits: Limits,
-    /// The broker's own thread and runtime, started on first use by either side.
+    /// The engine's own thread and runtime, started on first use, until the engine stops.
     background: OnceCell<Background>,
     publisher: Arc<Publisher>,
-    /// The command connections, shared by both sides.
+    /// The command connections, shared by publishing, listening and presence.
     router: Arc<Router>,
-    registry: Weak<dyn Deliver>,
+    /// Names this process in Redis: in presence entries and on the control channel.
+    process: Arc<str>,
+    /// Where what arrives from other processes goes, from [`Engine::start`] to
+    /// [`Engine::stop`].
+    sink: Mutex<Option<Arc<dyn Sink>>>,
     /// The listening side, started when the first local group opens.
     listener: OnceCell<mpsc::UnboundedSender<Command>>,
-    /// Where the listening side hands the messages of the control channel.
-    control: Arc<OnceCell<ControlSink>>,
+    /// Presence and closes, started with the first stream that has an identity, or close.
+    presence: OnceCell<mpsc::UnboundedSender<presence::Command>>,
 }
 
 /// The history bound, as the scripts take it.
@@ -169,65 +122,19 @@ struct Limits {
     age_us: u64,
     /// How long a group's sequence lives after its last event.
     seq_ttl_ms: u64,
+    /// How long a process's presence entries last unless refreshed.
+    presence_ttl: Duration,
 }
 
-/// A thread named `sse-redis` running a small runtime of its own, on which the broker talks to
-/// Redis: it works the same under any runtime of the caller's, or none, and never parks the
-/// caller's runtime. It stops, and with it everything spawned on it, when the broker is dropped.
-struct Background {
-    runtime: tokio::runtime::Handle,
-    /// Dropped with the broker, which ends the thread.
-    _stop: oneshot::Sender<()>,
-}
-
-impl Background {
-    fn start() -> Result<Self, BrokerError> {
-        let (started, handle) = std::sync::mpsc::sync_channel(1);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("sse-redis".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => {
-                        let _ = started.send(Ok(runtime.handle().clone()));
-                        let _ = runtime.block_on(stopped);
-                    }
-                    Err(error) => {
-                        let _ = started.send(Err(error));
-                    }
-                }
-            });
-        let cannot = |why: &dyn std::fmt::Display| {
-            BrokerError::new(format!("cannot start the Redis thread: {why}"))
-        };
-        thread.map_err(|error| cannot(&error))?;
-        let runtime = match handle.recv() {
-            Ok(Ok(runtime)) => runtime,
-            Ok(Err(error)) => return Err(cannot(&error)),
-            Err(error) => return Err(cannot(&error)),
-        };
-        Ok(Self {
-            runtime,
-            _stop: stop,
-        })
-    }
-}
-
-impl RedisBroker {
-    /// A broker on `target` whose groups keep `history` (events, age), delivering to `registry`.
-    pub(crate) fn new(
-        target: Target,
-        history: (usize, Duration),
-        registry: Weak<Registry>,
-    ) -> Self {
+impl RedisEngine {
+    /// An engine on `target` whose groups keep `history`.
+    pub(crate) fn new(target: Target, history: History) -> Self {
         let limits = Limits {
-            events: history.0,
+            events: history.events,
             // PEXPIRE 0 would delete the history at once.
-            age_us: (history.1.as_micros() as u64).max(1_000),
-            seq_ttl_ms: SEQ_TTL.max(history.1).as_millis() as u64,
+            age_us: (history.age.as_micros() as u64).max(1_000),
+            seq_ttl_ms: SEQ_TTL.max(history.age).as_millis() as u64,
+            presence_ttl: history.presence_ttl,
         };
         let router = Arc::new(Router::new(target.clone()));
         Self {
@@ -236,13 +143,14 @@ impl RedisBroker {
             target,
             limits,
             background: OnceCell::new(),
-            registry,
+            process: presence::process_name().into(),
+            sink: Mutex::default(),
             listener: OnceCell::new(),
-            control: Arc::default(),
+            presence: OnceCell::new(),
         }
     }
 
-    /// The runtime of the broker's thread, started on first use (tried again by the next use
+    /// The runtime of the engine's thread, started on first use (tried again by the next use
     /// if it could not start), with the publishing side's sender on it.
     fn runtime(&self) -> Result<&tokio::runtime::Handle, BrokerError> {
         let background = self.background.get_or_try_init(|| {
@@ -261,65 +169,88 @@ impl RedisBroker {
         }
     }
 
+    /// The sink, while started: nothing is listened to before or after.
+    fn sink(&self) -> Result<Arc<dyn Sink>, BrokerError> {
+        let sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        sink.clone()
+            .ok_or_else(|| BrokerError::new("the Redis engine is not running"))
+    }
+
     fn tell_listener(&self, command: Command) {
         let listener = self.listener.get_or_init(|| {
             let (commands, received) = mpsc::unbounded_channel();
-            let listener = Listener::new(
-                self.target.clone(),
-                self.limits,
-                self.registry.clone(),
-                received,
-                self.router.clone(),
-                self.control.clone(),
-            );
-            match self.runtime() {
-                Ok(runtime) => drop(runtime.spawn(listener.run())),
-                Err(error) => tracing::error!(
+            let running = self.sink().and_then(|sink| {
+                let listener = Listener::new(
+                    self.target.clone(),
+                    self.limits,
+                    sink,
+                    self.process.clone(),
+                    received,
+                    self.router.clone(),
+                );
+                self.runtime()?.spawn(listener.run());
+                Ok(())
+            });
+            if let Err(error) = running {
+                tracing::error!(
                     error = &error as &dyn std::error::Error,
                     "cannot start the Redis listener: no events will arrive"
-                ),
+                );
             }
             commands
         });
         // If the listener is gone, a catch-up's reply channel closes and says so.
         let _ = listener.send(command);
     }
+
+    fn tell_presence(&self, command: presence::Command) {
+        let presence = self.presence.get_or_init(|| {
+            let (commands, received) = mpsc::unbounded_channel();
+            let running = self.sink().and_then(|sink| {
+                let presence = Presence::new(
+                    self.target.clone(),
+                    self.limits.presence_ttl,
+                    sink,
+                    self.process.clone(),
+                    self.router.clone(),
+                );
+                self.runtime()?.spawn(presence.run(received));
+                Ok(())
+            });
+            if let Err(error) = running {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot start Redis presence: presence and closes stay in this process"
+                );
+            }
+            commands
+        });
+        // A stopped task answers nothing: the reply's sender is dropped, which says so.
+        let _ = presence.send(command);
+    }
 }
 
-/// The broker's thread stopped before it answered.
+/// The engine's thread stopped before it answered.
 fn stopped() -> BrokerError {
     BrokerError::new("the Redis thread stopped")
 }
 
-impl Broker for RedisBroker {
-    fn publish(&self, _: &Registry, group: &str, draft: Draft) -> Result<EventId, PublishError> {
-        // A `std` channel: waiting on it neither needs nor disturbs a runtime this thread may
-        // be running.
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.queue(
-            group,
-            draft,
-            Box::new(move |answered| {
-                let _ = reply.send(answered);
-            }),
-        );
-        let id = answer.recv().unwrap_or_else(|_| Err(stopped()));
-        Ok(EventId(id.map_err(PublishError::Broker)?))
+impl Engine for RedisEngine {
+    fn start(&self, sink: Arc<dyn Sink>) {
+        *self.sink.lock().unwrap_or_else(PoisonError::into_inner) = Some(sink);
     }
 
-    fn publish_async(&self, _: &Registry, group: &str, draft: Draft) -> Publishing {
-        let (reply, answer) = oneshot::channel();
-        self.queue(
-            group,
-            draft,
-            Box::new(move |answered| {
-                let _ = reply.send(answered);
-            }),
-        );
-        Box::pin(async move {
-            let id = answer.await.unwrap_or_else(|_| Err(stopped()));
-            Ok(EventId(id.map_err(PublishError::Broker)?))
-        })
+    fn stop(&self) {
+        // The thread ends, and with it every task: the listener and presence let go of the
+        // sink. A publish queued later is answered that the thread stopped.
+        if let Some(background) = self.background.get() {
+            background.stop();
+        }
+        self.publisher.stop();
+        self.sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     fn check(&self) -> Result<(), BrokerError> {
@@ -331,12 +262,38 @@ impl Broker for RedisBroker {
         answer.recv().unwrap_or_else(|_| Err(stopped()))
     }
 
-    fn shares_history(&self) -> bool {
+    fn shared(&self) -> bool {
         true
     }
 
-    fn on_control(&self, sink: ControlSink) {
-        let _ = self.control.set(sink);
+    fn publish(&self, group: &str, draft: Draft) -> Taken<Result<EventId, PublishError>> {
+        // A `std` channel: waiting on it neither needs nor disturbs a runtime this thread may
+        // be running.
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.queue(
+            group,
+            draft,
+            Box::new(move |answered| {
+                let _ = reply.send(answered);
+            }),
+        );
+        let id = answer.recv().unwrap_or_else(|_| Err(stopped()));
+        Taken::Sent(id.map(EventId).map_err(PublishError::Broker))
+    }
+
+    fn publish_async(&self, group: &str, draft: Draft) -> Taken<Publishing> {
+        let (reply, answer) = oneshot::channel();
+        self.queue(
+            group,
+            draft,
+            Box::new(move |answered| {
+                let _ = reply.send(answered);
+            }),
+        );
+        Taken::Sent(Box::pin(async move {
+            let id = answer.await.unwrap_or_else(|_| Err(stopped()));
+            Ok(EventId(id.map_err(PublishError::Broker)?))
+        }))
     }
 
     fn watch(&self, group: &GroupName, held: Held) {
@@ -346,11 +303,11 @@ impl Broker for RedisBroker {
         });
     }
 
-    fn catch_up(&self, groups: Vec<GroupName>, from: Vec<Option<u64>>) -> CatchUp {
+    fn history(&self, groups: Vec<GroupName>, after: Vec<Option<u64>>) -> CatchUp {
         let (reply, answer) = oneshot::channel();
         self.tell_listener(Command::CatchUp {
             groups,
-            from,
+            from: after,
             reply,
         });
         Box::pin(async move {
@@ -362,6 +319,26 @@ impl Broker for RedisBroker {
                 ))),
             }
         })
+    }
+
+    fn count(&self, group: GroupName, entry: Entry) {
+        self.tell_presence(presence::Command::Update(group, entry));
+    }
+
+    fn presence(&self, group: &str) -> PresenceRead {
+        let Ok(group) = GroupName::new(group) else {
+            // No stream can be in a group with an invalid name.
+            return Box::pin(std::future::ready(Ok(Vec::new())));
+        };
+        let (reply, answer) = oneshot::channel();
+        self.tell_presence(presence::Command::Read(group, reply));
+        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+
+    fn close(&self, closing: &Closing) -> Sent {
+        let (reply, answer) = oneshot::channel();
+        self.tell_presence(presence::Command::Close(closing.clone(), reply));
+        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
     }
 }
 

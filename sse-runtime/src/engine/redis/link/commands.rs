@@ -20,12 +20,19 @@ use futures_util::{
     FutureExt,
 };
 use redis::{
-    aio::MultiplexedConnection, ConnectionAddr, ConnectionInfo, FromRedisValue, ScriptInvocation,
-    Value,
+    aio::MultiplexedConnection, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue,
+    ScriptInvocation, Value,
 };
 
-use super::{Target, COMMAND_TIMEOUT};
-use crate::{config::RedisNodes, BrokerError};
+use super::{Nodes, Target, COMMAND_TIMEOUT};
+use crate::BrokerError;
+
+/// What goes to Redis: a script, or a plain command.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Script(&'a ScriptInvocation<'a>),
+    Command(&'a Cmd),
+}
 
 /// A request refused.
 enum Refused {
@@ -39,7 +46,7 @@ enum Refused {
 type Node = (String, u16);
 
 /// A process's command connections, shared by its publishing and listening sides.
-pub(super) struct Router {
+pub(in crate::engine::redis) struct Router {
     target: Target,
     /// A cluster's slot ranges with their masters, sorted; empty until first needed.
     slots: Mutex<Vec<(u16, u16, Node)>>,
@@ -56,7 +63,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Router {
-    pub(super) fn new(target: Target) -> Self {
+    pub(in crate::engine::redis) fn new(target: Target) -> Self {
         Self {
             target,
             slots: Mutex::new(Vec::new()),
@@ -66,15 +73,15 @@ impl Router {
     }
 
     /// The hash slot of `group`'s keys (all `0` for a single Redis).
-    pub(super) fn slot_of(&self, group: &str) -> u16 {
+    pub(in crate::engine::redis) fn slot_of(&self, group: &str) -> u16 {
         match self.target.nodes {
-            RedisNodes::Single(_) => 0,
-            RedisNodes::Cluster(_) => key_slot(group.as_bytes()),
+            Nodes::Single(_) => 0,
+            Nodes::Cluster(_) => key_slot(group.as_bytes()),
         }
     }
 
     /// Whether every node answers: the one Redis, or every master of the cluster.
-    pub(super) async fn ping_all(&self) -> Result<(), BrokerError> {
+    pub(in crate::engine::redis) async fn ping_all(&self) -> Result<(), BrokerError> {
         let nodes = self.nodes().await?;
         let pings = nodes.into_iter().map(|(_, connecting)| async move {
             let mut connection = connecting.await?;
@@ -90,8 +97,8 @@ impl Router {
     /// needs it and shared by the others.
     async fn connection(&self, slot: u16) -> Result<(Node, Connecting), BrokerError> {
         let node = match &self.target.nodes {
-            RedisNodes::Single(_) => (String::new(), 0),
-            RedisNodes::Cluster(_) => match self.node_of(slot) {
+            Nodes::Single(_) => (String::new(), 0),
+            Nodes::Cluster(_) => match self.node_of(slot) {
                 Some(node) if !self.stale.load(Ordering::Relaxed) => node,
                 _ => {
                     self.refresh().await?;
@@ -110,7 +117,7 @@ impl Router {
 
     /// Every node: the one Redis, or each master of the cluster.
     async fn nodes(&self) -> Result<Vec<(Node, Connecting)>, BrokerError> {
-        if let RedisNodes::Cluster(_) = self.target.nodes {
+        if let Nodes::Cluster(_) = self.target.nodes {
             self.refresh().await?;
         }
         let slots = lock(&self.slots).clone();
@@ -152,8 +159,8 @@ impl Router {
             let node = node.clone();
             async move {
                 let client = match &target.nodes {
-                    RedisNodes::Single(client) => client.clone(),
-                    RedisNodes::Cluster(seeds) => at_node(&target, seeds, &node)?,
+                    Nodes::Single(client) => client.clone(),
+                    Nodes::Cluster(seeds) => at_node(&target, seeds, &node)?,
                 };
                 let connecting = client.get_multiplexed_async_connection();
                 target.connect_within(connecting).await
@@ -167,7 +174,7 @@ impl Router {
     /// Reads the slot map from the first node that gives it: known masters and seeds, asked
     /// all at once.
     async fn refresh(&self) -> Result<(), BrokerError> {
-        let RedisNodes::Cluster(seeds) = &self.target.nodes else {
+        let Nodes::Cluster(seeds) = &self.target.nodes else {
             return Ok(());
         };
         let mut asked: Vec<Node> = lock(&self.slots)
@@ -215,16 +222,33 @@ impl Router {
     /// connection that closed with commands in flight; the `redis` crate does not say which),
     /// and sending a publish again could publish it twice. The connection is replaced instead,
     /// for the next request.
-    pub(super) async fn invoke<T: FromRedisValue>(
+    pub(in crate::engine::redis) async fn invoke<T: FromRedisValue>(
         &self,
         slot: u16,
         invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, BrokerError> {
+        self.request(slot, Request::Script(invocation)).await
+    }
+
+    /// Sends `command` to the node serving `slot`, as [`Router::invoke`] runs a script.
+    pub(in crate::engine::redis) async fn command<T: FromRedisValue>(
+        &self,
+        slot: u16,
+        command: &Cmd,
+    ) -> Result<T, BrokerError> {
+        self.request(slot, Request::Command(command)).await
+    }
+
+    async fn request<T: FromRedisValue>(
+        &self,
+        slot: u16,
+        request: Request<'_>,
     ) -> Result<T, BrokerError> {
         let (mut unsent_retried, mut moved_retried) = (false, false);
         loop {
             let (node, connecting) = self.connection(slot).await?;
             let answer = match connecting.clone().await {
-                Ok(connection) => self.answer(invocation, connection).await,
+                Ok(connection) => self.answer(request, connection).await,
                 Err(error) => Err(Refused::Failed(None, error)),
             };
             // The connection may be out of step with Redis, or dead: the next request makes
@@ -256,13 +280,18 @@ impl Router {
         }
     }
 
-    /// Redis's answer to `invocation` on `connection`, or why there is none.
+    /// Redis's answer to `request` on `connection`, or why there is none.
     async fn answer<T: FromRedisValue>(
         &self,
-        invocation: &ScriptInvocation<'_>,
+        request: Request<'_>,
         mut connection: MultiplexedConnection,
     ) -> Result<T, Refused> {
-        let asking = async move { invocation.invoke_async(&mut connection).await };
+        let asking = async move {
+            match request {
+                Request::Script(invocation) => invocation.invoke_async(&mut connection).await,
+                Request::Command(command) => command.query_async(&mut connection).await,
+            }
+        };
         let mut asking = std::pin::pin!(asking);
         // The connection's driver, which writes to the socket, is a task of this same thread:
         // it cannot have sent anything before the first poll returns. A request refused then

@@ -15,8 +15,11 @@ use futures_util::future::join_all;
 use redis::Script;
 use tokio::sync::{Notify, Semaphore};
 
-use super::{router::Router, scripts, wire, Keys, Limits, Target, DOWN_FOR};
-use crate::{config::RedisNodes, event::Draft, BrokerError};
+use super::{
+    link::{Router, Target},
+    scripts, wire, Keys, Limits, DOWN_FOR,
+};
+use crate::{event::Draft, BrokerError};
 
 /// Where the answer to a publish goes: its id, or why it has none.
 pub(super) type Reply = Box<dyn FnOnce(Result<u64, BrokerError>) + Send>;
@@ -34,8 +37,9 @@ pub(super) struct Publisher {
     target: Target,
     limits: Limits,
     script: Script,
-    /// Publishes waiting for the next batch, in the order they were made.
-    queue: Mutex<Vec<Pending>>,
+    /// Publishes waiting for the next batch, in the order they were made; `None` once the
+    /// engine stopped.
+    queue: Mutex<Option<Vec<Pending>>>,
     queued: Notify,
     /// The connection to each node.
     router: Arc<Router>,
@@ -73,7 +77,7 @@ impl Publisher {
         Self {
             limits,
             script: scripts::publish(),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Some(Vec::new())),
             queued: Notify::new(),
             router,
             down: Mutex::new(HashMap::new()),
@@ -87,12 +91,21 @@ impl Publisher {
         if let Err(error) = self.may_try(self.router.slot_of(&group)) {
             return reply(Err(error));
         }
-        lock(&self.queue).push(Pending {
-            group,
-            draft,
-            reply,
-        });
-        self.queued.notify_one();
+        let mut queue = lock(&self.queue);
+        // Once stopped, the reply is dropped, which tells its waiter the thread stopped.
+        if let Some(queue) = &mut *queue {
+            queue.push(Pending {
+                group,
+                draft,
+                reply,
+            });
+            self.queued.notify_one();
+        }
+    }
+
+    /// Drops what is queued, and every later publish: their waiters hear that it stopped.
+    pub(super) fn stop(&self) {
+        lock(&self.queue).take();
     }
 
     /// Sends what is queued, batch after batch, for as long as the broker's thread runs.
@@ -132,6 +145,9 @@ impl Publisher {
     /// The oldest queued publishes, within the bounds of a batch.
     fn take(&self) -> Vec<Pending> {
         let mut queue = lock(&self.queue);
+        let Some(queue) = &mut *queue else {
+            return Vec::new();
+        };
         let mut bytes = 0;
         let count = queue
             .iter()
@@ -142,7 +158,7 @@ impl Publisher {
             .count()
             .clamp(1, BATCH_EVENTS);
         if count >= queue.len() {
-            std::mem::take(&mut *queue)
+            std::mem::take(queue)
         } else {
             queue.drain(..count).collect()
         }
@@ -176,16 +192,11 @@ impl Publisher {
     /// Publishes `call` and answers each of its publishes.
     async fn send_call(&self, call: Call) {
         let mut invocation = self.script.prepare_invoke();
-        let command = match self.target.nodes {
-            RedisNodes::Single(_) => "PUBLISH",
-            // Sharded: the message travels only within the shard of its channel's slot.
-            RedisNodes::Cluster(_) => "SPUBLISH",
-        };
         invocation
             .arg(self.limits.events)
             .arg(self.limits.age_us)
             .arg(self.limits.seq_ttl_ms)
-            .arg(command);
+            .arg(self.target.publish_command());
         for (group, events) in &call.groups {
             let keys = Keys::of(group);
             invocation.key(keys.seq).key(keys.epoch).key(keys.history);
