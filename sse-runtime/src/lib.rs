@@ -66,6 +66,7 @@
 mod axum;
 mod broker;
 mod config;
+mod cursor;
 mod error;
 mod event;
 mod group;

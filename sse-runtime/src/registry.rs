@@ -59,6 +59,7 @@ use members::{Member, Members, Waiter};
 use ring::Ring;
 
 use crate::{
+    cursor::Cursor,
     event::Draft,
     lock_timing::{timed, Lock},
     resume::{self, LocalHistory, Plan},
@@ -134,10 +135,10 @@ struct Group {
 pub(crate) enum Start {
     /// From these positions (per group, the id it starts after): what follows them in the local
     /// rings is replayed, then the live events.
-    At(Vec<u64>),
+    At(Vec<Cursor>),
     /// With a `stream-reset`: the client's `Last-Event-ID` cannot be resumed from. The stream
     /// goes on live from these positions.
-    Reset(&'static str, Vec<u64>),
+    Reset(&'static str, Vec<Cursor>),
     /// Per group, the id after which the broker's shared history has to give the events (none:
     /// only where the group stands), since the local rings do not cover them; live events are
     /// held meanwhile.
@@ -276,7 +277,7 @@ impl Registry {
         let plan = resume::plan(resume, &self.histories(&held, now), self.ids_from_broker);
         let waiter = Arc::new(Waiter::new(held.len()));
         let mut replayed = 0;
-        let mut positions = Vec::with_capacity(held.len());
+        let mut cursors = Vec::with_capacity(held.len());
         let members = held
             .into_iter()
             .enumerate()
@@ -290,7 +291,7 @@ impl Registry {
                     _ => (ring.head(), ring.position_id()),
                 };
                 replayed += ring.head() - pos;
-                positions.push(at);
+                cursors.push(Cursor::at(at));
                 drop(ring);
                 waiter.positions[index].store(pos, Relaxed);
                 members.idle_since = None;
@@ -308,8 +309,8 @@ impl Registry {
             })
             .collect();
         let start = match plan {
-            Plan::Live | Plan::From(_) => Start::At(positions),
-            Plan::Reset(why) => Start::Reset(why, positions),
+            Plan::Live | Plan::From(_) => Start::At(cursors),
+            Plan::Reset(why) => Start::Reset(why, cursors),
             #[cfg(feature = "redis")]
             Plan::CatchUp(from) => Start::CatchUp(from),
         };
