@@ -13,12 +13,22 @@
 //! `\n`, `\r\n` and `\r` in the data each end a line, as a browser reads them, so the browser
 //! hands back the data with every line break turned into `\n`. Names and ids never contain CR, LF
 //! or NUL: those are refused before anything is written.
+//!
+//! Each group numbers its own events. A stream of one group sends that group's ids (`id: 17`).
+//! A stream of several groups sends its position in each of them, in the stream's order of
+//! groups (`id: yo.bob:17,yo:40`): group names never hold `:` or `,`, so the id reads back
+//! exactly, and a client resuming with it resumes every group where it was. A stream the server
+//! closed ends with the id [`CLOSED_ID`].
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt::{self, Write as _},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::{NameError, PublishError};
+use crate::{cursor::Cursor, GroupName, NameError, PublishError};
 
 /// The name of an event, as a browser's `addEventListener(name, ...)` expects it.
 ///
@@ -177,21 +187,50 @@ pub(crate) struct IdLine {
 
 impl IdLine {
     pub(crate) fn new(id: u64) -> Self {
-        let mut digits = itoa::Buffer::new();
-        let mut line = IdLine {
-            bytes: [0; ID_LINE_MAX],
-            len: 0,
-        };
-        for part in [b"id: ", digits.format(id).as_bytes(), b"\n\n"] {
-            line.bytes[line.len..line.len + part.len()].copy_from_slice(part);
-            line.len += part.len();
-        }
-        line
+        let mut bytes = [0; ID_LINE_MAX];
+        let mut rest = &mut bytes[..];
+        put_id_line_of(&mut rest, itoa::Buffer::new().format(id).as_bytes());
+        let len = ID_LINE_MAX - rest.len();
+        IdLine { bytes, len }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
+}
+
+/// The id line of a stream at `cursors` (one per group, in the stream's order), ending the
+/// event it closes: `id: 17\n\n`, or `id: yo.bob:17,yo:40\n\n` for several groups.
+pub(crate) fn put_id_line(out: &mut BytesMut, groups: &[GroupName], cursors: &[Cursor]) {
+    match (groups, cursors) {
+        ([_], [cursor]) => out.put_slice(IdLine::new(cursor.id()).as_bytes()),
+        _ => put_id_line_of(out, composite_id(groups, cursors).as_bytes()),
+    }
+}
+
+/// The id alone, as a stream sends it: `17` or `yo.bob:17,yo:40`.
+pub(crate) fn id_text(groups: &[GroupName], cursors: &[Cursor]) -> String {
+    match (groups, cursors) {
+        ([_], [cursor]) => itoa::Buffer::new().format(cursor.id()).to_owned(),
+        _ => composite_id(groups, cursors),
+    }
+}
+
+/// The id of a stream of several groups: `yo.bob:17,yo:40`.
+fn composite_id(groups: &[GroupName], cursors: &[Cursor]) -> String {
+    let mut text = String::with_capacity(groups.len() * 24);
+    for (i, (group, cursor)) in groups.iter().zip(cursors).enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        let _ = write!(text, "{comma}{group}:{}", cursor.id());
+    }
+    text
+}
+
+/// Ends an event with the id line of `id`, and the blank line that dispatches it.
+fn put_id_line_of(out: &mut impl BufMut, id: &[u8]) {
+    out.put_slice(b"id: ");
+    out.put_slice(id);
+    out.put_slice(b"\n\n");
 }
 
 /// A buffer for an event of at most `max_bytes`, its id line included.
@@ -278,6 +317,10 @@ impl fmt::Write for DataLines {
 /// A comment line that keeps proxies and browsers from timing the stream out.
 pub(crate) const KEEP_ALIVE: &[u8] = b":\n\n";
 
+/// The comment a stream ends with when its client fell too far behind: it reconnects and
+/// resumes from its last id.
+pub(crate) const TOO_FAR_BEHIND: &[u8] = b": too far behind, reconnect\n\n";
+
 /// The reconnection delay hint, `retry: <ms>`.
 pub(crate) fn retry_hint(after: Duration) -> Bytes {
     Bytes::from(format!("retry: {}\n\n", after.as_millis()))
@@ -339,9 +382,7 @@ pub const CLOSED_ID: &str = "closed";
 /// The whole `stream-closed` event.
 pub(crate) fn stream_closed() -> Bytes {
     let mut event = control(STREAM_CLOSED, "").0;
-    event.extend_from_slice(b"id: ");
-    event.extend_from_slice(CLOSED_ID.as_bytes());
-    event.extend_from_slice(b"\n\n");
+    put_id_line_of(&mut event, CLOSED_ID.as_bytes());
     event.freeze()
 }
 
@@ -493,6 +534,46 @@ mod tests {
             &stream_reset("unknown id").stamp(EventId(3))[..],
             b"event: stream-reset\ndata: {\"reason\":\"unknown id\"}\nid: 3\n\n"
         );
+    }
+
+    #[test]
+    fn closed_event_has_the_closed_id() {
+        assert_eq!(
+            &stream_closed()[..],
+            b"event: stream-closed\ndata: \nid: closed\n\n"
+        );
+    }
+
+    fn groups(names: &[&str]) -> Vec<GroupName> {
+        names.iter().map(|n| GroupName::new(*n).unwrap()).collect()
+    }
+
+    fn cursors(ids: &[u64]) -> Vec<Cursor> {
+        ids.iter().copied().map(Cursor::at).collect()
+    }
+
+    fn id_line(groups: &[GroupName], ids: &[u64]) -> BytesMut {
+        let mut line = BytesMut::new();
+        put_id_line(&mut line, groups, &cursors(ids));
+        line
+    }
+
+    #[test]
+    fn one_group_sends_plain_ids() {
+        let yo = groups(&["yo"]);
+        assert_eq!(id_text(&yo, &cursors(&[17])), "17");
+        assert_eq!(&id_line(&yo, &[17])[..], b"id: 17\n\n");
+        assert_eq!(
+            &id_line(&yo, &[u64::MAX])[..],
+            IdLine::new(u64::MAX).as_bytes()
+        );
+    }
+
+    #[test]
+    fn several_groups_send_their_position_in_each_in_the_streams_order() {
+        let both = groups(&["yo.bob", "yo"]);
+        assert_eq!(id_text(&both, &cursors(&[17, 40])), "yo.bob:17,yo:40");
+        assert_eq!(&id_line(&both, &[17, 40])[..], b"id: yo.bob:17,yo:40\n\n");
     }
 }
 

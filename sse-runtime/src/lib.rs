@@ -68,6 +68,7 @@
 
 mod axum;
 mod config;
+mod cursor;
 mod engine;
 mod error;
 mod event;

@@ -22,9 +22,13 @@
 //! another of its groups, so events come in the order their groups received them, whatever the
 //! cores involved.
 //!
-//! With a broker shared between processes (Redis), ids come from the broker and events arrive
-//! through [`Deliver`], in id order; the rings then hold what this process received since it
-//! started listening to each group, and older history is read from the broker.
+//! With an engine shared by processes (Redis), ids come from the engine and its events arrive
+//! through [`Registry::deliver`], in id order; the rings then hold what this process received since it
+//! started listening to each group, and older history is read from the engine.
+//!
+//! Here are the map of groups and what opens, closes and frees them; a group's ring is in
+//! `ring` (its bytes in `arena`), how a publish wakes and cuts its subscribers in `members`,
+//! and a subscriber's reads in `reader`.
 
 use std::{
     collections::{hash_map::RandomState, HashMap, VecDeque},
@@ -33,24 +37,30 @@ use std::{
     sync::{
         atomic::{
             fence, AtomicBool, AtomicU64, AtomicUsize,
-            Ordering::{Acquire, Relaxed, Release, SeqCst},
+            Ordering::{Relaxed, Release, SeqCst},
         },
         Arc, Mutex, MutexGuard, PoisonError, RwLock,
     },
-    task::{Context, Poll},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use futures_util::task::AtomicWaker;
-use slab::Slab;
-
 #[allow(unsafe_code)]
 mod arena;
+mod members;
+mod reader;
+mod ring;
 
 pub(crate) use arena::Run;
+pub(crate) use members::CloseHandle;
+pub(crate) use reader::{Read, Reader};
+pub(crate) use ring::Stored;
+
+use members::{Member, Members, Waiter};
+use ring::Ring;
 
 use crate::{
-    event::{self, Draft},
+    cursor::Cursor,
+    event::Draft,
     group::Held,
     lock_timing::{timed, Lock},
     resume::{self, LocalHistory, Plan},
@@ -68,8 +78,8 @@ pub(crate) struct Registry {
     hasher: RandomState,
     streams: AtomicUsize,
     shut_down: AtomicBool,
-    /// Ids come from a broker shared by processes, not from the groups here.
-    ids_from_broker: bool,
+    /// Ids come from an engine shared by processes, not from the groups here.
+    ids_from_engine: bool,
     watch: GroupWatch,
     pub(crate) config: Config,
     pub(crate) counters: Counters,
@@ -100,115 +110,19 @@ struct Group {
     members: Mutex<Members>,
 }
 
-struct Ring {
-    events: VecDeque<Stored>,
-    /// Where the events' bytes are, one after another.
-    arena: arena::Arena,
-    /// How many bytes the events take.
-    bytes: usize,
-    /// The position of `events[0]`: positions count this group's events since it was made.
-    first_pos: u64,
-    /// The group's last id: given here, or delivered by the broker.
-    last_id: u64,
-    /// Every event of the group with a greater id is still in `events` (`u64::MAX`: not known
-    /// yet, the broker is still starting to deliver the group here).
-    complete_after: u64,
-}
-
-/// An event in a group's ring.
-#[derive(Clone)]
-pub(crate) struct Stored {
-    pub(crate) id: u64,
-    /// When the group received it, for merging several groups in that order.
-    at: Instant,
-    /// The whole event, its id line last.
-    pub(crate) bytes: Run,
-    /// How many of `bytes` come before the id line.
-    pub(crate) body_len: usize,
-}
-
-#[derive(Default)]
-struct Members {
-    slab: Slab<Member>,
-    /// No member's position is below it (positions only grow): while every member is within
-    /// the queue bound of it, a publish cuts nobody and need not read their positions.
-    lowest: u64,
-    idle_since: Option<Instant>,
-}
-
-/// A subscriber, as one of its groups knows it: its waiter, and which of its positions is here.
-struct Member {
-    waiter: Arc<Waiter>,
-    index: usize,
-}
-
-/// What a subscriber's task and the groups it listens to share.
-struct Waiter {
-    waker: AtomicWaker,
-    /// Set by the publish that wakes it, cleared by its read: the publishes before that read
-    /// need not wake it again (a wake writes to a line its reader shares).
-    woken: AtomicBool,
-    /// Set once the stream stops counting as open: cut for lagging, or gone.
-    done: AtomicBool,
-    /// Set when the server closes the stream ([`CloseHandle`], [`Registry::close_group`]).
-    closed: AtomicBool,
-    /// In each of its groups, the position of the next event it reads.
-    positions: Box<[AtomicU64]>,
-}
-
-impl Waiter {
-    /// Wakes its task, unless an earlier publish did and the task has not read since.
-    fn wake(&self) {
-        if !self.woken.load(Relaxed) {
-            self.woken.store(true, Relaxed);
-            self.waker.wake();
-        }
-    }
-
-    /// Marks the stream as no longer open; `true` for the one caller that did it first.
-    fn finish(&self) -> bool {
-        !self.done.swap(true, Relaxed)
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Relaxed);
-        self.waker.wake();
-    }
-}
-
-/// Ends one stream from outside its task: its next read is [`Read::Closed`].
-pub(crate) struct CloseHandle(Arc<Waiter>);
-
-impl CloseHandle {
-    pub(crate) fn close(&self) {
-        self.0.close();
-    }
-}
-
 /// How a new stream starts.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Start {
     /// From these positions (per group, the id it starts after): what follows them in the local
     /// rings is replayed, then the live events.
-    At(Vec<u64>),
+    At(Vec<Cursor>),
     /// With a `stream-reset`: the client's `Last-Event-ID` cannot be resumed from. The stream
     /// goes on live from these positions.
-    Reset(&'static str, Vec<u64>),
+    Reset(&'static str, Vec<Cursor>),
     /// Per group, the id after which the engine's shared history has to give the events (none:
     /// only where the group stands), since the local rings do not cover them; live events are
     /// held meanwhile.
     CatchUp(Vec<Option<u64>>),
-}
-
-/// What a subscriber's read found, when it found something.
-pub(crate) enum Read {
-    /// Events were handed over.
-    Events,
-    /// The subscriber fell too far behind.
-    Overflow,
-    ShutDown,
-    /// The server closed the stream.
-    Closed,
 }
 
 /// Ids start at the clock's microseconds, so a restarted process gives ids above the old ones
@@ -226,13 +140,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    pub(crate) fn new(config: Config, ids_from_broker: bool, watch: GroupWatch) -> Self {
+    pub(crate) fn new(config: Config, ids_from_engine: bool, watch: GroupWatch) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             streams: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
-            ids_from_broker,
+            ids_from_engine,
             watch,
             config,
             counters: Counters::default(),
@@ -280,8 +194,8 @@ impl Registry {
     }
 
     /// Appends an event to `group` (`encoded` without its id line, with `given` id from a
-    /// broker, or the group's next one), wakes its subscribers and cuts those it leaves too far
-    /// behind. Returns the id; an id from a broker not above the group's last is a repeat and
+    /// engine, or the group's next one), wakes its subscribers and cuts those it leaves too far
+    /// behind. Returns the id; an id from an engine not above the group's last is a repeat and
     /// is dropped.
     fn push(&self, group: &Group, given: Option<u64>, encoded: &[u8]) -> u64 {
         let config = &self.config;
@@ -294,59 +208,16 @@ impl Registry {
                 Some(id) => id,
                 None => ring.last_id + 1,
             };
-            ring.last_id = id;
-            let held = ring.bytes;
-            let bytes = ring
-                .arena
-                .append(&[encoded, event::IdLine::new(id).as_bytes()], held);
-            ring.bytes += bytes.len();
-            // Taken under the lock, so a group's events are in the order of their times.
-            let at = Instant::now();
-            ring.events.push_back(Stored {
-                id,
-                at,
-                bytes,
-                body_len: encoded.len(),
-            });
-            ring.trim(at, config);
+            ring.append(id, encoded, config);
             group.head.store(ring.head(), Release);
             (id, ring.first_pos, ring.head())
         };
         let queue = config.subscriber_queue as u64;
-        let (mut removed, mut cut) = (0, 0);
         // Pairs with the fence of `Reader::poll_read`: either its read sees this event, or
         // this sees that it is no longer woken.
         fence(SeqCst);
         let mut members = timed(Lock::Members, || lock(&group.members));
-        if members.lowest >= first && head.saturating_sub(members.lowest) <= queue {
-            for (_, member) in &members.slab {
-                member.waiter.wake();
-            }
-        } else {
-            let mut lowest = u64::MAX;
-            members.slab.retain(|_, member| {
-                let pos = member.waiter.positions[member.index].load(Relaxed);
-                // Later publishes may have grown the ring since `head`, and the subscriber may
-                // have read them already: it is then ahead, not behind.
-                let keep = pos >= first && head.saturating_sub(pos) <= queue;
-                if keep {
-                    lowest = lowest.min(pos);
-                    member.waiter.wake();
-                } else {
-                    removed += 1;
-                    // It may have been cut by another of its groups already.
-                    cut += usize::from(member.waiter.finish());
-                    member.waiter.waker.wake();
-                }
-                keep
-            });
-            members.lowest = lowest;
-        }
-        let idle_since = (removed > 0 && members.slab.is_empty() && members.idle_since.is_none())
-            .then(Instant::now);
-        if idle_since.is_some() {
-            members.idle_since = idle_since;
-        }
+        let (cut, idle_since) = members.wake_or_cut(first, head, queue);
         drop(members);
         if cut > 0 {
             self.streams.fetch_sub(cut, Relaxed);
@@ -382,16 +253,10 @@ impl Registry {
         }
         let now = Instant::now();
         let held: Vec<Arc<Group>> = groups.iter().map(|name| self.hold(name, now)).collect();
-        let plan = resume::plan(resume, &self.histories(&held, now), self.ids_from_broker);
-        let waiter = Arc::new(Waiter {
-            waker: AtomicWaker::new(),
-            woken: AtomicBool::new(false),
-            done: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            positions: held.iter().map(|_| AtomicU64::new(0)).collect(),
-        });
+        let plan = resume::plan(resume, &self.histories(&held, now), self.ids_from_engine);
+        let waiter = Arc::new(Waiter::new(held.len()));
         let mut replayed = 0;
-        let mut positions = Vec::with_capacity(held.len());
+        let mut cursors = Vec::with_capacity(held.len());
         let members = held
             .into_iter()
             .enumerate()
@@ -405,7 +270,7 @@ impl Registry {
                     _ => (ring.head(), ring.position_id()),
                 };
                 replayed += ring.head() - pos;
-                positions.push(at);
+                cursors.push(Cursor::at(at));
                 drop(ring);
                 waiter.positions[index].store(pos, Relaxed);
                 members.idle_since = None;
@@ -423,8 +288,8 @@ impl Registry {
             })
             .collect();
         let start = match plan {
-            Plan::Live | Plan::From(_) => Start::At(positions),
-            Plan::Reset(why) => Start::Reset(why, positions),
+            Plan::Live | Plan::From(_) => Start::At(cursors),
+            Plan::Reset(why) => Start::Reset(why, cursors),
             Plan::CatchUp(from) => Start::CatchUp(from),
         };
         self.counters.replayed(replayed);
@@ -436,12 +301,7 @@ impl Registry {
                 "replaying what the client missed"
             );
         }
-        let reader = Reader {
-            registry: self.clone(),
-            waiter,
-            members,
-            merge: Vec::new(),
-        };
+        let reader = Reader::new(self.clone(), waiter, members);
         Ok((reader, start))
     }
 
@@ -457,18 +317,11 @@ impl Registry {
         let group = Arc::new(Group {
             name: name.clone(),
             head: AtomicU64::new(0),
-            ring: RwLock::new(Ring {
-                events: VecDeque::new(),
-                arena: arena::Arena::default(),
-                bytes: 0,
-                first_pos: 0,
-                last_id: if self.ids_from_broker { 0 } else { last_id },
-                // With a shared broker, what came before the group was held here is not here.
-                complete_after: if self.ids_from_broker {
-                    u64::MAX
-                } else {
-                    last_id
-                },
+            ring: RwLock::new(if self.ids_from_engine {
+                // With a shared engine, what came before the group was held here is not here.
+                Ring::new(0, u64::MAX)
+            } else {
+                Ring::new(last_id, last_id)
             }),
             members: Mutex::default(),
         });
@@ -581,258 +434,6 @@ impl Shard {
             if lock(&group.members).idle_since == Some(since) {
                 self.groups.remove(name.as_str());
                 watch(&name, Held::Freed);
-            }
-        }
-    }
-}
-
-impl Ring {
-    fn head(&self) -> u64 {
-        self.first_pos + self.events.len() as u64
-    }
-
-    /// The id of the group's last event known here: where a stream starting now stands.
-    fn position_id(&self) -> u64 {
-        match self.complete_after {
-            u64::MAX => self.last_id,
-            complete => self.last_id.max(complete),
-        }
-    }
-
-    /// Drops what neither the history nor any subscriber's queue needs any more.
-    fn trim(&mut self, now: Instant, config: &Config) {
-        let keep = config.history_events.max(config.subscriber_queue);
-        while let Some(front) = self.events.front() {
-            let expired = now.duration_since(front.at) > config.history_age;
-            if self.events.len() <= keep && !expired {
-                break;
-            }
-            self.complete_after = front.id;
-            self.first_pos += 1;
-            self.bytes -= front.bytes.len();
-            self.events.pop_front();
-        }
-    }
-
-    /// A client that saw this id, or a later one, can be given everything it missed.
-    fn replayable_after(&self, now: Instant, config: &Config) -> u64 {
-        let skip = self.events.len().saturating_sub(config.history_events);
-        let mut floor = match skip {
-            0 => self.complete_after,
-            n => self.events[n - 1].id,
-        };
-        for stored in self.events.iter().skip(skip) {
-            if now.duration_since(stored.at) <= config.history_age {
-                break;
-            }
-            floor = stored.id;
-        }
-        floor
-    }
-
-    /// The position of the first event with an id above `id`.
-    fn position_after(&self, id: u64) -> u64 {
-        self.first_pos + self.events.partition_point(|stored| stored.id <= id) as u64
-    }
-}
-
-/// A subscriber's side of the registry: its place in each of its groups.
-pub(crate) struct Reader {
-    registry: Arc<Registry>,
-    waiter: Arc<Waiter>,
-    /// Each group, and the subscriber's key among its members.
-    members: Vec<(Arc<Group>, usize)>,
-    /// Events of several groups being merged, with their group's index (kept to reuse its
-    /// memory).
-    merge: Vec<(usize, Stored)>,
-}
-
-impl Reader {
-    /// Hands `take` the events published since the last read, in the order their groups
-    /// received them, with the index of their group, until about `budget` bytes were taken;
-    /// before them, tells `reserve` about how many bytes they make, so they can be gathered
-    /// without growing a buffer again and again. `take` says whether it sent the event (or had
-    /// sent it already).
-    pub(crate) fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        budget: usize,
-        reserve: impl FnOnce(usize),
-        mut take: impl FnMut(usize, &Stored) -> bool,
-    ) -> Poll<Read> {
-        // Register and clear `woken` before looking, so an event published in between wakes
-        // us (the publish fences too). Still clear: whoever sets it from here on wakes us.
-        self.waiter.waker.register(cx.waker());
-        if self.waiter.woken.load(Relaxed) {
-            self.waiter.woken.store(false, Relaxed);
-            fence(SeqCst);
-        }
-        if self.waiter.closed.load(Relaxed) {
-            return Poll::Ready(Read::Closed);
-        }
-        if self.waiter.done.load(Relaxed) {
-            return Poll::Ready(Read::Overflow);
-        }
-        let mut sent = 0;
-        let mut take = |index: usize, stored: &Stored| {
-            sent += u64::from(take(index, stored));
-        };
-        let read = match self.members.as_slice() {
-            [(group, _)] => self.read_one(group, budget, reserve, &mut take),
-            _ => self.read_merged(cx, budget, reserve, &mut take),
-        };
-        match read {
-            Some(0) if self.registry.is_shut_down() => Poll::Ready(Read::ShutDown),
-            Some(0) => Poll::Pending,
-            Some(_) => {
-                self.registry.counters.delivered(sent);
-                Poll::Ready(Read::Events)
-            }
-            None => {
-                if self.waiter.finish() {
-                    // Cut here, not by a publish (which counted its cuts).
-                    self.registry.streams.fetch_sub(1, Relaxed);
-                    self.registry.counters.dropped(1);
-                }
-                Poll::Ready(Read::Overflow)
-            }
-        }
-    }
-
-    /// Reads one group straight from its ring. `None` when events it had not read are gone.
-    fn read_one(
-        &self,
-        group: &Group,
-        budget: usize,
-        reserve: impl FnOnce(usize),
-        take: &mut impl FnMut(usize, &Stored),
-    ) -> Option<u64> {
-        let position = &self.waiter.positions[0];
-        let start = position.load(Relaxed);
-        // Nothing new: most reads of a served stream end here (it reads until nothing is
-        // left), and then they write nothing that other readers of the group share.
-        if group.head.load(Acquire) == start {
-            return Some(0);
-        }
-        let ring = timed(Lock::RingRead, || {
-            group.ring.read().unwrap_or_else(PoisonError::into_inner)
-        });
-        let offset = start.checked_sub(ring.first_pos)?;
-        let mut bytes = 0;
-        let unread = ring
-            .events
-            .range((offset as usize).min(ring.events.len())..);
-        let count = unread
-            .clone()
-            .take_while(|stored| {
-                let more = bytes < budget;
-                bytes += if more { stored.bytes.len() } else { 0 };
-                more
-            })
-            .count();
-        reserve(bytes);
-        unread.take(count).for_each(|stored| take(0, stored));
-        drop(ring);
-        position.store(start + count as u64, Relaxed);
-        Some(count as u64)
-    }
-
-    /// Reads several groups and merges them by arrival. An event its group received after this
-    /// read looked at another group waits for the next read: an earlier event of that other
-    /// group may not have been visible yet.
-    fn read_merged(
-        &mut self,
-        cx: &mut Context<'_>,
-        budget: usize,
-        reserve: impl FnOnce(usize),
-        take: &mut impl FnMut(usize, &Stored),
-    ) -> Option<u64> {
-        let mut merge = std::mem::take(&mut self.merge);
-        let mut horizon: Option<Instant> = None;
-        for (index, (group, _)) in self.members.iter().enumerate() {
-            let ring = timed(Lock::RingRead, || {
-                group.ring.read().unwrap_or_else(PoisonError::into_inner)
-            });
-            let pos = self.waiter.positions[index].load(Relaxed);
-            let offset = pos.checked_sub(ring.first_pos)?;
-            let mut found = 0;
-            for stored in ring.events.iter().skip(offset as usize) {
-                if found >= budget {
-                    break;
-                }
-                found += stored.bytes.len();
-                merge.push((index, stored.clone()));
-            }
-            let looked = Instant::now();
-            drop(ring);
-            horizon = Some(horizon.map_or(looked, |h| h.min(looked)));
-        }
-        // Stable: a group's events keep their order among equal times.
-        merge.sort_by_key(|(_, stored)| stored.at);
-        reserve(merge.iter().map(|(_, stored)| stored.bytes.len()).sum());
-        let mut taken = 0;
-        let mut events = 0;
-        let mut held_back = false;
-        for (index, stored) in &merge {
-            if taken >= budget {
-                break;
-            }
-            if horizon.is_some_and(|horizon| stored.at >= horizon) {
-                held_back = true;
-                break;
-            }
-            take(*index, stored);
-            taken += stored.bytes.len();
-            self.waiter.positions[*index].fetch_add(1, Relaxed);
-            events += 1;
-        }
-        merge.clear();
-        self.merge = merge;
-        if held_back && events == 0 {
-            cx.waker().wake_by_ref();
-        }
-        Some(events)
-    }
-}
-
-impl Reader {
-    /// What closes this stream from outside.
-    pub(crate) fn close_handle(&self) -> CloseHandle {
-        CloseHandle(self.waiter.clone())
-    }
-
-    /// The stream gave its client `events` missed events from the engine's history.
-    pub(crate) fn replayed(&self, events: u64) {
-        self.registry.counters.replayed(events);
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        tracing::debug!(groups = self.members.len(), "unsubscribed");
-        let registry = &self.registry;
-        if self.waiter.finish() {
-            registry.streams.fetch_sub(1, Relaxed);
-        }
-        let now = Instant::now();
-        for (group, key) in &self.members {
-            let mut members = lock(&group.members);
-            // A cut subscriber was already removed from the group that cut it, and its key
-            // there may belong to someone else by now.
-            let mine = members
-                .slab
-                .get(*key)
-                .is_some_and(|member| Arc::ptr_eq(&member.waiter, &self.waiter));
-            if !mine {
-                continue;
-            }
-            members.slab.remove(*key);
-            if members.slab.is_empty() && members.idle_since.is_none() {
-                members.idle_since = Some(now);
-                drop(members);
-                let mut shard = lock(registry.shard(group.name.as_str()));
-                shard.idle.push_back((now, group.name.clone()));
-                shard.free_expired(now, &registry.config, &registry.watch);
             }
         }
     }

@@ -1,14 +1,8 @@
-//! Where a stream resumes: the ids a stream sends, the `Last-Event-ID` a client sends back, and
-//! what a engine's shared history gives a client the local history does not cover.
-//!
-//! Each group numbers its own events. A stream of one group sends that group's ids (`id: 17`).
-//! A stream of several groups sends its position in each of them, in the stream's order of
-//! groups (`id: yo.bob:17,yo:40`): group names never hold `:` or `,`, so the id reads back
-//! exactly, and a client resuming with it resumes every group where it was.
+//! Where a stream resumes: the `Last-Event-ID` a client sends back, read as the ids the stream
+//! sent (written by the `event` module: `17` for one group, `yo.bob:17,yo:40` for several), and
+//! what an engine's shared history gives a client the local history does not cover.
 
-use std::fmt::Write as _;
-
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use std::{future::Future, pin::Pin};
 
@@ -107,30 +101,6 @@ fn parse_positions(text: &str) -> Option<Vec<(&str, u64)>> {
         positions.push((name, id.parse().ok()?));
     }
     Some(positions)
-}
-
-/// The id line of a stream at `positions` (one per group, in the stream's order), ending the
-/// event it closes: `id: 17\n\n`, or `id: yo.bob:17,yo:40\n\n` for several groups.
-pub(crate) fn put_id_line(out: &mut BytesMut, groups: &[GroupName], positions: &[u64]) {
-    out.put_slice(b"id: ");
-    if let ([_], [id]) = (groups, positions) {
-        out.put_slice(itoa::Buffer::new().format(*id).as_bytes());
-    } else {
-        let mut text = String::with_capacity(groups.len() * 24);
-        for (i, (group, id)) in groups.iter().zip(positions).enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            let _ = write!(text, "{comma}{group}:{id}");
-        }
-        out.put_slice(text.as_bytes());
-    }
-    out.put_slice(b"\n\n");
-}
-
-/// The id alone, as a stream sends it: `17` or `yo.bob:17,yo:40`.
-pub(crate) fn id_text(groups: &[GroupName], positions: &[u64]) -> String {
-    let mut line = BytesMut::new();
-    put_id_line(&mut line, groups, positions);
-    String::from_utf8_lossy(&line[4..line.len() - 2]).into_owned()
 }
 
 /// What this process's history of a group can tell a client that comes back.
@@ -315,6 +285,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::{cursor::Cursor, event::id_text};
 
     fn groups(names: &[&str]) -> Vec<GroupName> {
         names.iter().map(|n| GroupName::new(*n).unwrap()).collect()
@@ -325,8 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn one_group_sends_and_takes_plain_ids() {
-        assert_eq!(id_text(&groups(&["yo"]), &[17]), "17");
+    fn one_group_takes_plain_ids() {
         assert_eq!(resume("17", &["yo"]), Ok(Some(vec![17])));
         assert_eq!(resume("yo:17", &["yo"]), Ok(Some(vec![17])));
         assert_eq!(
@@ -336,9 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn several_groups_send_and_take_their_positions_in_any_order() {
-        let both = groups(&["yo.bob", "yo"]);
-        assert_eq!(id_text(&both, &[17, 40]), "yo.bob:17,yo:40");
+    fn several_groups_take_their_positions_in_any_order() {
         assert_eq!(
             resume("yo:40,yo.bob:17", &["yo.bob", "yo"]),
             Ok(Some(vec![17, 40]))
@@ -494,7 +462,8 @@ mod tests {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let groups = groups(&names);
             let positions: Vec<u64> = (0..groups.len() as u64).map(|i| seed.wrapping_mul(i + 1)).collect();
-            let id = id_text(&groups, &positions);
+            let cursors: Vec<Cursor> = positions.iter().copied().map(Cursor::at).collect();
+            let id = id_text(&groups, &cursors);
             prop_assert!(!id.contains(['\r', '\n', '\0']));
             let back = LastEventId::new(id).resume(&groups, 4096);
             prop_assert_eq!(back, Ok(Some(positions)));

@@ -13,11 +13,11 @@ use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
 use crate::{
+    cursor::Cursor,
     event::{self, Draft},
     hooks::CloseReason,
     registration::Registration,
     registry::{Read, Reader, Run, Start, Stored},
-    resume,
     resume::{CatchUp, CaughtUp},
     GroupName, Identity, LastEventId,
 };
@@ -60,14 +60,11 @@ const BATCH_BYTES: usize = 64 * 1024;
 #[must_use = "a subscription receives events only while it is polled"]
 pub struct Subscription {
     groups: Vec<GroupName>,
-    /// Per group, the id of the last event the client was given: the stream's position.
-    positions: Vec<u64>,
-    /// Per group, events with this id or a lower one were given already (from the broker's
-    /// history) or came before the client's id: the live stream skips them.
-    skip_through: Vec<u64>,
+    /// Per group, where the stream stands: what its ids say, and what it gave already.
+    cursors: Vec<Cursor>,
     /// Sent first: the `retry:` hint, and where the stream starts or its `stream-reset`.
     start: Option<Bytes>,
-    /// Then, when the client resumes from ids only the broker's shared history covers, the
+    /// Then, when the client resumes from ids only the engine's shared history covers, the
     /// events it missed; live events wait in the reader meanwhile.
     catch_up: Option<CatchUp>,
     reader: Reader,
@@ -121,22 +118,24 @@ impl Subscription {
         if let Some(retry) = settings.retry {
             first.put(event::retry_hint(retry));
         }
-        let positions = match start {
-            Start::At(positions) => {
-                put_event(&mut first, event::stream_start(), &groups, &positions);
-                positions
+        let cursors = match start {
+            Start::At(cursors) => {
+                put_event(&mut first, event::stream_start(), &groups, &cursors);
+                cursors
             }
-            Start::Reset(why, positions) => {
-                put_event(&mut first, event::stream_reset(why), &groups, &positions);
-                positions
+            Start::Reset(why, cursors) => {
+                put_event(&mut first, event::stream_reset(why), &groups, &cursors);
+                cursors
             }
-            // Where the client was, until the broker says where the stream goes on from.
-            Start::CatchUp(from) => from.into_iter().map(Option::unwrap_or_default).collect(),
+            // Where the client was, until the engine says where the stream goes on from.
+            Start::CatchUp(from) => from
+                .into_iter()
+                .map(|id| Cursor::at(id.unwrap_or_default()))
+                .collect(),
         };
         Self {
-            skip_through: vec![0; groups.len()],
             groups,
-            positions,
+            cursors,
             start: (!first.is_empty()).then(|| first.freeze()),
             catch_up: None,
             reader,
@@ -188,7 +187,7 @@ impl Subscription {
     }
 
     /// The id of what it has yielded so far: a new subscription given it as its `Last-Event-ID`
-    /// goes on exactly where this one is. (Before a catch-up from a broker's history finished,
+    /// goes on exactly where this one is. (Before a catch-up from an engine's history finished,
     /// the id the client came with.)
     ///
     /// ```
@@ -211,7 +210,7 @@ impl Subscription {
     /// # Ok(()) }
     /// ```
     pub fn last_event_id(&self) -> LastEventId {
-        LastEventId::new(resume::id_text(&self.groups, &self.positions))
+        LastEventId::new(event::id_text(&self.groups, &self.cursors))
     }
 
     fn sent_something(&mut self) {
@@ -245,15 +244,15 @@ impl Subscription {
         Poll::Ready(Some(Bytes::from_static(event::KEEP_ALIVE)))
     }
 
-    /// Starts with what `catch_up` gives from the broker's shared history, holding live events
+    /// Starts with what `catch_up` gives from the engine's shared history, holding live events
     /// meanwhile.
     pub(crate) fn catching_up(mut self, catch_up: CatchUp) -> Self {
         self.catch_up = Some(catch_up);
         self
     }
 
-    /// The broker's answer to the catch-up: where the stream starts, and the missed events.
-    /// Afterwards each group stands where the broker's history ended.
+    /// The engine's answer to the catch-up: where the stream starts, and the missed events.
+    /// Afterwards each group stands where the engine's history ended.
     fn caught_up(&mut self, caught_up: CaughtUp) -> Bytes {
         let mut out = BytesMut::new();
         let (events, through) = match caught_up {
@@ -262,45 +261,53 @@ impl Subscription {
                 events,
                 through,
             } => {
-                put_event(&mut out, event::stream_start(), &self.groups, &start);
-                self.positions = start;
+                for (cursor, id) in self.cursors.iter_mut().zip(start) {
+                    *cursor = Cursor::at(id);
+                }
+                put_event(&mut out, event::stream_start(), &self.groups, &self.cursors);
                 (events, through)
             }
             CaughtUp::Reset { reason, through } => {
+                self.caught_up_through(through);
                 put_event(
                     &mut out,
                     event::stream_reset(reason),
                     &self.groups,
-                    &through,
+                    &self.cursors,
                 );
-                self.positions.clone_from(&through);
-                self.skip_through = through;
                 return out.freeze();
             }
         };
         let count = events.len() as u64;
         for (index, id, encoded) in events {
             out.put_slice(&encoded);
-            self.positions[index] = id;
-            resume::put_id_line(&mut out, &self.groups, &self.positions);
+            self.cursors[index].advance_to(id);
+            event::put_id_line(&mut out, &self.groups, &self.cursors);
         }
         self.reader.replayed(count);
         if count > 0 {
             tracing::debug!(
                 events = count,
-                "replaying what the client missed, from the broker"
+                "replaying what the client missed, from the engine"
             );
         }
-        self.positions.clone_from(&through);
-        self.skip_through = through;
+        self.caught_up_through(through);
         out.freeze()
+    }
+
+    /// Every event up to `through` (per group) was given, or came before the client's id: the
+    /// stream stands there, and the live stream skips them.
+    fn caught_up_through(&mut self, through: Vec<u64>) {
+        for (cursor, id) in self.cursors.iter_mut().zip(through) {
+            *cursor = Cursor::through(id);
+        }
     }
 
     /// The live events since the last read, as one chunk.
     fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
             let mut batch = Batch::default();
-            let (groups, positions, skip) = (&self.groups, &mut self.positions, &self.skip_through);
+            let (groups, cursors) = (&self.groups, &mut self.cursors);
             // What the read is about to hand over: the batch's size, give or take the id lines.
             let expected = Cell::new(0);
             let read = self.reader.poll_read(
@@ -308,30 +315,31 @@ impl Subscription {
                 BATCH_BYTES,
                 |bytes| expected.set(bytes),
                 |index, stored: &Stored| {
-                    if stored.id <= skip[index] {
+                    let cursor = &mut cursors[index];
+                    if cursor.was_given(stored.id) {
                         return false;
                     }
-                    positions[index] = stored.id;
+                    cursor.advance_to(stored.id);
                     match groups.len() {
                         1 => batch.push(&stored.bytes, expected.get()),
                         _ => {
                             let more = stored.bytes.len() + groups.len() * 32;
                             let out = batch.buffer(more, expected.get());
                             out.put_slice(&stored.bytes[..stored.body_len]);
-                            resume::put_id_line(out, groups, positions);
+                            event::put_id_line(out, groups, cursors);
                         }
                     }
                     true
                 },
             );
             return match read {
-                // Only events it had sent already (caught up from the broker): look again.
+                // Only events it had sent already (caught up from the engine): look again.
                 Poll::Ready(Read::Events) if batch.is_empty() => continue,
                 Poll::Ready(Read::Events) => Poll::Ready(batch.into_bytes()),
                 Poll::Ready(Read::Overflow) => {
                     tracing::debug!("subscriber fell too far behind: stream cut, it will resume");
                     self.ended = Some(CloseReason::FellBehind);
-                    Poll::Ready(Some(Bytes::from_static(b": too far behind, reconnect\n\n")))
+                    Poll::Ready(Some(Bytes::from_static(event::TOO_FAR_BEHIND)))
                 }
                 Poll::Ready(Read::ShutDown) => {
                     self.ended = Some(CloseReason::ShutDown);
@@ -348,10 +356,10 @@ impl Subscription {
     }
 }
 
-/// One of the hub's own events, with the stream's id at `positions`.
-fn put_event(out: &mut BytesMut, event: Draft, groups: &[GroupName], positions: &[u64]) {
+/// One of the hub's own events, with the stream's id at `cursors`.
+fn put_event(out: &mut BytesMut, event: Draft, groups: &[GroupName], cursors: &[Cursor]) {
     out.put_slice(event.as_bytes());
-    resume::put_id_line(out, groups, positions);
+    event::put_id_line(out, groups, cursors);
 }
 
 impl Stream for Subscription {
@@ -408,7 +416,7 @@ impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
             .field("groups", &self.groups)
-            .field("positions", &self.positions)
+            .field("cursors", &self.cursors)
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,117 @@
+//! A group's ring: its recent events, at once the history a reconnecting client replays from
+//! and the queue every live subscriber reads from.
+
+use std::{collections::VecDeque, time::Instant};
+
+use super::arena::{Arena, Run};
+use crate::{event::IdLine, Config};
+
+/// A group's recent events, oldest first, and where they stand among all its events.
+pub(super) struct Ring {
+    pub(super) events: VecDeque<Stored>,
+    /// Where the events' bytes are, one after another.
+    arena: Arena,
+    /// How many bytes the events take.
+    bytes: usize,
+    /// The position of `events[0]`: positions count this group's events since it was made.
+    pub(super) first_pos: u64,
+    /// The group's last id: given here, or delivered by the engine.
+    pub(super) last_id: u64,
+    /// Every event of the group with a greater id is still in `events` (`u64::MAX`: not known
+    /// yet, the engine is still starting to deliver the group here).
+    pub(super) complete_after: u64,
+}
+
+/// An event in a group's ring.
+#[derive(Clone)]
+pub(crate) struct Stored {
+    pub(crate) id: u64,
+    /// When the group received it, for merging several groups in that order.
+    pub(super) at: Instant,
+    /// The whole event, its id line last.
+    pub(crate) bytes: Run,
+    /// How many of `bytes` come before the id line.
+    pub(crate) body_len: usize,
+}
+
+impl Ring {
+    /// An empty ring whose group's last id is `last_id`, complete after `complete_after`.
+    pub(super) fn new(last_id: u64, complete_after: u64) -> Self {
+        Self {
+            events: VecDeque::new(),
+            arena: Arena::default(),
+            bytes: 0,
+            first_pos: 0,
+            last_id,
+            complete_after,
+        }
+    }
+
+    /// Stores the event `encoded` (without its id line) as the group's event `id`, and drops
+    /// what is no longer needed.
+    pub(super) fn append(&mut self, id: u64, encoded: &[u8], config: &Config) {
+        self.last_id = id;
+        let held = self.bytes;
+        let bytes = self
+            .arena
+            .append(&[encoded, IdLine::new(id).as_bytes()], held);
+        self.bytes += bytes.len();
+        // Taken under the lock, so a group's events are in the order of their times.
+        let at = Instant::now();
+        self.events.push_back(Stored {
+            id,
+            at,
+            bytes,
+            body_len: encoded.len(),
+        });
+        self.trim(at, config);
+    }
+
+    pub(super) fn head(&self) -> u64 {
+        self.first_pos + self.events.len() as u64
+    }
+
+    /// The id of the group's last event known here: where a stream starting now stands.
+    pub(super) fn position_id(&self) -> u64 {
+        match self.complete_after {
+            u64::MAX => self.last_id,
+            complete => self.last_id.max(complete),
+        }
+    }
+
+    /// Drops what neither the history nor any subscriber's queue needs any more.
+    fn trim(&mut self, now: Instant, config: &Config) {
+        let keep = config.history_events.max(config.subscriber_queue);
+        while let Some(front) = self.events.front() {
+            let expired = now.duration_since(front.at) > config.history_age;
+            if self.events.len() <= keep && !expired {
+                break;
+            }
+            self.complete_after = front.id;
+            self.first_pos += 1;
+            self.bytes -= front.bytes.len();
+            self.events.pop_front();
+        }
+    }
+
+    /// A client that saw this id, or a later one, can be given everything it missed.
+    pub(super) fn replayable_after(&self, now: Instant, config: &Config) -> u64 {
+        let skip = self.events.len().saturating_sub(config.history_events);
+        let mut floor = match skip {
+            0 => self.complete_after,
+            n => self.events[n - 1].id,
+        };
+        for stored in self.events.iter().skip(skip) {
+            if now.duration_since(stored.at) <= config.history_age {
+                break;
+            }
+            floor = stored.id;
+        }
+        floor
+    }
+
+    /// The position of the first event with an id above `id`.
+    pub(super) fn position_after(&self, id: u64) -> u64 {
+        self.first_pos + self.events.partition_point(|stored| stored.id <= id) as u64
+    }
+}
