@@ -304,12 +304,19 @@ async fn startup_errors_name_the_broker() {
         )),
         "{down}"
     );
-    let bad = publish_from_worker("http://127.0.0.1/", "yo", &numbered("x", 1))
+    let bad = publish_from_worker("redis://127.0.0.1:port/0", "yo", &numbered("x", 1))
         .await
         .unwrap_err();
     assert!(
-        bad.contains("bad broker URL \"http://127.0.0.1/\""),
+        bad.contains("bad broker URL \"redis://127.0.0.1:port/0\""),
         "{bad}"
+    );
+    let unknown = publish_from_worker("http://127.0.0.1/", "yo", &numbered("x", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.contains("broker \"http://127.0.0.1/\": unknown kind"),
+        "{unknown}"
     );
 
     // A server process refuses to start, and says why.
@@ -361,10 +368,22 @@ fn startup_errors_keep_the_redis_error_as_their_source() {
     assert!(redis_cause(&refused).is_connection_refusal(), "{refused:?}");
 
     let bad = sse::Config::default()
+        .broker("redis://127.0.0.1:port/0")
+        .unwrap_err();
+    assert_eq!(
+        bad.to_string(),
+        "bad broker URL \"redis://127.0.0.1:port/0\""
+    );
+    redis_cause(&bad);
+    // Not a Redis URL at all: nothing for Redis to say.
+    let unknown = sse::Config::default()
         .broker("http://127.0.0.1/")
         .unwrap_err();
-    assert_eq!(bad.to_string(), "bad broker URL \"http://127.0.0.1/\"");
-    redis_cause(&bad);
+    assert_eq!(
+        unknown.to_string(),
+        "broker \"http://127.0.0.1/\": unknown kind, expected redis:// or redis+cluster://"
+    );
+    assert!(std::error::Error::source(&unknown).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
