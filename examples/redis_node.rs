@@ -43,11 +43,11 @@ async fn events_as(
 }
 
 async fn status(Path(group): Path<String>) -> String {
-    sse::hub().subscriber_count(&group).to_string()
+    sse::hub().group_stats(&group).subscribers.to_string()
 }
 
 async fn groups() -> String {
-    sse::hub().group_count().to_string()
+    sse::hub().stats().groups.to_string()
 }
 
 async fn publish(Path((group, count)): Path<(String, u32)>) -> Response {

@@ -95,7 +95,10 @@ async fn resume_across_reconnects_while_publishing(addr: SocketAddr, groups: &[&
     // The first visit listens before the first event is published.
     let first = open(addr, groups, None).await;
     for group in groups {
-        eventually("subscribed", || sse::hub().subscriber_count(group) >= 1).await;
+        eventually("subscribed", || {
+            sse::hub().group_stats(group).subscribers >= 1
+        })
+        .await;
     }
     let publisher = publish_round_robin(groups, EVENTS);
     let got = come_and_go(addr, groups, EVENTS, first).await;
@@ -123,7 +126,7 @@ async fn ids_from_another_stream_and_garbage_get_a_reset_that_says_why() {
         let [a, b, c] = ["a", "b", "c"].map(|g| format!("other-{g}{server}"));
         let (a, b, c) = (a.as_str(), b.as_str(), c.as_str());
         let mut ab = open(addr, &[a, b], None).await;
-        eventually("subscribed", || sse::hub().subscriber_count(b) == 1).await;
+        eventually("subscribed", || sse::hub().group_stats(b).subscribers == 1).await;
         sse::publish!(a, "n", "first").unwrap();
         let id = ab.next().await.unwrap().id;
         assert!(

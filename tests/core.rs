@@ -77,7 +77,10 @@ async fn a_subscribed_get_is_an_open_event_stream() {
     assert_eq!(headers["cache-control"], "no-cache");
     assert_eq!(headers["x-accel-buffering"], "no");
 
-    eventually("subscribed", || sse::hub().subscriber_count("yo") >= 1).await;
+    eventually("subscribed", || {
+        sse::hub().group_stats("yo").subscribers >= 1
+    })
+    .await;
     let (from, to) = ("a", "b");
     let id = sse::publish!("yo", "yo", "yo from {} to {}", from, to).unwrap();
     let event = client.next().await.expect("an event");
@@ -91,7 +94,7 @@ async fn data_round_trips_exactly() {
     let addr = server(true).await;
     let mut client = Client::open(&url(addr, "/events/g/roundtrip"), &[]).await;
     eventually("subscribed", || {
-        sse::hub().subscriber_count("roundtrip") == 1
+        sse::hub().group_stats("roundtrip").subscribers == 1
     })
     .await;
     let cases = [
@@ -137,7 +140,10 @@ async fn exact_wire_bytes() {
     let (head, start) = head.split_once(opening).unwrap();
     assert!(head.ends_with("\r\n\r\n"), "{head}");
     let start: u64 = start.trim_end().parse().unwrap();
-    eventually("subscribed", || sse::hub().subscriber_count("wire") == 1).await;
+    eventually("subscribed", || {
+        sse::hub().group_stats("wire").subscribers == 1
+    })
+    .await;
     let id = sse::publish!("wire", "yo", "a\r\nb").unwrap();
     assert_eq!(id.get(), start + 1, "the group's next id");
     let empty = sse::publish!("wire", "").unwrap();
@@ -157,7 +163,7 @@ async fn hundred_subscribers_get_every_event_in_order() {
         clients.push(Client::open(&url(addr, "/events/g/hundred"), &[]).await);
     }
     eventually("all subscribed", || {
-        sse::hub().subscriber_count("hundred") == 100
+        sse::hub().group_stats("hundred").subscribers == 100
     })
     .await;
     let ids: Vec<String> = (0..200)
@@ -189,7 +195,8 @@ async fn groups_are_isolated() {
     let mut a = Client::open(&url(addr, "/events/g/iso-a"), &[]).await;
     let mut b = Client::open(&url(addr, "/events/g/iso-b"), &[]).await;
     eventually("subscribed", || {
-        sse::hub().subscriber_count("iso-a") == 1 && sse::hub().subscriber_count("iso-b") == 1
+        sse::hub().group_stats("iso-a").subscribers == 1
+            && sse::hub().group_stats("iso-b").subscribers == 1
     })
     .await;
     sse::publish!("iso-a", "x", "for a").unwrap();
@@ -222,7 +229,7 @@ async fn bare_form_picks_the_group_or_answers_itself() {
 
     let mut alice = Client::open(&url(addr, "/events/me"), &[("x-user", "alice")]).await;
     eventually("subscribed", || {
-        sse::hub().subscriber_count("yo.alice") == 1
+        sse::hub().group_stats("yo.alice").subscribers == 1
     })
     .await;
     sse::publish!("yo.bob", "yo", "not for alice").unwrap();
@@ -236,11 +243,14 @@ async fn fixed_form_may_refuse_with_state() {
     let refused = request(&url(closed, "/events/gated"), &[]).await;
     assert_eq!(refused.status(), 401);
     assert_eq!(refused.text().await.unwrap(), "gate closed");
-    assert_eq!(sse::hub().subscriber_count("gated"), 0);
+    assert_eq!(sse::hub().group_stats("gated").subscribers, 0);
 
     let open = server(true).await;
     let mut client = Client::open(&url(open, "/events/gated"), &[]).await;
-    eventually("subscribed", || sse::hub().subscriber_count("gated") == 1).await;
+    eventually("subscribed", || {
+        sse::hub().group_stats("gated").subscribers == 1
+    })
+    .await;
     sse::publish!("gated", "ok").unwrap();
     assert_eq!(client.next().await.unwrap().data, "ok");
 }
@@ -250,7 +260,7 @@ async fn publish_from_a_plain_thread() {
     let addr = server(true).await;
     let mut client = Client::open(&url(addr, "/events/g/from-thread"), &[]).await;
     eventually("subscribed", || {
-        sse::hub().subscriber_count("from-thread") == 1
+        sse::hub().group_stats("from-thread").subscribers == 1
     })
     .await;
     let ids = std::thread::spawn(|| {
@@ -274,12 +284,12 @@ async fn closed_clients_are_unsubscribed() {
     let clients: Vec<Client> =
         futures_util::future::join_all((0..10).map(|_| Client::open(&leaving, &[]))).await;
     eventually("subscribed", || {
-        sse::hub().subscriber_count("leaving") == 10
+        sse::hub().group_stats("leaving").subscribers == 10
     })
     .await;
     drop(clients);
     eventually("unsubscribed", || {
-        sse::hub().subscriber_count("leaving") == 0
+        sse::hub().group_stats("leaving").subscribers == 0
     })
     .await;
     // Publishing to the now empty group still works and reaches nobody.
@@ -292,12 +302,12 @@ async fn a_group_whose_last_subscriber_left_is_freed() {
     let hub = sse::Hub::new(sse::Config::default().history(0, Duration::ZERO));
     let addr = sse_tests::serve_hub(&hub, "own").await;
     let client = Client::open(&url(addr, "/"), &[]).await;
-    eventually("subscribed", || hub.subscriber_count("own") == 1).await;
-    assert_eq!(hub.group_count(), 1);
-    assert_eq!(hub.open_streams(), 1);
+    eventually("subscribed", || hub.group_stats("own").subscribers == 1).await;
+    assert_eq!(hub.stats().groups, 1);
+    assert_eq!(hub.stats().open_streams, 1);
     drop(client);
     eventually("freed", || {
-        hub.group_count() == 0 && hub.open_streams() == 0
+        hub.stats().groups == 0 && hub.stats().open_streams == 0
     })
     .await;
 }

@@ -74,7 +74,9 @@ pub fn hub_app(hub: &sse::Hub, group: &str) -> Router {
     let group = sse::GroupName::new(group).unwrap();
     Router::new().route(
         "/",
-        axum::routing::get(move |last: sse::LastEventId| async move { hub.stream([group], &last) }),
+        axum::routing::get(
+            move |last: sse::LastEventId| async move { hub.subscribe([group], &last) },
+        ),
     )
 }
 
@@ -92,7 +94,7 @@ pub fn presence_app(hub: &sse::Hub) -> Router {
                 )>,
                       last: sse::LastEventId| async move {
                     let who = sse::Identity::new(&user).with_meta(format!("{user}'s meta"));
-                    as_user.join(sse::Join::group(room).identity(who), &last)
+                    as_user.subscribe(sse::Join::group(room).identity(who), &last)
                 },
             ),
         )

@@ -84,7 +84,7 @@ async fn many_slow_and_endless_heads_leave_the_others_served_and_memory_bounded(
     let app = Router::new()
         .route(
             "/events",
-            get(move |last: sse::LastEventId| async move { stream_hub.stream([group], &last) }),
+            get(move |last: sse::LastEventId| async move { stream_hub.subscribe([group], &last) }),
         )
         .route("/page", get(|| async { "a page" }));
     let (listener, addr) = sse_tests::listen().await;
@@ -93,7 +93,7 @@ async fn many_slow_and_endless_heads_leave_the_others_served_and_memory_bounded(
         .max_head_bytes(MAX_HEAD);
     tokio::spawn(server.into_future());
     let mut healthy = Client::open(&format!("http://{addr}/events"), &[]).await;
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 1).await;
     let baseline = rss_bytes();
 
     // Half of each kind on the first request, which `serve` reads, half on a later one, which

@@ -25,7 +25,10 @@ async fn open(group: &str) -> Client {
     let app = Router::new().route("/events/{group}", get(group_events));
     let addr = sse_tests::serve(app).await;
     let client = Client::open(&format!("http://{addr}/events/{group}"), &[]).await;
-    eventually("subscribed", || sse::hub().subscriber_count(group) == 1).await;
+    eventually("subscribed", || {
+        sse::hub().group_stats(group).subscribers == 1
+    })
+    .await;
     client
 }
 

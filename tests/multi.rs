@@ -43,7 +43,7 @@ async fn subscribed(groups: &[&str]) {
     eventually("subscribed", || {
         groups
             .iter()
-            .all(|group| sse::hub().subscriber_count(group) == 1)
+            .all(|group| sse::hub().group_stats(group).subscribers == 1)
     })
     .await;
 }
@@ -116,7 +116,7 @@ async fn replay_across_two_groups_is_exact() {
     );
     drop(first);
     eventually("unsubscribed", || {
-        sse::hub().subscriber_count("inbox.bea") == 0
+        sse::hub().group_stats("inbox.bea").subscribers == 0
     })
     .await;
 
@@ -185,16 +185,16 @@ async fn when_one_group_lost_the_history_the_stream_starts_with_one_reset() {
         "/",
         get(move |last: sse::LastEventId| async move {
             let groups = ["kept", "lost"].map(|name| sse::GroupName::new(name).unwrap());
-            handler_hub.stream(groups, &last)
+            handler_hub.subscribe(groups, &last)
         }),
     );
     let url = format!("http://{}/", sse_tests::serve(app).await);
     let mut first = Client::open(&url, &[]).await;
-    eventually("subscribed", || hub.subscriber_count("lost") == 1).await;
+    eventually("subscribed", || hub.group_stats("lost").subscribers == 1).await;
     hub.publish("kept", None, "seen").unwrap();
     let seen = first.next().await.unwrap().id;
     drop(first);
-    eventually("unsubscribed", || hub.subscriber_count("lost") == 0).await;
+    eventually("unsubscribed", || hub.group_stats("lost").subscribers == 0).await;
     for i in 0..3 {
         hub.publish("lost", None, format_args!("lost {i}")).unwrap();
     }
@@ -203,7 +203,7 @@ async fn when_one_group_lost_the_history_the_stream_starts_with_one_reset() {
     let reset = again.next().await.unwrap();
     assert_eq!(reset.event, sse::STREAM_RESET);
     assert_eq!(reset.data, r#"{"reason":"id older than the history"}"#);
-    eventually("subscribed", || hub.subscriber_count("lost") == 1).await;
+    eventually("subscribed", || hub.group_stats("lost").subscribers == 1).await;
     hub.publish("kept", None, "live").unwrap();
     let next = again.next().await.unwrap();
     assert_eq!(

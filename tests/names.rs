@@ -57,7 +57,10 @@ async fn refusal(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16
 /// Opens `path` and checks that an event published to `group` arrives on it.
 async fn streams(addr: SocketAddr, path: &str, headers: &[(&str, &str)], group: &str) {
     let mut client = Client::open(&format!("http://{addr}{path}"), headers).await;
-    eventually("subscribed", || sse::hub().subscriber_count(group) == 1).await;
+    eventually("subscribed", || {
+        sse::hub().group_stats(group).subscribers == 1
+    })
+    .await;
     let id = sse::publish!(group, "yo", "for {group}").unwrap();
     let event = client.next().await.expect("an event");
     assert_eq!(

@@ -60,7 +60,7 @@ async fn presence_counts_each_user_s_tabs_and_join_and_leave_are_published_once(
         let alice_tab2 = Client::open(&url("room/alice"), &[]).await;
         let bob = Client::open(&url("room/bob"), &[]).await;
         presence_becomes(&hub, "room", &["alice:2:alice's meta", "bob:1:bob's meta"]).await;
-        assert_eq!(hub.subscriber_count("room"), 4, "{server}");
+        assert_eq!(hub.group_stats("room").subscribers, 4, "{server}");
 
         drop(alice_tab1);
         presence_becomes(&hub, "room", &["alice:1:alice's meta", "bob:1:bob's meta"]).await;
@@ -158,9 +158,7 @@ async fn hooks_see_every_open_and_close_with_its_reason() {
         assert_eq!(closed.next().await.unwrap().event, sse::STREAM_CLOSED);
         assert!(closed.next().await.is_none(), "{server}: the stream ends");
         seen.wait_for("close 2 bob room closed by the server").await;
-        within(hub.close_group(GroupName::new("room").unwrap()))
-            .await
-            .unwrap();
+        within(hub.close_group("room")).await.unwrap();
         assert_eq!(anonymous.next().await.unwrap().event, sse::STREAM_CLOSED);
         seen.wait_for("close 3 - room closed by the server").await;
 
@@ -172,7 +170,7 @@ async fn hooks_see_every_open_and_close_with_its_reason() {
         // 5: one that falls behind (its subscription is never read).
         let other = GroupName::new("other").unwrap();
         let mut slow = hub
-            .join(Join::group(other).user("slow"), &LastEventId::default())
+            .subscribe(Join::group(other).user("slow"), &LastEventId::default())
             .unwrap();
         for n in 0..5 {
             hub.publish("other", None, n).unwrap();
@@ -201,7 +199,7 @@ async fn a_closed_stream_s_client_is_answered_204_and_others_are_not() {
         let url = |path: &str| format!("http://{addr}/{path}");
         let mut alice = Client::open(&url("room/alice"), &[]).await;
         let mut bob = Client::open(&url("room/bob"), &[]).await;
-        eventually("both open", || hub.subscriber_count("room") == 2).await;
+        eventually("both open", || hub.group_stats("room").subscribers == 2).await;
 
         assert_eq!(within(hub.close_user("alice")).await.unwrap(), 1);
         let closing = alice.next().await.unwrap();
@@ -237,7 +235,7 @@ async fn a_closed_group_s_clients_are_answered_204_when_they_reconnect() {
     let addr = serve(presence_app(&hub)).await;
     let mut anonymous = Client::open(&format!("http://{addr}/room"), &[]).await;
     let started = "12345";
-    let closed = within(hub.close_group(GroupName::new("room").unwrap())).await;
+    let closed = within(hub.close_group("room")).await;
     assert_eq!(closed.unwrap(), 1);
     assert_eq!(anonymous.next().await.unwrap().event, sse::STREAM_CLOSED);
     let back = request(

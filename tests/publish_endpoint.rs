@@ -26,7 +26,7 @@ async fn start(
             "/events/{group}",
             get(
                 move |Path(group): Path<sse::GroupName>, last: sse::LastEventId| async move {
-                    streams.stream([group], &last)
+                    streams.subscribe([group], &last)
                 },
             ),
         );
@@ -40,7 +40,7 @@ async fn start(
 /// Opens a stream of `group` and waits until the hub counts it.
 async fn listen(hub: &sse::Hub, addr: SocketAddr, group: &str) -> Client {
     let client = Client::open(&format!("http://{addr}/events/{group}"), &[]).await;
-    eventually("subscribed", || hub.subscriber_count(group) == 1).await;
+    eventually("subscribed", || hub.group_stats(group).subscribers == 1).await;
     client
 }
 

@@ -17,7 +17,7 @@ async fn stream_url(hub: &sse::Hub, group: &'static str) -> String {
     let app = axum::Router::new().route(
         &format!("/events/{group}"),
         axum::routing::get(move |last: sse::LastEventId| async move {
-            hub.stream([sse::GroupName::new(group).unwrap()], &last)
+            hub.subscribe([sse::GroupName::new(group).unwrap()], &last)
         }),
     );
     format!("http://{}/events/{group}", sse_tests::serve(app).await)

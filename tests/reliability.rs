@@ -47,7 +47,7 @@ async fn own_server(
     let app = Router::new().route(
         "/g",
         get(move |last: sse::LastEventId| async move {
-            handler_hub.stream([sse::GroupName::new("g").unwrap()], &last)
+            handler_hub.subscribe([sse::GroupName::new("g").unwrap()], &last)
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -83,7 +83,7 @@ static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn subscribed(group: &str, n: usize) {
     eventually(&format!("{n} subscribers on {group}"), || {
-        sse::hub().subscriber_count(group) == n
+        sse::hub().group_stats(group).subscribers == n
     })
     .await;
 }
@@ -240,7 +240,7 @@ async fn an_id_older_than_the_history_is_a_reset_not_a_silent_gap() {
     let hub = sse::Hub::new(sse::Config::default().history(5, Duration::from_secs(300)));
     let (addr, _server) = own_server(&hub, None).await;
     let _listener = Client::open(&url(addr, "/g"), &[]).await;
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 1).await;
     let ids: Vec<String> = (0..10)
         .map(|i| hub.publish("g", None, i).unwrap().to_string())
         .collect();
@@ -326,7 +326,7 @@ async fn a_stalled_client_is_cut_off_without_hurting_the_others_and_recovers_eve
         still_open.push(client);
     }
     // Cut by the publishes that left it too far behind, though its socket is still open.
-    assert_eq!(sse::hub().subscriber_count("stall"), 5);
+    assert_eq!(sse::hub().group_stats("stall").subscribers, 5);
     let grown = rss_bytes().saturating_sub(rss_before);
     assert!(grown < 64 << 20, "memory grew by {grown} bytes");
 
@@ -362,7 +362,7 @@ async fn too_many_streams_get_503_with_retry_after() {
         "too many open streams, try again later"
     );
     open.pop();
-    eventually("a slot is free", || hub.open_streams() == 2).await;
+    eventually("a slot is free", || hub.stats().open_streams == 2).await;
     Client::open(&url(addr, "/g"), &[]).await;
 }
 
@@ -438,12 +438,12 @@ async fn ten_thousand_connects_and_disconnects_leak_nothing() {
     };
     let _measuring = MEMORY.lock().await;
     run(800).await;
-    eventually("warm-up streams closed", || hub.open_streams() == 0).await;
+    eventually("warm-up streams closed", || hub.stats().open_streams == 0).await;
     let baseline = rss_bytes();
     run(10_000).await;
-    eventually("all streams closed", || hub.open_streams() == 0).await;
-    assert_eq!(hub.subscriber_count("g"), 0);
-    assert_eq!(hub.group_count(), 0);
+    eventually("all streams closed", || hub.stats().open_streams == 0).await;
+    assert_eq!(hub.group_stats("g").subscribers, 0);
+    assert_eq!(hub.stats().groups, 0);
     let grown = rss_bytes().saturating_sub(baseline);
     assert!(
         grown < 16 << 20,
@@ -461,7 +461,7 @@ async fn shutdown_ends_streams_with_a_retry_hint_and_refuses_publishers() {
     for _ in 0..3 {
         clients.push(Client::open(&url(addr, "/g"), &[]).await);
     }
-    eventually("subscribed", || hub.subscriber_count("g") == 4).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 4).await;
 
     stop.send(()).unwrap();
     within(server).await.unwrap();
@@ -476,5 +476,5 @@ async fn shutdown_ends_streams_with_a_retry_hint_and_refuses_publishers() {
     }
     let err = hub.publish("g", None, "too late").unwrap_err();
     assert!(matches!(err, sse::PublishError::ShutDown));
-    assert_eq!(hub.open_streams(), 0);
+    assert_eq!(hub.stats().open_streams, 0);
 }

@@ -32,7 +32,7 @@ fn app(hub: &sse::Hub) -> Router {
     Router::new()
         .route(
             "/events",
-            get(move |last: sse::LastEventId| async move { hub.stream([group], &last) }),
+            get(move |last: sse::LastEventId| async move { hub.subscribe([group], &last) }),
         )
         .route("/page", get(|| async { "a page" }))
 }
@@ -80,7 +80,7 @@ async fn a_stream_is_raw_event_bytes_that_end_with_the_connection() {
     }
     assert!(!head.contains("transfer-encoding"), "{head}");
 
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 1).await;
     let first = hub.publish("g", Some("yo"), "a\nb").unwrap();
     let second = hub.publish("g", None, "").unwrap();
     hub.shutdown();
@@ -144,7 +144,7 @@ async fn other_requests_and_refusals_are_served_by_hyper_on_a_kept_alive_connect
     assert_eq!(stream.headers()["connection"], "close");
     assert!(!stream.headers().contains_key("transfer-encoding"));
     let mut client = sse_tests::Client::from_response(stream);
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 1).await;
     let id = hub.publish("g", Some("yo"), "handed back").unwrap();
     let event = client.next().await.unwrap();
     assert_eq!(
@@ -176,7 +176,7 @@ async fn a_stream_asked_for_after_other_requests_is_written_like_a_first_one() {
     let (whole, read_past_the_page) = body.split_once("end of page").unwrap();
     assert!(whole.len() == 1 << 20 && whole.bytes().all(|b| b == b'x'));
     let read_past_the_page = read_past_the_page.to_owned();
-    eventually("both subscribed", || hub.subscriber_count("g") == 2).await;
+    eventually("both subscribed", || hub.group_stats("g").subscribers == 2).await;
     let id = hub.publish("g", Some("yo"), "kept alive").unwrap();
     hub.shutdown();
     for (what, tcp, read) in [
@@ -207,7 +207,7 @@ async fn a_request_sent_after_a_handed_back_stream_closes_it() {
         .unwrap();
     // Not answered: a stream's connection carries nothing more.
     assert_eq!(read_to_close(&mut tcp).await, "");
-    eventually("no stream left", || hub.subscriber_count("g") == 0).await;
+    eventually("no stream left", || hub.group_stats("g").subscribers == 0).await;
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn handlers_get_the_peer_address_on_both_paths() {
     let tcp = raw_get(addr, "/events/mine", "").await;
     let port = tcp.local_addr().unwrap().port();
     eventually("subscribed by port", || {
-        sse::hub().subscriber_count(&format!("port.{port}")) == 1
+        sse::hub().group_stats(&format!("port.{port}")).subscribers == 1
     })
     .await;
     let who = sse_tests::http_client()
@@ -250,12 +250,12 @@ async fn a_client_that_takes_nothing_is_disconnected_after_the_stall_timeout() {
     let server = sse::serve(listener, app(&hub)).stall_timeout(Duration::from_millis(300));
     tokio::spawn(server.into_future());
     let mut stalled = raw_get_bytes(addr, "/events", b"", Some(4096)).await;
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 1).await;
     let chunk = "x".repeat(8 * 1024);
     for _ in 0..1_000 {
         hub.publish("g", None, &chunk).unwrap();
     }
-    eventually("stalled stream closed", || hub.open_streams() == 0).await;
+    eventually("stalled stream closed", || hub.stats().open_streams == 0).await;
     // What the socket held arrives, then the end: 8 MB were published, far less came.
     let received = read_to_close(&mut stalled).await;
     assert!(received.len() < 4 * 1024 * 1024, "{}", received.len());
@@ -267,9 +267,9 @@ async fn a_client_that_sends_more_on_a_stream_is_disconnected() {
     let addr = sse_tests::serve(app(&hub)).await;
     let mut tcp = raw_get(addr, "/events", "").await;
     read_until(&mut tcp, "retry: 3000\n\n").await;
-    eventually("subscribed", || hub.open_streams() == 1).await;
+    eventually("subscribed", || hub.stats().open_streams == 1).await;
     tcp.write_all(b"GET /page HTTP/1.1\r\n\r\n").await.unwrap();
-    eventually("closed", || hub.open_streams() == 0).await;
+    eventually("closed", || hub.stats().open_streams == 0).await;
     assert!(!read_to_close(&mut tcp).await.contains("a page"));
 }
 
@@ -393,7 +393,10 @@ async fn a_head_over_the_limit_is_refused_with_431_on_both_paths() {
             "{path}: {answer}"
         );
     }
-    eventually("the stream still open", || hub.subscriber_count("g") == 1).await;
+    eventually("the stream still open", || {
+        hub.group_stats("g").subscribers == 1
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -417,7 +420,7 @@ async fn graceful_shutdown_ends_every_connection_and_then_the_server() {
     // A kept-alive connection that hyper serves, between two requests.
     let mut kept = TcpStream::connect(addr).await.unwrap();
     one_page(&mut kept).await;
-    eventually("subscribed", || hub.open_streams() == 1).await;
+    eventually("subscribed", || hub.stats().open_streams == 1).await;
 
     stop.send(()).unwrap();
     within(server).await.unwrap().unwrap();
@@ -516,7 +519,7 @@ async fn shutdown_ends_within_its_timeout_however_clients_stall() {
 
     // A stream whose client reads nothing: the retry hint that would end it cannot be written.
     let mut stalled = raw_get_bytes(addr, "/events", b"", Some(4096)).await;
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 1).await;
     let chunk = "x".repeat(8 * 1024);
     for _ in 0..1_000 {
         hub.publish("g", None, &chunk).unwrap();

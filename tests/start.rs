@@ -129,7 +129,7 @@ fn app(hub: &Hub, groups: &[&str]) -> Router {
     let groups: Vec<GroupName> = groups.iter().map(|g| GroupName::new(*g).unwrap()).collect();
     Router::new().route(
         "/events",
-        get(move |last: LastEventId| std::future::ready(hub.stream(groups.clone(), &last))),
+        get(move |last: LastEventId| std::future::ready(hub.subscribe(groups.clone(), &last))),
     )
 }
 

@@ -27,7 +27,7 @@ async fn published_delivered_and_replayed_are_counted() {
 
     let mut a = Client::open(&url, &[]).await;
     let mut b = Client::open(&url, &[]).await;
-    eventually("subscribed", || hub.subscriber_count("g") == 2).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 2).await;
     let first = hub.publish("g", Some("n"), "to both").unwrap();
     a.next().await.unwrap();
     b.next().await.unwrap();
@@ -37,7 +37,7 @@ async fn published_delivered_and_replayed_are_counted() {
     assert_eq!((stats.published, stats.replayed, stats.dropped), (2, 0, 0));
 
     drop(a);
-    eventually("a left", || hub.subscriber_count("g") == 1).await;
+    eventually("a left", || hub.group_stats("g").subscribers == 1).await;
     for i in 0..3 {
         hub.publish("g", Some("n"), format_args!("missed {i}"))
             .unwrap();
@@ -65,7 +65,7 @@ async fn a_stream_cut_for_lagging_counts_as_dropped() {
     );
     let addr = sse_tests::serve_hub(&hub, "g").await;
     let mut tcp = raw_get(addr, "/", "").await;
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 1).await;
     let big = "x".repeat(60_000);
     for _ in 0..200 {
         hub.publish("g", None, &big).unwrap();

@@ -81,7 +81,7 @@ async fn events_arrive_at_once_over_tls() {
     let group = sse::GroupName::new("g").unwrap();
     let app = Router::new().route(
         "/events",
-        get(move |last: sse::LastEventId| async move { stream_hub.stream([group], &last) }),
+        get(move |last: sse::LastEventId| async move { stream_hub.subscribe([group], &last) }),
     );
     let (listener, certificate) = TlsListener::bind().await;
     let addr = listener.local_addr().unwrap();
@@ -104,7 +104,7 @@ async fn events_arrive_at_once_over_tls() {
     assert_eq!(response.headers()["connection"], "close");
     assert!(!response.headers().contains_key("transfer-encoding"));
     let mut client = sse_tests::Client::from_response(response);
-    eventually("subscribed", || hub.subscriber_count("g") == 1).await;
+    eventually("subscribed", || hub.group_stats("g").subscribers == 1).await;
 
     // One at a time: each event arrives before the next is published.
     for n in 0..20 {

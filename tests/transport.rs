@@ -62,7 +62,7 @@ async fn many_streams_share_one_http2_connection() {
         streams.push(Client::from_response(response));
     }
     eventually("all subscribed", || {
-        (0..STREAMS).all(|i| sse::hub().subscriber_count(&format!("h2.{i}")) == 1)
+        (0..STREAMS).all(|i| sse::hub().group_stats(&format!("h2.{i}")).subscribers == 1)
     })
     .await;
     for i in (0..STREAMS).rev() {
@@ -98,7 +98,10 @@ async fn a_credentialed_cross_origin_event_source_is_allowed() {
     assert_eq!(headers["access-control-allow-origin"], PAGE_ORIGIN);
     assert_eq!(headers["access-control-allow-credentials"], "true");
     assert_eq!(headers["content-type"], "text/event-stream");
-    eventually("subscribed", || sse::hub().subscriber_count("cors") == 1).await;
+    eventually("subscribed", || {
+        sse::hub().group_stats("cors").subscribers == 1
+    })
+    .await;
     sse::publish!("cors", "yo", "across origins").unwrap();
     assert_eq!(client.next().await.unwrap().data, "across origins");
 

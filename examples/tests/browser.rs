@@ -318,7 +318,7 @@ async fn a_page_and_its_stream_on_one_connection() {
             .route(
                 "/events",
                 get(move |last: sse::LastEventId| {
-                    std::future::ready(streamed.stream([group.clone()], &last))
+                    std::future::ready(streamed.subscribe([group.clone()], &last))
                 }),
             );
         let listener = Recording::bind().await;
@@ -326,7 +326,7 @@ async fn a_page_and_its_stream_on_one_connection() {
         tokio::spawn(sse::serve(listener, app).into_future());
         page.goto(&format!("http://{addr}/")).await.unwrap();
         wait_for("the page's stream to open", || async {
-            hub.subscriber_count("page") == 1
+            hub.group_stats("page").subscribers == 1
         })
         .await;
         hub.publish("page", Some("yo"), "over the page's connection")
@@ -486,7 +486,7 @@ where
         .route(
             "/events",
             get(move |last: sse::LastEventId| {
-                std::future::ready(streamed.stream([group.clone()], &last))
+                std::future::ready(streamed.subscribe([group.clone()], &last))
             }),
         );
     let relay = Relay::start(serve(app).await).await;
@@ -571,7 +571,7 @@ where
             get(move |last: sse::LastEventId| {
                 counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let join = sse::Join::group(group.clone()).user("alice");
-                std::future::ready(streamed.join(join, &last))
+                std::future::ready(streamed.subscribe(join, &last))
             }),
         );
     let addr = serve(app).await;

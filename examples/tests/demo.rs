@@ -91,7 +91,10 @@ async fn a_yo_reaches_its_receiver_and_the_public_feed_on_one_stream() {
     let mut bobs_stream =
         Client::open(&format!("http://{addr}/events/me"), &[("cookie", &bob)]).await;
     let mut visitor = Client::open(&format!("http://{addr}/events/yo"), &[]).await;
-    eventually("bob online", || sse::hub().subscriber_count("yo.bob1") == 1).await;
+    eventually("bob online", || {
+        sse::hub().group_stats("yo.bob1").subscribers == 1
+    })
+    .await;
 
     let online = sse_tests::request(&format!("http://{addr}/api/online"), &[]).await;
     let online: Vec<String> = serde_json::from_slice(&online.bytes().await.unwrap()).unwrap();

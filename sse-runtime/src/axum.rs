@@ -1,5 +1,5 @@
-//! The axum side: the `Last-Event-ID` extractor, a subscription as a response, the metrics
-//! handler.
+//! The axum side: the `Last-Event-ID` extractor, a subscription (or why there is none) as a
+//! response, the metrics handler.
 
 use std::{
     convert::Infallible,
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body, Frame};
 
-use crate::{GroupName, Hub, LastEventId, SubscribeError, Subscription};
+use crate::{LastEventId, SubscribeError, Subscription};
 
 impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     type Rejection = Infallible;
@@ -37,38 +37,6 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
             .or_else(query)
             .map(LastEventId::new)
             .unwrap_or_default())
-    }
-}
-
-impl Hub {
-    /// Opens a stream of `groups` for a client that last saw `last_event_id`: the response of an
-    /// SSE endpoint. What [`#[sse::subscribe]`](crate::subscribe) handlers return; call it
-    /// yourself for an endpoint the attribute does not fit.
-    ///
-    /// The response is `200 OK` with the SSE headers and a body that stays open (the
-    /// [`Subscription`] of [`Hub::subscribe`]), or `503 Service Unavailable` with `Retry-After`
-    /// when [`Config::max_streams`](crate::Config::max_streams) streams are open or the hub is
-    /// shut down, or `204 No Content` for a client coming back to a stream the server closed
-    /// ([`SubscribeError::Closed`]).
-    ///
-    /// ```
-    /// use axum::{routing::get, Router};
-    ///
-    /// async fn events(last: sse::LastEventId) -> axum::response::Response {
-    ///     let group = sse::GroupName::new("yo").unwrap();
-    ///     sse::hub().stream([group], &last)
-    /// }
-    /// let app: Router = Router::new().route("/events", get(events));
-    /// ```
-    pub fn stream(
-        &self,
-        groups: impl IntoIterator<Item = GroupName>,
-        last_event_id: &LastEventId,
-    ) -> Response {
-        match self.subscribe(groups, last_event_id) {
-            Ok(subscription) => subscription.into_response(),
-            Err(refused) => refused.into_response(),
-        }
     }
 }
 

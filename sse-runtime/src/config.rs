@@ -26,7 +26,7 @@ pub const BROKER_URL_ENV: &str = "SSE_BROKER_URL";
 ///     .history(5_000, Duration::from_secs(600))
 ///     .max_streams(50_000);
 /// let hub = sse::Hub::new(config);
-/// assert_eq!(hub.open_streams(), 0);
+/// assert_eq!(hub.stats().open_streams, 0);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -24,7 +24,7 @@ use crate::{GroupName, Identity};
 ///     log.lock().unwrap().push((stream.number(), stream.groups().to_vec(), user, reason));
 /// }));
 /// let yo = sse::GroupName::new("yo")?;
-/// let stream = hub.join(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
+/// let stream = hub.subscribe(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
 /// drop(stream);
 /// # for _ in 0..1000 { if !seen.lock().unwrap().is_empty() { break } std::thread::sleep(std::time::Duration::from_millis(5)) }
 /// let (_, groups, user, reason) = seen.lock().unwrap()[0].clone();

@@ -12,7 +12,7 @@ use crate::{
     presence::{Change, Presence, Present},
     registry::{Registry, Start},
     subscription::{Settings, Subscription},
-    BrokerError, Config, EventId, GroupName, Join, LastEventId, PublishError, Stats,
+    BrokerError, Config, EventId, GroupName, GroupStats, Join, LastEventId, PublishError, Stats,
     SubscribeError,
 };
 
@@ -26,7 +26,7 @@ use crate::{
 /// let hub = sse::Hub::new(sse::Config::default());
 /// let id = hub.publish("yo", Some("yo"), "yo from alice to bob")?;
 /// assert!(id.get() > 0);
-/// assert_eq!(hub.subscriber_count("yo"), 0);
+/// assert_eq!(hub.group_stats("yo").subscribers, 0);
 /// # Ok::<(), sse::PublishError>(())
 /// ```
 #[derive(Clone)]
@@ -84,7 +84,7 @@ static GLOBAL: OnceCell<Hub> = OnceCell::new();
 ///
 /// ```
 /// let _id = sse::publish!("docs-hub", "hi")?;
-/// assert_eq!(sse::hub().subscriber_count("docs-hub"), 0);
+/// assert_eq!(sse::hub().group_stats("docs-hub").subscribers, 0);
 /// # Ok::<(), sse::PublishError>(())
 /// ```
 pub fn hub() -> &'static Hub {
@@ -174,7 +174,7 @@ impl Hub {
     ///
     /// ```
     /// let hub = sse::Hub::new(sse::Config::default().max_streams(100));
-    /// assert_eq!(hub.group_count(), 0);
+    /// assert_eq!(hub.stats().groups, 0);
     /// ```
     pub fn new(config: Config) -> Self {
         let engine: Arc<dyn Engine> = match &config.broker {
@@ -370,14 +370,16 @@ impl Hub {
         self.send_async(group, draft)
     }
 
-    /// Opens a stream of `groups` for a client that last saw `last_event_id`: a [`Subscription`]
-    /// yielding the stream's bytes, to serve over any transport. (Over HTTP,
-    /// [`Hub::stream`] and [`#[sse::subscribe]`](crate::subscribe) serve it for you.) A group
-    /// named twice is streamed once.
+    /// Opens a stream for a client that last saw `last_event_id`: a [`Subscription`] yielding
+    /// the stream's bytes, to serve over any transport. `join` is one group ([`GroupName`]),
+    /// several (an array or a `Vec` of them, [`Join::groups`] for any other iterator; a group
+    /// named twice is streamed once), or a [`Join`] that says who opened the stream: that user
+    /// then counts in [`Hub::presence`] while it is open, and [`Hub::close_user`] closes it.
     ///
     /// It starts where the id says: after it in each group when the history still holds what
     /// the client missed; else with a `stream-reset` event, then live. It is refused when
-    /// [`Config::max_streams`] streams are open or the hub is shut down.
+    /// [`Config::max_streams`] streams are open or the hub is shut down, and with
+    /// [`SubscribeError::Closed`] when the client comes back to a stream the server closed.
     ///
     /// ```
     /// use futures_util::StreamExt;
@@ -391,37 +393,45 @@ impl Hub {
     /// let event = String::from_utf8(bob.next().await.unwrap().to_vec())?;
     /// assert!(event.starts_with(&format!("event: yo\ndata: yo from alice\nid: yo.bob:{id},yo:")));
     ///
-    /// let full = sse::Hub::new(sse::Config::default().max_streams(0));
-    /// let refused = full.subscribe([sse::GroupName::new("yo")?], &sse::LastEventId::default());
-    /// assert!(matches!(refused, Err(sse::SubscribeError::TooManyStreams)));
-    /// # Ok(()) }
-    /// ```
-    pub fn subscribe(
-        &self,
-        groups: impl IntoIterator<Item = GroupName>,
-        last_event_id: &LastEventId,
-    ) -> Result<Subscription, SubscribeError> {
-        self.join(Join::groups(groups), last_event_id)
-    }
-
-    /// [`Hub::subscribe`], for a stream that may carry who opened it: the user then counts in
-    /// [`Hub::presence`] while it is open, and [`Hub::close_user`] closes it. What bare
-    /// [`#[sse::subscribe]`](crate::subscribe) handlers returning a [`Join`] open.
-    ///
-    /// Refused with [`SubscribeError::Closed`] (answered `204 No Content`) when the client
-    /// comes back to a stream the server closed.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let hub = sse::Hub::new(sse::Config::default());
     /// let yo = sse::GroupName::new("yo")?;
-    /// let tab = hub.join(sse::Join::group(yo).user("alice"), &sse::LastEventId::default())?;
+    /// let tab = hub.subscribe(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
     /// assert_eq!(hub.presence("yo").await?[0].user, "alice");
     /// drop(tab);
     /// assert!(hub.presence("yo").await?.is_empty());
+    ///
+    /// let full = sse::Hub::new(sse::Config::default().max_streams(0));
+    /// let refused = full.subscribe(yo, &sse::LastEventId::default());
+    /// assert!(matches!(refused, Err(sse::SubscribeError::TooManyStreams)));
     /// # Ok(()) }
     /// ```
-    pub fn join(
+    ///
+    /// Over HTTP, what it returns is the response: [`#[sse::subscribe]`](crate::subscribe)
+    /// handlers end here, and an endpoint the attribute does not fit returns it from its
+    /// handler (or calls `.into_response()` on it). A stream is `200 OK` with the SSE headers
+    /// and the stream as the body; a refusal `503 Service Unavailable` with `Retry-After`, or,
+    /// for [`SubscribeError::Closed`], `204 No Content`, on which a browser's `EventSource`
+    /// stops for good.
+    ///
+    /// ```
+    /// use axum::{extract::Path, response::IntoResponse, routing::get, Router};
+    ///
+    /// async fn room_events(
+    ///     Path(room): Path<sse::GroupName>,
+    ///     last: sse::LastEventId,
+    /// ) -> Result<sse::Subscription, sse::SubscribeError> {
+    ///     sse::hub().subscribe(room, &last)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let app: Router = Router::new().route("/rooms/{room}/events", get(room_events));
+    /// # let _ = app;
+    /// let room = sse::GroupName::new("room.7")?;
+    /// let response = room_events(Path(room), sse::LastEventId::default()).await.into_response();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["content-type"], "text/event-stream");
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe(
         &self,
         join: impl Into<Join>,
         last_event_id: &LastEventId,
@@ -469,18 +479,49 @@ impl Hub {
     /// [`Identity`](crate::Identity) count. In memory, those of this hub; with Redis, those of
     /// every process on the same Redis, read from Redis (one round trip), where a process's
     /// entries expire [`Config::presence_ttl`] after it last refreshed them, so the users of a
-    /// process that died vanish within that bound.
+    /// process that died vanish within that bound; reading it then fails when Redis cannot be
+    /// reached ([`BrokerError`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let hub = sse::Hub::new(sse::Config::default());
     /// let yo = sse::GroupName::new("yo")?;
-    /// let _alice = hub.join(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
-    /// let _anonymous = hub.subscribe([yo], &Default::default())?;
+    /// let _alice = hub.subscribe(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
+    /// let _anonymous = hub.subscribe(yo, &Default::default())?;
     /// let present = hub.presence("yo").await?;
     /// assert_eq!(present.len(), 1);
     /// assert_eq!((present[0].user.as_str(), present[0].streams), ("alice", 1));
     /// # Ok(()) }
+    /// ```
+    ///
+    /// With feature `json` (on by default), [`Present`] is `serde::Serialize`: an endpoint that
+    /// says who is in a room answers with the list as it is.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")]
+    /// use axum::{extract::Path, http::StatusCode, Json};
+    ///
+    /// /// `[{"user":"alice","streams":1,"meta":"Alice"}]`, or why presence could not be read.
+    /// # #[cfg(feature = "json")]
+    /// async fn who_is_here(
+    ///     Path(room): Path<String>,
+    /// ) -> Result<Json<Vec<sse::Present>>, (StatusCode, String)> {
+    ///     match sse::hub().presence(&room).await {
+    ///         Ok(present) => Ok(Json(present)),
+    ///         Err(unreachable) => Err((StatusCode::SERVICE_UNAVAILABLE, unreachable.to_string())),
+    ///     }
+    /// }
+    ///
+    /// # #[cfg(feature = "json")]
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let alice = sse::Identity::new("alice").with_meta("Alice");
+    /// let room = sse::Join::group(sse::GroupName::new("room.7")?).identity(alice);
+    /// let _tab = sse::hub().subscribe(room, &Default::default())?;
+    /// let Json(present) = who_is_here(Path("room.7".into())).await.unwrap();
+    /// let json = serde_json::to_string(&present)?;
+    /// assert_eq!(json, r#"[{"user":"alice","streams":1,"meta":"Alice"}]"#);
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "json"))] fn main() {}
     /// ```
     pub fn presence(
         &self,
@@ -502,13 +543,13 @@ impl Hub {
     ///
     /// let hub = sse::Hub::new(sse::Config::default().retry(None));
     /// let yo = sse::GroupName::new("yo")?;
-    /// let mut tab = hub.join(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
+    /// let mut tab = hub.subscribe(sse::Join::group(yo.clone()).user("alice"), &Default::default())?;
     /// tab.next().await; // stream-start
     /// assert_eq!(hub.close_user("alice").await?, 1);
     /// assert_eq!(tab.next().await.unwrap(), "event: stream-closed\ndata: \nid: closed\n\n");
     /// assert_eq!(tab.next().await, None);
     /// // The browser comes back with that id, or with another within the close memory: 204.
-    /// let back = hub.join(sse::Join::group(yo).user("alice"), &tab.last_event_id());
+    /// let back = hub.subscribe(sse::Join::group(yo).user("alice"), &tab.last_event_id());
     /// assert!(matches!(back, Err(sse::SubscribeError::Closed)));
     /// # Ok(()) }
     /// ```
@@ -521,70 +562,68 @@ impl Hub {
 
     /// Ends every stream of `group` (all of each stream, also its other groups), as
     /// [`Hub::close_user`] ends a user's, in every process; reconnections to the group are
-    /// refused for [`Config::close_memory`].
+    /// refused for [`Config::close_memory`]. Returns how many streams it closed in this
+    /// process: none for an invalid group name, as no stream can be in such a group.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let hub = sse::Hub::new(sse::Config::default());
     /// let room = sse::GroupName::new("room.7")?;
-    /// let _a = hub.subscribe([room.clone()], &Default::default())?;
-    /// let _b = hub.join(sse::Join::group(room.clone()).user("bob"), &Default::default())?;
-    /// assert_eq!(hub.close_group(room).await?, 2);
+    /// let _a = hub.subscribe(room.clone(), &Default::default())?;
+    /// let _b = hub.subscribe(sse::Join::group(room).user("bob"), &Default::default())?;
+    /// assert_eq!(hub.close_group("room.7").await?, 2);
+    /// assert_eq!(hub.close_group("not a group").await?, 0);
     /// # Ok(()) }
     /// ```
     pub fn close_group(
         &self,
-        group: GroupName,
+        group: &str,
     ) -> impl Future<Output = Result<usize, BrokerError>> + Send + 'static {
-        self.presence.close(Closing::Group(group))
+        let closing = GroupName::new(group)
+            .ok()
+            .map(|group| self.presence.close(Closing::Group(group)));
+        async move {
+            match closing {
+                Some(closing) => closing.await,
+                None => Ok(0),
+            }
+        }
     }
 
-    /// How many open streams listen to `group`.
+    /// A snapshot of `group` in this hub: how many streams listen to it. For the whole hub,
+    /// see [`Hub::stats`].
     ///
     /// ```
-    /// assert_eq!(sse::hub().subscriber_count("nobody-listens"), 0);
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let _tab = hub.subscribe(sse::GroupName::new("yo")?, &Default::default())?;
+    /// assert_eq!(hub.group_stats("yo").subscribers, 1);
+    /// assert_eq!(hub.group_stats("nobody-listens"), sse::GroupStats::default());
+    /// # Ok(()) }
     /// ```
-    pub fn subscriber_count(&self, group: &str) -> usize {
-        self.registry.subscriber_count(group)
+    pub fn group_stats(&self, group: &str) -> GroupStats {
+        GroupStats {
+            subscribers: self.registry.subscriber_count(group),
+        }
     }
 
-    /// How many groups are held: those with subscribers, and those whose history is still kept
-    /// for clients that may come back.
+    /// A snapshot of the hub: groups, open streams, and events published, delivered, replayed
+    /// and streams dropped since it was made. Its `Display` is Prometheus' text format. For one
+    /// group, see [`Hub::group_stats`].
     ///
     /// ```
     /// let hub = sse::Hub::new(sse::Config::default());
     /// hub.publish("nobody-listens", None, "lost in the void")?;
-    /// assert_eq!(hub.group_count(), 0); // a group nobody listens to costs nothing
-    /// # Ok::<(), sse::PublishError>(())
-    /// ```
-    pub fn group_count(&self) -> usize {
-        self.registry.group_count()
-    }
-
-    /// How many streams are open.
-    ///
-    /// ```
-    /// assert_eq!(sse::Hub::new(sse::Config::default()).open_streams(), 0);
-    /// ```
-    pub fn open_streams(&self) -> usize {
-        self.registry.open_streams()
-    }
-
-    /// A snapshot of the hub: groups, open streams, and events published, delivered, replayed
-    /// and streams dropped since it was made. Its `Display` is Prometheus' text format.
-    ///
-    /// ```
-    /// let hub = sse::Hub::new(sse::Config::default());
-    /// hub.publish("yo", None, "hi")?;
     /// let stats = hub.stats();
     /// assert_eq!((stats.published, stats.delivered, stats.dropped), (1, 0, 0));
+    /// assert_eq!((stats.groups, stats.open_streams), (0, 0)); // a group nobody listens to costs nothing
     /// # Ok::<(), sse::PublishError>(())
     /// ```
     pub fn stats(&self) -> Stats {
         Stats::new(
             &self.registry.counters,
-            self.group_count(),
-            self.open_streams(),
+            self.registry.group_count(),
+            self.registry.open_streams(),
         )
     }
 
@@ -645,7 +684,7 @@ fn published(registry: &Registry, group: &str, id: EventId) -> EventId {
 impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub")
-            .field("open_streams", &self.open_streams())
+            .field("open_streams", &self.registry.open_streams())
             .finish_non_exhaustive()
     }
 }

@@ -67,7 +67,7 @@ impl Identity {
 }
 
 /// What a bare [`#[sse::subscribe]`](crate::subscribe) handler returns to open a stream of
-/// groups it chose, as a user or anonymously; what [`Hub::join`](crate::Hub::join) opens.
+/// groups it chose, as a user or anonymously; what [`Hub::subscribe`](crate::Hub::subscribe) opens.
 ///
 /// ```
 /// use axum::{http::HeaderMap, http::StatusCode, response::{IntoResponse, Response}};

@@ -106,7 +106,7 @@ pub use resume::LastEventId;
 pub use serve::{bind, serve, Serve, LISTEN_BACKLOG};
 pub use sse_macros::subscribe;
 pub use sse_names::NameError;
-pub use stats::Stats;
+pub use stats::{GroupStats, Stats};
 pub use subscription::Subscription;
 
 /// Sends an event to every subscriber of a group, from sync or async code, on any thread.

@@ -57,20 +57,22 @@ pub const PRESENCE_JOIN: &str = "presence-join";
 /// ```
 pub const PRESENCE_LEAVE: &str = "presence-leave";
 
-/// A user connected to a group, as [`Hub::presence`](crate::Hub::presence) lists them.
+/// A user connected to a group, as [`Hub::presence`](crate::Hub::presence) lists them. With
+/// feature `json` (on by default) it is `serde::Serialize`, as `{"user":"alice","streams":2,"meta":"Alice"}`.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let hub = sse::Hub::new(sse::Config::default());
 /// let yo = sse::GroupName::new("yo")?;
 /// let alice = sse::Identity::new("alice").with_meta("Alice");
-/// let _tab = hub.join(sse::Join::group(yo.clone()).identity(alice.clone()), &Default::default())?;
-/// let _other_tab = hub.join(sse::Join::group(yo).identity(alice), &Default::default())?;
+/// let _tab = hub.subscribe(sse::Join::group(yo.clone()).identity(alice.clone()), &Default::default())?;
+/// let _other_tab = hub.subscribe(sse::Join::group(yo).identity(alice), &Default::default())?;
 /// let present = hub.presence("yo").await?;
 /// assert_eq!((present[0].user.as_str(), present[0].streams, present[0].meta.as_str()), ("alice", 2, "Alice"));
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Present {
     /// The user id ([`Identity::user`]).

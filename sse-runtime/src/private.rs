@@ -167,10 +167,7 @@ pub fn respond_fixed(
 /// The end of a bare `#[sse::subscribe]` handler.
 pub fn respond_bare(last: LastEventId, outcome: Outcome<Join>) -> Response {
     match outcome {
-        Outcome::Stream(join) => match hub().join(join, &last) {
-            Ok(subscription) => subscription.into_response(),
-            Err(refused) => refused.into_response(),
-        },
+        Outcome::Stream(join) => hub().subscribe(join, &last).into_response(),
         Outcome::Respond(response) => response,
     }
 }

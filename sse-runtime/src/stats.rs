@@ -109,6 +109,25 @@ impl Stats {
     }
 }
 
+/// A snapshot of one group in a hub, from [`Hub::group_stats`](crate::Hub::group_stats).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let hub = sse::Hub::new(sse::Config::default());
+/// let yo = sse::GroupName::new("yo")?;
+/// let (_phone, _laptop) = (hub.subscribe(yo.clone(), &Default::default())?, hub.subscribe(yo, &Default::default())?);
+/// let stats: sse::GroupStats = hub.group_stats("yo");
+/// assert_eq!(stats.subscribers, 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct GroupStats {
+    /// Streams open to the group in this hub (with Redis, in this process only). A stream of
+    /// several groups counts in each.
+    pub subscribers: usize,
+}
+
 impl fmt::Display for Stats {
     /// Prometheus text exposition format, version 0.0.4.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

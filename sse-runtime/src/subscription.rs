@@ -37,8 +37,9 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// a last comment), the hub shuts down (after a short `retry:` hint) or the server closes it
 /// (after a [`stream-closed`](crate::STREAM_CLOSED) event); a client that leaves just drops
 /// it. Why it ended is its [`CloseReason`], given to the close hook
-/// ([`Config::on_close`](crate::Config::on_close)). [`#[sse::subscribe]`](crate::subscribe) handlers and [`Hub::stream`](crate::Hub::stream)
-/// serve one as an HTTP body; serve it yourself over anything else, or read it in a test.
+/// ([`Config::on_close`](crate::Config::on_close)). It is an axum response:
+/// [`#[sse::subscribe]`](crate::subscribe) handlers, and any handler that returns one, serve it
+/// as an HTTP body; serve it yourself over anything else, or read it in a test.
 ///
 /// Poll it on a tokio runtime with time enabled, unless keep-alives are off
 /// ([`Config::keep_alive`](crate::Config::keep_alive)).
@@ -165,7 +166,7 @@ impl Subscription {
     /// ```
     /// let hub = sse::Hub::new(sse::Config::default());
     /// let join = sse::Join::group(sse::GroupName::new("yo")?).user("alice");
-    /// let subscription = hub.join(join, &sse::LastEventId::default())?;
+    /// let subscription = hub.subscribe(join, &sse::LastEventId::default())?;
     /// assert_eq!(subscription.identity().map(sse::Identity::user), Some("alice"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

@@ -263,7 +263,7 @@ fn whatever_comes_first_nothing_panics_nothing_hangs_and_the_server_goes_on() {
         .route(
             "/events",
             get(move |last: sse::LastEventId| async move {
-                stream_hub.stream([sse::GroupName::new("g").unwrap()], &last)
+                stream_hub.subscribe([sse::GroupName::new("g").unwrap()], &last)
             }),
         )
         .route(

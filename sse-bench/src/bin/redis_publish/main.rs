@@ -182,7 +182,7 @@ fn node(broker_url: &str) -> Result<(), Error> {
             "/sub/{group}",
             get(
                 move |Path(group): Path<sse::GroupName>, last: sse::LastEventId| async move {
-                    let stream: Response = hub.stream([group], &last).into_response();
+                    let stream: Response = hub.subscribe([group], &last).into_response();
                     stream
                 },
             ),
