@@ -42,6 +42,18 @@ impl Redis {
         (hub, format!("http://{addr}"))
     }
 
+    /// How many connections the processes have open to each node.
+    fn connections_per_node(&self) -> Vec<usize> {
+        match self {
+            Redis::One(server) => vec![server.other_connections()],
+            Redis::Cluster(cluster) => cluster
+                .nodes
+                .iter()
+                .map(|node| node.other_connections())
+                .collect(),
+        }
+    }
+
     /// How many processes listen to `group`'s events.
     fn listeners(&self, group: &str) -> u64 {
         match self {
@@ -176,6 +188,12 @@ async fn close_user_everywhere(redis: Redis) {
         let event = bob.next().await.expect("bob's stream goes on");
         seen.push(format!("{} {}", event.event, event.data));
         assert!(seen.len() <= 4, "bob saw {seen:?}");
+    }
+
+    // Publishing, listening, presence and closes share two connections per process on each
+    // node: one for commands, one to hear events and closes.
+    for (node, connections) in redis.connections_per_node().into_iter().enumerate() {
+        assert_eq!(connections, 2 * 2, "two processes on node {node}");
     }
 
     // Her browser comes back to the other process: refused there too, with 204.

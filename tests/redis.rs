@@ -707,3 +707,23 @@ async fn a_redis_that_stops_answering_is_noticed_and_recovered_from() {
     assert_eq!(listening_after.len(), 1);
     assert_ne!(listening_after, listening_before);
 }
+
+/// A hub's engine stops with the hub's last handle: its thread and every connection it opened
+/// to Redis go, with nothing left holding the hub (no cycle between the hub and its engine).
+#[tokio::test]
+async fn a_dropped_hub_closes_its_connections_to_redis() {
+    let redis = RedisServer::start().await;
+    let config = sse::Config::default().broker(&redis.url()).unwrap();
+    let hub = sse::Hub::connect(config).unwrap();
+    let stream = redis.subscribe(&hub, "yo").await;
+    within(hub.publish_async("yo", None, "hi")).await.unwrap();
+    within(hub.close_user("nobody")).await.unwrap();
+    assert_eq!(redis.other_connections(), 2, "commands and pub/sub");
+
+    drop(stream);
+    drop(hub);
+    eventually("the dropped hub's connections close", || {
+        redis.other_connections() == 0
+    })
+    .await;
+}

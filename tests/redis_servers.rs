@@ -127,6 +127,15 @@ impl RedisServer {
         assert!(status.success(), "kill -{signal} {pid}");
     }
 
+    /// How many connections other than the one asking are open to this server.
+    pub fn other_connections(&self) -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut self.connection().unwrap())
+            .unwrap();
+        list.lines().count() - 1
+    }
+
     /// The ids of the connections in pub/sub mode: a listening side that reconnected has a new one.
     pub fn pubsub_connections(&self) -> Vec<String> {
         let list: String = redis::cmd("CLIENT")

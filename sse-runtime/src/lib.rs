@@ -91,6 +91,12 @@ mod subscription;
 #[path = "private.rs"]
 pub mod __private;
 
+/// The README's Rust snippets, compiled and run as doctests so the guide cannot drift from the
+/// API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 pub use crate::axum::metrics;
 pub use config::{Config, BROKER_URL_ENV};
 pub use error::{BrokerError, PublishError, SubscribeError};

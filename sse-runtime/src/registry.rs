@@ -193,7 +193,7 @@ impl Registry {
         Ok(EventId(id))
     }
 
-    /// Appends an event to `group` (`encoded` without its id line, with `given` id from a
+    /// Appends an event to `group` (`encoded` without its id line, with `given` id from an
     /// engine, or the group's next one), wakes its subscribers and cuts those it leaves too far
     /// behind. Returns the id; an id from an engine not above the group's last is a repeat and
     /// is dropped.

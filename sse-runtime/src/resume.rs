@@ -175,7 +175,7 @@ pub(crate) struct SharedHistory {
     pub(crate) entries: Vec<SharedEvent>,
 }
 
-/// An event of a engine's shared history.
+/// An event of an engine's shared history.
 pub(crate) struct SharedEvent {
     pub(crate) id: u64,
     /// When it was published, in the engine's clock.
