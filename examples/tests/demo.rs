@@ -96,8 +96,7 @@ async fn a_yo_reaches_its_receiver_and_the_public_feed_on_one_stream() {
     })
     .await;
 
-    let online = sse_tests::request(&format!("http://{addr}/api/online"), &[]).await;
-    let online: Vec<String> = serde_json::from_slice(&online.bytes().await.unwrap()).unwrap();
+    let online = online(addr).await;
     assert!(online.contains(&"bob1".to_owned()), "{online:?}");
     assert!(!online.contains(&"alice1".to_owned()), "{online:?}");
 
@@ -195,10 +194,15 @@ async fn status_page_and_metrics_show_the_counters() {
         .contains("# TYPE sse_events_published_total counter"));
 }
 
-/// The users `/api/online` lists.
+/// The users `/api/online` lists (it answers `sse::Present` as JSON).
 async fn online(addr: SocketAddr) -> Vec<String> {
     let online = sse_tests::request(&format!("http://{addr}/api/online"), &[]).await;
-    serde_json::from_slice(&online.bytes().await.unwrap()).unwrap()
+    let present: Vec<serde_json::Value> =
+        serde_json::from_slice(&online.bytes().await.unwrap()).unwrap();
+    let users = present
+        .iter()
+        .map(|p| p["user"].as_str().unwrap().to_owned());
+    users.collect()
 }
 
 /// The next join or leave of `user` on `stream`, as `presence-join` or `presence-leave` (the

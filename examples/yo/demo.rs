@@ -262,13 +262,11 @@ async fn recent_yos(State(state): State<AppState>, jar: SignedCookieJar) -> Json
     Json(Recent { inbox, feed })
 }
 
-/// Who has a stream open now: what a page shows when its stream opens, before the join and
-/// leave events keep it up to date.
+/// Who has a stream open now (`[{"user":"bob","streams":1,"meta":""}]`): what a page shows
+/// when its stream opens, before the join and leave events keep it up to date.
 async fn online() -> Response {
     match sse::hub().presence(FEED).await {
-        Ok(present) => {
-            Json(present.into_iter().map(|p| p.user).collect::<Vec<_>>()).into_response()
-        }
+        Ok(present) => Json(present).into_response(),
         Err(e) => server_error(e),
     }
 }

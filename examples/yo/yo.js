@@ -71,11 +71,11 @@ async function refreshOnline() {
   if (!document.getElementById("online")) return;
   arrivedMeanwhile = [];
   try {
-    const names = await (await fetch("/api/online")).json();
+    const present = await (await fetch("/api/online")).json();
     const meanwhile = arrivedMeanwhile;
     arrivedMeanwhile = null;
     online.clear();
-    names.forEach((name) => online.add(name));
+    present.forEach(({ user }) => online.add(user));
     meanwhile.forEach(joinOrLeave);
   } catch (e) {
     // The server is away; the next open asks again.

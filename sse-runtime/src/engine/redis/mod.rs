@@ -30,6 +30,7 @@
 //! `sse:{g}:events`, whose messages are batches as in `d`.
 
 use std::{
+    future::Future,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -177,56 +178,55 @@ impl RedisEngine {
     }
 
     fn tell_listener(&self, command: Command) {
-        let listener = self.listener.get_or_init(|| {
-            let (commands, received) = mpsc::unbounded_channel();
-            let running = self.sink().and_then(|sink| {
-                let listener = Listener::new(
-                    self.target.clone(),
-                    self.limits,
-                    sink,
-                    self.process.clone(),
-                    received,
-                    self.router.clone(),
-                );
-                self.runtime()?.spawn(listener.run());
-                Ok(())
-            });
-            if let Err(error) = running {
-                tracing::error!(
-                    error = &error as &dyn std::error::Error,
-                    "cannot start the Redis listener: no events will arrive"
-                );
-            }
-            commands
-        });
-        // If the listener is gone, a catch-up's reply channel closes and says so.
-        let _ = listener.send(command);
+        let run = |sink, commands| {
+            let (target, process, router) = (
+                self.target.clone(),
+                self.process.clone(),
+                self.router.clone(),
+            );
+            Listener::new(target, self.limits, sink, process, commands, router).run()
+        };
+        self.tell(&self.listener, "the listener", run, command);
     }
 
     fn tell_presence(&self, command: presence::Command) {
-        let presence = self.presence.get_or_init(|| {
+        let run = |sink, commands| {
+            let (target, ttl) = (self.target.clone(), self.limits.presence_ttl);
+            let (process, router) = (self.process.clone(), self.router.clone());
+            Presence::new(target, ttl, sink, process, router).run(commands)
+        };
+        self.tell(&self.presence, "presence", run, command);
+    }
+
+    /// Sends `command` to the task of the engine's thread that `task` holds, which the first
+    /// command starts: `run` makes it from the sink and the commands it is to receive.
+    fn tell<C, F>(
+        &self,
+        task: &OnceCell<mpsc::UnboundedSender<C>>,
+        what: &str,
+        run: impl FnOnce(Arc<dyn Sink>, mpsc::UnboundedReceiver<C>) -> F,
+        command: C,
+    ) where
+        C: Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let commands = task.get_or_init(|| {
             let (commands, received) = mpsc::unbounded_channel();
             let running = self.sink().and_then(|sink| {
-                let presence = Presence::new(
-                    self.target.clone(),
-                    self.limits.presence_ttl,
-                    sink,
-                    self.process.clone(),
-                    self.router.clone(),
-                );
-                self.runtime()?.spawn(presence.run(received));
+                self.runtime()?.spawn(run(sink, received));
                 Ok(())
             });
             if let Err(error) = running {
                 tracing::error!(
                     error = &error as &dyn std::error::Error,
-                    "cannot start Redis presence: presence and closes stay in this process"
+                    "cannot start Redis {what}: nothing is heard from other processes"
                 );
             }
             commands
         });
-        // A stopped task answers nothing: the reply's sender is dropped, which says so.
-        let _ = presence.send(command);
+        // A task that stopped answers nothing: a reply's sender, dropped with its command,
+        // says so.
+        let _ = commands.send(command);
     }
 }
 
