@@ -403,3 +403,138 @@ except sse.PublishError as refused:
     assert_eq!(stderr.trim(), "sse_publish: 401: wrong bearer token");
     assert_eq!(hub.stats().published, 3);
 }
+
+/// Publishes what a retry of `body` (with the `Idempotency-Key` header `key`) answers.
+async fn post_keyed(addr: SocketAddr, key: &str, body: Value) -> (u16, Value) {
+    let request = http_client()
+        .post(format!("http://{addr}/publish"))
+        .bearer_auth(TOKEN)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    let answer = within(request.send()).await.unwrap();
+    (answer.status().as_u16(), json_of(answer).await)
+}
+
+async fn a_retried_request_with_its_keys_publishes_nothing_again(with_axum: bool) {
+    let hub = sse::Hub::new(sse::Config::default());
+    let addr = start(&hub, with_axum, |endpoint| endpoint).await;
+    let mut stream = listen(&hub, addr, "orders").await;
+
+    // Keys in the body, a batch sent twice (its answer lost, say): the same ids, nothing new.
+    let batch = json!({ "events": [
+        { "group": "orders", "event": "paid", "data": "17", "key": "order-17:paid" },
+        { "group": "orders", "event": "shipped", "data": "17", "key": "order-17:shipped" },
+    ]});
+    let (status, first) = post(addr, Some(TOKEN), batch.to_string()).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = post(addr, Some(TOKEN), batch.to_string()).await;
+    assert_eq!((status, ids(&again)), (200, ids(&first)));
+
+    // The header, for a body of one event.
+    let one = json!({ "group": "orders", "event": "delivered", "data": "17" });
+    let (status, delivered) = post_keyed(addr, "order-17:delivered", one.clone()).await;
+    assert_eq!(status, 200, "{delivered}");
+    let (_, again) = post_keyed(addr, "order-17:delivered", one.clone()).await;
+    assert_eq!(ids(&again), ids(&delivered));
+
+    let events = stream.take(3).await;
+    let read: Vec<_> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.id.clone()))
+        .collect();
+    let mut expected = ids(&first);
+    expected.extend(ids(&delivered));
+    assert_eq!(
+        read.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(
+        read.iter().map(|(event, _)| *event).collect::<Vec<_>>(),
+        ["paid", "shipped", "delivered"]
+    );
+    // Nothing else came: the next event is the one published now.
+    let (_, last) = post(
+        addr,
+        Some(TOKEN),
+        json!({ "group": "orders", "data": "end" }).to_string(),
+    )
+    .await;
+    assert_eq!(stream.next().await.unwrap().id, ids(&last)[0]);
+
+    // A bad key is refused, and so is the header on a batch: nothing published.
+    let (status, refused) = post_keyed(addr, "has space", one).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid idempotency key"),
+        "{refused}"
+    );
+    let (status, refused) = post_keyed(addr, "k", batch).await;
+    assert_eq!(status, 422, "{refused}");
+    let bad = json!({ "group": "orders", "data": "x", "key": "" });
+    let (status, refused) = post(addr, Some(TOKEN), bad.to_string()).await;
+    assert_eq!(
+        (status, refused["index"].as_u64()),
+        (422, Some(0)),
+        "{refused}"
+    );
+    assert_eq!(
+        hub.stats().published,
+        2 + 2 + 2 + 1,
+        "every answered publish counts"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_request_with_its_keys_publishes_nothing_again_under_sse_serve() {
+    a_retried_request_with_its_keys_publishes_nothing_again(false).await;
+}
+
+#[tokio::test]
+async fn a_retried_request_with_its_keys_publishes_nothing_again_under_axum_serve() {
+    a_retried_request_with_its_keys_publishes_nothing_again(true).await;
+}
+
+#[tokio::test]
+async fn the_python_publisher_retries_with_a_key_and_says_every_failure_as_a_publish_error() {
+    let hub = sse::Hub::new(sse::Config::default());
+    let addr = start(&hub, false, |endpoint| endpoint).await;
+    let mut stream = listen(&hub, addr, "orders").await;
+    // A server that takes the connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/publish", silent.local_addr().unwrap());
+
+    let program = r#"
+import sys; sys.path.insert(0, sys.argv[1])
+import sse_publish as sse
+first = sse.publish("orders", "shipped", {"id": 17}, key="order-17:shipped")
+again = sse.publish("orders", "shipped", {"id": 17}, key="order-17:shipped")
+print(first, again)
+print(" ".join(sse.publish_many([("orders", "a", "1", "k-1"), ("orders", "a", "1", "k-1")])))
+try:
+    sse.Publisher(sys.argv[2], "t", timeout=0.5).publish("orders", None, "x")
+except sse.PublishError as error:
+    print("PublishError", error.status, type(error.__cause__).__name__)
+"#;
+    let args = ["-c", program, PYTHON_CLIENT, &silent_url];
+    let (ok, stdout, stderr) = python(addr, TOKEN, &args).await;
+    drop(silent);
+    assert!(ok, "{stderr}");
+    let mut lines = stdout.lines();
+    let (first, again) = lines.next().unwrap().split_once(' ').unwrap();
+    assert_eq!(first, again);
+    let batch: Vec<&str> = lines.next().unwrap().split(' ').collect();
+    assert_eq!(batch[0], batch[1], "one key twice in a batch: one event");
+    let timed_out = lines.next().unwrap();
+    assert!(timed_out.starts_with("PublishError None "), "{timed_out}");
+
+    let events = stream.take(2).await;
+    assert_eq!(
+        (events[0].id.as_str(), events[1].id.as_str()),
+        (first, batch[0])
+    );
+    assert_eq!(hub.stats().published, 4);
+}

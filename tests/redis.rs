@@ -727,3 +727,61 @@ async fn a_dropped_hub_closes_its_connections_to_redis() {
     })
     .await;
 }
+
+/// Two processes publishing with one idempotency key (a retry landing on another instance): one
+/// event, one id, in every process; after the window the key is free again.
+#[tokio::test]
+async fn a_key_publishes_once_across_processes() {
+    let redis = RedisServer::start().await;
+    let window = Duration::from_millis(500);
+    let config = || {
+        let config = sse::Config::default().broker(&redis.url()).unwrap();
+        config.idempotency_window(window).retry(None)
+    };
+    let (first, second) = (
+        sse::Hub::connect(config()).unwrap(),
+        sse::Hub::connect(config()).unwrap(),
+    );
+    let mut stream = redis.subscribe(&second, "orders").await;
+    futures_util::StreamExt::next(&mut stream).await; // stream-start
+
+    let key = "order-17:shipped";
+    let id = within(
+        first
+            .idempotent(key)
+            .publish_async("orders", Some("shipped"), "17"),
+    )
+    .await;
+    let again = within(
+        second
+            .idempotent(key)
+            .publish_async("orders", Some("shipped"), "17"),
+    )
+    .await;
+    let blocking = first
+        .idempotent(key)
+        .publish("orders", Some("shipped"), "17");
+    let id = id.unwrap();
+    assert_eq!((again.unwrap(), blocking.unwrap()), (id, id));
+    let next = within(first.publish_async("orders", None, "next"))
+        .await
+        .unwrap();
+    let chunk = within(futures_util::StreamExt::next(&mut stream))
+        .await
+        .unwrap();
+    let mut text = String::from_utf8(chunk.to_vec()).unwrap();
+    if !text.contains("next") {
+        let more = within(futures_util::StreamExt::next(&mut stream))
+            .await
+            .unwrap();
+        text.push_str(std::str::from_utf8(&more).unwrap());
+    }
+    assert_eq!(
+        text,
+        format!("event: shipped\ndata: 17\nid: {id}\n\ndata: next\nid: {next}\n\n")
+    );
+
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    let later = within(second.idempotent(key).publish_async("orders", None, "17")).await;
+    assert!(later.unwrap() > next, "the window is over: published again");
+}

@@ -207,3 +207,24 @@ async fn a_group_whose_slot_moves_to_another_node_keeps_publishing_listening_and
     let replayed = ids(&back.take(5).await);
     assert_eq!(replayed, [&before[1..], &after[..]].concat());
 }
+
+/// Idempotency keys live in their group's slot: a key repeated from two processes, to groups on
+/// every shard, publishes once per group, in one batch with unkeyed events of the same groups.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_publishes_once_per_group_on_every_shard() {
+    let cluster = RedisCluster::start(3).await;
+    let groups = cluster.group_on_each_node("keyed");
+    let hub = || sse::Hub::connect(sse::Config::default().broker(&cluster.url()).unwrap());
+    let (first, second) = (hub().unwrap(), hub().unwrap());
+    for group in &groups {
+        // At once: the keyed publishes and an unkeyed one share the sender's batches.
+        let (a, plain, b) = tokio::join!(
+            first.idempotent("k").publish_async(group, None, "once"),
+            first.publish_async(group, None, "plain"),
+            second.idempotent("k").publish_async(group, None, "once"),
+        );
+        let (a, plain, b) = (a.unwrap(), plain.unwrap(), b.unwrap());
+        assert_eq!(a, b, "{group}");
+        assert_ne!(a, plain, "{group}");
+    }
+}

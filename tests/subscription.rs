@@ -421,3 +421,47 @@ async fn events_of_every_size_come_back_exactly_across_the_groups_chunks() {
         );
     }
 }
+
+/// Threads retrying one publish at once, with its idempotency key: one event reaches the
+/// stream, every thread gets its id; after the window, the key publishes again.
+#[tokio::test]
+async fn a_key_publishes_once_however_many_threads_retry_it_at_once() {
+    let window = Duration::from_millis(300);
+    let hub = Hub::new(Config::default().retry(None).idempotency_window(window));
+    let mut subscription = open(&hub, &["orders"], "");
+    next(&mut subscription).await;
+    let ids: Vec<u64> = std::thread::scope(|scope| {
+        let retries: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let keyed = hub.idempotent("order-17:shipped");
+                    keyed
+                        .publish("orders", Some("shipped"), "17")
+                        .unwrap()
+                        .get()
+                })
+            })
+            .collect();
+        retries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let other = publish(&hub, "orders", "next");
+    assert_eq!(
+        next(&mut subscription).await.unwrap(),
+        format!(
+            "event: shipped\ndata: 17\nid: {}\n\nevent: e\ndata: next\nid: {other}\n\n",
+            ids[0]
+        )
+    );
+    // The same key in another group is another event; in this group, after the window, too.
+    let elsewhere = hub
+        .idempotent("order-17:shipped")
+        .publish("audit", None, "x")
+        .unwrap();
+    assert_ne!(elsewhere.get(), ids[0]);
+    tokio::time::sleep(window + Duration::from_millis(50)).await;
+    let later = hub
+        .idempotent("order-17:shipped")
+        .publish("orders", Some("shipped"), "17");
+    assert!(later.unwrap().get() > other);
+}

@@ -15,7 +15,14 @@ SSE_PUBLISH_TOKEN (the endpoint's bearer token). Or with a publisher of your own
     publisher.publish("yo", "yo", {"from": "a", "to": "b"})   # other data is sent as JSON
     publisher.publish_many([("yo", "yo", "one"), ("yo.bob", "yo", "two")])  # all or nothing
 
-A refusal raises PublishError with the server's message. From a shell:
+An idempotency key makes a retry safe: the same key, within the server's window (5 minutes by
+default), gets the first publish's id and publishes nothing.
+
+    sse.publish("orders", "shipped", {"id": 17}, key="order-17:shipped")
+    publisher.publish_many([("yo", "yo", "one", "yo-1"), ("yo", "yo", "two", "yo-2")])
+
+Every failure raises PublishError: a refusal with the server's message, no answer (refused,
+timed out, cut off) with the cause chained. From a shell:
 
     python3 sse_publish.py GROUP EVENT DATA        (EVENT "" for a `message` event)
 """
@@ -56,14 +63,17 @@ class Publisher:
             raise PublishError(f"no token: pass token= or set {TOKEN_ENV}")
         self.timeout = timeout
 
-    def publish(self, group, event, data):
+    def publish(self, group, event, data, key=None):
         """Sends `data` as event `event` (None: a `message` event) to `group`; returns its id.
-        A string is sent as it is, any other value as JSON."""
-        return self._post(_event(group, event, data))[0]
+        A string is sent as it is, any other value as JSON. With `key` (1 to 255 visible ASCII
+        characters), a publish repeated with the same key gets the first one's id and
+        publishes nothing."""
+        return self._post(_event(group, event, data, key))[0]
 
     def publish_many(self, events):
-        """Sends each (group, event, data) of `events` in order, in one request; returns their
-        ids. All or nothing: if one is refused, none is published."""
+        """Sends each (group, event, data) or (group, event, data, key) of `events` in order,
+        in one request; returns their ids. All or nothing: if one is refused, none is
+        published."""
         return self._post({"events": [_event(*event) for event in events]})
 
     def _post(self, body):
@@ -81,12 +91,19 @@ class Publisher:
                 return json.load(answer)["ids"]
         except urllib.error.HTTPError as refused:
             raise _refusal(refused) from None
-        except urllib.error.URLError as unreachable:
-            raise PublishError(f"cannot reach {self.url}") from unreachable
+        except (ValueError, KeyError, TypeError) as garbled:
+            raise PublishError(f"unexpected answer from {self.url}") from garbled
+        except OSError as unreachable:
+            # URLError, and what urlopen lets through: a timeout while reading the answer,
+            # a connection reset.
+            raise PublishError(f"no answer from {self.url}") from unreachable
 
 
-def _event(group, event, data):
-    return {"group": group, "event": event, "data": data}
+def _event(group, event, data, key=None):
+    event = {"group": group, "event": event, "data": data}
+    if key is not None:
+        event["key"] = key
+    return event
 
 
 def _refusal(answer):
@@ -98,10 +115,10 @@ def _refusal(answer):
         return PublishError(f"{answer.code}: {answer.reason}", answer.code)
 
 
-def publish(group, event, data):
+def publish(group, event, data, key=None):
     """Like Publisher().publish: the endpoint and token come from SSE_PUBLISH_URL and
     SSE_PUBLISH_TOKEN."""
-    return Publisher().publish(group, event, data)
+    return Publisher().publish(group, event, data, key)
 
 
 def publish_many(events):

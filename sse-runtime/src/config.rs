@@ -34,6 +34,7 @@ pub struct Config {
     pub(crate) retry: Option<Duration>,
     pub(crate) history_events: usize,
     pub(crate) history_age: Duration,
+    pub(crate) idempotency_window: Duration,
     pub(crate) subscriber_queue: usize,
     pub(crate) max_streams: usize,
     pub(crate) max_event_bytes: usize,
@@ -66,13 +67,14 @@ impl Default for PresenceSettings {
 impl Default for Config {
     /// Keep-alive every 15 s, `retry: 3000`, history of 1,000 events or 5 minutes, queues of 256
     /// events, 10,000 open streams, events up to 1 MiB, `Last-Event-ID` up to 1,024 bytes (room for
-    /// the id of a stream of several groups, which names each of them).
+    /// the id of a stream of several groups, which names each of them), idempotency keys kept 5 minutes.
     fn default() -> Self {
         Self {
             keep_alive: Some(Duration::from_secs(15)),
             retry: Some(Duration::from_secs(3)),
             history_events: 1_000,
             history_age: Duration::from_secs(300),
+            idempotency_window: Duration::from_secs(300),
             subscriber_queue: 256,
             max_streams: 10_000,
             max_event_bytes: 1 << 20,
@@ -119,6 +121,20 @@ impl Config {
     pub fn history(mut self, events: usize, age: Duration) -> Self {
         self.history_events = events;
         self.history_age = age;
+        self
+    }
+
+    /// How long a publish's idempotency key is remembered ([`Hub::idempotent`](crate::Hub::idempotent)):
+    /// a publish repeated with the same key within it gets the first one's id and publishes
+    /// nothing. Default 5 minutes; with Redis, every process should use the same.
+    ///
+    /// ```
+    /// let config = sse::Config::default().idempotency_window(std::time::Duration::from_secs(60));
+    /// # let _ = config;
+    /// ```
+    pub fn idempotency_window(mut self, window: Duration) -> Self {
+        // Redis's `PX` takes at least a millisecond.
+        self.idempotency_window = window.max(Duration::from_millis(1));
         self
     }
 

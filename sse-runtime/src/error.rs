@@ -38,6 +38,12 @@ pub enum PublishError {
     },
     /// The hub was shut down ([`Hub::shutdown`](crate::Hub::shutdown)).
     ShutDown,
+    /// The idempotency key ([`Hub::idempotent`](crate::Hub::idempotent)) is empty, longer than
+    /// 255 bytes, or holds a character that is not visible ASCII.
+    InvalidKey {
+        /// Why, as the message says it.
+        reason: &'static str,
+    },
     /// The value given to [`publish_json!`](crate::publish_json) could not be written as JSON
     /// (a map with non-string keys, or a `Serialize` impl that failed). The message says so;
     /// `serde_json`'s error, which says why, is the source.
@@ -62,6 +68,7 @@ impl fmt::Display for PublishError {
                 "event too large: at least {at_least} bytes encoded, at most {max_bytes} allowed"
             ),
             PublishError::ShutDown => f.write_str("the SSE hub is shut down"),
+            PublishError::InvalidKey { reason } => write!(f, "invalid idempotency key: {reason}"),
             #[cfg(feature = "json")]
             PublishError::Json(_) => f.write_str("event data could not be written as JSON"),
         }
@@ -75,7 +82,9 @@ impl Error for PublishError {
             PublishError::Broker(e) => e.source(),
             #[cfg(feature = "json")]
             PublishError::Json(e) => Some(e),
-            PublishError::TooLarge { .. } | PublishError::ShutDown => None,
+            PublishError::TooLarge { .. }
+            | PublishError::ShutDown
+            | PublishError::InvalidKey { .. } => None,
         }
     }
 }

@@ -8,6 +8,7 @@ use once_cell::sync::OnceCell;
 use crate::{
     engine::{self, Engine, Entry, Sink, Taken},
     event::Draft,
+    idempotency::{self, Seen},
     identity::Closing,
     presence::{Change, Presence, Present},
     registry::{Registry, Start},
@@ -34,6 +35,8 @@ pub struct Hub {
     registry: Arc<Registry>,
     engine: Arc<dyn Engine>,
     presence: Arc<Presence>,
+    /// The idempotency keys of the events numbered here (when the engine leaves them here).
+    seen: Arc<Seen>,
     /// Stops the engine once the last handle is gone.
     _running: Arc<Running>,
 }
@@ -181,6 +184,7 @@ impl Hub {
             Some(url) => url.engine(engine::History {
                 events: config.history_events,
                 age: config.history_age,
+                idempotency_window: config.idempotency_window,
                 presence_ttl: config.presence.ttl,
             }),
             None => Arc::new(engine::Memory),
@@ -209,6 +213,7 @@ impl Hub {
         let watching = engine.clone();
         let watch = Box::new(move |group: &GroupName, held| watching.watch(group, held));
         let (hooks, settings) = (config.hooks.clone(), config.presence.clone());
+        let seen = Arc::new(Seen::new(config.idempotency_window));
         let registry = Arc::new(Registry::new(config, engine.shared(), watch));
         let (to, by) = (registry.clone(), engine.clone());
         let announce = Arc::new(move |group: &GroupName, change: &Change| {
@@ -225,6 +230,7 @@ impl Hub {
             _running: Arc::new(Running(engine.clone())),
             engine,
             presence,
+            seen,
         }
     }
 
@@ -245,9 +251,7 @@ impl Hub {
         event: Option<&str>,
         data: impl fmt::Display,
     ) -> Result<EventId, PublishError> {
-        sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
-        let draft = Draft::new(event, data, self.max_event_bytes())?;
-        self.send(group, draft)
+        self.publish_keyed(None, group, event, data)
     }
 
     /// [`Hub::publish`] for async code: the same, except that it waits for the broker without
@@ -277,18 +281,104 @@ impl Hub {
         event: Option<&str>,
         data: impl fmt::Display,
     ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
-        let draft = sse_names::check_group(group)
-            .map_err(PublishError::InvalidGroup)
-            .and_then(|()| Draft::new(event, data, self.max_event_bytes()));
-        self.send_async(group, draft)
+        self.publish_keyed_async(None, group, event, data)
     }
 
-    /// Hands an encoded event to the engine, which gives it its id and carries it, or leaves
-    /// it to its group here. `group` must be a valid group name: [`Hub::publish`] checks it,
-    /// the publish endpoint checks a whole batch before it sends any of it.
-    pub(crate) fn send(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
+    /// Publishing with an idempotency key: a publish repeated with the same `key` in the same
+    /// group, within [`Config::idempotency_window`] (5 minutes unless set), is answered with the
+    /// first publish's id and publishes nothing, on every engine (with Redis, in every process).
+    /// A publisher whose request timed out, or that cannot tell whether its publish went
+    /// through, publishes again with the same key. A key is 1 to 255 bytes of visible ASCII
+    /// (an order id, a UUID, an outbox row), else [`PublishError::InvalidKey`].
+    ///
+    /// ```
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let shipped = hub.idempotent("order-17:shipped");
+    /// let first = shipped.publish("orders", Some("shipped"), "order 17 shipped")?;
+    /// let again = shipped.publish("orders", Some("shipped"), "order 17 shipped")?;
+    /// assert_eq!(first, again); // published once
+    /// assert!(hub.idempotent("").publish("orders", None, "x").is_err());
+    /// # Ok::<(), sse::PublishError>(())
+    /// ```
+    pub fn idempotent(&self, key: impl Into<String>) -> Idempotent<'_> {
+        Idempotent {
+            hub: self,
+            key: key.into(),
+        }
+    }
+
+    fn publish_keyed(
+        &self,
+        key: Option<&str>,
+        group: &str,
+        event: Option<&str>,
+        data: impl fmt::Display,
+    ) -> Result<EventId, PublishError> {
+        let draft = self.draft(group, key, |max| Draft::new(event, data, max))?;
+        self.send(group, draft, key)
+    }
+
+    fn publish_keyed_async(
+        &self,
+        key: Option<&str>,
+        group: &str,
+        event: Option<&str>,
+        data: impl fmt::Display,
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
+        let draft = self.draft(group, key, |max| Draft::new(event, data, max));
+        self.send_async(group, draft, key)
+    }
+
+    #[cfg(feature = "json")]
+    fn publish_json_keyed(
+        &self,
+        key: Option<&str>,
+        group: &str,
+        event: Option<&str>,
+        value: &(impl serde::Serialize + ?Sized),
+    ) -> Result<EventId, PublishError> {
+        let draft = self.draft(group, key, |max| Draft::json(event, value, max))?;
+        self.send(group, draft, key)
+    }
+
+    #[cfg(feature = "json")]
+    fn publish_json_keyed_async(
+        &self,
+        key: Option<&str>,
+        group: &str,
+        event: Option<&str>,
+        value: &(impl serde::Serialize + ?Sized),
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
+        let draft = self.draft(group, key, |max| Draft::json(event, value, max));
+        self.send_async(group, draft, key)
+    }
+
+    /// Checks `group` and the idempotency `key`, then encodes the event with `encode`, given
+    /// the most bytes it may take.
+    fn draft(
+        &self,
+        group: &str,
+        key: Option<&str>,
+        encode: impl FnOnce(usize) -> Result<Draft, PublishError>,
+    ) -> Result<Draft, PublishError> {
+        sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
+        key.map_or(Ok(()), idempotency::check)?;
+        encode(self.max_event_bytes())
+    }
+
+    /// Hands an encoded event, with its idempotency key, to the engine, which gives it its id
+    /// and carries it, or leaves it to its group here. `group` and `key` must be valid:
+    /// [`Hub::publish`] checks them, the publish endpoint checks a whole batch before it sends
+    /// any of it.
+    pub(crate) fn send(
+        &self,
+        group: &str,
+        draft: Draft,
+        key: Option<&str>,
+    ) -> Result<EventId, PublishError> {
         self.check_open()?;
-        send(&self.registry, &*self.engine, group, draft)
+        let once = key.map(|key| (&*self.seen, key));
+        send(&self.registry, &*self.engine, group, draft, once)
     }
 
     /// [`Hub::send`] for async callers, with the draft or why there is none.
@@ -296,12 +386,14 @@ impl Hub {
         &self,
         group: &str,
         draft: Result<Draft, PublishError>,
+        key: Option<&str>,
     ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
         let publishing = draft.and_then(|draft| {
             self.check_open()?;
-            Ok(match self.engine.publish_async(group, draft) {
+            Ok(match self.engine.publish_async(group, draft, key) {
                 Taken::Here(draft) => {
-                    Either::Left(std::future::ready(self.registry.publish(group, draft)))
+                    let once = key.map(|key| (&*self.seen, key));
+                    Either::Left(std::future::ready(here(&self.registry, group, draft, once)))
                 }
                 Taken::Sent(publishing) => Either::Right(publishing),
             })
@@ -343,9 +435,7 @@ impl Hub {
         event: Option<&str>,
         value: &(impl serde::Serialize + ?Sized),
     ) -> Result<EventId, PublishError> {
-        sse_names::check_group(group).map_err(PublishError::InvalidGroup)?;
-        let draft = Draft::json(event, value, self.max_event_bytes())?;
-        self.send(group, draft)
+        self.publish_json_keyed(None, group, event, value)
     }
 
     /// [`Hub::publish_json`] for async code: see [`Hub::publish_async`].
@@ -364,10 +454,7 @@ impl Hub {
         event: Option<&str>,
         value: &(impl serde::Serialize + ?Sized),
     ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
-        let draft = sse_names::check_group(group)
-            .map_err(PublishError::InvalidGroup)
-            .and_then(|()| Draft::json(event, value, self.max_event_bytes()));
-        self.send_async(group, draft)
+        self.publish_json_keyed_async(None, group, event, value)
     }
 
     /// Opens a stream for a client that last saw `last_event_id`: a [`Subscription`] yielding
@@ -642,19 +729,122 @@ impl Hub {
     }
 }
 
+/// A hub's ways to publish, each with one idempotency key: from [`Hub::idempotent`]. Each
+/// method is the hub's method of the same name.
+#[derive(Debug, Clone)]
+pub struct Idempotent<'a> {
+    hub: &'a Hub,
+    key: String,
+}
+
+impl Idempotent<'_> {
+    /// [`Hub::publish`], once per key.
+    ///
+    /// ```
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let id = hub.idempotent("signup-42").publish("admin", Some("signup"), "user 42")?;
+    /// assert_eq!(hub.idempotent("signup-42").publish("admin", Some("signup"), "user 42")?, id);
+    /// # Ok::<(), sse::PublishError>(())
+    /// ```
+    pub fn publish(
+        &self,
+        group: &str,
+        event: Option<&str>,
+        data: impl fmt::Display,
+    ) -> Result<EventId, PublishError> {
+        self.hub.publish_keyed(Some(&self.key), group, event, data)
+    }
+
+    /// [`Hub::publish_async`], once per key.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse::PublishError> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let retry = hub.idempotent("job-7-done");
+    /// let id = retry.publish_async("jobs", Some("done"), 7).await?;
+    /// assert_eq!(retry.publish_async("jobs", Some("done"), 7).await?, id);
+    /// # Ok(()) }
+    /// ```
+    pub fn publish_async(
+        &self,
+        group: &str,
+        event: Option<&str>,
+        data: impl fmt::Display,
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
+        self.hub
+            .publish_keyed_async(Some(&self.key), group, event, data)
+    }
+
+    /// [`Hub::publish_json`], once per key.
+    ///
+    /// ```
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let order = serde_json::json!({ "id": 17, "status": "shipped" });
+    /// let id = hub.idempotent("order-17:shipped").publish_json("orders", None, &order)?;
+    /// # let _ = id;
+    /// # Ok::<(), sse::PublishError>(())
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn publish_json(
+        &self,
+        group: &str,
+        event: Option<&str>,
+        value: &(impl serde::Serialize + ?Sized),
+    ) -> Result<EventId, PublishError> {
+        self.hub
+            .publish_json_keyed(Some(&self.key), group, event, value)
+    }
+
+    /// [`Hub::publish_json_async`], once per key.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse::PublishError> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let order = serde_json::json!({ "id": 17, "status": "shipped" });
+    /// let keyed = hub.idempotent("order-17:shipped");
+    /// let id = keyed.publish_json_async("orders", None, &order).await?;
+    /// # let _ = id;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn publish_json_async(
+        &self,
+        group: &str,
+        event: Option<&str>,
+        value: &(impl serde::Serialize + ?Sized),
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
+        self.hub
+            .publish_json_keyed_async(Some(&self.key), group, event, value)
+    }
+}
+
 /// Publishes `draft` to `group` through `engine`, or here when the engine leaves it to the
-/// group's own sequence.
+/// group's own sequence; `once`: the table of idempotency keys kept here, and the publish's key.
 fn send(
     registry: &Registry,
     engine: &dyn Engine,
     group: &str,
     draft: Draft,
+    once: Option<(&Seen, &str)>,
 ) -> Result<EventId, PublishError> {
-    let id = match engine.publish(group, draft) {
-        Taken::Here(draft) => registry.publish(group, draft)?,
+    let id = match engine.publish(group, draft, once.map(|(_, key)| key)) {
+        Taken::Here(draft) => here(registry, group, draft, once)?,
         Taken::Sent(id) => id?,
     };
     Ok(published(registry, group, id))
+}
+
+/// Stores `draft` in `group` here, unless its idempotency key was published already.
+fn here(
+    registry: &Registry,
+    group: &str,
+    draft: Draft,
+    once: Option<(&Seen, &str)>,
+) -> Result<EventId, PublishError> {
+    match once {
+        None => registry.publish(group, draft),
+        Some((seen, key)) => seen.once(group, key, || registry.publish(group, draft)),
+    }
 }
 
 /// Publishes a join or leave event (on the hooks' thread: with a shared engine it blocks for a
@@ -662,7 +852,7 @@ fn send(
 fn announce(registry: &Registry, engine: &dyn Engine, group: &GroupName, change: &Change) {
     let (event, data) = change.event();
     let draft = Draft::new(Some(event), data, registry.config.max_event_bytes);
-    let sent = draft.and_then(|draft| send(registry, engine, group.as_str(), draft));
+    let sent = draft.and_then(|draft| send(registry, engine, group.as_str(), draft, None));
     match sent {
         Ok(_) => {}
         // The hub's own streams are ending: nobody here is left to tell.

@@ -75,6 +75,7 @@ mod event;
 mod group;
 mod hooks;
 mod hub;
+mod idempotency;
 mod identity;
 mod lock_timing;
 mod presence;
@@ -103,7 +104,7 @@ pub use error::{BrokerError, PublishError, SubscribeError};
 pub use event::{EventId, EventName, CLOSED_ID, STREAM_CLOSED, STREAM_RESET, STREAM_START};
 pub use group::GroupName;
 pub use hooks::{CloseReason, StreamInfo};
-pub use hub::{hub, init, Hub, InitError};
+pub use hub::{hub, init, Hub, Idempotent, InitError};
 pub use identity::{Identity, Join};
 pub use presence::{Present, PRESENCE_JOIN, PRESENCE_LEAVE};
 #[cfg(feature = "publish-endpoint")]

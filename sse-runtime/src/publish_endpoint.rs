@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 
-use crate::{event::Draft, EventId, GroupName, Hub, PublishError};
+use crate::{event::Draft, idempotency, EventId, GroupName, Hub, PublishError};
 
 /// The environment variable [`PublishEndpoint::from_env`] reads the token from; the Python
 /// publisher in `clients/python` reads it too.
@@ -195,6 +195,7 @@ impl PublishEndpoint {
     async fn publish(&self, request: Request) -> Result<Vec<EventId>, Refusal> {
         self.authorize(request.headers())?;
         require_json(request.headers())?;
+        let headers = request.headers().clone();
         let body = Bytes::from_request(request, &())
             .await
             .map_err(|rejection| {
@@ -208,7 +209,19 @@ impl PublishEndpoint {
                 }
             })?;
         let hub = self.hub.clone().unwrap_or_else(|| crate::hub().clone());
-        let drafts = self.drafts(&body, hub.max_event_bytes())?;
+        let mut drafts = self.drafts(&body, hub.max_event_bytes())?;
+        if let Some(key) = header_key(&headers)? {
+            match drafts.as_mut_slice() {
+                [(_, _, from_body @ None)] => *from_body = Some(key),
+                [(_, _, Some(_))] => {}
+                _ => {
+                    return Err(Refusal::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Idempotency-Key is for a body of one event: give each event of a batch its \"key\"",
+                    ))
+                }
+            }
+        }
         send_all(&hub, drafts).await
     }
 
@@ -238,11 +251,7 @@ impl PublishEndpoint {
     }
 
     /// Every event of the body, checked and encoded: the first that is refused refuses them all.
-    fn drafts(
-        &self,
-        body: &[u8],
-        max_event_bytes: usize,
-    ) -> Result<Vec<(GroupName, Draft)>, Refusal> {
+    fn drafts(&self, body: &[u8], max_event_bytes: usize) -> Result<Vec<Outgoing>, Refusal> {
         let not_an_object = |e: serde_json::Error| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -296,12 +305,34 @@ struct Incoming<'a> {
     event: Option<String>,
     #[serde(borrow)]
     data: &'a RawValue,
+    /// Its idempotency key ([`Hub::idempotent`]).
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// One event of a request, checked and encoded: its group, the event, its idempotency key.
+type Outgoing = (GroupName, Draft, Option<String>);
+
+/// The `Idempotency-Key` header, checked, if the request has one.
+fn header_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let refused = |why: String| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, why);
+    let key = value
+        .to_str()
+        .map_err(|e| refused(format!("Idempotency-Key: {e}")))?;
+    idempotency::check(key).map_err(|e| refused(format!("Idempotency-Key: {e}")))?;
+    Ok(Some(key.to_owned()))
 }
 
 /// Checks one event of a request and encodes it.
-fn draft(event: &RawValue, max_bytes: usize) -> Result<(GroupName, Draft), String> {
+fn draft(event: &RawValue, max_bytes: usize) -> Result<Outgoing, String> {
     let event: Incoming<'_> = serde_json::from_str(event.get()).map_err(|e| e.to_string())?;
     let group = GroupName::new(event.group).map_err(|e| e.to_string())?;
+    if let Some(key) = &event.key {
+        idempotency::check(key).map_err(|e| e.to_string())?;
+    }
     let name = event.event.as_deref();
     let data = event.data.get();
     let draft = if data.starts_with('"') {
@@ -310,16 +341,19 @@ fn draft(event: &RawValue, max_bytes: usize) -> Result<(GroupName, Draft), Strin
     } else {
         Draft::new(name, Compact(data), max_bytes)
     };
-    Ok((group, draft.map_err(|e| e.to_string())?))
+    Ok((group, draft.map_err(|e| e.to_string())?, event.key))
 }
 
 /// Sends checked events in order; stops at the first the hub cannot take (shut down, broker
 /// unreachable), saying which and the ids of those before it. Each is sent once the one before
 /// has its id, so their ids are in order; waiting for the broker suspends the request.
-async fn send_all(hub: &Hub, drafts: Vec<(GroupName, Draft)>) -> Result<Vec<EventId>, Refusal> {
+async fn send_all(hub: &Hub, drafts: Vec<Outgoing>) -> Result<Vec<EventId>, Refusal> {
     let mut ids = Vec::with_capacity(drafts.len());
-    for (index, (group, draft)) in drafts.into_iter().enumerate() {
-        match hub.send_async(group.as_str(), Ok(draft)).await {
+    for (index, (group, draft, key)) in drafts.into_iter().enumerate() {
+        match hub
+            .send_async(group.as_str(), Ok(draft), key.as_deref())
+            .await
+        {
             Ok(id) => ids.push(id),
             Err(failed) => return Err(Refusal::unavailable(index, &failed, &ids)),
         }

@@ -74,14 +74,21 @@ pub(crate) trait Engine: Send + Sync {
         false
     }
 
-    /// Takes a publish of `draft` to `group`, waiting for the engine's answer.
-    fn publish(&self, _group: &str, draft: Draft) -> Taken<Result<EventId, PublishError>> {
+    /// Takes a publish of `draft` to `group`, waiting for the engine's answer. With an
+    /// idempotency `key` (a valid one), a publish repeated within the window is answered with
+    /// the first one's id and publishes nothing.
+    fn publish(
+        &self,
+        _group: &str,
+        draft: Draft,
+        _key: Option<&str>,
+    ) -> Taken<Result<EventId, PublishError>> {
         Taken::Here(draft)
     }
 
     /// [`Engine::publish`] for async callers: the answer is waited for without blocking the
     /// caller's thread. The draft is taken at once, whether the answer is awaited or not.
-    fn publish_async(&self, _group: &str, draft: Draft) -> Taken<Publishing> {
+    fn publish_async(&self, _group: &str, draft: Draft, _key: Option<&str>) -> Taken<Publishing> {
         Taken::Here(draft)
     }
 
@@ -174,6 +181,8 @@ impl Url {
 pub(crate) struct History {
     pub(crate) events: usize,
     pub(crate) age: std::time::Duration,
+    /// How long a publish's idempotency key is remembered.
+    pub(crate) idempotency_window: std::time::Duration,
     /// How long the users of a process that died stay present.
     pub(crate) presence_ttl: std::time::Duration,
 }
@@ -187,11 +196,11 @@ impl Engine for Unusable {
         Err(self.0.clone())
     }
 
-    fn publish(&self, _: &str, _: Draft) -> Taken<Result<EventId, PublishError>> {
+    fn publish(&self, _: &str, _: Draft, _: Option<&str>) -> Taken<Result<EventId, PublishError>> {
         Taken::Sent(Err(PublishError::Broker(self.0.clone())))
     }
 
-    fn publish_async(&self, _: &str, _: Draft) -> Taken<Publishing> {
+    fn publish_async(&self, _: &str, _: Draft, _: Option<&str>) -> Taken<Publishing> {
         let refused = Err(PublishError::Broker(self.0.clone()));
         Taken::Sent(Box::pin(std::future::ready(refused)))
     }

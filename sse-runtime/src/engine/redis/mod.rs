@@ -71,6 +71,11 @@ struct Keys {
     channel: String,
 }
 
+/// The key holding the id an idempotency key got in `group` (in the group's hash slot).
+fn once_key(group: &str, key: &str) -> String {
+    format!("sse:{{{group}}}:once:{key}")
+}
+
 impl Keys {
     fn of(group: &str) -> Self {
         Self {
@@ -125,6 +130,8 @@ struct Limits {
     seq_ttl_ms: u64,
     /// How long a process's presence entries last unless refreshed.
     presence_ttl: Duration,
+    /// How long an idempotency key is remembered, in ms.
+    once_ms: u64,
 }
 
 impl RedisEngine {
@@ -136,6 +143,7 @@ impl RedisEngine {
             age_us: (history.age.as_micros() as u64).max(1_000),
             seq_ttl_ms: SEQ_TTL.max(history.age).as_millis() as u64,
             presence_ttl: history.presence_ttl,
+            once_ms: history.idempotency_window.as_millis().max(1) as u64,
         };
         let router = Arc::new(Router::new(target.clone()));
         Self {
@@ -162,10 +170,14 @@ impl RedisEngine {
         Ok(&background.runtime)
     }
 
-    /// Queues a publish of `draft` to `group`; `reply` gets the answer.
-    fn queue(&self, group: &str, draft: Draft, reply: Reply) {
+    /// Queues a publish of `draft` to `group`, with its idempotency `key`; `reply` gets the
+    /// answer.
+    fn queue(&self, group: &str, draft: Draft, key: Option<&str>, reply: Reply) {
         match self.runtime() {
-            Ok(_) => self.publisher.publish(group.to_owned(), draft, reply),
+            Ok(_) => {
+                let key = key.map(str::to_owned);
+                self.publisher.publish(group.to_owned(), draft, key, reply);
+            }
             Err(error) => reply(Err(error)),
         }
     }
@@ -266,13 +278,19 @@ impl Engine for RedisEngine {
         true
     }
 
-    fn publish(&self, group: &str, draft: Draft) -> Taken<Result<EventId, PublishError>> {
+    fn publish(
+        &self,
+        group: &str,
+        draft: Draft,
+        key: Option<&str>,
+    ) -> Taken<Result<EventId, PublishError>> {
         // A `std` channel: waiting on it neither needs nor disturbs a runtime this thread may
         // be running.
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         self.queue(
             group,
             draft,
+            key,
             Box::new(move |answered| {
                 let _ = reply.send(answered);
             }),
@@ -281,11 +299,12 @@ impl Engine for RedisEngine {
         Taken::Sent(id.map(EventId).map_err(PublishError::Broker))
     }
 
-    fn publish_async(&self, group: &str, draft: Draft) -> Taken<Publishing> {
+    fn publish_async(&self, group: &str, draft: Draft, key: Option<&str>) -> Taken<Publishing> {
         let (reply, answer) = oneshot::channel();
         self.queue(
             group,
             draft,
+            key,
             Box::new(move |answered| {
                 let _ = reply.send(answered);
             }),

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::{
     link::{Router, Target},
-    scripts, wire, Keys, Limits, DOWN_FOR,
+    once_key, scripts, wire, Keys, Limits, DOWN_FOR,
 };
 use crate::{event::Draft, BrokerError};
 
@@ -51,6 +51,8 @@ pub(super) struct Publisher {
 struct Pending {
     group: String,
     draft: Draft,
+    /// Its idempotency key: it is then published in a script call entry of its own.
+    key: Option<String>,
     reply: Reply,
 }
 
@@ -62,7 +64,8 @@ struct Down {
     probing: bool,
 }
 
-/// What one script call publishes: the events of groups of one hash slot, by group, in order.
+/// What one script call publishes: the events of groups of one hash slot, by group, in order
+/// (a publish with an idempotency key is an entry of its own).
 struct Call {
     slot: u16,
     groups: Vec<(String, Vec<Pending>)>,
@@ -87,7 +90,7 @@ impl Publisher {
 
     /// Queues `draft` for `group`: `reply` gets its id once published. While the group's slot
     /// counts as down, `reply` gets the error at once.
-    pub(super) fn publish(&self, group: String, draft: Draft, reply: Reply) {
+    pub(super) fn publish(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
         if let Err(error) = self.may_try(self.router.slot_of(&group)) {
             return reply(Err(error));
         }
@@ -97,6 +100,7 @@ impl Publisher {
             queue.push(Pending {
                 group,
                 draft,
+                key,
                 reply,
             });
             self.queued.notify_one();
@@ -170,7 +174,7 @@ impl Publisher {
         let mut slots: HashMap<u16, usize> = HashMap::new();
         let mut places: HashMap<String, (usize, usize)> = HashMap::new();
         for pending in batch {
-            if let Some(&(call, group)) = places.get(&pending.group) {
+            if let (None, Some(&(call, group))) = (&pending.key, places.get(&pending.group)) {
                 calls[call].groups[group].1.push(pending);
                 continue;
             }
@@ -183,7 +187,11 @@ impl Publisher {
                 calls.len() - 1
             });
             let groups = &mut calls[call].groups;
-            places.insert(pending.group.clone(), (call, groups.len()));
+            // The group's later events go after a keyed one, in an entry of their own.
+            match pending.key {
+                None => drop(places.insert(pending.group.clone(), (call, groups.len()))),
+                Some(_) => drop(places.remove(&pending.group)),
+            }
             groups.push((pending.group.clone(), vec![pending]));
         }
         join_all(calls.into_iter().map(|call| self.send_call(call))).await;
@@ -196,15 +204,25 @@ impl Publisher {
             .arg(self.limits.events)
             .arg(self.limits.age_us)
             .arg(self.limits.seq_ttl_ms)
-            .arg(self.target.publish_command());
+            .arg(self.target.publish_command())
+            .arg(self.limits.once_ms);
         for (group, events) in &call.groups {
             let keys = Keys::of(group);
-            invocation.key(keys.seq).key(keys.epoch).key(keys.history);
+            let key = events.first().and_then(|pending| pending.key.as_deref());
+            // Unkeyed entries name the group's idempotency keys' prefix: a key in its slot
+            // that the script does not touch.
+            let once = once_key(group, key.unwrap_or_default());
+            invocation
+                .key(keys.seq)
+                .key(keys.epoch)
+                .key(keys.history)
+                .key(once);
             let drafts = events.iter().map(|pending| pending.draft.as_bytes());
             invocation
                 .arg(keys.channel)
                 .arg(events.len())
-                .arg(wire::batch(drafts));
+                .arg(wire::batch(drafts))
+                .arg(if key.is_some() { "1" } else { "0" });
         }
         let answer = self.router.invoke::<Vec<u64>>(call.slot, &invocation).await;
         let answer = answer.and_then(|firsts| match firsts.len() == call.groups.len() {

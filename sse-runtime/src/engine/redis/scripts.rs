@@ -21,57 +21,67 @@ end
 ";
 
 /// Publishes a batch: events of several groups (whose keys must share a hash slot in a
-/// cluster), in one call. KEYS: seq, epoch, history of each group. ARGV: max events, max age
-/// in µs, how long a sequence lives after its last event in ms, the publishing command
-/// (`PUBLISH`, or `SPUBLISH` in a cluster); then for each group its channel, its count of
-/// events and the events as `<length>,<length>... <the events, back to back>`. Each group's
-/// events get the next ids, are published as one message and kept as one entry of its
-/// history, `<first id>:<lengths> <events>` (the entry's id is the last event's). Redis's work
-/// per call hardly depends on how many events it carries. Returns the first id given to each
-/// group.
+/// cluster), in one call. KEYS: seq, epoch, history and idempotency key of each entry. ARGV:
+/// max events, max age in µs, how long a sequence lives after its last event in ms, the
+/// publishing command (`PUBLISH`, or `SPUBLISH` in a cluster), how long an idempotency key is
+/// remembered in ms; then for each entry its group's channel, its count of events, the events
+/// as `<length>,<length>... <the events, back to back>`, and `1` when its one event carries an
+/// idempotency key. Each entry's events get the next ids of their group, are published as one
+/// message and kept as one entry of its history, `<first id>:<lengths> <events>` (the entry's
+/// id is the last event's). An event whose key was given within the window is not published:
+/// its entry answers the id the key got. Redis's work per call hardly depends on how many
+/// events it carries. Returns the first id given to each entry.
 const PUBLISH: &str = r"
 local max_events, max_age, ttl, publish = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local once_ms = ARGV[5]
 local oldest_kept = now - max_age
 local at = string.format('%d', now)
 local history_ttl = math.max(1, math.floor(max_age / 1000))
 local firsts = {}
-local arg = 5
-for g = 1, #KEYS, 3 do
-  local seq, epoch, history = KEYS[g], KEYS[g + 1], KEYS[g + 2]
+local arg = 6
+for g = 1, #KEYS, 4 do
+  local seq, epoch, history, once = KEYS[g], KEYS[g + 1], KEYS[g + 2], KEYS[g + 3]
   local channel, count, events = ARGV[arg], tonumber(ARGV[arg + 1]), ARGV[arg + 2]
-  arg = arg + 3
-  local last = redis.call('INCRBY', seq, count)
-  if last == count then
-    -- A new sequence (or one Redis lost): it starts at Redis's clock, as in `ensure_seq`.
-    last = now + count
-    redis.call('SET', seq, string.format('%d', last), 'PX', ttl)
-    redis.call('SET', epoch, string.format('%d', now), 'PX', ttl)
+  local keyed = ARGV[arg + 3] == '1'
+  arg = arg + 4
+  local given = keyed and redis.call('GET', once)
+  if given then
+    firsts[#firsts + 1] = given
   else
-    redis.call('PEXPIRE', seq, ttl)
-    redis.call('PEXPIRE', epoch, ttl)
-  end
-  local first = string.format('%d', last - count + 1)
-  local batch = first .. ':' .. events
-  -- Keep the entries holding the last `max_events` events, none older than the max age.
-  local keep_from = string.format('%d', math.max(0, last - max_events + 1))
-  redis.call('XADD', history, 'MINID', keep_from, string.format('%d-0', last), 't', at, 'd', batch)
-  -- By age, every 16 events or so: readers count older entries as gone anyway.
-  local oldest = nil
-  if math.floor(last / 16) ~= math.floor((last - count) / 16) then
-    oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
-  end
-  if oldest and tonumber(oldest[2][2]) < oldest_kept then
-    -- Up to 16 entries a check: no more were added since the last one.
-    local aged = oldest[1]
-    for _, entry in ipairs(redis.call('XRANGE', history, '-', '+', 'COUNT', 16)) do
-      if tonumber(entry[2][2]) >= oldest_kept then break end
-      aged = entry[1]
+    local last = redis.call('INCRBY', seq, count)
+    if last == count then
+      -- A new sequence (or one Redis lost): it starts at Redis's clock, as in `ensure_seq`.
+      last = now + count
+      redis.call('SET', seq, string.format('%d', last), 'PX', ttl)
+      redis.call('SET', epoch, string.format('%d', now), 'PX', ttl)
+    else
+      redis.call('PEXPIRE', seq, ttl)
+      redis.call('PEXPIRE', epoch, ttl)
     end
-    redis.call('XTRIM', history, 'MINID', string.match(aged, '^%d+') .. '-1')
+    local first = string.format('%d', last - count + 1)
+    local batch = first .. ':' .. events
+    -- Keep the entries holding the last `max_events` events, none older than the max age.
+    local keep_from = string.format('%d', math.max(0, last - max_events + 1))
+    redis.call('XADD', history, 'MINID', keep_from, string.format('%d-0', last), 't', at, 'd', batch)
+    -- By age, every 16 events or so: readers count older entries as gone anyway.
+    local oldest = nil
+    if math.floor(last / 16) ~= math.floor((last - count) / 16) then
+      oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
+    end
+    if oldest and tonumber(oldest[2][2]) < oldest_kept then
+      -- Up to 16 entries a check: no more were added since the last one.
+      local aged = oldest[1]
+      for _, entry in ipairs(redis.call('XRANGE', history, '-', '+', 'COUNT', 16)) do
+        if tonumber(entry[2][2]) >= oldest_kept then break end
+        aged = entry[1]
+      end
+      redis.call('XTRIM', history, 'MINID', string.match(aged, '^%d+') .. '-1')
+    end
+    redis.call('PEXPIRE', history, history_ttl)
+    redis.call(publish, channel, batch)
+    if keyed then redis.call('SET', once, first, 'PX', once_ms) end
+    firsts[#firsts + 1] = first
   end
-  redis.call('PEXPIRE', history, history_ttl)
-  redis.call(publish, channel, batch)
-  firsts[#firsts + 1] = first
 end
 return firsts
 ";
