@@ -8,8 +8,9 @@
 //! {"events": [{"group": "yo", "data": {"from": "alice"}}, ...]}
 //! ```
 //!
-//! A batch is all or nothing: every event is checked (its shape, group and event names, encoded
-//! size) before the first is sent, so one bad event publishes none of them.
+//! A batch is all or nothing: every event is checked (its shape, group and event names,
+//! idempotency key, encoded size) before the first is sent, so one bad event publishes none of
+//! them.
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
@@ -58,7 +59,10 @@ pub const PUBLISH_TOKEN_ENV: &str = "SSE_PUBLISH_TOKEN";
 /// The body is one event `{"group": …, "event": …, "data": …}` or a batch
 /// `{"events": [event, …]}`. `event` may be left out (or `null`) for a `message` event. `data`
 /// is a string, sent as it is, or any other JSON value, sent as compact JSON (key order and
-/// numbers as given), like [`publish_json!`](crate::publish_json).
+/// numbers as given), like [`publish_json!`](crate::publish_json). An event may carry
+/// `"key": "…"`, its idempotency key ([`Hub::idempotent`]); a body of one event may give it as
+/// an `Idempotency-Key` header instead. A request retried with its keys gets the same ids and
+/// publishes nothing again.
 ///
 /// The answers, with a JSON body (`{"error": "…"}` for a refusal):
 ///
@@ -69,7 +73,7 @@ pub const PUBLISH_TOKEN_ENV: &str = "SSE_PUBLISH_TOKEN";
 /// | `401` | no bearer token, or the wrong one (with `WWW-Authenticate: Bearer`) |
 /// | `413` | the body is over [`max_body_bytes`](Self::max_body_bytes), or the batch over [`max_events`](Self::max_events) |
 /// | `415` | the `Content-Type` is not `application/json` |
-/// | `422` | an event is refused: `{"error": "event 3: invalid group name …", "index": 3}`; nothing was published |
+/// | `422` | an event is refused (shape, names, key, size): `{"error": "event 3: invalid group name …", "index": 3}`, or an `Idempotency-Key` header came with a batch; nothing was published |
 /// | `503` | the hub is shut down or its broker unreachable: `{"error", "index", "ids"}` say which event failed and the ids of those before it, which were published |
 ///
 /// The token is compared in constant time. Serve the endpoint over TLS only (the token is a
