@@ -6,11 +6,13 @@
 //! ```
 //! becomes, in substance,
 //! ```text
-//! async fn yo_events(last: sse::LastEventId, arg0: State<Db>) -> Response {
+//! async fn yo_events(opening: sse::__private::Opening, arg0: State<Db>) -> Response {
 //!     let output: Result<(), Response> = async move { let State(db) = arg0; body }.await;
-//!     sse::__private::respond_fixed(last, "yo", FixedOutput::into_outcome(output))
+//!     sse::__private::respond_fixed(opening, "yo", FixedOutput::into_outcome(output))
 //! }
 //! ```
+//! where `opening` is the client's `Last-Event-ID` and the hub a layer put in the request
+//! (`Hub::layer`), if any.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -101,15 +103,15 @@ fn rewrite(args: &Args, handler: ItemFn) -> TokenStream {
         ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
         ReturnType::Default => (quote!(()), sig.ident.span()),
     };
-    let last_event_id = quote!(__sse_last_event_id);
+    let opening = quote!(__sse_opening);
     let finish = match &args.group {
         Some(group) => {
             let outcome = spanned_call(output_span, quote!(#private::FixedOutput::into_outcome));
-            quote!(#private::respond_fixed(#last_event_id, #group, #outcome))
+            quote!(#private::respond_fixed(#opening, #group, #outcome))
         }
         None => {
             let outcome = spanned_call(output_span, quote!(#private::BareOutput::into_groups));
-            quote!(#private::respond_bare(#last_event_id, #outcome))
+            quote!(#private::respond_bare(#opening, #outcome))
         }
     };
 
@@ -119,7 +121,7 @@ fn rewrite(args: &Args, handler: ItemFn) -> TokenStream {
     quote! {
         #(#outer_attrs)*
         #vis async fn #ident #generics (
-            #last_event_id: #private::LastEventId,
+            #opening: #private::Opening,
             #(#params),*
         ) -> #private::Response #where_clause {
             #(#inner_attrs)*

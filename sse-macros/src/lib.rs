@@ -17,6 +17,8 @@ use proc_macro::TokenStream;
 /// `Result<sse::GroupName, impl IntoResponse>` (or `Result<Vec<sse::GroupName>, _>` for several
 /// groups on one stream); `Ok` streams, `Err` is sent as it is.
 ///
+/// The stream opens on the hub a `Hub::layer` put in the request, else on the process-wide hub.
+///
 /// Option: `crate = "path"` names the `sse` crate when it was renamed in `Cargo.toml`.
 #[proc_macro_attribute]
 pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http_body::{Body, Frame};
 
-use crate::{LastEventId, SubscribeError, Subscription};
+use crate::{Hub, LastEventId, SubscribeError, Subscription};
 
 impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
     type Rejection = Infallible;
@@ -37,6 +37,35 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
             .or_else(query)
             .map(LastEventId::new)
             .unwrap_or_default())
+    }
+}
+
+impl Hub {
+    /// A layer that puts this hub in every request under it: the
+    /// [`#[sse::subscribe]`](crate::subscribe) handlers there open their streams on it instead
+    /// of the process-wide [`sse::hub()`](crate::hub), and other handlers reach it as
+    /// `Extension<sse::Hub>` to publish on it. So an app (or each of many apps in one process,
+    /// as tests run in parallel) has groups of its own, whatever their names.
+    ///
+    /// ```
+    /// use axum::{routing::{get, post}, Extension, Router};
+    ///
+    /// #[sse::subscribe("yo")]
+    /// async fn yo_events() {}
+    ///
+    /// async fn send_yo(Extension(hub): Extension<sse::Hub>) -> Result<String, String> {
+    ///     let id = hub.publish("yo", Some("yo"), "yo").map_err(|e| e.to_string())?;
+    ///     Ok(id.to_string())
+    /// }
+    ///
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// let app: Router = Router::new()
+    ///     .route("/events/yo", get(yo_events))
+    ///     .route("/yo", post(send_yo))
+    ///     .layer(hub.layer());
+    /// ```
+    pub fn layer(&self) -> axum::Extension<Hub> {
+        axum::Extension(self.clone())
     }
 }
 

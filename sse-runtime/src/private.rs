@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use axum::response::IntoResponse;
+use std::convert::Infallible;
+
+use axum::{extract::FromRequestParts, http::request::Parts, response::IntoResponse};
 
 pub use axum::response::Response;
 pub use core::{format_args, future::Future, marker::Send, pin::pin, pin::Pin};
@@ -13,9 +15,8 @@ pub use sse_macros::__publish_json as publish_json_checked;
 /// For the hub benchmark: how long the registry's locks were waited for and held.
 #[cfg(feature = "lock-timing")]
 pub use crate::lock_timing::{lock_totals, LockTotals};
-pub use crate::LastEventId;
 
-use crate::{hub, EventId, GroupName, Identity, Join, PublishError};
+use crate::{hub, EventId, GroupName, Hub, Identity, Join, LastEventId, PublishError};
 
 /// `publish!(group, event, data)`.
 pub fn publish(
@@ -148,15 +149,32 @@ impl<E: IntoResponse, const N: usize> BareOutput for Result<[GroupName; N], E> {
     }
 }
 
+/// What a `#[sse::subscribe]` handler opens its stream with: the client's `Last-Event-ID`, and
+/// the hub a layer put in the request ([`Hub::layer`]), if one did.
+pub struct Opening {
+    last: LastEventId,
+    hub: Option<Hub>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Opening {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let last = LastEventId::from_request_parts(parts, state).await?;
+        let hub = parts.extensions.get::<Hub>().cloned();
+        Ok(Opening { last, hub })
+    }
+}
+
 /// The end of a `#[sse::subscribe("group")]` handler; `group` was checked at compile time.
 pub fn respond_fixed(
-    last: LastEventId,
+    opening: Opening,
     group: &'static str,
     outcome: Outcome<Option<Identity>>,
 ) -> Response {
     let group = GroupName::from_checked_literal(group);
     respond_bare(
-        last,
+        opening,
         outcome.map(|identity| match identity {
             Some(identity) => Join::group(group).identity(identity),
             None => Join::group(group),
@@ -164,10 +182,16 @@ pub fn respond_fixed(
     )
 }
 
-/// The end of a bare `#[sse::subscribe]` handler.
-pub fn respond_bare(last: LastEventId, outcome: Outcome<Join>) -> Response {
+/// The end of a bare `#[sse::subscribe]` handler: the stream, on the request's hub or else the
+/// process-wide one.
+pub fn respond_bare(opening: Opening, outcome: Outcome<Join>) -> Response {
+    let Opening { last, hub: own } = opening;
     match outcome {
-        Outcome::Stream(join) => hub().subscribe(join, &last).into_response(),
+        Outcome::Stream(join) => own
+            .as_ref()
+            .unwrap_or_else(|| hub())
+            .subscribe(join, &last)
+            .into_response(),
         Outcome::Respond(response) => response,
     }
 }
