@@ -785,3 +785,62 @@ async fn a_key_publishes_once_across_processes() {
     let later = within(second.idempotent(key).publish_async("orders", None, "17")).await;
     assert!(later.unwrap() > next, "the window is over: published again");
 }
+
+/// What `stream` yields until it has yielded `len` bytes, as text.
+async fn read(stream: &mut sse::Subscription, len: usize) -> String {
+    let mut text = String::new();
+    while text.len() < len {
+        let chunk = within(futures_util::StreamExt::next(stream)).await.unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text
+}
+
+/// A rewound stream in a process that never held the group gets its last events from Redis;
+/// once the group is held, from what the process has plus Redis for what came before.
+#[tokio::test]
+async fn a_rewound_stream_gets_the_last_events_from_another_process() {
+    let redis = RedisServer::start().await;
+    let config = || {
+        sse::Config::default()
+            .broker(&redis.url())
+            .unwrap()
+            .retry(None)
+    };
+    let publisher = sse::Hub::connect(config()).unwrap();
+    let server = sse::Hub::connect(config()).unwrap();
+    let mut ids = Vec::new();
+    for price in ["40", "41", "42"] {
+        let published = publisher.publish_async("ticker", Some("price"), price);
+        ids.push(within(published).await.unwrap());
+    }
+    let rewound = |count| {
+        let ticker = sse::GroupName::new("ticker").unwrap();
+        let join = sse::Join::group(ticker).rewind(count);
+        server
+            .subscribe(join, &sse::LastEventId::default())
+            .unwrap()
+    };
+    let start = |id| format!("event: stream-start\ndata: \nid: {id}\n\n");
+    let events = |events: &[(sse::EventId, &str)]| {
+        let events = events.iter();
+        let events = events.map(|(id, price)| format!("event: price\ndata: {price}\nid: {id}\n\n"));
+        events.collect::<String>()
+    };
+
+    let mut first = rewound(2);
+    let expected = start(ids[0]) + &events(&[(ids[1], "41"), (ids[2], "42")]);
+    assert_eq!(read(&mut first, expected.len()).await, expected);
+
+    // Held here now: a new event arrives live, and a second rewound stream gets it with the
+    // one before it, which only Redis had.
+    redis.wait_listeners("ticker", 1).await;
+    let id = within(publisher.publish_async("ticker", Some("price"), "43"))
+        .await
+        .unwrap();
+    let live = events(&[(id, "43")]);
+    assert_eq!(read(&mut first, live.len()).await, live);
+    let mut second = rewound(2);
+    let expected = start(ids[1]) + &events(&[(ids[2], "42"), (id, "43")]);
+    assert_eq!(read(&mut second, expected.len()).await, expected);
+}

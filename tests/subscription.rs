@@ -465,3 +465,62 @@ async fn a_key_publishes_once_however_many_threads_retry_it_at_once() {
         .publish("orders", Some("shipped"), "17");
     assert!(later.unwrap().get() > other);
 }
+
+/// A rewound stream without `Last-Event-ID` first gets the last events of each of its groups,
+/// as many as the history holds, in the order they were published; with an id it resumes.
+#[tokio::test]
+async fn a_rewound_stream_starts_with_the_last_events_of_its_groups() {
+    let hub = Hub::new(Config::default().retry(None));
+    let _held = open(&hub, &["a", "b"], "");
+    let a1 = publish(&hub, "a", "a1");
+    let b1 = publish(&hub, "b", "b1");
+    let a2 = publish(&hub, "a", "a2");
+    let rewound = |names: &[&str], events| {
+        let join = sse::Join::groups(groups(names)).rewind(events);
+        hub.subscribe(join, &LastEventId::default()).unwrap()
+    };
+
+    let mut one = rewound(&["a"], 1);
+    assert_eq!(
+        next(&mut one).await.unwrap(),
+        format!("event: stream-start\ndata: \nid: {a1}\n\n")
+    );
+    assert_eq!(
+        next(&mut one).await.unwrap(),
+        format!("event: e\ndata: a2\nid: {a2}\n\n")
+    );
+
+    // More than the group ever had: all of it, then live.
+    let mut all = rewound(&["a"], 10);
+    next(&mut all).await;
+    let a3 = publish(&hub, "a", "a3");
+    let events = next(&mut all).await.unwrap();
+    let expected = [(a1, "a1"), (a2, "a2"), (a3, "a3")]
+        .map(|(id, data)| format!("event: e\ndata: {data}\nid: {id}\n\n"))
+        .concat();
+    assert_eq!(events, expected);
+
+    // Two groups, the last of each, in the order they were published.
+    let mut both = rewound(&["a", "b"], 1);
+    next(&mut both).await;
+    let merged = next(&mut both).await.unwrap();
+    assert!(
+        merged.starts_with(&format!("event: e\ndata: b1\nid: a:{a2},b:{b1}\n\n")),
+        "{merged}"
+    );
+    assert!(
+        merged.ends_with(&format!("data: a3\nid: a:{a3},b:{b1}\n\n")),
+        "{merged}"
+    );
+
+    // With an id, the stream resumes from it; the rewind is for clients that have none.
+    let join = sse::Join::group(GroupName::new("a").unwrap()).rewind(1);
+    let mut resumed = hub
+        .subscribe(join, &LastEventId::new(a1.to_string()))
+        .unwrap();
+    next(&mut resumed).await;
+    assert!(next(&mut resumed)
+        .await
+        .unwrap()
+        .starts_with("event: e\ndata: a2\n"));
+}

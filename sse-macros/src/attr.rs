@@ -3,7 +3,7 @@
 use syn::{
     ext::IdentExt,
     parse::{Parse, ParseStream},
-    Ident, LitStr, Path, Token,
+    Ident, LitInt, LitStr, Path, Token,
 };
 
 use crate::names;
@@ -14,15 +14,19 @@ pub(crate) struct Args {
     pub(crate) group: Option<LitStr>,
     /// Where the `sse` crate is, for users who renamed it (`crate = "my_sse"`).
     pub(crate) krate: Option<Path>,
+    /// How many of each group's last events a client without `Last-Event-ID` gets first
+    /// (`rewind = 1`).
+    pub(crate) rewind: Option<LitInt>,
 }
 
-const OPTIONS: &str = "`crate = \"path\"`";
+const OPTIONS: &str = "`rewind = N`, `crate = \"path\"`";
 
 impl Parse for Args {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = Args {
             group: None,
             krate: None,
+            rewind: None,
         };
         if input.peek(LitStr) {
             let group: LitStr = input.parse()?;
@@ -45,7 +49,20 @@ impl Parse for Args {
                 "crate" if args.krate.is_none() => {
                     args.krate = Some(input.parse::<LitStr>()?.parse()?);
                 }
-                "crate" => return Err(syn::Error::new(key.span(), "`crate` given twice")),
+                "rewind" if args.rewind.is_none() => {
+                    let count = |span| {
+                        syn::Error::new(span, "`rewind` takes a count of events, like `rewind = 1`")
+                    };
+                    let events: LitInt = input.parse().map_err(|e| count(e.span()))?;
+                    // Checked here, so a bad count is an error on the user's literal.
+                    events
+                        .base10_parse::<u32>()
+                        .map_err(|_| count(events.span()))?;
+                    args.rewind = Some(events);
+                }
+                "crate" | "rewind" => {
+                    return Err(syn::Error::new(key.span(), format!("`{key}` given twice")))
+                }
                 other => {
                     return Err(syn::Error::new(
                         key.span(),

@@ -8,13 +8,13 @@
 //! ```text
 //! async fn yo_events(opening: sse::__private::Opening, arg0: State<Db>) -> Response {
 //!     let output: Result<(), Response> = async move { let State(db) = arg0; body }.await;
-//!     sse::__private::respond_fixed(opening, "yo", FixedOutput::into_outcome(output))
+//!     sse::__private::respond_fixed(opening, "yo", 0, FixedOutput::into_outcome(output))
 //! }
 //! ```
 //! where `opening` is the client's `Last-Event-ID` and the hub a layer put in the request
-//! (`Hub::layer`), if any.
+//! (`Hub::layer`), if any, and `0` the `rewind` option.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::{spanned::Spanned, AttrStyle, Attribute, FnArg, Item, ItemFn, ReturnType};
 
@@ -104,14 +104,20 @@ fn rewrite(args: &Args, handler: ItemFn) -> TokenStream {
         ReturnType::Default => (quote!(()), sig.ident.span()),
     };
     let opening = quote!(__sse_opening);
+    // Checked by the parser: a count that fits.
+    let rewind = args
+        .rewind
+        .as_ref()
+        .map_or(0, |n| n.base10_parse().unwrap_or(0));
+    let rewind = Literal::usize_unsuffixed(rewind);
     let finish = match &args.group {
         Some(group) => {
             let outcome = spanned_call(output_span, quote!(#private::FixedOutput::into_outcome));
-            quote!(#private::respond_fixed(#opening, #group, #outcome))
+            quote!(#private::respond_fixed(#opening, #group, #rewind, #outcome))
         }
         None => {
             let outcome = spanned_call(output_span, quote!(#private::BareOutput::into_groups));
-            quote!(#private::respond_bare(#opening, #outcome))
+            quote!(#private::respond_bare(#opening, #rewind, #outcome))
         }
     };
 

@@ -19,7 +19,11 @@ use proc_macro::TokenStream;
 ///
 /// The stream opens on the hub a `Hub::layer` put in the request, else on the process-wide hub.
 ///
-/// Option: `crate = "path"` names the `sse` crate when it was renamed in `Cargo.toml`.
+/// Options:
+/// - `rewind = N`: a client without `Last-Event-ID` first gets the last `N` events of each of
+///   its groups (`#[sse::subscribe("ticker", rewind = 1)]`: the current price at once); a
+///   handler's own `Join::rewind` wins.
+/// - `crate = "path"` names the `sse` crate when it was renamed in `Cargo.toml`.
 #[proc_macro_attribute]
 pub fn subscribe(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::subscribe(args.into(), item.into()).into()

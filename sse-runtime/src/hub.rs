@@ -523,7 +523,11 @@ impl Hub {
         join: impl Into<Join>,
         last_event_id: &LastEventId,
     ) -> Result<Subscription, SubscribeError> {
-        let Join { groups, identity } = join.into();
+        let Join {
+            groups,
+            identity,
+            rewind,
+        } = join.into();
         let mut unique: Vec<GroupName> = Vec::new();
         for group in groups {
             if !unique.contains(&group) {
@@ -539,7 +543,9 @@ impl Hub {
         }
         let config = &self.registry.config;
         let resume = last_event_id.resume(&groups, config.max_last_event_id_len);
-        let (reader, start) = self.registry.subscribe(&groups, resume)?;
+        let (reader, start) = self
+            .registry
+            .subscribe(&groups, resume, rewind.unwrap_or(0))?;
         let catch_up = match &start {
             Start::CatchUp(from) => Some(self.engine.history(groups.clone(), from.clone())),
             _ => None,

@@ -89,6 +89,8 @@ impl Identity {
 pub struct Join {
     pub(crate) groups: Vec<GroupName>,
     pub(crate) identity: Option<Identity>,
+    /// How many of each group's last events a client without `Last-Event-ID` gets first.
+    pub(crate) rewind: Option<usize>,
 }
 
 impl Join {
@@ -115,6 +117,7 @@ impl Join {
         Self {
             groups: groups.into_iter().collect(),
             identity: None,
+            rewind: None,
         }
     }
 
@@ -128,6 +131,36 @@ impl Join {
     /// ```
     pub fn user(self, user: impl Into<String>) -> Self {
         self.identity(Identity::new(user))
+    }
+
+    /// A client that comes without `Last-Event-ID` first gets the last `events` events of each
+    /// group (as many as its history still holds), then the live stream: the current price of
+    /// a ticker, the last message of a room. A client with `Last-Event-ID` resumes as always.
+    /// What `#[sse::subscribe("ticker", rewind = 1)]` sets.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = sse::Hub::new(sse::Config::default().retry(None));
+    /// let ticker = sse::GroupName::new("ticker")?;
+    /// let _watching = hub.subscribe(ticker.clone(), &Default::default())?; // the group is held
+    /// hub.publish("ticker", Some("price"), "41")?;
+    /// let id = hub.publish("ticker", Some("price"), "42")?;
+    /// let mut late = hub.subscribe(sse::Join::group(ticker).rewind(1), &Default::default())?;
+    /// late.next().await; // its start
+    /// assert_eq!(late.next().await.unwrap(), format!("event: price\ndata: 42\nid: {id}\n\n"));
+    /// # Ok(()) }
+    /// ```
+    pub fn rewind(mut self, events: usize) -> Self {
+        self.rewind = Some(events);
+        self
+    }
+
+    /// This join, rewound by `events` unless it says how far itself.
+    pub(crate) fn rewind_unless_set(mut self, events: usize) -> Self {
+        self.rewind.get_or_insert(events);
+        self
     }
 
     /// Opened by `identity`.

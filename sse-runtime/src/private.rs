@@ -166,15 +166,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Opening {
     }
 }
 
-/// The end of a `#[sse::subscribe("group")]` handler; `group` was checked at compile time.
+/// The end of a `#[sse::subscribe("group", rewind = N)]` handler; `group` was checked at
+/// compile time.
 pub fn respond_fixed(
     opening: Opening,
     group: &'static str,
+    rewind: usize,
     outcome: Outcome<Option<Identity>>,
 ) -> Response {
     let group = GroupName::from_checked_literal(group);
     respond_bare(
         opening,
+        rewind,
         outcome.map(|identity| match identity {
             Some(identity) => Join::group(group).identity(identity),
             None => Join::group(group),
@@ -182,15 +185,15 @@ pub fn respond_fixed(
     )
 }
 
-/// The end of a bare `#[sse::subscribe]` handler: the stream, on the request's hub or else the
-/// process-wide one.
-pub fn respond_bare(opening: Opening, outcome: Outcome<Join>) -> Response {
+/// The end of a bare `#[sse::subscribe(rewind = N)]` handler: the stream, on the request's hub or
+/// else the process-wide one, rewound as the attribute says unless the handler's `Join` says.
+pub fn respond_bare(opening: Opening, rewind: usize, outcome: Outcome<Join>) -> Response {
     let Opening { last, hub: own } = opening;
     match outcome {
         Outcome::Stream(join) => own
             .as_ref()
             .unwrap_or_else(|| hub())
-            .subscribe(join, &last)
+            .subscribe(join.rewind_unless_set(rewind), &last)
             .into_response(),
         Outcome::Respond(response) => response,
     }

@@ -63,7 +63,7 @@ use crate::{
     event::Draft,
     group::Held,
     lock_timing::{timed, Lock},
-    resume::{self, LocalHistory, Plan},
+    resume::{self, LocalHistory, Plan, Since},
     stats::Counters,
     Config, EventId, GroupName, PublishError, SubscribeError,
 };
@@ -119,10 +119,9 @@ pub(crate) enum Start {
     /// With a `stream-reset`: the client's `Last-Event-ID` cannot be resumed from. The stream
     /// goes on live from these positions.
     Reset(&'static str, Vec<Cursor>),
-    /// Per group, the id after which the engine's shared history has to give the events (none:
-    /// only where the group stands), since the local rings do not cover them; live events are
-    /// held meanwhile.
-    CatchUp(Vec<Option<u64>>),
+    /// Per group, from where the engine's shared history has to give the events, since the
+    /// local rings do not cover them; live events are held meanwhile.
+    CatchUp(Vec<Since>),
 }
 
 /// Ids start at the clock's microseconds, so a restarted process gives ids above the old ones
@@ -239,6 +238,7 @@ impl Registry {
         self: &Arc<Self>,
         groups: &[GroupName],
         resume: Result<Option<Vec<u64>>, &'static str>,
+        rewind: usize,
     ) -> Result<(Reader, Start), SubscribeError> {
         if self.is_shut_down() {
             return Err(SubscribeError::ShutDown);
@@ -253,7 +253,8 @@ impl Registry {
         }
         let now = Instant::now();
         let held: Vec<Arc<Group>> = groups.iter().map(|name| self.hold(name, now)).collect();
-        let plan = resume::plan(resume, &self.histories(&held, now), self.ids_from_engine);
+        let histories = self.histories(&held, now, rewind);
+        let plan = resume::plan(resume, rewind, &histories, self.ids_from_engine);
         let waiter = Arc::new(Waiter::new(held.len()));
         let mut replayed = 0;
         let mut cursors = Vec::with_capacity(held.len());
@@ -330,14 +331,20 @@ impl Registry {
         group
     }
 
-    /// What each of `groups`' local history can tell a client that comes back.
-    fn histories(&self, groups: &[Arc<Group>], now: Instant) -> Vec<LocalHistory> {
+    /// What each of `groups`' local history can tell a client that comes back, or that wants
+    /// the last `rewind` events of each.
+    fn histories(&self, groups: &[Arc<Group>], now: Instant, rewind: usize) -> Vec<LocalHistory> {
+        let (config, shared) = (&self.config, self.ids_from_engine);
         let history = |group: &Arc<Group>| {
             let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
             LocalHistory {
                 last: ring.position_id(),
-                replayable_after: ring.replayable_after(now, &self.config),
+                replayable_after: ring.replayable_after(now, config),
                 complete: ring.complete_after != u64::MAX,
+                rewound_after: match rewind {
+                    0 => None,
+                    count => ring.rewound_after(count, now, config, shared),
+                },
             }
         };
         groups.iter().map(history).collect()

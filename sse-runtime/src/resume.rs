@@ -112,6 +112,20 @@ pub(crate) struct LocalHistory {
     /// Whether every event of the group after `replayable_after` is here: `false` while an
     /// engine is still starting to deliver the group to this process.
     pub(crate) complete: bool,
+    /// For a stream rewound by some events: the id after which the group's last ones are,
+    /// when this history holds them (`None`: an engine's shared history may hold more).
+    pub(crate) rewound_after: Option<u64>,
+}
+
+/// Where a group's catch-up from an engine's history starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Since {
+    /// Nowhere: the client needs no event, only where the group stands.
+    Now,
+    /// After the client's id.
+    After(u64),
+    /// Its last this many events (a stream rewound).
+    Last(usize),
 }
 
 /// Where a new stream starts, as decided from the client's id and the local histories.
@@ -122,24 +136,33 @@ pub(crate) enum Plan {
     From(Vec<u64>),
     /// Live, after a `stream-reset` for this reason.
     Reset(&'static str),
-    /// From the engine's shared history: per group the id after which the client needs the
-    /// events (`None`: only where the group stands), since the local history does not cover them.
-    CatchUp(Vec<Option<u64>>),
+    /// From the engine's shared history, per group from where it says, since the local
+    /// history does not cover it.
+    CatchUp(Vec<Since>),
 }
 
-/// The one place a reconnect is decided: a client came back with `resume` (per group, the id
-/// after which it needs events) to groups whose local histories are `local`; `shared` says
-/// whether an engine keeps a history shared by processes, which may cover what `local` does not.
+/// The one place a stream's start is decided: a client came with `resume` (per group, the id
+/// after which it needs events), or with none and `rewind` (each group's last events it wants
+/// first), to groups whose local histories are `local`; `shared` says whether an engine keeps a
+/// history shared by processes, which may cover what `local` does not.
 pub(crate) fn plan(
     resume: Result<Option<Vec<u64>>, &'static str>,
+    rewind: usize,
     local: &[LocalHistory],
     shared: bool,
 ) -> Plan {
     let ids = match resume {
         Err(why) => return Plan::Reset(why),
+        Ok(None) if rewind > 0 => {
+            let rewound: Option<Vec<u64>> = local.iter().map(|g| g.rewound_after).collect();
+            return match rewound {
+                Some(ids) => Plan::From(ids),
+                None => Plan::CatchUp(vec![Since::Last(rewind); local.len()]),
+            };
+        }
         // Where a group stands is not known here until the engine delivers it.
         Ok(None) if shared && !local.iter().all(|group| group.complete) => {
-            return Plan::CatchUp(vec![None; local.len()]);
+            return Plan::CatchUp(vec![Since::Now; local.len()]);
         }
         Ok(None) => return Plan::Live,
         Ok(Some(ids)) => ids,
@@ -156,7 +179,7 @@ pub(crate) fn plan(
         None => Plan::From(ids),
         // Only an engine's shared history may still hold what the local one lost.
         Some(why) if !shared => Plan::Reset(why),
-        Some(_) => Plan::CatchUp(ids.into_iter().map(Some).collect()),
+        Some(_) => Plan::CatchUp(ids.into_iter().map(Since::After).collect()),
     }
 }
 
@@ -184,19 +207,18 @@ pub(crate) struct SharedEvent {
     pub(crate) encoded: Bytes,
 }
 
-/// What a client that last saw `from` (per group; `None`: it needs no event, only where the
-/// group stands) gets from groups' shared `histories`, when events live `age_us` at most: the
-/// events it missed in the order they were published, or a `stream-reset` when a history no
-/// longer holds all of them. Either way each group then stands at its sequence's last id.
-pub(crate) fn caught_up(
-    histories: Vec<SharedHistory>,
-    from: &[Option<u64>],
-    age_us: u64,
-) -> CaughtUp {
+/// What a client gets from groups' shared `histories`, from where `from` says for each, when
+/// events live `age_us` at most: the events it missed (after its id) or asked for (a group's
+/// last ones, of those still kept) in the order they were published, or a `stream-reset` when
+/// a history no longer holds all it missed. Either way each group then stands at its
+/// sequence's last id.
+pub(crate) fn caught_up(histories: Vec<SharedHistory>, from: &[Since], age_us: u64) -> CaughtUp {
     let through: Vec<u64> = histories.iter().map(|history| history.seq).collect();
     let mut reason = None;
-    for (history, after) in histories.iter().zip(from) {
-        let Some(after) = *after else { continue };
+    for (history, since) in histories.iter().zip(from) {
+        let Since::After(after) = *since else {
+            continue;
+        };
         let oldest_kept = history.now_us.saturating_sub(age_us);
         let lost = after < history.epoch
             || history.trimmed > after
@@ -210,23 +232,33 @@ pub(crate) fn caught_up(
     if let Some(reason) = reason {
         return CaughtUp::Reset { reason, through };
     }
-    let start = from
-        .iter()
-        .zip(&through)
-        .map(|(after, seq)| after.unwrap_or(*seq))
-        .collect();
-    let mut events: Vec<(u64, usize, u64, Bytes)> = histories
-        .into_iter()
-        .enumerate()
-        .zip(from)
-        .flat_map(|((index, history), &after)| {
-            let missed = history
-                .entries
-                .into_iter()
-                .filter(move |entry| after.is_some_and(|after| entry.id > after));
-            missed.map(move |entry| (entry.at_us, index, entry.id, entry.encoded))
-        })
-        .collect();
+    let mut start = Vec::with_capacity(from.len());
+    let mut events: Vec<(u64, usize, u64, Bytes)> = Vec::new();
+    for ((index, history), since) in histories.into_iter().enumerate().zip(from) {
+        let oldest_kept = history.now_us.saturating_sub(age_us);
+        let wanted: Vec<SharedEvent> = match *since {
+            Since::Now => Vec::new(),
+            Since::After(after) => {
+                let missed = history.entries.into_iter();
+                missed.filter(|entry| entry.id > after).collect()
+            }
+            Since::Last(count) => {
+                let kept = history.entries.into_iter();
+                let mut kept: Vec<SharedEvent> =
+                    kept.filter(|entry| entry.at_us >= oldest_kept).collect();
+                kept.drain(..kept.len().saturating_sub(count));
+                kept
+            }
+        };
+        // Ids are consecutive: a rewound stream starts right before its first event.
+        start.push(match (*since, wanted.first()) {
+            (Since::After(after), _) => after,
+            (Since::Last(_), Some(first)) => first.id - 1,
+            _ => history.seq,
+        });
+        let wanted = wanted.into_iter();
+        events.extend(wanted.map(|entry| (entry.at_us, index, entry.id, entry.encoded)));
+    }
     // Each group numbers its own events: across groups, the engine's clock orders them.
     events.sort_by_key(|&(at_us, index, id, _)| (at_us, index, id));
     let events = events
@@ -267,8 +299,12 @@ pub(crate) enum CaughtUp {
 impl CaughtUp {
     /// Nothing to catch up: each group goes on after the id the client had (or from the
     /// start of its sequence, where it had none).
-    pub(crate) fn nothing(after: Vec<Option<u64>>) -> Self {
-        let through: Vec<u64> = after.into_iter().map(Option::unwrap_or_default).collect();
+    pub(crate) fn nothing(from: Vec<Since>) -> Self {
+        let id = |since| match since {
+            Since::After(id) => id,
+            Since::Now | Since::Last(_) => 0,
+        };
+        let through: Vec<u64> = from.into_iter().map(id).collect();
         CaughtUp::Replay {
             start: through.clone(),
             events: Vec::new(),
@@ -350,13 +386,14 @@ mod tests {
             last,
             replayable_after,
             complete: true,
+            rewound_after: None,
         }
     }
 
     #[test]
     fn a_reconnect_replays_locally_what_the_history_holds_else_resets() {
         let groups = [local(20, 10), local(50, 40)];
-        let plan = |resume| match super::plan(resume, &groups, false) {
+        let plan = |resume| match super::plan(resume, 0, &groups, false) {
             Plan::Live => "live".to_owned(),
             Plan::From(ids) => format!("from {ids:?}"),
             Plan::Reset(why) => why.to_owned(),
@@ -370,17 +407,30 @@ mod tests {
         assert_eq!(plan(Err("not an id")), "not an id");
     }
 
-    /// A engine's shared history may hold what the local one lost, or was never given.
+    /// An engine's shared history may hold what the local one lost, or was never given.
     #[test]
     fn with_a_shared_history_what_is_not_here_is_caught_up() {
         let mut groups = [local(20, 10), local(0, 0)];
         groups[1].complete = false;
-        assert!(
-            matches!(plan(Ok(None), &groups, true), Plan::CatchUp(from) if from == [None, None])
-        );
-        let from = |ids: Vec<u64>| plan(Ok(Some(ids)), &groups[..1], true);
-        assert!(matches!(from(vec![5]), Plan::CatchUp(from) if from == [Some(5)]));
+        let now = [Since::Now, Since::Now];
+        assert!(matches!(plan(Ok(None), 0, &groups, true), Plan::CatchUp(from) if from == now));
+        let from = |ids: Vec<u64>| plan(Ok(Some(ids)), 0, &groups[..1], true);
+        assert!(matches!(from(vec![5]), Plan::CatchUp(from) if from == [Since::After(5)]));
         assert!(matches!(from(vec![15]), Plan::From(ids) if ids == [15]));
+    }
+
+    /// A rewound stream starts after what each local history says, when all of them can;
+    /// else the engine's history gives each group's last events. An id wins over a rewind.
+    #[test]
+    fn a_rewind_replays_the_last_events_from_where_they_are() {
+        let mut groups = [local(20, 10), local(50, 40)];
+        groups[0].rewound_after = Some(19);
+        let last = [Since::Last(1), Since::Last(1)];
+        assert!(matches!(plan(Ok(None), 1, &groups, true), Plan::CatchUp(from) if from == last));
+        groups[1].rewound_after = Some(49);
+        assert!(matches!(plan(Ok(None), 1, &groups, true), Plan::From(ids) if ids == [19, 49]));
+        let resumed = plan(Ok(Some(vec![15, 45])), 1, &groups, true);
+        assert!(matches!(resumed, Plan::From(ids) if ids == [15, 45]));
     }
 
     fn history(trimmed: u64, entries: Vec<SharedEvent>) -> SharedHistory {
@@ -423,7 +473,8 @@ mod tests {
             epoch: 1,
             ..history(0, vec![event(7, 9_100)])
         };
-        let (events, through) = replayed(caught_up(vec![a, b], &[Some(110), Some(6)], 5_000));
+        let from = [Since::After(110), Since::After(6)];
+        let (events, through) = replayed(caught_up(vec![a, b], &from, 5_000));
         assert_eq!(events.unwrap(), [(0, 111), (1, 7), (0, 115)]);
         assert_eq!(through, [120, 7]);
     }
@@ -438,16 +489,47 @@ mod tests {
             (104, trimmed(), "id older than the history"),
             (110, aged(), "id older than the history"),
         ] {
-            let (events, through) = replayed(caught_up(vec![history], &[Some(after)], 5_000));
+            let from = [Since::After(after)];
+            let (events, through) = replayed(caught_up(vec![history], &from, 5_000));
             assert_eq!(events, Err(why), "{after}");
             assert_eq!(through, [120]);
         }
         // Right at the trimmed id, nothing is missing.
-        let (events, _) = replayed(caught_up(vec![trimmed()], &[Some(105)], 5_000));
+        let (events, _) = replayed(caught_up(vec![trimmed()], &[Since::After(105)], 5_000));
         assert_eq!(events.unwrap(), [(0, 111)]);
         // A group the client needs nothing of only says where it stands.
-        let (events, through) = replayed(caught_up(vec![aged()], &[None], 5_000));
+        let (events, through) = replayed(caught_up(vec![aged()], &[Since::Now], 5_000));
         assert_eq!((events.unwrap(), through), (vec![], vec![120]));
+    }
+
+    /// A rewind takes each group's last events still kept, never a reset, and starts right
+    /// before the first of them.
+    #[test]
+    fn a_rewind_gets_the_last_events_still_kept() {
+        let kept = || {
+            history(
+                105,
+                vec![event(106, 4_000), event(107, 9_000), event(108, 9_500)],
+            )
+        };
+        let rewound = |count| match caught_up(vec![kept()], &[Since::Last(count)], 5_000) {
+            CaughtUp::Replay { start, events, .. } => (
+                start,
+                events.iter().map(|(_, id, _)| *id).collect::<Vec<_>>(),
+            ),
+            CaughtUp::Reset { reason, .. } => panic!("{reason}"),
+        };
+        assert_eq!(rewound(1), (vec![107], vec![108]));
+        assert_eq!(rewound(2), (vec![106], vec![107, 108]));
+        // 106 is past the age: of what is kept, two events.
+        assert_eq!(rewound(3), (vec![106], vec![107, 108]));
+        let empty = history(120, vec![]);
+        let CaughtUp::Replay { start, events, .. } =
+            caught_up(vec![empty], &[Since::Last(2)], 5_000)
+        else {
+            panic!("a reset")
+        };
+        assert_eq!((start, events.len()), (vec![120], 0));
     }
 
     proptest! {

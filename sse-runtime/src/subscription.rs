@@ -18,7 +18,7 @@ use crate::{
     hooks::CloseReason,
     registration::Registration,
     registry::{Read, Reader, Run, Start, Stored},
-    resume::{CatchUp, CaughtUp},
+    resume::{CatchUp, CaughtUp, Since},
     GroupName, Identity, LastEventId,
 };
 
@@ -131,7 +131,10 @@ impl Subscription {
             // Where the client was, until the engine says where the stream goes on from.
             Start::CatchUp(from) => from
                 .into_iter()
-                .map(|id| Cursor::at(id.unwrap_or_default()))
+                .map(|since| match since {
+                    Since::After(id) => Cursor::at(id),
+                    Since::Now | Since::Last(_) => Cursor::at(0),
+                })
                 .collect(),
         };
         Self {

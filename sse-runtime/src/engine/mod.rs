@@ -13,7 +13,7 @@ use crate::{
     event::Draft,
     group::Held,
     identity::Closing,
-    resume::{CatchUp, CaughtUp},
+    resume::{CatchUp, CaughtUp, Since},
     BrokerError, EventId, GroupName, PublishError,
 };
 
@@ -95,13 +95,13 @@ pub(crate) trait Engine: Send + Sync {
     /// `group` started or stopped being held here: start or stop receiving its events.
     fn watch(&self, _group: &GroupName, _held: Held) {}
 
-    /// What came after a position: per group of `groups`, its events after the id in `after`
-    /// (none for `None`: only where the group stands), from the history the engine keeps.
-    /// Asked only when that history is [`shared`](Engine::shared) and the local rings do not
-    /// cover what a client missed; the in-memory engine has nothing to add to them.
-    fn history(&self, groups: Vec<GroupName>, after: Vec<Option<u64>>) -> CatchUp {
+    /// What came after a position: per group of `groups`, its events from where `from` says
+    /// (after an id, its last ones, or none: only where the group stands), from the history the
+    /// engine keeps. Asked only when that history is [`shared`](Engine::shared) and the local
+    /// rings do not cover what a client needs; the in-memory engine has nothing to add to them.
+    fn history(&self, groups: Vec<GroupName>, from: Vec<Since>) -> CatchUp {
         let _ = groups;
-        Box::pin(std::future::ready(Ok(CaughtUp::nothing(after))))
+        Box::pin(std::future::ready(Ok(CaughtUp::nothing(from))))
     }
 
     /// The count of `entry.user`'s streams of `group` in this process changed: the engine

@@ -110,6 +110,29 @@ impl Ring {
         floor
     }
 
+    /// The id after which the group's last `count` events are (of those a client can still be
+    /// given), when this ring holds them: `None` when an engine's history may hold more, as the
+    /// ring is not complete yet, or holds fewer and the history is `shared`.
+    pub(super) fn rewound_after(
+        &self,
+        count: usize,
+        now: Instant,
+        config: &Config,
+        shared: bool,
+    ) -> Option<u64> {
+        if self.complete_after == u64::MAX {
+            return None;
+        }
+        let floor = self.replayable_after(now, config);
+        let replayable = self.events.len() - self.events.partition_point(|s| s.id <= floor);
+        match replayable.checked_sub(count) {
+            Some(0) => Some(floor),
+            Some(_) => Some(self.events[self.events.len() - count - 1].id),
+            None if shared => None,
+            None => Some(floor),
+        }
+    }
+
     /// The position of the first event with an id above `id`.
     pub(super) fn position_after(&self, id: u64) -> u64 {
         self.first_pos + self.events.partition_point(|stored| stored.id <= id) as u64

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     engine::Sink,
-    resume::{self, CaughtUp, SharedEvent, SharedHistory},
+    resume::{self, CaughtUp, SharedEvent, SharedHistory, Since},
     BrokerError, GroupName,
 };
 
@@ -29,7 +29,7 @@ pub(super) enum Command {
     Unsubscribe(GroupName),
     CatchUp {
         groups: Vec<GroupName>,
-        from: Vec<Option<u64>>,
+        from: Vec<Since>,
         reply: oneshot::Sender<Result<CaughtUp, BrokerError>>,
     },
 }
@@ -378,7 +378,7 @@ impl Listener {
         if new.is_empty() {
             return Ok(());
         }
-        match self.read_history(&new, &vec![None; new.len()]).await {
+        match self.read_history(&new, &vec![Since::Now; new.len()]).await {
             Ok(histories) => {
                 for (group, history) in new.into_iter().zip(histories) {
                     self.listening_from(group, history.seq);
@@ -411,7 +411,8 @@ impl Listener {
             .collect();
         let this = &*self;
         let reads = groups.iter().zip(&marks).map(|(group, mark)| async move {
-            this.read_history(std::slice::from_ref(group), &[*mark])
+            let since = mark.map_or(Since::Now, Since::After);
+            this.read_history(std::slice::from_ref(group), &[since])
                 .await
         });
         let histories = join_all(reads).await;
@@ -497,16 +498,17 @@ impl Listener {
     async fn read_history(
         &self,
         groups: &[GroupName],
-        from: &[Option<u64>],
+        from: &[Since],
     ) -> Result<Vec<SharedHistory>, BrokerError> {
-        let reads = groups.iter().zip(from).map(|(group, after)| {
+        let reads = groups.iter().zip(from).map(|(group, since)| {
             let keys = Keys::of(group.as_str());
             let mut invocation = self.read.key(keys.seq);
             invocation.key(keys.epoch).key(keys.history);
-            match after {
+            match since {
                 // Stream ids are below 2^64; an id above every real one is simply unknown.
-                Some(after) => invocation.arg((*after).min(u64::MAX - 1)),
-                None => invocation.arg("-"),
+                Since::After(after) => invocation.arg((*after).min(u64::MAX - 1)),
+                Since::Last(count) => invocation.arg(format!("~{count}")),
+                Since::Now => invocation.arg("-"),
             };
             invocation
                 .arg(self.limits.events)

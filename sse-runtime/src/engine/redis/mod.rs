@@ -40,8 +40,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Engine, Entry, History, PresenceRead, Publishing, Sent, Sink, Taken};
 use crate::{
-    event::Draft, group::Held, identity::Closing, resume::CatchUp, BrokerError, EventId, GroupName,
-    PublishError,
+    event::Draft,
+    group::Held,
+    identity::Closing,
+    resume::{CatchUp, Since},
+    BrokerError, EventId, GroupName, PublishError,
 };
 
 mod link;
@@ -322,11 +325,11 @@ impl Engine for RedisEngine {
         });
     }
 
-    fn history(&self, groups: Vec<GroupName>, after: Vec<Option<u64>>) -> CatchUp {
+    fn history(&self, groups: Vec<GroupName>, from: Vec<Since>) -> CatchUp {
         let (reply, answer) = oneshot::channel();
         self.tell_listener(Command::CatchUp {
             groups,
-            from: after,
+            from,
             reply,
         });
         Box::pin(async move {

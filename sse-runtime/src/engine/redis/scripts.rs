@@ -87,10 +87,12 @@ return firsts
 ";
 
 /// KEYS: seq, epoch, history. ARGV: the id after which the group's events are wanted (`-`: none
-/// are, only where the group stands), max events, how long the sequence lives. Returns seq,
-/// epoch, now (µs), the highest id trimmed away (all of them, when the history expired), the
-/// count of entries holding events after the id, and each entry's time and batch. Ids are
-/// consecutive, so what was trimmed away is what comes before the first entry's first id.
+/// are, only where the group stands; `~N`: its last N events), max events, how long the
+/// sequence lives. Returns seq, epoch, now (µs), the highest id trimmed away (all of them, when
+/// the history expired), the count of entries holding the events wanted, and each entry's time
+/// and batch, oldest first. Ids are consecutive, so what was trimmed away is what comes before
+/// the first entry's first id. An entry holds a batch: the last N entries hold the last N
+/// events, and maybe more.
 const READ: &str = r"
 ensure_seq(KEYS[1], KEYS[2], ARGV[3])
 local seq = redis.call('GET', KEYS[1])
@@ -103,7 +105,12 @@ if ARGV[1] ~= '-' then
     trimmed = seq
   else
     trimmed = string.format('%d', tonumber(string.match(first[2][4], '^(%d+):')) - 1)
-    entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+    if string.sub(ARGV[1], 1, 1) == '~' then
+      local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', string.sub(ARGV[1], 2))
+      for i = #last, 1, -1 do table.insert(entries, last[i]) end
+    else
+      entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+    end
   end
 end
 local out = {seq, redis.call('GET', KEYS[2]), string.format('%d', now), trimmed, tostring(#entries)}

@@ -1,0 +1,4 @@
+#[sse::subscribe("ticker", rewind = "one")]
+async fn ticker() {}
+
+fn main() {}
