@@ -1,7 +1,7 @@
 //! A hub per app: twenty apps in one process, in parallel, each with its own hub put in its
 //! requests by `Hub::layer`, with the same group names; half served by `sse::serve`, half by
 //! `axum::serve`. Each app's streams, fixed and bare, get its own events and no other app's,
-//! and the process-wide hub sees none of it.
+//! published by its handlers or its publish endpoint, and the process-wide hub sees none of it.
 
 use axum::{
     extract::Path,
@@ -9,6 +9,8 @@ use axum::{
     Extension, Router,
 };
 use sse_tests::{eventually, http_client, within, Client};
+
+const TOKEN: &str = "apps-token-0123456789";
 
 #[sse::subscribe("yo")]
 async fn yo_events() {}
@@ -28,10 +30,13 @@ async fn send(
 /// App `n`, on a hub of its own: its address and its hub.
 async fn app(n: usize) -> (String, sse::Hub) {
     let hub = sse::Hub::new(sse::Config::default().retry(None));
+    // No hub of its own: it publishes on the layer's.
+    let endpoint = sse::PublishEndpoint::new(TOKEN).unwrap();
     let app = Router::new()
         .route("/events/yo", get(yo_events))
         .route("/rooms/{room}", get(room_events))
         .route("/publish/{group}/{data}", post(send))
+        .route("/sse/publish", endpoint.into_method_router())
         .layer(hub.layer());
     let addr = match n % 2 {
         0 => sse_tests::serve(app).await,
@@ -58,7 +63,16 @@ async fn run(n: usize) {
             assert_eq!((event.data, event.id), (data, id), "app {n}");
         }
     }
-    assert_eq!(hub.stats().published, 10, "app {n}");
+    let body = format!(r#"{{"group": "yo", "data": "app{n}-endpoint"}}"#);
+    let request = http_client()
+        .post(format!("{base}/sse/publish"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body);
+    let answer = within(request.send()).await.unwrap();
+    assert_eq!(answer.status(), 200, "app {n}");
+    assert_eq!(yo.next().await.unwrap().data, format!("app{n}-endpoint"));
+    assert_eq!(hub.stats().published, 11, "app {n}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -43,8 +43,9 @@ impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
 impl Hub {
     /// A layer that puts this hub in every request under it: the
     /// [`#[sse::subscribe]`](crate::subscribe) handlers there open their streams on it instead
-    /// of the process-wide [`sse::hub()`](crate::hub), and other handlers reach it as
-    /// `Extension<sse::Hub>` to publish on it. So an app (or each of many apps in one process,
+    /// of the process-wide [`sse::hub()`](crate::hub), other handlers reach it as
+    /// `Extension<sse::Hub>` to publish on it, and so does a publish endpoint without a hub of
+    /// its own. So an app (or each of many apps in one process,
     /// as tests run in parallel) has groups of its own, whatever their names.
     ///
     /// ```

@@ -81,7 +81,8 @@ pub const PUBLISH_TOKEN_ENV: &str = "SSE_PUBLISH_TOKEN";
 #[derive(Clone)]
 pub struct PublishEndpoint {
     token: Arc<[u8]>,
-    /// `None`: the process-wide hub, looked up per request so that `sse::init` may run later.
+    /// `None`: the hub a layer put in the request ([`Hub::layer`]), else the process-wide hub,
+    /// looked up per request so that `sse::init` may run later.
     hub: Option<Hub>,
     max_body_bytes: usize,
     max_events: usize,
@@ -130,7 +131,8 @@ impl PublishEndpoint {
         Self::new(token)
     }
 
-    /// Publishes on `hub` instead of the process-wide hub.
+    /// Publishes on `hub`. Without it, the endpoint publishes on the hub a [`Hub::layer`] put in
+    /// the request, else on the process-wide hub.
     ///
     /// ```
     /// let hub = sse::Hub::new(sse::Config::default());
@@ -200,6 +202,7 @@ impl PublishEndpoint {
         self.authorize(request.headers())?;
         require_json(request.headers())?;
         let headers = request.headers().clone();
+        let request_hub = request.extensions().get::<Hub>().cloned();
         let body = Bytes::from_request(request, &())
             .await
             .map_err(|rejection| {
@@ -212,7 +215,8 @@ impl PublishEndpoint {
                     Refusal::new(rejection.status(), rejection.body_text())
                 }
             })?;
-        let hub = self.hub.clone().unwrap_or_else(|| crate::hub().clone());
+        let layered = || request_hub.unwrap_or_else(|| crate::hub().clone());
+        let hub = self.hub.clone().unwrap_or_else(layered);
         let mut drafts = self.drafts(&body, hub.max_event_bytes())?;
         if let Some(key) = header_key(&headers)? {
             match drafts.as_mut_slice() {
