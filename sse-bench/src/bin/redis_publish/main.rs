@@ -3,7 +3,8 @@
 //!
 //! 1. From one process, in-process: events/s with 1, 8 and 64 concurrent publishers, as async
 //!    tasks (`Hub::publish_async`) and as threads (`Hub::publish`, what `publish!` calls), and
-//!    the CPU time of the `redis-server` processes per event; also tasks publishing each to a
+//!    the CPU time of the `redis-server` processes per event; also tasks publishing each event
+//!    with an idempotency key of its own (`Hub::idempotent`), and tasks publishing each to a
 //!    group of its own (groups spread over the shards); with 1 Redis and with a 3-node
 //!    Redis Cluster. With `--before PATH`, the same program built from an earlier commit runs
 //!    first, against a Redis of its own, and its table is printed alongside.
@@ -69,12 +70,21 @@ fn main() -> Result<(), Error> {
         let hub = sse::Hub::connect(sse::Config::default().broker(&redis.url)?)?;
         for publishers in PUBLISHERS {
             let tasks = measure(&redis, || {
-                runtime.block_on(async_publishers(&hub, publishers, false, run_for))
+                runtime.block_on(async_publishers(&hub, publishers, Tasks::OneGroup, run_for))
             })?;
             tasks.print(&redis, publishers, "tasks, publish_async");
+            let keyed = measure(&redis, || {
+                runtime.block_on(async_publishers(&hub, publishers, Tasks::Keyed, run_for))
+            })?;
+            keyed.print(&redis, publishers, "tasks, each event with a key");
             if publishers > 1 {
                 let spread = measure(&redis, || {
-                    runtime.block_on(async_publishers(&hub, publishers, true, run_for))
+                    runtime.block_on(async_publishers(
+                        &hub,
+                        publishers,
+                        Tasks::GroupEach,
+                        run_for,
+                    ))
                 })?;
                 spread.print(&redis, publishers, "tasks, a group each");
             }
@@ -195,27 +205,42 @@ fn node(broker_url: &str) -> Result<(), Error> {
     })
 }
 
-/// `publishers` tasks publishing as fast as they can for `run_for`, to one group or (`spread`)
-/// each to a group of its own; how many events they published.
-async fn async_publishers(
-    hub: &sse::Hub,
-    publishers: usize,
-    spread: bool,
-    run_for: Duration,
-) -> u64 {
+/// How publishing tasks publish.
+#[derive(Clone, Copy)]
+enum Tasks {
+    /// All to one group.
+    OneGroup,
+    /// Each to a group of its own.
+    GroupEach,
+    /// All to one group, each event with an idempotency key of its own.
+    Keyed,
+}
+
+/// `publishers` tasks publishing as fast as they can for `run_for`, as `how` says; how many
+/// events they published.
+async fn async_publishers(hub: &sse::Hub, publishers: usize, how: Tasks, run_for: Duration) -> u64 {
     let deadline = tokio::time::Instant::now() + run_for;
     let tasks: Vec<_> = (0..publishers)
         .map(|publisher| {
             let hub = hub.clone();
-            let group = match spread {
-                true => format!("bench-{publisher}"),
-                false => "bench".to_owned(),
+            let group = match how {
+                Tasks::GroupEach => format!("bench-{publisher}"),
+                Tasks::OneGroup | Tasks::Keyed => "bench".to_owned(),
             };
             tokio::spawn(async move {
                 let mut published = 0;
                 while tokio::time::Instant::now() < deadline {
                     let data = format!("{publisher}-{published}");
-                    if hub.publish_async(&group, Some("tick"), data).await.is_err() {
+                    let published_ok = match how {
+                        Tasks::Keyed => {
+                            let keyed = hub.idempotent(&data);
+                            keyed.publish_async(&group, Some("tick"), &data).await
+                        }
+                        Tasks::OneGroup | Tasks::GroupEach => {
+                            hub.publish_async(&group, Some("tick"), &data).await
+                        }
+                    };
+                    if published_ok.is_err() {
                         break;
                     }
                     published += 1;
