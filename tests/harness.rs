@@ -2,7 +2,12 @@
 //! independent SSE parser (`eventsource-stream`) to read what the server wrote, and a relay that
 //! cuts connections as a network would.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::atomic::{AtomicU16, Ordering},
+    time::Duration,
+};
 
 use axum::Router;
 pub use eventsource_stream::Event;
@@ -15,6 +20,10 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub mod nodes;
+#[cfg(feature = "postgres")]
+pub mod postgres_server;
 #[cfg(feature = "redis")]
 pub mod redis_servers;
 
@@ -409,4 +418,29 @@ pub fn rss_bytes() -> u64 {
         .and_then(|n| n.parse().ok())
         .expect("VmRSS in /proc/self/status");
     kb * 1024
+}
+
+/// A free port for a server of a test's own (`redis-server`, `postgres`), each handed out once, below the kernel's ephemeral range
+/// (32768 and up by default): while a test's Redis is down for a restart, neither another
+/// test's Redis nor a socket bound to port 0 can take its port.
+pub fn free_port() -> u16 {
+    free_port_in(20_000, 6_000, port_is_free)
+}
+
+pub(crate) fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A port from `first` to `first + span` for which `free` holds, starting at a place of this
+/// process's own so that test processes running at once seldom try the same ones.
+pub(crate) fn free_port_in(first: u16, span: u16, free: impl Fn(u16) -> bool) -> u16 {
+    static HANDED_OUT: AtomicU16 = AtomicU16::new(0);
+    let start = std::process::id() % 3_000 * 2;
+    (0..span)
+        .map(|_| {
+            let handed_out = u32::from(HANDED_OUT.fetch_add(1, Ordering::Relaxed));
+            first + ((start + handed_out) % u32::from(span)) as u16
+        })
+        .find(|&port| free(port))
+        .expect("a free port on 127.0.0.1")
 }

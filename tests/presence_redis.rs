@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use sse::{Config, Hub};
 use sse_tests::{
+    nodes::Node,
     presence_app,
-    redis_servers::{Node, RedisCluster, RedisServer},
+    redis_servers::{RedisCluster, RedisServer},
     request, serve, within, Client,
 };
 

@@ -5,8 +5,10 @@
 use std::time::{Duration, Instant};
 
 use sse_tests::{
-    eventually, http_client, raw_get, read_until,
-    redis_servers::{free_port, ids, seen, Node, RedisServer},
+    eventually, free_port, http_client,
+    nodes::{ids, seen, Node},
+    raw_get, read_until,
+    redis_servers::RedisServer,
     within, Client,
 };
 use tokio::process::Command;

@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use sse_tests::redis_servers::{ids, seen, Node, RedisCluster};
+use sse_tests::{
+    nodes::{ids, seen, Node},
+    redis_servers::RedisCluster,
+};
 
 async fn node(cluster: &RedisCluster) -> Node {
     Node::start(env!("CARGO_BIN_EXE_redis_node"), &cluster.url(), &[]).await

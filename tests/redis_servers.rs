@@ -10,12 +10,11 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
     net::TcpStream,
     process::{Child, Command},
 };
 
-use crate::{eventually, http_client, within, Client, Event, PATIENCE};
+use crate::{eventually, free_port, free_port_in, port_is_free, within, PATIENCE};
 
 /// A `redis-server` of the test's own, killed when dropped.
 pub struct RedisServer {
@@ -163,36 +162,11 @@ impl RedisServer {
     }
 }
 
-/// A free port for a `redis-server`, each handed out once, below the kernel's ephemeral range
-/// (32768 and up by default): while a test's Redis is down for a restart, neither another
-/// test's Redis nor a socket bound to port 0 can take its port.
-pub fn free_port() -> u16 {
-    free_port_in(20_000, 6_000, port_is_free)
-}
-
 /// A free port whose cluster bus port (10,000 above) is free too, both below the ephemeral range.
 fn free_cluster_port() -> u16 {
     free_port_in(11_000, 1_700, |port| {
         port_is_free(port) && port_is_free(port + 10_000)
     })
-}
-
-fn port_is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// A port from `first` to `first + span` for which `free` holds, starting at a place of this
-/// process's own so that test processes running at once seldom try the same ones.
-fn free_port_in(first: u16, span: u16, free: impl Fn(u16) -> bool) -> u16 {
-    static HANDED_OUT: AtomicU16 = AtomicU16::new(0);
-    let start = std::process::id() % 3_000 * 2;
-    (0..span)
-        .map(|_| {
-            let handed_out = u32::from(HANDED_OUT.fetch_add(1, Ordering::Relaxed));
-            first + ((start + handed_out) % u32::from(span)) as u16
-        })
-        .find(|&port| free(port))
-        .expect("a free port on 127.0.0.1")
 }
 
 /// A Redis Cluster of masters without replicas, each a `redis-server` of the test's own, with
@@ -390,78 +364,4 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// A server process (`redis_node`, its path given by the test), killed when dropped.
-pub struct Node {
-    /// Where it serves HTTP.
-    pub addr: String,
-    process: Child,
-}
-
-impl Node {
-    /// A node of `exe` using the broker at `broker_url`, with extra environment variables
-    /// (`HISTORY_MS`, ...).
-    pub async fn start(exe: &str, broker_url: &str, env: &[(&str, &str)]) -> Node {
-        let mut process = Command::new(exe)
-            .env("SSE_BROKER_URL", broker_url)
-            .env("PORT", "0")
-            .env("KEEP_ALIVE_MS", "200")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdout = process.stdout.take().unwrap();
-        let line = within(BufReader::new(stdout).lines().next_line())
-            .await
-            .unwrap()
-            .expect("the node says where it listens");
-        let addr = line.strip_prefix("listening on ").unwrap().to_owned();
-        Node { addr, process }
-    }
-
-    /// Kills it, as a crash would: it says nothing to Redis.
-    pub async fn kill(mut self) {
-        self.process.kill().await.unwrap();
-    }
-
-    /// The URL of `path` on it.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// A client of its stream of `group`, coming back with `last_event_id` if given.
-    pub async fn open(&self, group: &str, last_event_id: Option<&str>) -> Client {
-        let headers: Vec<(&str, &str)> = last_event_id
-            .map(|id| ("last-event-id", id))
-            .into_iter()
-            .collect();
-        Client::open(&self.url(&format!("/events/{group}")), &headers).await
-    }
-
-    /// Publishes `count` events from this process; their ids, or the error it answered.
-    pub async fn publish(&self, group: &str, count: u32) -> Result<Vec<u64>, String> {
-        let url = self.url(&format!("/publish/{group}/{count}"));
-        let response = within(http_client().post(url).send()).await.unwrap();
-        let ok = response.status().is_success();
-        let text = response.text().await.unwrap();
-        match ok {
-            true => Ok(text.lines().map(|id| id.parse().unwrap()).collect()),
-            false => Err(text),
-        }
-    }
-}
-
-/// Id and data of each event: what must agree in every process.
-pub fn seen(events: &[Event]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .map(|e| (e.id.clone(), e.data.clone()))
-        .collect()
-}
-
-/// The ids of `events`, as the numbers they are with one group's stream.
-pub fn ids(events: &[Event]) -> Vec<u64> {
-    events.iter().map(|e| e.id.parse().unwrap()).collect()
 }

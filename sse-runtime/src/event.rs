@@ -172,6 +172,11 @@ impl Draft {
         Ok(Self(out.buf))
     }
 
+    /// An event encoded before, as [`Draft::as_bytes`] gave it (read back from an engine).
+    pub(crate) fn encoded(bytes: &[u8]) -> Self {
+        Self(BytesMut::from(bytes))
+    }
+
     /// The encoded event, without its id line.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -355,7 +355,7 @@ impl Hub {
 
     /// Checks `group` and the idempotency `key`, then encodes the event with `encode`, given
     /// the most bytes it may take.
-    fn draft(
+    pub(crate) fn draft(
         &self,
         group: &str,
         key: Option<&str>,
@@ -415,6 +415,11 @@ impl Hub {
     /// The most bytes an event encoded for this hub may take ([`Config::max_event_bytes`]).
     pub(crate) fn max_event_bytes(&self) -> usize {
         self.registry.config.max_event_bytes
+    }
+
+    /// The hub's settings.
+    pub(crate) fn config(&self) -> &Config {
+        &self.registry.config
     }
 
     /// Sends `value` as JSON: like [`Hub::publish`], with the data written by `serde_json`

@@ -64,7 +64,10 @@
 #![deny(unsafe_code)]
 // Without an engine shared by processes, the half of the engine seam that such engines call
 // (the sink, shared histories, their errors' sources) has no caller.
-#![cfg_attr(not(feature = "redis"), allow(dead_code, unused_variables))]
+#![cfg_attr(
+    not(any(feature = "redis", feature = "postgres")),
+    allow(dead_code, unused_variables)
+)]
 
 mod axum;
 mod config;
@@ -78,6 +81,8 @@ mod hub;
 mod idempotency;
 mod identity;
 mod lock_timing;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod presence;
 #[cfg(feature = "publish-endpoint")]
 mod publish_endpoint;

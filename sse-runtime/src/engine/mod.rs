@@ -17,7 +17,14 @@ use crate::{
     BrokerError, EventId, GroupName, PublishError,
 };
 
+mod background;
+pub(crate) mod batch;
+mod control;
+mod down;
 mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+mod presence_task;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -148,6 +155,9 @@ pub(crate) enum Url {
     /// `redis://…`, `redis+cluster://…`, or several `redis://` URLs: a Redis or a cluster.
     #[cfg(feature = "redis")]
     Redis(redis::Target),
+    /// `postgres://…` (or `postgresql://…`): a PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    Postgres(Box<postgres::Target>),
 }
 
 impl Url {
@@ -157,13 +167,22 @@ impl Url {
         if url.starts_with("redis") {
             return redis::Target::parse(url).map(Url::Redis);
         }
+        #[cfg(feature = "postgres")]
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return postgres::Target::parse(url).map(|target| Url::Postgres(Box::new(target)));
+        }
         let shown = redacted(url);
         let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
         Err(BrokerError::new(match scheme {
             "redis" | "redis+cluster" => format!(
                 "broker {shown:?}: sse was built without its `redis` feature, so events stay in this process"
             ),
-            _ => format!("broker {shown:?}: unknown kind, expected redis:// or redis+cluster://"),
+            "postgres" | "postgresql" => format!(
+                "broker {shown:?}: sse was built without its `postgres` feature, so events stay in this process"
+            ),
+            _ => format!(
+                "broker {shown:?}: unknown kind, expected redis://, redis+cluster:// or postgres://"
+            ),
         }))
     }
 
@@ -172,6 +191,10 @@ impl Url {
         match *self {
             #[cfg(feature = "redis")]
             Url::Redis(ref target) => Arc::new(redis::RedisEngine::new(target.clone(), history)),
+            #[cfg(feature = "postgres")]
+            Url::Postgres(ref target) => {
+                Arc::new(postgres::PostgresEngine::new(*target.clone(), history))
+            }
         }
     }
 }

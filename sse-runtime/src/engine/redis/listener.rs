@@ -19,7 +19,7 @@ use super::{
     presence, scripts, wire, Keys, Limits,
 };
 use crate::{
-    engine::Sink,
+    engine::{control, Sink},
     resume::{self, CaughtUp, SharedEvent, SharedHistory, Since},
     BrokerError, GroupName,
 };
@@ -448,7 +448,7 @@ impl Listener {
     /// A message on a group's channel: a batch of its events; or on the control channel.
     fn receive(&mut self, channel: &[u8], payload: &[u8]) {
         if channel == presence::CONTROL_CHANNEL.as_bytes() {
-            if let Some(closing) = presence::closing(payload, &self.process) {
+            if let Some(closing) = control::closing(payload, &self.process) {
                 self.sink.close(closing);
             }
             return;
@@ -459,7 +459,7 @@ impl Listener {
         let Some(group) = group else {
             return;
         };
-        let Some(events) = wire::split_batch(payload) else {
+        let Some(events) = crate::engine::batch::split_batch(payload) else {
             return tracing::warn!(channel = group, "ignored a malformed event");
         };
         let Some(mark) = self.groups.get_mut(group) else {

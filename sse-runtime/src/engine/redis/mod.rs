@@ -38,7 +38,10 @@ use std::{
 use once_cell::sync::OnceCell;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Engine, Entry, History, PresenceRead, Publishing, Sent, Sink, Taken};
+use super::{
+    background::Background, control, presence_task, Engine, Entry, History, PresenceRead,
+    Publishing, Sent, Sink, Taken,
+};
 use crate::{
     event::Draft,
     group::Held,
@@ -54,8 +57,8 @@ mod publisher;
 mod scripts;
 mod wire;
 
+use link::Router;
 pub(crate) use link::Target;
-use link::{Background, Router};
 use listener::{Command, Listener};
 use presence::Presence;
 use publisher::{Publisher, Reply};
@@ -121,7 +124,7 @@ pub(crate) struct RedisEngine {
     /// The listening side, started when the first local group opens.
     listener: OnceCell<mpsc::UnboundedSender<Command>>,
     /// Presence and closes, started with the first stream that has an identity, or close.
-    presence: OnceCell<mpsc::UnboundedSender<presence::Command>>,
+    presence: OnceCell<mpsc::UnboundedSender<presence_task::Command>>,
 }
 
 /// The history bound, as the scripts take it.
@@ -155,7 +158,7 @@ impl RedisEngine {
             target,
             limits,
             background: OnceCell::new(),
-            process: presence::process_name().into(),
+            process: control::process_name().into(),
             sink: Mutex::default(),
             listener: OnceCell::new(),
             presence: OnceCell::new(),
@@ -166,7 +169,7 @@ impl RedisEngine {
     /// if it could not start), with the publishing side's sender on it.
     fn runtime(&self) -> Result<&tokio::runtime::Handle, BrokerError> {
         let background = self.background.get_or_try_init(|| {
-            let background = Background::start()?;
+            let background = Background::start("Redis")?;
             drop(background.runtime.spawn(self.publisher.clone().run()));
             Ok::<_, BrokerError>(background)
         })?;
@@ -204,11 +207,13 @@ impl RedisEngine {
         self.tell(&self.listener, "the listener", run, command);
     }
 
-    fn tell_presence(&self, command: presence::Command) {
+    fn tell_presence(&self, command: presence_task::Command) {
         let run = |sink, commands| {
             let (target, ttl) = (self.target.clone(), self.limits.presence_ttl);
             let (process, router) = (self.process.clone(), self.router.clone());
-            Presence::new(target, ttl, sink, process, router).run(commands)
+            let shown = target.shown.clone();
+            let store = Presence::new(target, ttl, process, router);
+            presence_task::run(store, sink, ttl, shown, commands)
         };
         self.tell(&self.presence, "presence", run, command);
     }
@@ -344,7 +349,7 @@ impl Engine for RedisEngine {
     }
 
     fn count(&self, group: GroupName, entry: Entry) {
-        self.tell_presence(presence::Command::Update(group, entry));
+        self.tell_presence(presence_task::Command::Update(group, entry));
     }
 
     fn presence(&self, group: &str) -> PresenceRead {
@@ -353,13 +358,13 @@ impl Engine for RedisEngine {
             return Box::pin(std::future::ready(Ok(Vec::new())));
         };
         let (reply, answer) = oneshot::channel();
-        self.tell_presence(presence::Command::Read(group, reply));
+        self.tell_presence(presence_task::Command::Read(group, reply));
         Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
     }
 
     fn close(&self, closing: &Closing) -> Sent {
         let (reply, answer) = oneshot::channel();
-        self.tell_presence(presence::Command::Close(closing.clone(), reply));
+        self.tell_presence(presence_task::Command::Close(closing.clone(), reply));
         Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
     }
 }

@@ -21,19 +21,17 @@
 //! which every process with streams runs, hears it with its groups' channels and reads its
 //! messages with [`closing`].
 //!
-//! All of it runs as one task on the engine's thread, over the engine's command connections,
-//! one command at a time, in the order they were given: a process's changes reach Redis in the
-//! order they happened. When Redis does not answer, a change is lost until the next heartbeat
-//! writes them all again; reads and closes fail with the error.
+//! All of it runs as the engine's presence task ([`presence_task`](crate::engine::presence_task)),
+//! over the engine's command connections. When Redis does not answer, a change is lost until
+//! the next heartbeat writes them all again; reads and closes fail with the error.
 
-use std::{collections::hash_map::RandomState, hash::BuildHasher, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use redis::Script;
-use tokio::sync::{mpsc, oneshot};
 
 use super::link::{Router, Target};
 use crate::{
-    engine::{Entry, Sink},
+    engine::{control, presence_task::Store, Entry},
     identity::Closing,
     BrokerError, GroupName,
 };
@@ -118,22 +116,10 @@ end
 return out
 ";
 
-pub(super) enum Command {
-    Update(GroupName, Entry),
-    Read(GroupName, oneshot::Sender<Result<Vec<Entry>, BrokerError>>),
-    Close(Closing, oneshot::Sender<Result<(), BrokerError>>),
-}
-
-/// A name for this process in Redis, unlikely to be another's.
-pub(super) fn process_name() -> String {
-    format!("p{:016x}", RandomState::new().hash_one(std::process::id()))
-}
-
-/// The presence task: this process's side of presence and closes in Redis.
+/// This process's side of presence and closes in Redis.
 pub(super) struct Presence {
     target: Target,
     ttl: Duration,
-    sink: Arc<dyn Sink>,
     process: Arc<str>,
     router: Arc<Router>,
     sync: Script,
@@ -144,73 +130,29 @@ impl Presence {
     pub(super) fn new(
         target: Target,
         ttl: Duration,
-        sink: Arc<dyn Sink>,
         process: Arc<str>,
         router: Arc<Router>,
     ) -> Self {
         Self {
             target,
             ttl,
-            sink,
             process,
             router,
             sync: Script::new(SYNC),
             read: Script::new(READ),
         }
     }
+}
 
-    /// Serves commands in order, and heartbeats, until the engine stops.
-    pub(super) async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut heartbeat = tokio::time::interval(self.ttl / 3);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Whether the last write reached Redis: a failure is logged once, not at each write.
-        let mut answering = true;
-        loop {
-            let written = tokio::select! {
-                _ = heartbeat.tick() => {
-                    let mut written = Ok(());
-                    for (group, entries) in self.sink.presence_here() {
-                        written = written.and(self.sync(group, &entries, true).await);
-                    }
-                    written
-                }
-                command = commands.recv() => match command {
-                    None => return,
-                    Some(Command::Update(group, entry)) => self.sync(group, &[entry], false).await,
-                    Some(Command::Read(group, reply)) => {
-                        let _ = reply.send(self.read_group(&group).await);
-                        continue;
-                    }
-                    Some(Command::Close(closing, reply)) => {
-                        let _ = reply.send(self.close(&closing).await);
-                        continue;
-                    }
-                },
-            };
-            match &written {
-                Err(error) if answering => tracing::warn!(
-                    redis = %self.target.shown, error = error as &dyn std::error::Error,
-                    "presence not written to Redis: it is written again once Redis answers"
-                ),
-                Ok(()) if !answering => {
-                    tracing::info!(redis = %self.target.shown, "presence written to Redis again");
-                }
-                _ => {}
-            }
-            answering = written.is_ok();
-        }
-    }
-
-    /// Writes this process's `entries` of `group` (all of them when `full`), and passes on who
-    /// joined or left.
+impl Store for Presence {
     async fn sync(
         &self,
-        group: GroupName,
+        group: &GroupName,
         entries: &[Entry],
         full: bool,
-    ) -> Result<(), BrokerError> {
-        let mut invocation = self.sync.key(presence_key(&group));
-        invocation.key(procs_key(&group)).arg(&*self.process);
+    ) -> Result<Vec<Entry>, BrokerError> {
+        let mut invocation = self.sync.key(presence_key(group));
+        invocation.key(procs_key(group)).arg(&*self.process);
         invocation
             .arg(self.ttl.as_millis() as u64)
             .arg(if full { "1" } else { "0" });
@@ -222,14 +164,10 @@ impl Presence {
         }
         let slot = self.router.slot_of(group.as_str());
         let reply: Vec<String> = self.router.invoke(slot, &invocation).await?;
-        let changes = triples(reply, |joined| Some(usize::from(joined == "1")));
-        if !changes.is_empty() {
-            self.sink.presence_changed(group, changes);
-        }
-        Ok(())
+        Ok(triples(reply, |joined| Some(usize::from(joined == "1"))))
     }
 
-    async fn read_group(&self, group: &GroupName) -> Result<Vec<Entry>, BrokerError> {
+    async fn read(&self, group: &GroupName) -> Result<Vec<Entry>, BrokerError> {
         let mut invocation = self.read.key(presence_key(group));
         invocation.key(procs_key(group));
         let slot = self.router.slot_of(group.as_str());
@@ -237,33 +175,13 @@ impl Presence {
         Ok(triples(reply, |streams| streams.parse().ok()))
     }
 
-    /// Tells every other process to close these streams.
     async fn close(&self, closing: &Closing) -> Result<(), BrokerError> {
-        let message = match closing {
-            Closing::User(user) => format!("{} user {user}", self.process),
-            Closing::Group(group) => format!("{} group {group}", self.process),
-        };
+        let message = control::close_message(&self.process, closing);
         let mut publishing = redis::cmd(self.target.publish_command());
         publishing.arg(CONTROL_CHANNEL).arg(message);
         // The channel's name has no hash tag: its slot is that of the whole name.
         let slot = self.router.slot_of(CONTROL_CHANNEL);
         self.router.command(slot, &publishing).await
-    }
-}
-
-/// A message of the control channel as a close, unless this process sent it (and closed its
-/// streams already) or it is malformed.
-pub(super) fn closing(message: &[u8], this_process: &str) -> Option<Closing> {
-    let text = std::str::from_utf8(message).ok()?;
-    let mut parts = text.splitn(3, ' ');
-    let (process, kind, name) = (parts.next()?, parts.next()?, parts.next()?);
-    if process == this_process {
-        return None;
-    }
-    match kind {
-        "user" => Some(Closing::User(name.to_owned())),
-        "group" => GroupName::new(name).ok().map(Closing::Group),
-        _ => None,
     }
 }
 
@@ -301,22 +219,6 @@ mod tests {
         let group = GroupName::new("yo.bob").unwrap();
         assert_eq!(presence_key(&group), "sse:{yo.bob}:presence");
         assert_eq!(procs_key(&group), "sse:{yo.bob}:procs");
-    }
-
-    #[test]
-    fn closes_are_read_from_other_processes_only() {
-        assert_eq!(
-            closing(b"p1 user alice smith", "p2"),
-            Some(Closing::User("alice smith".into()))
-        );
-        let room = GroupName::new("room.7").unwrap();
-        assert_eq!(
-            closing(b"p1 group room.7", "p2"),
-            Some(Closing::Group(room))
-        );
-        assert_eq!(closing(b"p1 user alice", "p1"), None, "its own");
-        assert_eq!(closing(b"p1 group not a group", "p2"), None);
-        assert_eq!(closing(b"p1 nothing", "p2"), None);
     }
 
     #[test]

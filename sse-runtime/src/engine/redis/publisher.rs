@@ -17,7 +17,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::{
     link::{Router, Target},
-    once_key, scripts, wire, Keys, Limits, DOWN_FOR,
+    once_key, scripts, Keys, Limits, DOWN_FOR,
 };
 use crate::{event::Draft, BrokerError};
 
@@ -221,7 +221,7 @@ impl Publisher {
             invocation
                 .arg(keys.channel)
                 .arg(events.len())
-                .arg(wire::batch(drafts))
+                .arg(crate::engine::batch::batch(drafts))
                 .arg(if key.is_some() { "1" } else { "0" });
         }
         let answer = self.router.invoke::<Vec<u64>>(call.slot, &invocation).await;

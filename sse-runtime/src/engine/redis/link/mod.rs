@@ -1,19 +1,12 @@
 //! How Redis is reached, in one place: where it is ([`Target`]), how long connecting and a
-//! command may take, how long to wait before trying again, the thread and runtime every
-//! connection runs on ([`Background`]), the command connections ([`Router`], one per node,
+//! command may take, how long to wait before trying again, the command connections ([`Router`], one per node,
 //! shared by publishing, history reads, presence and closes) and the pub/sub connection
 //! ([`Hearing`], one per node, for the listening side).
 //!
 //! A process thus opens at most two connections to each Redis node: one for commands, one to
 //! hear events and closes. (A process that only publishes opens the first alone.)
 
-use std::{
-    future::Future,
-    sync::{Mutex, PoisonError},
-    time::Duration,
-};
-
-use tokio::sync::oneshot;
+use std::{future::Future, time::Duration};
 
 use crate::{engine::redacted, BrokerError};
 
@@ -149,59 +142,6 @@ fn cluster_seeds(rest: &str) -> Vec<String> {
         .split(',')
         .map(|host| format!("redis://{credentials}{}{options}", host.trim()))
         .collect()
-}
-
-/// A thread named `sse-redis` running a small runtime of its own, on which every connection
-/// to Redis lives: the engine works the same under any runtime of the caller's, or none, and
-/// never parks the caller's runtime. It stops, and with it everything spawned on it, when told
-/// to or dropped; what is spawned on it afterwards is dropped at once.
-pub(super) struct Background {
-    pub(super) runtime: tokio::runtime::Handle,
-    /// Taken (dropped) to end the thread.
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-}
-
-impl Background {
-    pub(super) fn start() -> Result<Self, BrokerError> {
-        let (started, handle) = std::sync::mpsc::sync_channel(1);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("sse-redis".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => {
-                        let _ = started.send(Ok(runtime.handle().clone()));
-                        let _ = runtime.block_on(stopped);
-                    }
-                    Err(error) => {
-                        let _ = started.send(Err(error));
-                    }
-                }
-            });
-        let cannot = |why: &dyn std::fmt::Display| {
-            BrokerError::new(format!("cannot start the Redis thread: {why}"))
-        };
-        thread.map_err(|error| cannot(&error))?;
-        let runtime = match handle.recv() {
-            Ok(Ok(runtime)) => runtime,
-            Ok(Err(error)) => return Err(cannot(&error)),
-            Err(error) => return Err(cannot(&error)),
-        };
-        Ok(Self {
-            runtime,
-            stop: Mutex::new(Some(stop)),
-        })
-    }
-
-    pub(super) fn stop(&self) {
-        self.stop
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-    }
 }
 
 #[cfg(test)]

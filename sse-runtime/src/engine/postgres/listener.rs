@@ -1,0 +1,368 @@
+//! The listening side: how a process hears the events of the groups it has subscribers for, and
+//! the closes of other processes. One connection `LISTEN`s to both channels; a notification
+//! names its group, so every process hears every group's and keeps those it holds. Histories
+//! are read over the pool. After the connection was lost, and whenever the poll finds a group
+//! still ahead of what was heard a poll later (a notification lost some other way), what was
+//! missed is read from `sse_events`.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures_util::future::try_join_all;
+use sqlx::{postgres::PgListener, PgPool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    reads, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, FIRST_BACKOFF, MAX_BACKOFF, POLL_EVERY,
+};
+use crate::{
+    engine::{batch::split_batch, control, Sink},
+    resume::{self, CaughtUp, SharedHistory, Since},
+    BrokerError, GroupName,
+};
+
+pub(super) enum Command {
+    Hold(GroupName),
+    Free(GroupName),
+    CatchUp {
+        groups: Vec<GroupName>,
+        from: Vec<Since>,
+        reply: oneshot::Sender<Result<CaughtUp, BrokerError>>,
+    },
+}
+
+/// Groups quiet for this many polls are trimmed by age (and the other tables with them).
+const TRIM_EVERY_POLLS: u32 = 10;
+/// Notifications heard and not yet handled: the hearing connection waits beyond this.
+const HEARD_BACKLOG: usize = 4096;
+
+pub(super) struct Listener {
+    target: Target,
+    limits: Limits,
+    /// Where the events heard, and the closes of other processes, go.
+    sink: Arc<dyn Sink>,
+    /// Names this process in closes: its own are not heard again.
+    process: Arc<str>,
+    pool: PgPool,
+    /// The groups held here, each with its mark: every event of the group with this id or a
+    /// lower one was delivered here, or published before the group was held. `None` until the
+    /// group's first read.
+    groups: HashMap<GroupName, Option<u64>>,
+    /// Per group found ahead of its mark at the last poll: where it stood then.
+    ahead: HashMap<GroupName, u64>,
+}
+
+/// The connection that `LISTEN`s, on a task of its own that passes on what it hears: `None`
+/// once it was lost. Dropped, it stops.
+struct Hearing {
+    heard: mpsc::Receiver<Option<sqlx::postgres::PgNotification>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Hearing {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    pub(super) fn new(
+        target: Target,
+        limits: Limits,
+        sink: Arc<dyn Sink>,
+        process: Arc<str>,
+        pool: PgPool,
+    ) -> Self {
+        Self {
+            target,
+            limits,
+            sink,
+            process,
+            pool,
+            groups: HashMap::new(),
+            ahead: HashMap::new(),
+        }
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut was_down = false;
+        loop {
+            let lost = match self.hear().await {
+                Ok(hearing) => {
+                    if was_down {
+                        tracing::info!(postgres = %self.target.shown, "Postgres is back: listening again");
+                    }
+                    backoff = FIRST_BACKOFF;
+                    match self.serve(hearing, &mut commands).await {
+                        Ok(()) => return,
+                        Err(lost) => lost,
+                    }
+                }
+                Err(lost) => lost,
+            };
+            was_down = true;
+            tracing::warn!(
+                postgres = %self.target.shown, error = &lost as &dyn std::error::Error, retry_in = ?backoff,
+                "Postgres link down: streams stay open, events resume when it is back"
+            );
+            if !self.wait_offline(backoff, &mut commands).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Connects the listening connection and starts passing on what it hears.
+    async fn hear(&self) -> Result<Hearing, BrokerError> {
+        let target = &self.target;
+        let mut listener = target
+            .answer_within(PgListener::connect_with(&self.pool))
+            .await?;
+        let channels = [EVENTS_CHANNEL, CONTROL_CHANNEL];
+        target.answer_within(listener.listen_all(channels)).await?;
+        let (pass, heard) = mpsc::channel(HEARD_BACKLOG);
+        let task = tokio::spawn(async move {
+            loop {
+                let notification = listener.try_recv().await.ok().flatten();
+                let lost = notification.is_none();
+                if pass.send(notification).await.is_err() || lost {
+                    return;
+                }
+            }
+        });
+        Ok(Hearing { heard, task })
+    }
+
+    /// Waits `delay`, keeping track of groups held and freed meanwhile; `false` when the hub
+    /// is gone.
+    async fn wait_offline(
+        &mut self,
+        delay: Duration,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> bool {
+        let pause = tokio::time::sleep(delay);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                () = &mut pause => return true,
+                command = commands.recv() => match command {
+                    None => return false,
+                    Some(Command::Hold(group)) => {
+                        self.groups.entry(group).or_insert(None);
+                    }
+                    Some(Command::Free(group)) => {
+                        self.groups.remove(&group);
+                    }
+                    Some(Command::CatchUp { reply, .. }) => {
+                        let down = format!("Postgres at {} is unreachable", self.target.shown);
+                        let _ = reply.send(Err(BrokerError::new(down)));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
+    async fn serve(
+        &mut self,
+        mut hearing: Hearing,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Result<(), BrokerError> {
+        // Back after an outage (or first here): fetch what was published while nobody here
+        // was listening; groups held meanwhile start from where they stand.
+        let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
+        self.catch_up(groups).await?;
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut polls = 0u32;
+        loop {
+            tokio::select! {
+                heard = hearing.heard.recv() => match heard.flatten() {
+                    None => return Err(BrokerError::new(format!(
+                        "lost the listening connection to Postgres at {}", self.target.shown
+                    ))),
+                    Some(notification) => self.heard(notification.channel(), notification.payload()).await?,
+                },
+                _ = poll.tick() => {
+                    polls = polls.wrapping_add(1);
+                    self.poll(polls % TRIM_EVERY_POLLS == 0).await?;
+                }
+                command = commands.recv() => match command {
+                    None => return Ok(()),
+                    Some(command) => self.command(command).await?,
+                },
+            }
+        }
+    }
+
+    async fn command(&mut self, command: Command) -> Result<(), BrokerError> {
+        match command {
+            Command::Hold(group) => {
+                if !self.groups.contains_key(&group) {
+                    self.groups.insert(group.clone(), None);
+                    self.catch_up(vec![group]).await?;
+                }
+            }
+            Command::Free(group) => {
+                self.groups.remove(&group);
+                self.ahead.remove(&group);
+            }
+            Command::CatchUp {
+                groups,
+                from,
+                reply,
+            } => {
+                if reply.is_closed() {
+                    return Ok(());
+                }
+                match self.read(&groups, &from).await {
+                    Ok(histories) => {
+                        let age_us = self.limits.age_us;
+                        let _ = reply.send(Ok(resume::caught_up(histories, &from, age_us)));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error.clone()));
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A notification: a batch of a group's events, the ids of one too large to be sent, or a
+    /// close from another process.
+    async fn heard(&mut self, channel: &str, payload: &str) -> Result<(), BrokerError> {
+        if channel == CONTROL_CHANNEL {
+            if let Some(closing) = control::closing(payload.as_bytes(), &self.process) {
+                self.sink.close(closing);
+            }
+            return Ok(());
+        }
+        let Some((group, batch)) = payload.split_once('\n') else {
+            tracing::warn!("ignored a malformed notification");
+            return Ok(());
+        };
+        let Some((group, mark)) = self.groups.get_key_value(group) else {
+            return Ok(()); // a group not held here
+        };
+        if let Some(events) = split_batch(batch.as_bytes()) {
+            let mut last = *mark;
+            for (id, event) in events {
+                // Ids at or below the mark were already read from the history.
+                if last.is_some_and(|mark| id <= mark) {
+                    continue;
+                }
+                last = Some(id);
+                self.sink
+                    .event(group.as_str(), id, &batch.as_bytes()[event]);
+            }
+            let group = group.clone();
+            self.groups.insert(group, last);
+            return Ok(());
+        }
+        let last = batch
+            .split_once('-')
+            .and_then(|(_, last)| last.parse::<u64>().ok());
+        match last {
+            // Announced by its ids: read what came after the mark.
+            Some(last) if mark.map_or(true, |mark| mark < last) => {
+                self.catch_up(vec![group.clone()]).await
+            }
+            Some(_) => Ok(()),
+            None => {
+                tracing::warn!(group = %group, "ignored a malformed notification");
+                Ok(())
+            }
+        }
+    }
+
+    /// Asks where the held groups stand: those still ahead of their marks since the last poll
+    /// missed a notification, and read what they missed. Trims the tables by age when `trim`.
+    async fn poll(&mut self, trim: bool) -> Result<(), BrokerError> {
+        if trim {
+            let trimming = sqlx::query("SELECT sse_trim($1, $2, $3)")
+                .bind(self.limits.age_us as i64)
+                .bind(self.limits.once_us)
+                .bind(self.limits.seq_ttl_us)
+                .execute(&self.pool);
+            self.target.answer_within(trimming).await?;
+        }
+        let names: Vec<&str> = self.groups.keys().map(GroupName::as_str).collect();
+        let asking = sqlx::query_as::<_, (String, i64)>(
+            "SELECT name, seq FROM sse_groups WHERE name = ANY($1)",
+        )
+        .bind(names)
+        .fetch_all(&self.pool);
+        let stand = self.target.answer_within(asking).await?;
+        let mut ahead = HashMap::new();
+        let mut missed = Vec::new();
+        for (group, seq) in stand {
+            let Some((group, &Some(mark))) = self.groups.get_key_value(group.as_str()) else {
+                continue;
+            };
+            let seq = seq as u64;
+            if seq <= mark {
+                continue;
+            }
+            match self.ahead.get(group) {
+                Some(&was) if mark < was => missed.push(group.clone()),
+                _ => drop(ahead.insert(group.clone(), seq)),
+            }
+        }
+        self.ahead = ahead;
+        if !missed.is_empty() {
+            tracing::warn!(groups = ?missed, "missed notifications from Postgres: read them");
+            self.catch_up(missed).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the history of `groups` after their marks, delivers what was missed (ordered by
+    /// Postgres's clock across groups), and marks each group as listened to from where it
+    /// stands (a group without a mark starts there).
+    async fn catch_up(&mut self, groups: Vec<GroupName>) -> Result<(), BrokerError> {
+        let marks: Vec<Option<u64>> = groups
+            .iter()
+            .map(|g| self.groups.get(g).copied().flatten())
+            .collect();
+        let from: Vec<Since> = marks
+            .iter()
+            .map(|m| m.map_or(Since::Now, Since::After))
+            .collect();
+        let histories = self.read(&groups, &from).await?;
+        let mut missed: Vec<(u64, &GroupName, u64, &[u8])> = Vec::new();
+        for ((group, mark), history) in groups.iter().zip(&marks).zip(&histories) {
+            let Some(mark) = *mark else { continue };
+            let after = history.entries.iter().filter(|e| e.id > mark);
+            missed.extend(after.map(|e| (e.at_us, group, e.id, &e.encoded[..])));
+        }
+        missed.sort_by_key(|&(at_us, _, id, _)| (at_us, id));
+        for (_, group, id, encoded) in missed {
+            self.sink.event(group.as_str(), id, encoded);
+        }
+        for ((group, mark), history) in groups.into_iter().zip(marks).zip(histories) {
+            let Some(held) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            *held = Some(mark.map_or(history.seq, |mark| mark.max(history.seq)));
+            if mark.is_none() {
+                self.sink.complete_after(group.as_str(), history.seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// The history of each of `groups` from where `from` says, read together over the pool.
+    async fn read(
+        &self,
+        groups: &[GroupName],
+        from: &[Since],
+    ) -> Result<Vec<SharedHistory>, BrokerError> {
+        let reads = groups
+            .iter()
+            .zip(from)
+            .map(|(group, since)| reads::history(&self.pool, &self.target, group.as_str(), *since));
+        try_join_all(reads).await
+    }
+}

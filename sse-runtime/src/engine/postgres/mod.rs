@@ -1,0 +1,420 @@
+//! The Postgres engine: every process using the same database shares ids, history, events,
+//! presence and closes, with no other server.
+//!
+//! Publishing calls `sse_publish` (see [`SCHEMA`]), which numbers a group's events under its
+//! row's lock in `sse_groups`, keeps them as one row of `sse_events` per batch, and tells every
+//! listening process on channel `sse_events` when its transaction commits. The row lock is
+//! held until the publishing transaction ends, so a group's ids rise in the order their
+//! transactions commit; `NOTIFY` is sent at commit, in commit order, and not at all on a
+//! rollback. That is what makes [`sse::postgres::publish`](crate::postgres::publish) inside an
+//! app's transaction an outbox of its own: committed, it is delivered; rolled back, never.
+//!
+//! Each process listens on one connection ([`listener`]), hands each event of the groups it
+//! holds to the hub once, in id order, and after a lost connection, or when its poll finds a
+//! group ahead of what it heard, reads what it missed from `sse_events`. A notification holds
+//! at most 8,000 bytes: a larger batch is announced by its ids, and read by them. Publishes
+//! are queued and sent in batches ([`publisher`]), one statement for many publishes. Presence
+//! and closes ([`presence`]) use `sse_presence` and channel `sse_control`.
+//!
+//! Everything runs on a thread of the engine's own (`sse-postgres`) with a small runtime, as
+//! the Redis engine does, so it works the same under any runtime of the caller's, or none.
+
+use std::{
+    future::Future,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use once_cell::sync::OnceCell;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    background::Background, control, presence_task, Engine, Entry, History, PresenceRead, Sent,
+    Sink, Taken,
+};
+use crate::{
+    event::Draft,
+    group::Held,
+    identity::Closing,
+    resume::{CatchUp, Since},
+    BrokerError, EventId, GroupName, PublishError,
+};
+
+mod listener;
+mod presence;
+mod publisher;
+mod reads;
+
+use listener::{Command, Listener};
+use presence::Presence;
+use publisher::{Publisher, Reply};
+
+/// The schema: tables `sse_groups`, `sse_events`, `sse_once`, `sse_presence`, `sse_relays`,
+/// `sse_relayed` and functions `sse_publish`, `sse_read`, `sse_trim`. Every statement may run
+/// again.
+pub(crate) const SCHEMA: &str = include_str!("schema.sql");
+
+/// Serializes schema changes of concurrent processes (`CREATE OR REPLACE FUNCTION` run at once
+/// by two sessions fails): the key of a transaction-scoped advisory lock.
+const SCHEMA_LOCK: i64 = 0x5353_455f_5343_4845;
+
+/// How long connecting, or one statement, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the listening side checks that Postgres answers and that it heard every event of
+/// its groups (`NOTIFY` is not kept for a connection that was lost).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Reconnection delays: doubling from the first to the last.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a group's sequence outlives its last event (at least), as on Redis.
+const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a reconnecting client waits for its missed events before its stream ends.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
+/// After a publish found Postgres unreachable, how long the next ones fail at once with its
+/// error instead of each waiting out the timeouts; then one tries again.
+const DOWN_FOR: Duration = Duration::from_millis(250);
+/// The channels: events, and closes between processes.
+pub(crate) const EVENTS_CHANNEL: &str = "sse_events";
+const CONTROL_CHANNEL: &str = "sse_control";
+
+/// Where Postgres is: its URL, parsed, and shown without its password.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    options: PgConnectOptions,
+    pub(super) shown: String,
+}
+
+impl Target {
+    /// `postgres://user:password@host:port/database` (or `postgresql://`), with libpq's
+    /// options (`?sslmode=require`, …).
+    pub(crate) fn parse(url: &str) -> Result<Self, BrokerError> {
+        let shown = super::redacted(url);
+        let options = url
+            .parse::<PgConnectOptions>()
+            .map_err(|e| BrokerError::caused_by(format!("bad broker URL {shown:?}"), e))?;
+        // Notifications are sent as UTF-8 text: the engine's connections always speak it.
+        let options = options
+            .application_name("sse")
+            .options([("client_encoding", "UTF8")]);
+        Ok(Self { options, shown })
+    }
+
+    pub(super) fn failed(&self, error: sqlx::Error) -> BrokerError {
+        let what = match error {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+                format!("cannot reach Postgres at {}", self.shown)
+            }
+            _ => format!("Postgres at {} failed", self.shown),
+        };
+        BrokerError::caused_by(what, error)
+    }
+
+    /// `asking`, given up after [`STATEMENT_TIMEOUT`].
+    pub(super) async fn answer_within<T>(
+        &self,
+        asking: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, BrokerError> {
+        match tokio::time::timeout(STATEMENT_TIMEOUT, asking).await {
+            Ok(answer) => answer.map_err(|e| self.failed(e)),
+            Err(_) => Err(BrokerError::new(format!(
+                "Postgres at {} did not answer within {STATEMENT_TIMEOUT:?}",
+                self.shown
+            ))),
+        }
+    }
+}
+
+/// The history bound and the windows, as the SQL functions take them.
+#[derive(Clone, Copy)]
+pub(super) struct Limits {
+    events: i64,
+    age_us: u64,
+    once_us: i64,
+    seq_ttl_us: i64,
+    presence_ttl: Duration,
+}
+
+pub(crate) struct PostgresEngine {
+    target: Target,
+    limits: Limits,
+    /// The engine's own thread and runtime, with the pool of connections living on it: started
+    /// on first use, until the engine stops.
+    running: OnceCell<Running>,
+    publisher: Arc<Publisher>,
+    /// Names this process in presence entries and closes.
+    process: Arc<str>,
+    /// Where what arrives from other processes goes, from [`Engine::start`] to
+    /// [`Engine::stop`].
+    sink: Mutex<Option<Arc<dyn Sink>>>,
+    /// The listening side, started when the first local group opens.
+    listener: OnceCell<mpsc::UnboundedSender<Command>>,
+    /// Presence and closes, started with the first stream that has an identity, or close.
+    presence: OnceCell<mpsc::UnboundedSender<presence_task::Command>>,
+}
+
+struct Running {
+    background: Background,
+    pool: PgPool,
+}
+
+impl PostgresEngine {
+    /// An engine on `target` whose groups keep `history`.
+    pub(crate) fn new(target: Target, history: History) -> Self {
+        let limits = Limits {
+            events: history.events.try_into().unwrap_or(i64::MAX),
+            // A history that lasts nothing would lose what a reconnect is about to read.
+            age_us: (history.age.as_micros() as u64).max(1_000),
+            once_us: history.idempotency_window.as_micros().max(1) as i64,
+            seq_ttl_us: SEQ_TTL.max(history.age).as_micros() as i64,
+            presence_ttl: history.presence_ttl,
+        };
+        Self {
+            publisher: Arc::new(Publisher::new(target.clone(), limits)),
+            target,
+            limits,
+            running: OnceCell::new(),
+            process: control::process_name().into(),
+            sink: Mutex::default(),
+            listener: OnceCell::new(),
+            presence: OnceCell::new(),
+        }
+    }
+
+    /// The engine's thread and pool, started on first use (tried again by the next use if it
+    /// could not start), with the publishing side's sender on it.
+    fn running(&self) -> Result<&Running, BrokerError> {
+        self.running.get_or_try_init(|| {
+            let background = Background::start("Postgres")?;
+            // The pool's connections live on the engine's runtime: made within it.
+            let pool = {
+                let _inside = background.runtime.enter();
+                PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(CONNECT_TIMEOUT)
+                    .connect_lazy_with(self.target.options.clone())
+            };
+            let publishing = self.publisher.clone().run(pool.clone());
+            drop(background.runtime.spawn(publishing));
+            Ok(Running { background, pool })
+        })
+    }
+
+    fn queue(&self, group: &str, draft: Draft, key: Option<&str>, reply: Reply) {
+        match self.running() {
+            Ok(_) => {
+                let key = key.map(str::to_owned);
+                self.publisher.publish(group.to_owned(), draft, key, reply);
+            }
+            Err(error) => reply(Err(error)),
+        }
+    }
+
+    /// The sink, while started: nothing is listened to before or after.
+    fn sink(&self) -> Result<Arc<dyn Sink>, BrokerError> {
+        let sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        sink.clone()
+            .ok_or_else(|| BrokerError::new("the Postgres engine is not running"))
+    }
+
+    fn tell_listener(&self, command: Command) {
+        let run = |sink, commands, pool| {
+            let (target, process) = (self.target.clone(), self.process.clone());
+            Listener::new(target, self.limits, sink, process, pool).run(commands)
+        };
+        self.tell(&self.listener, "the listener", run, command);
+    }
+
+    fn tell_presence(&self, command: presence_task::Command) {
+        let run = |sink, commands, pool| {
+            let (target, ttl) = (self.target.clone(), self.limits.presence_ttl);
+            let shown = target.shown.clone();
+            let store = Presence::new(target, ttl, self.process.clone(), pool);
+            presence_task::run(store, sink, ttl, shown, commands)
+        };
+        self.tell(&self.presence, "presence", run, command);
+    }
+
+    /// Sends `command` to the task of the engine's thread that `task` holds, which the first
+    /// command starts: `run` makes it from the sink, the commands it is to receive and the pool.
+    fn tell<C, F>(
+        &self,
+        task: &OnceCell<mpsc::UnboundedSender<C>>,
+        what: &str,
+        run: impl FnOnce(Arc<dyn Sink>, mpsc::UnboundedReceiver<C>, PgPool) -> F,
+        command: C,
+    ) where
+        C: Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let commands = task.get_or_init(|| {
+            let (commands, received) = mpsc::unbounded_channel();
+            let started = self.sink().and_then(|sink| {
+                let running = self.running()?;
+                let task = run(sink, received, running.pool.clone());
+                running.background.runtime.spawn(task);
+                Ok(())
+            });
+            if let Err(error) = started {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "cannot start Postgres {what}: nothing is heard from other processes"
+                );
+            }
+            commands
+        });
+        // A task that stopped answers nothing: a reply's sender, dropped with its command,
+        // says so.
+        let _ = commands.send(command);
+    }
+
+    /// Runs `work` with the pool on the engine's thread, waiting for its answer on this one.
+    fn block_on<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(PgPool, Target) -> std::pin::Pin<Box<dyn Future<Output = T> + Send>>,
+    ) -> Result<T, BrokerError> {
+        let running = self.running()?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let working = work(running.pool.clone(), self.target.clone());
+        running.background.runtime.spawn(async move {
+            let _ = reply.send(working.await);
+        });
+        answer.recv().map_err(|_| stopped())
+    }
+}
+
+/// The engine's thread stopped before it answered.
+fn stopped() -> BrokerError {
+    BrokerError::new("the Postgres thread stopped")
+}
+
+/// Applies [`SCHEMA`] on `connection`, in a transaction holding the schema lock.
+pub(crate) async fn migrate(connection: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+
+    let mut transaction = connection.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::raw_sql(SCHEMA).execute(&mut *transaction).await?;
+    transaction.commit().await
+}
+
+impl Engine for PostgresEngine {
+    fn start(&self, sink: Arc<dyn Sink>) {
+        *self.sink.lock().unwrap_or_else(PoisonError::into_inner) = Some(sink);
+    }
+
+    fn stop(&self) {
+        // The thread ends, and with it every task and connection.
+        if let Some(running) = self.running.get() {
+            running.background.stop();
+        }
+        self.publisher.stop();
+        self.sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    fn check(&self) -> Result<(), BrokerError> {
+        // Reaches Postgres, and makes sure the schema is there.
+        self.block_on(|pool, target| {
+            Box::pin(async move {
+                let mut connection = target.answer_within(pool.acquire()).await?;
+                target.answer_within(migrate(&mut connection)).await
+            })
+        })?
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn publish(
+        &self,
+        group: &str,
+        draft: Draft,
+        key: Option<&str>,
+    ) -> Taken<Result<EventId, PublishError>> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.queue(
+            group,
+            draft,
+            key,
+            Box::new(move |answered| {
+                let _ = reply.send(answered);
+            }),
+        );
+        let id = answer.recv().unwrap_or_else(|_| Err(stopped()));
+        Taken::Sent(id.map(EventId).map_err(PublishError::Broker))
+    }
+
+    fn publish_async(
+        &self,
+        group: &str,
+        draft: Draft,
+        key: Option<&str>,
+    ) -> Taken<super::Publishing> {
+        let (reply, answer) = oneshot::channel();
+        self.queue(
+            group,
+            draft,
+            key,
+            Box::new(move |answered| {
+                let _ = reply.send(answered);
+            }),
+        );
+        Taken::Sent(Box::pin(async move {
+            let id = answer.await.unwrap_or_else(|_| Err(stopped()));
+            Ok(EventId(id.map_err(PublishError::Broker)?))
+        }))
+    }
+
+    fn watch(&self, group: &GroupName, held: Held) {
+        self.tell_listener(match held {
+            Held::Opened => Command::Hold(group.clone()),
+            Held::Freed => Command::Free(group.clone()),
+        });
+    }
+
+    fn history(&self, groups: Vec<GroupName>, from: Vec<Since>) -> CatchUp {
+        let (reply, answer) = oneshot::channel();
+        self.tell_listener(Command::CatchUp {
+            groups,
+            from,
+            reply,
+        });
+        Box::pin(async move {
+            match tokio::time::timeout(CATCH_UP_PATIENCE, answer).await {
+                Ok(Ok(caught_up)) => caught_up,
+                Ok(Err(_)) => Err(BrokerError::new("the Postgres listener stopped")),
+                Err(_) => Err(BrokerError::new(format!(
+                    "Postgres did not give the missed events within {CATCH_UP_PATIENCE:?}"
+                ))),
+            }
+        })
+    }
+
+    fn count(&self, group: GroupName, entry: Entry) {
+        self.tell_presence(presence_task::Command::Update(group, entry));
+    }
+
+    fn presence(&self, group: &str) -> PresenceRead {
+        let Ok(group) = GroupName::new(group) else {
+            // No stream can be in a group with an invalid name.
+            return Box::pin(std::future::ready(Ok(Vec::new())));
+        };
+        let (reply, answer) = oneshot::channel();
+        self.tell_presence(presence_task::Command::Read(group, reply));
+        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+
+    fn close(&self, closing: &Closing) -> Sent {
+        let (reply, answer) = oneshot::channel();
+        self.tell_presence(presence_task::Command::Close(closing.clone(), reply));
+        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+}

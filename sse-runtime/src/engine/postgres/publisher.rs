@@ -1,0 +1,214 @@
+//! The publishing side. Every publish of the process is queued; a sender on the engine's thread
+//! takes what is queued, a batch, and publishes it in one statement (`sse_publish_all`), each
+//! group's events of the batch as one row and one notification. While a batch is in flight the
+//! next one gathers, so concurrent publishers share round trips, commits and notifications.
+//! One batch at a time: a group's events are numbered in the order they were published here.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use super::{Limits, Target, DOWN_FOR};
+use crate::{
+    engine::{batch::batch, down::Downs},
+    event::Draft,
+    BrokerError,
+};
+
+/// Where the answer to a publish goes: its id, or why it has none.
+pub(super) type Reply = Box<dyn FnOnce(Result<u64, BrokerError>) + Send>;
+
+/// The most events, and bytes of events, in a batch.
+const BATCH_EVENTS: usize = 512;
+const BATCH_BYTES: usize = 1 << 20;
+/// Postgres's code for a transaction chosen to break a deadlock: tried again once. (An app's
+/// transaction that publishes to several groups in another order can cross a batch.)
+const DEADLOCK: &str = "40P01";
+
+pub(super) struct Publisher {
+    target: Target,
+    limits: Limits,
+    /// Publishes waiting for the next batch, in the order they were made; `None` once the
+    /// engine stopped.
+    queue: Mutex<Option<Vec<Pending>>>,
+    queued: Notify,
+    down: Downs<()>,
+}
+
+struct Pending {
+    group: String,
+    draft: Draft,
+    /// Its idempotency key: it is then published in an entry of its own.
+    key: Option<String>,
+    reply: Reply,
+}
+
+/// One row of a batch: events of one group, published together (a keyed one alone).
+struct Entry {
+    group: String,
+    key: Option<String>,
+    events: Vec<Pending>,
+}
+
+impl Publisher {
+    pub(super) fn new(target: Target, limits: Limits) -> Self {
+        Self {
+            target,
+            limits,
+            queue: Mutex::new(Some(Vec::new())),
+            queued: Notify::new(),
+            down: Downs::new(DOWN_FOR),
+        }
+    }
+
+    /// Queues `draft` for `group`: `reply` gets its id once published. While Postgres counts
+    /// as down, `reply` gets the error at once.
+    pub(super) fn publish(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
+        if let Err(error) = self.down.may_try(&()) {
+            return reply(Err(error));
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        // Once stopped, the reply is dropped, which tells its waiter the thread stopped.
+        if let Some(queue) = &mut *queue {
+            queue.push(Pending {
+                group,
+                draft,
+                key,
+                reply,
+            });
+            self.queued.notify_one();
+        }
+    }
+
+    /// Drops what is queued, and every later publish: their waiters hear that it stopped.
+    pub(super) fn stop(&self) {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    /// Sends what is queued, batch after batch, for as long as the engine's thread runs.
+    pub(super) async fn run(self: Arc<Self>, pool: PgPool) {
+        loop {
+            let batch = self.take();
+            if batch.is_empty() {
+                self.queued.notified().await;
+                continue;
+            }
+            self.send(&pool, batch).await;
+        }
+    }
+
+    /// The oldest queued publishes, within the bounds of a batch.
+    fn take(&self) -> Vec<Pending> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(queue) = &mut *queue else {
+            return Vec::new();
+        };
+        let mut bytes = 0;
+        let count = queue
+            .iter()
+            .take_while(|pending| {
+                bytes += pending.draft.as_bytes().len();
+                bytes <= BATCH_BYTES
+            })
+            .count()
+            .clamp(1, BATCH_EVENTS);
+        let count = count.min(queue.len());
+        queue.drain(..count).collect()
+    }
+
+    /// Publishes `batch` and answers each of its publishes.
+    async fn send(&self, pool: &PgPool, batch: Vec<Pending>) {
+        let entries = entries(batch);
+        let rows = Rows::of(&entries);
+        let answer = self.target.answer_within(self.call(pool, &rows)).await;
+        let answer = answer.and_then(|firsts| match firsts.len() == entries.len() {
+            true => Ok(firsts),
+            false => Err(BrokerError::new(format!(
+                "Postgres at {} gave an unexpected answer to a publish",
+                self.target.shown
+            ))),
+        });
+        self.down.found((), &answer);
+        for (i, entry) in entries.into_iter().enumerate() {
+            for (offset, pending) in (0..).zip(entry.events) {
+                let id = match &answer {
+                    Ok(firsts) => Ok(firsts[i] as u64 + offset),
+                    Err(error) => Err(error.clone()),
+                };
+                (pending.reply)(id);
+            }
+        }
+    }
+
+    /// One statement publishing `rows`: the first id of each.
+    async fn call(&self, pool: &PgPool, rows: &Rows) -> Result<Vec<i64>, sqlx::Error> {
+        let publishing = || {
+            sqlx::query_scalar("SELECT sse_publish_all($1, $2, $3, $4, $5, $6)")
+                .bind(&rows.groups)
+                .bind(&rows.batches)
+                .bind(&rows.counts)
+                .bind(&rows.keys)
+                .bind(self.limits.events)
+                .bind(self.limits.once_us)
+                .fetch_one(pool)
+        };
+        match publishing().await {
+            Err(error) if is_deadlock(&error) => publishing().await,
+            answer => answer,
+        }
+    }
+}
+
+/// The columns of a batch's rows, as `sse_publish_all` takes them.
+struct Rows {
+    groups: Vec<String>,
+    batches: Vec<Vec<u8>>,
+    counts: Vec<i32>,
+    keys: Vec<Option<String>>,
+}
+
+impl Rows {
+    fn of(entries: &[Entry]) -> Self {
+        let drafts = |e: &Entry| batch(e.events.iter().map(|pending| pending.draft.as_bytes()));
+        Self {
+            groups: entries.iter().map(|e| e.group.clone()).collect(),
+            batches: entries.iter().map(drafts).collect(),
+            counts: entries.iter().map(|e| e.events.len() as i32).collect(),
+            keys: entries.iter().map(|e| e.key.clone()).collect(),
+        }
+    }
+}
+
+fn is_deadlock(error: &sqlx::Error) -> bool {
+    let code = error.as_database_error().and_then(|e| e.code());
+    code.as_deref() == Some(DEADLOCK)
+}
+
+/// The rows of `batch`: each group's publishes together, but a keyed one alone (and the
+/// group's later ones after it), ordered by group so that concurrent batches lock groups in
+/// one order.
+fn entries(batch: Vec<Pending>) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for pending in batch {
+        if let (None, Some(&entry)) = (&pending.key, open.get(&pending.group)) {
+            entries[entry].events.push(pending);
+            continue;
+        }
+        match pending.key {
+            None => drop(open.insert(pending.group.clone(), entries.len())),
+            Some(_) => drop(open.remove(&pending.group)),
+        }
+        entries.push(Entry {
+            group: pending.group.clone(),
+            key: pending.key.clone(),
+            events: vec![pending],
+        });
+    }
+    entries.sort_by(|a, b| a.group.cmp(&b.group));
+    entries
+}

@@ -1,0 +1,202 @@
+//! The relay: committed events of `sse_events` carried into a hub on another engine.
+
+use std::time::Duration;
+
+use sqlx::{postgres::PgListener, Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+
+use crate::{engine::batch::split_batch, event::Draft, BrokerError, Hub};
+
+/// The key of the session advisory lock the active relay holds: one relay delivers at a time.
+const RELAY_LOCK: i64 = 0x5353_455f_5245_4c41;
+/// How often a relay looks for events it was not told of (and a standby relay for the lock).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// The most batches a group's read returns at once.
+const READ_BATCHES: i64 = 1_000;
+
+/// Carries the events that transactions commit with [`publish`](super::publish) into a hub
+/// whose engine is not Postgres (in memory, or Redis), in commit order within each group.
+///
+/// Several processes may each run one: they share one session advisory lock, and only its
+/// holder relays; when it dies, its connection and its lock go with it, and a standby takes
+/// over within a second. How far each group was relayed is kept in `sse_relayed`, written
+/// after each group's events are handed to the hub; each event is published with the
+/// idempotency key `pg:<group>:<id>`, so a relay that died between the two is repeated by the
+/// next without a second delivery (within the hub's idempotency window, in every process on
+/// Redis). While a relay is registered (`sse_relays`), events are kept until relayed, then
+/// trimmed to the hub's history.
+///
+/// With the Postgres engine no relay is needed: every process hears committed events itself.
+///
+/// ```no_run
+/// # async fn app(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// sse::postgres::migrate(&mut *pool.acquire().await?).await?;
+/// let relay = sse::postgres::Relay::start(sse::hub().clone(), pool.clone());
+/// // … transactions publish with sse::postgres::publish …
+/// relay.stop();
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Relay {
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying into `hub` from the database of `pool`, on the current Tokio runtime:
+    /// as the active relay, or as a standby until it is one. Failures are logged and tried
+    /// again; none ends it.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    ///
+    /// ```no_run
+    /// # async fn app(pool: sqlx::PgPool) {
+    /// let relay = sse::postgres::Relay::start(sse::hub().clone(), pool);
+    /// # drop(relay);
+    /// # }
+    /// ```
+    pub fn start(hub: Hub, pool: PgPool) -> Self {
+        let task = tokio::spawn(async move {
+            let mut logged = false;
+            loop {
+                if let Err(error) = relay(&hub, &pool).await {
+                    if !logged {
+                        tracing::warn!(
+                            error = &error as &dyn std::error::Error,
+                            "the Postgres relay stopped relaying: it tries again every second"
+                        );
+                    }
+                    logged = true;
+                } else {
+                    logged = false;
+                }
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+        });
+        Self { task }
+    }
+
+    /// Stops relaying (a standby in another process takes over).
+    ///
+    /// ```no_run
+    /// # async fn app(pool: sqlx::PgPool) {
+    /// sse::postgres::Relay::start(sse::hub().clone(), pool).stop();
+    /// # }
+    /// ```
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn failed(error: sqlx::Error) -> BrokerError {
+    BrokerError::caused_by("the Postgres relay failed", error)
+}
+
+/// One turn: registers, takes the lock if no other relay holds it, and while it holds it,
+/// relays what is committed whenever it is told of it, or a poll finds it. Returns when
+/// another holds the lock (`Ok`), or on the first failure.
+async fn relay(hub: &Hub, pool: &PgPool) -> Result<(), BrokerError> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(failed)?;
+    listener
+        .listen(super::postgres::EVENTS_CHANNEL)
+        .await
+        .map_err(failed)?;
+    // The lock is the session's: held on a connection of its own, until it closes.
+    let mut holder = pool.acquire().await.map_err(failed)?.detach();
+    sqlx::query("INSERT INTO sse_relays (name) VALUES ('relay') ON CONFLICT DO NOTHING")
+        .execute(&mut holder)
+        .await
+        .map_err(failed)?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut holder)
+        .await
+        .map_err(failed)?;
+    if !locked {
+        return Ok(());
+    }
+    loop {
+        relay_committed(hub, &mut holder).await?;
+        // Woken by a notification, or after a poll's while; either way everything committed
+        // is read again from where each group was relayed.
+        let heard = tokio::time::timeout(POLL_EVERY, listener.try_recv()).await;
+        if let Ok(heard) = heard {
+            if heard.map_err(failed)?.is_none() {
+                return Err(BrokerError::new("the Postgres relay lost its connection"));
+            }
+        }
+        holder.ping().await.map_err(failed)?;
+    }
+}
+
+/// Relays every group's events committed after its cursor, group by group, and moves the
+/// cursor.
+async fn relay_committed(hub: &Hub, on: &mut PgConnection) -> Result<(), BrokerError> {
+    let behind: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT g.name, coalesce(r.id, g.epoch - 1) FROM sse_groups g
+         LEFT JOIN sse_relayed r ON r.grp = g.name
+         WHERE g.seq > coalesce(r.id, g.epoch - 1)",
+    )
+    .fetch_all(&mut *on)
+    .await
+    .map_err(failed)?;
+    let keep = i64::try_from(hub.config().history_events).unwrap_or(i64::MAX);
+    for (group, relayed) in behind {
+        let batches: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT batch FROM sse_events WHERE grp = $1 AND last > $2 ORDER BY last LIMIT $3",
+        )
+        .bind(&group)
+        .bind(relayed)
+        .bind(READ_BATCHES)
+        .fetch_all(&mut *on)
+        .await
+        .map_err(failed)?;
+        let mut cursor = relayed;
+        for batch in &batches {
+            let events = split_batch(batch).ok_or_else(|| {
+                BrokerError::new(format!("a malformed event of group {group:?} in Postgres"))
+            })?;
+            for (id, event) in events {
+                let id = id as i64;
+                if id <= cursor {
+                    continue;
+                }
+                let key = format!("pg:{group}:{id}");
+                let draft = Draft::encoded(&batch[event]);
+                match hub.send_async(&group, Ok(draft), Some(&key)).await {
+                    Ok(_) => {}
+                    // Not this event's fault (the hub's engine is down): tried again later.
+                    Err(crate::PublishError::Broker(error)) => return Err(error),
+                    Err(error) => tracing::warn!(
+                        group,
+                        id,
+                        error = &error as &dyn std::error::Error,
+                        "the Postgres relay dropped an event the hub refused"
+                    ),
+                }
+                cursor = cursor.max(id);
+            }
+        }
+        sqlx::query(
+            "WITH moved AS (
+                 INSERT INTO sse_relayed (grp, id) VALUES ($1, $2)
+                 ON CONFLICT (grp) DO UPDATE SET id = EXCLUDED.id)
+             DELETE FROM sse_events e USING sse_groups g
+             WHERE e.grp = $1 AND g.name = $1 AND e.last <= least($2, g.seq - $3)",
+        )
+        .bind(&group)
+        .bind(cursor)
+        .bind(keep)
+        .execute(&mut *on)
+        .await
+        .map_err(failed)?;
+    }
+    Ok(())
+}
