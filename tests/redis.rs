@@ -383,7 +383,7 @@ fn startup_errors_keep_the_redis_error_as_their_source() {
         .unwrap_err();
     assert_eq!(
         unknown.to_string(),
-        "broker \"http://127.0.0.1/\": unknown kind, expected redis:// or redis+cluster://"
+        "broker \"http://127.0.0.1/\": unknown kind, expected redis://, redis+cluster:// or postgres://"
     );
     assert!(std::error::Error::source(&unknown).is_none());
 }
