@@ -2,62 +2,18 @@
 //! reaching its receiver's stream and the public feed, who is online, logging out of every tab,
 //! the store surviving a restart, the status page and `/metrics`.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-};
+use std::{net::SocketAddr, path::Path};
 
+use common::{client, data_file, log_in, post_login, send_yo};
 use sse_tests::{eventually, Client};
 use yo_demo::store::Store;
 
-fn data_file(test: &str) -> PathBuf {
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("yo-demo-{test}.json"));
-    let _ = std::fs::remove_file(&file);
-    file
-}
+mod common;
 
 async fn demo(data: &Path) -> SocketAddr {
     // The first test to get here sets the process-wide hub up as the demo does.
     let _ = sse::init(yo_demo::hub_config());
     sse_tests::serve(yo_demo::app(Store::open(data).unwrap())).await
-}
-
-/// A client that shows redirects instead of following them, so the login's cookie is seen.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .build()
-        .unwrap()
-}
-
-async fn post_login(addr: SocketAddr, name: &str) -> reqwest::Response {
-    client()
-        .post(format!("http://{addr}/login"))
-        .form(&[("name", name)])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Logs `name` in; returns the `Cookie` header value of the session.
-async fn log_in(addr: SocketAddr, name: &str) -> String {
-    let response = post_login(addr, name).await;
-    assert_eq!(response.status(), 303);
-    assert_eq!(response.headers()["location"], "/");
-    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
-    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
-    set_cookie.split(';').next().unwrap().to_owned()
-}
-
-async fn send_yo(addr: SocketAddr, cookie: Option<&str>, to: &str) -> reqwest::Response {
-    let mut request = client()
-        .post(format!("http://{addr}/api/yo"))
-        .form(&[("to", to)]);
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    request.send().await.unwrap()
 }
 
 #[tokio::test]

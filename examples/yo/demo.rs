@@ -17,8 +17,12 @@
 //! - `/status` shows the hub's counters; `/metrics` serves them to Prometheus.
 //!
 //! `cargo run --example yo` runs it; `YO_ADDR` (default `127.0.0.1:8000`) and `YO_DATA` (default
-//! a file in the temp dir) change where it listens and what file it keeps.
+//! a file in the temp dir) change where it listens and what file it keeps. With feature
+//! `postgres`, `YO_DATABASE_URL` keeps the yos in PostgreSQL instead, each stored and published
+//! in one transaction ([`database`]), and runs the hub on the Postgres engine.
 
+#[cfg(feature = "postgres")]
+pub mod database;
 pub mod store;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -46,6 +50,9 @@ const SESSION: &str = "user";
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<Store>,
+    /// Where the yos are, when not in the store's file.
+    #[cfg(feature = "postgres")]
+    database: Option<database::Yos>,
 }
 
 impl FromRef<AppState> for Key {
@@ -56,6 +63,23 @@ impl FromRef<AppState> for Key {
 
 /// The demo's routes over `store`.
 pub fn app(store: Store) -> Router {
+    routes(AppState {
+        store: Arc::new(store),
+        #[cfg(feature = "postgres")]
+        database: None,
+    })
+}
+
+/// The demo's routes, its users in `store` and its yos in `database`.
+#[cfg(feature = "postgres")]
+pub fn app_on_postgres(store: Store, database: database::Yos) -> Router {
+    routes(AppState {
+        store: Arc::new(store),
+        database: Some(database),
+    })
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/login", post(login))
@@ -69,9 +93,7 @@ pub fn app(store: Store) -> Router {
         .route("/metrics", get(sse::metrics))
         .route("/yo.js", get(script))
         .route("/style.css", get(style))
-        .with_state(AppState {
-            store: Arc::new(store),
-        })
+        .with_state(state)
 }
 
 /// Where the demo listens and what it keeps, from `YO_ADDR` and `YO_DATA`.
@@ -80,6 +102,8 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// The JSON file of users and yos.
     pub data: PathBuf,
+    /// `YO_DATABASE_URL`: the PostgreSQL database of the yos, if they are kept there.
+    pub database: Option<String>,
 }
 
 impl Settings {
@@ -92,7 +116,12 @@ impl Settings {
         let data = std::env::var_os("YO_DATA")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("sse-yo-demo.json"));
-        Ok(Settings { addr, data })
+        let database = std::env::var("YO_DATABASE_URL").ok();
+        Ok(Settings {
+            addr,
+            data,
+            database,
+        })
     }
 }
 
@@ -106,8 +135,26 @@ pub fn hub_config() -> sse::Config {
 
 /// Runs the demo until Ctrl-C: what `cargo run --example yo` does.
 pub async fn run(settings: Settings) -> Result<(), String> {
-    sse::init(hub_config()).map_err(|e| e.to_string())?;
     let store = Store::open(&settings.data).map_err(|e| e.to_string())?;
+    let app = match &settings.database {
+        None => {
+            sse::init(hub_config()).map_err(|e| e.to_string())?;
+            app(store)
+        }
+        #[cfg(feature = "postgres")]
+        Some(url) => {
+            let config = hub_config().broker(url).map_err(|e| e.to_string())?;
+            sse::init(config).map_err(|e| e.to_string())?;
+            let yos = database::Yos::open(url).await.map_err(|e| e.to_string())?;
+            app_on_postgres(store, yos)
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => {
+            return Err("YO_DATABASE_URL needs the `postgres` feature: \
+                 cargo run -p sse-examples --features postgres --example yo"
+                .into())
+        }
+    };
     let listener = sse::bind(settings.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
@@ -116,7 +163,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         settings.addr,
         settings.data.display()
     );
-    sse::serve(listener, app(store))
+    sse::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             sse::hub().shutdown();
@@ -232,6 +279,14 @@ async fn send_yo(
     if !state.store.knows(to) {
         return (StatusCode::NOT_FOUND, format!("nobody called {to:?} here")).into_response();
     }
+    #[cfg(feature = "postgres")]
+    if let Some(database) = &state.database {
+        // Stored and published in one transaction: nothing to catch up on if it fails.
+        return match database.send(&from, to).await {
+            Ok(yo) => (StatusCode::CREATED, Json(yo)).into_response(),
+            Err(e) => server_error(e),
+        };
+    }
     let yo = match state.store.add_yo(&from, to) {
         Ok(yo) => yo,
         Err(e) => return server_error(e),
@@ -253,13 +308,26 @@ struct Recent {
 }
 
 /// What a page shows when it opens or catches up.
-async fn recent_yos(State(state): State<AppState>, jar: SignedCookieJar) -> Json<Recent> {
+async fn recent_yos(State(state): State<AppState>, jar: SignedCookieJar) -> Response {
+    #[cfg(feature = "postgres")]
+    if let Some(database) = &state.database {
+        let user = session_user(&jar);
+        let inbox = match &user {
+            Some(user) => database.recent(RECENT, Some(user)).await,
+            None => Ok(Vec::new()),
+        };
+        let feed = database.recent(RECENT, None).await;
+        return match inbox.and_then(|inbox| Ok(Recent { inbox, feed: feed? })) {
+            Ok(recent) => Json(recent).into_response(),
+            Err(e) => server_error(e),
+        };
+    }
     let inbox = match session_user(&jar) {
         Some(user) => state.store.recent_yos(RECENT, |yo| yo.to == user),
         None => Vec::new(),
     };
     let feed = state.store.recent_yos(RECENT, |_| true);
-    Json(Recent { inbox, feed })
+    Json(Recent { inbox, feed }).into_response()
 }
 
 /// Who has a stream open now (`[{"user":"bob","streams":1,"meta":""}]`): what a page shows

@@ -298,6 +298,10 @@ pub(crate) async fn migrate(connection: &mut sqlx::PgConnection) -> Result<(), s
         .bind(SCHEMA_LOCK)
         .execute(&mut *transaction)
         .await?;
+    // "already exists, skipping", at every start, is not news.
+    sqlx::query("SET LOCAL client_min_messages TO warning")
+        .execute(&mut *transaction)
+        .await?;
     sqlx::raw_sql(SCHEMA).execute(&mut *transaction).await?;
     transaction.commit().await
 }
