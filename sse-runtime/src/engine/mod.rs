@@ -27,6 +27,7 @@ pub(crate) mod postgres;
 mod presence_task;
 #[cfg(feature = "redis")]
 mod redis;
+mod threaded;
 
 pub(crate) use memory::Memory;
 

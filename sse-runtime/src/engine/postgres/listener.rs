@@ -5,30 +5,23 @@
 //! still ahead of what was heard a poll later (a notification lost some other way), what was
 //! missed is read from `sse_events`.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use futures_util::future::try_join_all;
 use sqlx::{postgres::PgListener, PgPool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::{
-    reads, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, FIRST_BACKOFF, MAX_BACKOFF, POLL_EVERY,
-};
+use super::{reads, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, POLL_EVERY};
 use crate::{
-    engine::{batch::split_batch, control, Sink},
-    resume::{self, CaughtUp, SharedHistory, Since},
+    engine::{
+        batch::split_batch,
+        control,
+        threaded::{self, Listening},
+        Sink,
+    },
+    resume::{self, SharedHistory, Since},
     BrokerError, GroupName,
 };
-
-pub(super) enum Command {
-    Hold(GroupName),
-    Free(GroupName),
-    CatchUp {
-        groups: Vec<GroupName>,
-        from: Vec<Since>,
-        reply: oneshot::Sender<Result<CaughtUp, BrokerError>>,
-    },
-}
 
 /// Groups quiet for this many polls are trimmed by age (and the other tables with them).
 const TRIM_EVERY_POLLS: u32 = 10;
@@ -53,7 +46,7 @@ pub(super) struct Listener {
 
 /// The connection that `LISTEN`s, on a task of its own that passes on what it hears: `None`
 /// once it was lost. Dropped, it stops.
-struct Hearing {
+pub(super) struct Hearing {
     heard: mpsc::Receiver<Option<sqlx::postgres::PgNotification>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -83,35 +76,6 @@ impl Listener {
         }
     }
 
-    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut backoff = FIRST_BACKOFF;
-        let mut was_down = false;
-        loop {
-            let lost = match self.hear().await {
-                Ok(hearing) => {
-                    if was_down {
-                        tracing::info!(postgres = %self.target.shown, "Postgres is back: listening again");
-                    }
-                    backoff = FIRST_BACKOFF;
-                    match self.serve(hearing, &mut commands).await {
-                        Ok(()) => return,
-                        Err(lost) => lost,
-                    }
-                }
-                Err(lost) => lost,
-            };
-            was_down = true;
-            tracing::warn!(
-                postgres = %self.target.shown, error = &lost as &dyn std::error::Error, retry_in = ?backoff,
-                "Postgres link down: streams stay open, events resume when it is back"
-            );
-            if !self.wait_offline(backoff, &mut commands).await {
-                return;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
     /// Connects the listening connection and starts passing on what it hears.
     async fn hear(&self) -> Result<Hearing, BrokerError> {
         let target = &self.target;
@@ -133,40 +97,11 @@ impl Listener {
         Ok(Hearing { heard, task })
     }
 
-    /// Waits `delay`, keeping track of groups held and freed meanwhile; `false` when the hub
-    /// is gone.
-    async fn wait_offline(
-        &mut self,
-        delay: Duration,
-        commands: &mut mpsc::UnboundedReceiver<Command>,
-    ) -> bool {
-        let pause = tokio::time::sleep(delay);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                () = &mut pause => return true,
-                command = commands.recv() => match command {
-                    None => return false,
-                    Some(Command::Hold(group)) => {
-                        self.groups.entry(group).or_insert(None);
-                    }
-                    Some(Command::Free(group)) => {
-                        self.groups.remove(&group);
-                    }
-                    Some(Command::CatchUp { reply, .. }) => {
-                        let down = format!("Postgres at {} is unreachable", self.target.shown);
-                        let _ = reply.send(Err(BrokerError::new(down)));
-                    }
-                },
-            }
-        }
-    }
-
     /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
-    async fn serve(
+    async fn listen(
         &mut self,
         mut hearing: Hearing,
-        commands: &mut mpsc::UnboundedReceiver<Command>,
+        commands: &mut mpsc::UnboundedReceiver<Listening>,
     ) -> Result<(), BrokerError> {
         // Back after an outage (or first here): fetch what was published while nobody here
         // was listening; groups held meanwhile start from where they stand.
@@ -195,19 +130,19 @@ impl Listener {
         }
     }
 
-    async fn command(&mut self, command: Command) -> Result<(), BrokerError> {
+    async fn command(&mut self, command: Listening) -> Result<(), BrokerError> {
         match command {
-            Command::Hold(group) => {
+            Listening::Hold(group) => {
                 if !self.groups.contains_key(&group) {
                     self.groups.insert(group.clone(), None);
                     self.catch_up(vec![group]).await?;
                 }
             }
-            Command::Free(group) => {
+            Listening::Free(group) => {
                 self.groups.remove(&group);
                 self.ahead.remove(&group);
             }
-            Command::CatchUp {
+            Listening::CatchUp {
                 groups,
                 from,
                 reply,
@@ -364,5 +299,29 @@ impl Listener {
             .zip(from)
             .map(|(group, since)| reads::history(&self.pool, &self.target, group.as_str(), *since));
         try_join_all(reads).await
+    }
+}
+
+impl threaded::Listener for Listener {
+    type Link = Hearing;
+
+    fn name(&self) -> String {
+        format!("Postgres at {}", self.target.shown)
+    }
+
+    fn groups(&mut self) -> &mut HashMap<GroupName, Option<u64>> {
+        &mut self.groups
+    }
+
+    async fn connect(&mut self) -> Result<Hearing, BrokerError> {
+        self.hear().await
+    }
+
+    async fn serve(
+        &mut self,
+        hearing: Hearing,
+        commands: &mut mpsc::UnboundedReceiver<Listening>,
+    ) -> Result<(), BrokerError> {
+        self.listen(hearing, commands).await
     }
 }

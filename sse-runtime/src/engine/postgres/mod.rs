@@ -19,36 +19,28 @@
 //! Everything runs on a thread of the engine's own (`sse-postgres`) with a small runtime, as
 //! the Redis engine does, so it works the same under any runtime of the caller's, or none.
 
-use std::{
-    future::Future,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use once_cell::sync::OnceCell;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
-    background::Background, control, presence_task, Engine, Entry, History, PresenceRead, Sent,
-    Sink, Taken,
+    background::Background,
+    control, presence_task,
+    threaded::{self, Listening, Reply, Tasks, Threaded},
+    History, Sink,
 };
-use crate::{
-    event::Draft,
-    group::Held,
-    identity::Closing,
-    resume::{CatchUp, Since},
-    BrokerError, EventId, GroupName, PublishError,
-};
+use crate::{event::Draft, BrokerError};
 
 mod listener;
 mod presence;
 mod publisher;
 mod reads;
 
-use listener::{Command, Listener};
+use listener::Listener;
 use presence::Presence;
-use publisher::{Publisher, Reply};
+use publisher::Publisher;
 
 /// The schema: tables `sse_groups`, `sse_events`, `sse_once`, `sse_presence`, `sse_relays`,
 /// `sse_relayed` and functions `sse_publish`, `sse_read`, `sse_trim`. Every statement may run
@@ -65,13 +57,8 @@ pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the listening side checks that Postgres answers and that it heard every event of
 /// its groups (`NOTIFY` is not kept for a connection that was lost).
 const POLL_EVERY: Duration = Duration::from_secs(1);
-/// Reconnection delays: doubling from the first to the last.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a group's sequence outlives its last event (at least), as on Redis.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long a reconnecting client waits for its missed events before its stream ends.
-const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
 /// After a publish found Postgres unreachable, how long the next ones fail at once with its
 /// error instead of each waiting out the timeouts; then one tries again.
 const DOWN_FOR: Duration = Duration::from_millis(250);
@@ -145,13 +132,9 @@ pub(crate) struct PostgresEngine {
     publisher: Arc<Publisher>,
     /// Names this process in presence entries and closes.
     process: Arc<str>,
-    /// Where what arrives from other processes goes, from [`Engine::start`] to
-    /// [`Engine::stop`].
-    sink: Mutex<Option<Arc<dyn Sink>>>,
-    /// The listening side, started when the first local group opens.
-    listener: OnceCell<mpsc::UnboundedSender<Command>>,
-    /// Presence and closes, started with the first stream that has an identity, or close.
-    presence: OnceCell<mpsc::UnboundedSender<presence_task::Command>>,
+    /// The listening side, started when the first local group opens, and presence and closes,
+    /// started with the first stream that has an identity, or close.
+    tasks: Tasks,
 }
 
 struct Running {
@@ -176,9 +159,7 @@ impl PostgresEngine {
             limits,
             running: OnceCell::new(),
             process: control::process_name().into(),
-            sink: Mutex::default(),
-            listener: OnceCell::new(),
-            presence: OnceCell::new(),
+            tasks: Tasks::default(),
         }
     }
 
@@ -199,74 +180,6 @@ impl PostgresEngine {
             drop(background.runtime.spawn(publishing));
             Ok(Running { background, pool })
         })
-    }
-
-    fn queue(&self, group: &str, draft: Draft, key: Option<&str>, reply: Reply) {
-        match self.running() {
-            Ok(_) => {
-                let key = key.map(str::to_owned);
-                self.publisher.publish(group.to_owned(), draft, key, reply);
-            }
-            Err(error) => reply(Err(error)),
-        }
-    }
-
-    /// The sink, while started: nothing is listened to before or after.
-    fn sink(&self) -> Result<Arc<dyn Sink>, BrokerError> {
-        let sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        sink.clone()
-            .ok_or_else(|| BrokerError::new("the Postgres engine is not running"))
-    }
-
-    fn tell_listener(&self, command: Command) {
-        let run = |sink, commands, pool| {
-            let (target, process) = (self.target.clone(), self.process.clone());
-            Listener::new(target, self.limits, sink, process, pool).run(commands)
-        };
-        self.tell(&self.listener, "the listener", run, command);
-    }
-
-    fn tell_presence(&self, command: presence_task::Command) {
-        let run = |sink, commands, pool| {
-            let (target, ttl) = (self.target.clone(), self.limits.presence_ttl);
-            let shown = target.shown.clone();
-            let store = Presence::new(target, ttl, self.process.clone(), pool);
-            presence_task::run(store, sink, ttl, shown, commands)
-        };
-        self.tell(&self.presence, "presence", run, command);
-    }
-
-    /// Sends `command` to the task of the engine's thread that `task` holds, which the first
-    /// command starts: `run` makes it from the sink, the commands it is to receive and the pool.
-    fn tell<C, F>(
-        &self,
-        task: &OnceCell<mpsc::UnboundedSender<C>>,
-        what: &str,
-        run: impl FnOnce(Arc<dyn Sink>, mpsc::UnboundedReceiver<C>, PgPool) -> F,
-        command: C,
-    ) where
-        C: Send + 'static,
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let commands = task.get_or_init(|| {
-            let (commands, received) = mpsc::unbounded_channel();
-            let started = self.sink().and_then(|sink| {
-                let running = self.running()?;
-                let task = run(sink, received, running.pool.clone());
-                running.background.runtime.spawn(task);
-                Ok(())
-            });
-            if let Err(error) = started {
-                tracing::error!(
-                    error = &error as &dyn std::error::Error,
-                    "cannot start Postgres {what}: nothing is heard from other processes"
-                );
-            }
-            commands
-        });
-        // A task that stopped answers nothing: a reply's sender, dropped with its command,
-        // says so.
-        let _ = commands.send(command);
     }
 
     /// Runs `work` with the pool on the engine's thread, waiting for its answer on this one.
@@ -306,24 +219,66 @@ pub(crate) async fn migrate(connection: &mut sqlx::PgConnection) -> Result<(), s
     transaction.commit().await
 }
 
-impl Engine for PostgresEngine {
-    fn start(&self, sink: Arc<dyn Sink>) {
-        *self.sink.lock().unwrap_or_else(PoisonError::into_inner) = Some(sink);
+impl Threaded for PostgresEngine {
+    const NAME: &'static str = "Postgres";
+
+    fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
-    fn stop(&self) {
+    fn thread(&self) -> Result<(), BrokerError> {
+        self.running().map(drop)
+    }
+
+    fn enqueue(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
+        self.publisher.publish(group, draft, key, reply);
+    }
+
+    fn start_listener(
+        &self,
+        sink: Arc<dyn Sink>,
+        commands: mpsc::UnboundedReceiver<Listening>,
+    ) -> Result<(), BrokerError> {
+        let running = self.running()?;
+        let (target, process, pool) = (
+            self.target.clone(),
+            self.process.clone(),
+            running.pool.clone(),
+        );
+        let listener = Listener::new(target, self.limits, sink, process, pool);
+        let listening = threaded::listen(listener, commands);
+        running.background.runtime.spawn(listening);
+        Ok(())
+    }
+
+    fn start_presence(
+        &self,
+        sink: Arc<dyn Sink>,
+        commands: mpsc::UnboundedReceiver<presence_task::Command>,
+    ) -> Result<(), BrokerError> {
+        let running = self.running()?;
+        let ttl = self.limits.presence_ttl;
+        let store = Presence {
+            target: self.target.clone(),
+            ttl,
+            process: self.process.clone(),
+            pool: running.pool.clone(),
+        };
+        let shown = self.target.shown.clone();
+        let task = presence_task::run(store, sink, ttl, shown, commands);
+        running.background.runtime.spawn(task);
+        Ok(())
+    }
+
+    fn stop_thread(&self) {
         // The thread ends, and with it every task and connection.
         if let Some(running) = self.running.get() {
             running.background.stop();
         }
         self.publisher.stop();
-        self.sink
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
     }
 
-    fn check(&self) -> Result<(), BrokerError> {
+    fn reachable(&self) -> Result<(), BrokerError> {
         // Reaches Postgres, and makes sure the schema is there.
         self.block_on(|pool, target| {
             Box::pin(async move {
@@ -331,94 +286,5 @@ impl Engine for PostgresEngine {
                 target.answer_within(migrate(&mut connection)).await
             })
         })?
-    }
-
-    fn shared(&self) -> bool {
-        true
-    }
-
-    fn publish(
-        &self,
-        group: &str,
-        draft: Draft,
-        key: Option<&str>,
-    ) -> Taken<Result<EventId, PublishError>> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.queue(
-            group,
-            draft,
-            key,
-            Box::new(move |answered| {
-                let _ = reply.send(answered);
-            }),
-        );
-        let id = answer.recv().unwrap_or_else(|_| Err(stopped()));
-        Taken::Sent(id.map(EventId).map_err(PublishError::Broker))
-    }
-
-    fn publish_async(
-        &self,
-        group: &str,
-        draft: Draft,
-        key: Option<&str>,
-    ) -> Taken<super::Publishing> {
-        let (reply, answer) = oneshot::channel();
-        self.queue(
-            group,
-            draft,
-            key,
-            Box::new(move |answered| {
-                let _ = reply.send(answered);
-            }),
-        );
-        Taken::Sent(Box::pin(async move {
-            let id = answer.await.unwrap_or_else(|_| Err(stopped()));
-            Ok(EventId(id.map_err(PublishError::Broker)?))
-        }))
-    }
-
-    fn watch(&self, group: &GroupName, held: Held) {
-        self.tell_listener(match held {
-            Held::Opened => Command::Hold(group.clone()),
-            Held::Freed => Command::Free(group.clone()),
-        });
-    }
-
-    fn history(&self, groups: Vec<GroupName>, from: Vec<Since>) -> CatchUp {
-        let (reply, answer) = oneshot::channel();
-        self.tell_listener(Command::CatchUp {
-            groups,
-            from,
-            reply,
-        });
-        Box::pin(async move {
-            match tokio::time::timeout(CATCH_UP_PATIENCE, answer).await {
-                Ok(Ok(caught_up)) => caught_up,
-                Ok(Err(_)) => Err(BrokerError::new("the Postgres listener stopped")),
-                Err(_) => Err(BrokerError::new(format!(
-                    "Postgres did not give the missed events within {CATCH_UP_PATIENCE:?}"
-                ))),
-            }
-        })
-    }
-
-    fn count(&self, group: GroupName, entry: Entry) {
-        self.tell_presence(presence_task::Command::Update(group, entry));
-    }
-
-    fn presence(&self, group: &str) -> PresenceRead {
-        let Ok(group) = GroupName::new(group) else {
-            // No stream can be in a group with an invalid name.
-            return Box::pin(std::future::ready(Ok(Vec::new())));
-        };
-        let (reply, answer) = oneshot::channel();
-        self.tell_presence(presence_task::Command::Read(group, reply));
-        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
-    }
-
-    fn close(&self, closing: &Closing) -> Sent {
-        let (reply, answer) = oneshot::channel();
-        self.tell_presence(presence_task::Command::Close(closing.clone(), reply));
-        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
     }
 }

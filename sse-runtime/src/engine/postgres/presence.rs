@@ -16,21 +16,10 @@ use crate::{
 
 /// This process's side of presence and closes in Postgres.
 pub(super) struct Presence {
-    target: Target,
-    ttl: Duration,
-    process: Arc<str>,
-    pool: PgPool,
-}
-
-impl Presence {
-    pub(super) fn new(target: Target, ttl: Duration, process: Arc<str>, pool: PgPool) -> Self {
-        Self {
-            target,
-            ttl,
-            process,
-            pool,
-        }
-    }
+    pub(super) target: Target,
+    pub(super) ttl: Duration,
+    pub(super) process: Arc<str>,
+    pub(super) pool: PgPool,
 }
 
 impl Store for Presence {

@@ -11,13 +11,10 @@ use tokio::sync::Notify;
 
 use super::{Limits, Target, DOWN_FOR};
 use crate::{
-    engine::{batch::batch, down::Downs},
+    engine::{batch::batch, down::Downs, threaded::Reply},
     event::Draft,
     BrokerError,
 };
-
-/// Where the answer to a publish goes: its id, or why it has none.
-pub(super) type Reply = Box<dyn FnOnce(Result<u64, BrokerError>) + Send>;
 
 /// The most events, and bytes of events, in a batch.
 const BATCH_EVENTS: usize = 512;

@@ -7,32 +7,25 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::Duration,
 };
 
 use futures_util::future::join_all;
 use redis::Script;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
-    link::{Heard, Hearing, Router, Target, FIRST_BACKOFF, MAX_BACKOFF, PING_EVERY, PING_PATIENCE},
+    link::{Heard, Hearing, Router, Target, PING_EVERY, PING_PATIENCE},
     presence, scripts, wire, Keys, Limits,
 };
 use crate::{
-    engine::{control, Sink},
-    resume::{self, CaughtUp, SharedEvent, SharedHistory, Since},
+    engine::{
+        control,
+        threaded::{self, Listening},
+        Sink,
+    },
+    resume::{self, SharedEvent, SharedHistory, Since},
     BrokerError, GroupName,
 };
-
-pub(super) enum Command {
-    Subscribe(GroupName),
-    Unsubscribe(GroupName),
-    CatchUp {
-        groups: Vec<GroupName>,
-        from: Vec<Since>,
-        reply: oneshot::Sender<Result<CaughtUp, BrokerError>>,
-    },
-}
 
 /// Commands are handled in the order they were sent, so a catch-up always runs after its
 /// groups' subscription was confirmed: whatever is published later arrives live, whatever was
@@ -44,7 +37,6 @@ pub(super) struct Listener {
     sink: Arc<dyn Sink>,
     /// Names this process on the control channel: its own closes are not heard again.
     process: Arc<str>,
-    commands: mpsc::UnboundedReceiver<Command>,
     /// Where the histories are read: the node of each group's slot.
     router: Arc<Router>,
     read: Script,
@@ -69,7 +61,6 @@ impl Listener {
         limits: Limits,
         sink: Arc<dyn Sink>,
         process: Arc<str>,
-        commands: mpsc::UnboundedReceiver<Command>,
         router: Arc<Router>,
     ) -> Self {
         Self {
@@ -77,7 +68,6 @@ impl Listener {
             limits,
             sink,
             process,
-            commands,
             router,
             read: scripts::read(),
             groups: HashMap::new(),
@@ -91,62 +81,12 @@ impl Listener {
         self.target.in_cluster()
     }
 
-    pub(super) async fn run(mut self) {
-        let mut backoff = FIRST_BACKOFF;
-        let mut was_down = false;
-        loop {
-            let lost = match Hearing::connect(&self.target).await {
-                Ok(hearing) => {
-                    if was_down {
-                        tracing::info!(redis = %self.target.shown, "Redis is back: listening again");
-                    }
-                    backoff = FIRST_BACKOFF;
-                    match self.serve(hearing).await {
-                        Ok(()) => return,
-                        Err(lost) => lost,
-                    }
-                }
-                Err(lost) => lost,
-            };
-            was_down = true;
-            tracing::warn!(
-                redis = %self.target.shown, error = &lost as &dyn std::error::Error, retry_in = ?backoff,
-                "Redis link down: streams stay open, events resume when it is back"
-            );
-            if !self.wait_offline(backoff).await {
-                return;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    /// Waits `delay`, keeping track of groups opened and freed meanwhile; `false` when the hub
-    /// is gone.
-    async fn wait_offline(&mut self, delay: Duration) -> bool {
-        let pause = tokio::time::sleep(delay);
-        tokio::pin!(pause);
-        loop {
-            tokio::select! {
-                () = &mut pause => return true,
-                command = self.commands.recv() => match command {
-                    None => return false,
-                    Some(Command::Subscribe(group)) => {
-                        self.groups.entry(group).or_insert(None);
-                    }
-                    Some(Command::Unsubscribe(group)) => {
-                        self.groups.remove(&group);
-                    }
-                    Some(Command::CatchUp { reply, .. }) => {
-                        let down = format!("Redis at {} is unreachable", self.target.shown);
-                        let _ = reply.send(Err(BrokerError::new(down)));
-                    }
-                },
-            }
-        }
-    }
-
     /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
-    async fn serve(&mut self, mut hearing: Hearing) -> Result<(), BrokerError> {
+    async fn hear(
+        &mut self,
+        mut hearing: Hearing,
+        commands: &mut mpsc::UnboundedReceiver<Listening>,
+    ) -> Result<(), BrokerError> {
         let groups: Vec<GroupName> = self.groups.keys().cloned().collect();
         self.stale.clear();
         self.mark_new(&groups).await?;
@@ -181,7 +121,7 @@ impl Listener {
                     Some(heard) => self.heard(&mut hearing, heard).await?,
                 },
                 _ = ping.tick() => answering = self.ping(&mut hearing, answering).await?,
-                command = self.commands.recv() => match command {
+                command = commands.recv() => match command {
                     None => return Ok(()),
                     Some(command) => self.command(&mut hearing, command).await?,
                 },
@@ -274,10 +214,10 @@ impl Listener {
     async fn command(
         &mut self,
         hearing: &mut Hearing,
-        command: Command,
+        command: Listening,
     ) -> Result<(), BrokerError> {
         match command {
-            Command::Subscribe(group) => {
+            Listening::Hold(group) => {
                 if self.groups.contains_key(&group) {
                     return Ok(());
                 }
@@ -286,7 +226,7 @@ impl Listener {
                 self.subscribe(hearing, &group).await?;
                 self.catch_up(vec![group]).await?;
             }
-            Command::Unsubscribe(group) => {
+            Listening::Free(group) => {
                 self.stale.remove(&group);
                 if self.groups.remove(&group).is_some() {
                     let unsubscribed = hearing.unsubscribe(&Keys::of(group.as_str()).channel).await;
@@ -295,7 +235,7 @@ impl Listener {
                     }
                 }
             }
-            Command::CatchUp {
+            Listening::CatchUp {
                 groups,
                 from,
                 reply,
@@ -528,5 +468,29 @@ impl Listener {
             }
         });
         futures_util::future::try_join_all(reads).await
+    }
+}
+
+impl threaded::Listener for Listener {
+    type Link = Hearing;
+
+    fn name(&self) -> String {
+        format!("Redis at {}", self.target.shown)
+    }
+
+    fn groups(&mut self) -> &mut HashMap<GroupName, Option<u64>> {
+        &mut self.groups
+    }
+
+    async fn connect(&mut self) -> Result<Hearing, BrokerError> {
+        Hearing::connect(&self.target).await
+    }
+
+    async fn serve(
+        &mut self,
+        hearing: Hearing,
+        commands: &mut mpsc::UnboundedReceiver<Listening>,
+    ) -> Result<(), BrokerError> {
+        self.hear(hearing, commands).await
     }
 }

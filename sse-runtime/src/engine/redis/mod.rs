@@ -29,26 +29,18 @@
 //! back>`; it expires when the group has been quiet for the history age); the channel
 //! `sse:{g}:events`, whose messages are batches as in `d`.
 
-use std::{
-    future::Future,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use once_cell::sync::OnceCell;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
-    background::Background, control, presence_task, Engine, Entry, History, PresenceRead,
-    Publishing, Sent, Sink, Taken,
+    background::Background,
+    control, presence_task,
+    threaded::{self, Listening, Reply, Tasks, Threaded},
+    History, Sink,
 };
-use crate::{
-    event::Draft,
-    group::Held,
-    identity::Closing,
-    resume::{CatchUp, Since},
-    BrokerError, EventId, GroupName, PublishError,
-};
+use crate::{event::Draft, BrokerError};
 
 mod link;
 mod listener;
@@ -59,9 +51,9 @@ mod wire;
 
 use link::Router;
 pub(crate) use link::Target;
-use listener::{Command, Listener};
+use listener::Listener;
 use presence::Presence;
-use publisher::{Publisher, Reply};
+use publisher::Publisher;
 
 /// The keys of a group: all in the hash slot of `{group}`, so a group lives on one node of a
 /// cluster and its script touches nothing else.
@@ -101,9 +93,6 @@ impl Keys {
 /// How long a group's sequence outlives its last event (at least), so a client that comes back
 /// to a group whose history expired learns that it missed events.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long a reconnecting client waits for its missed events before its stream ends (it then
-/// comes back after the `retry:` delay and asks again).
-const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
 /// After a publish found Redis (a cluster's slot) unreachable, how long the others to it fail at
 /// once with its error instead of each waiting out the timeouts; then the next one tries again.
 const DOWN_FOR: Duration = Duration::from_millis(250);
@@ -118,13 +107,9 @@ pub(crate) struct RedisEngine {
     router: Arc<Router>,
     /// Names this process in Redis: in presence entries and on the control channel.
     process: Arc<str>,
-    /// Where what arrives from other processes goes, from [`Engine::start`] to
-    /// [`Engine::stop`].
-    sink: Mutex<Option<Arc<dyn Sink>>>,
-    /// The listening side, started when the first local group opens.
-    listener: OnceCell<mpsc::UnboundedSender<Command>>,
-    /// Presence and closes, started with the first stream that has an identity, or close.
-    presence: OnceCell<mpsc::UnboundedSender<presence_task::Command>>,
+    /// The listening side, started when the first local group opens, and presence and closes,
+    /// started with the first stream that has an identity, or close.
+    tasks: Tasks,
 }
 
 /// The history bound, as the scripts take it.
@@ -159,9 +144,7 @@ impl RedisEngine {
             limits,
             background: OnceCell::new(),
             process: control::process_name().into(),
-            sink: Mutex::default(),
-            listener: OnceCell::new(),
-            presence: OnceCell::new(),
+            tasks: Tasks::default(),
         }
     }
 
@@ -175,79 +158,6 @@ impl RedisEngine {
         })?;
         Ok(&background.runtime)
     }
-
-    /// Queues a publish of `draft` to `group`, with its idempotency `key`; `reply` gets the
-    /// answer.
-    fn queue(&self, group: &str, draft: Draft, key: Option<&str>, reply: Reply) {
-        match self.runtime() {
-            Ok(_) => {
-                let key = key.map(str::to_owned);
-                self.publisher.publish(group.to_owned(), draft, key, reply);
-            }
-            Err(error) => reply(Err(error)),
-        }
-    }
-
-    /// The sink, while started: nothing is listened to before or after.
-    fn sink(&self) -> Result<Arc<dyn Sink>, BrokerError> {
-        let sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        sink.clone()
-            .ok_or_else(|| BrokerError::new("the Redis engine is not running"))
-    }
-
-    fn tell_listener(&self, command: Command) {
-        let run = |sink, commands| {
-            let (target, process, router) = (
-                self.target.clone(),
-                self.process.clone(),
-                self.router.clone(),
-            );
-            Listener::new(target, self.limits, sink, process, commands, router).run()
-        };
-        self.tell(&self.listener, "the listener", run, command);
-    }
-
-    fn tell_presence(&self, command: presence_task::Command) {
-        let run = |sink, commands| {
-            let (target, ttl) = (self.target.clone(), self.limits.presence_ttl);
-            let (process, router) = (self.process.clone(), self.router.clone());
-            let shown = target.shown.clone();
-            let store = Presence::new(target, ttl, process, router);
-            presence_task::run(store, sink, ttl, shown, commands)
-        };
-        self.tell(&self.presence, "presence", run, command);
-    }
-
-    /// Sends `command` to the task of the engine's thread that `task` holds, which the first
-    /// command starts: `run` makes it from the sink and the commands it is to receive.
-    fn tell<C, F>(
-        &self,
-        task: &OnceCell<mpsc::UnboundedSender<C>>,
-        what: &str,
-        run: impl FnOnce(Arc<dyn Sink>, mpsc::UnboundedReceiver<C>) -> F,
-        command: C,
-    ) where
-        C: Send + 'static,
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let commands = task.get_or_init(|| {
-            let (commands, received) = mpsc::unbounded_channel();
-            let running = self.sink().and_then(|sink| {
-                self.runtime()?.spawn(run(sink, received));
-                Ok(())
-            });
-            if let Err(error) = running {
-                tracing::error!(
-                    error = &error as &dyn std::error::Error,
-                    "cannot start Redis {what}: nothing is heard from other processes"
-                );
-            }
-            commands
-        });
-        // A task that stopped answers nothing: a reply's sender, dropped with its command,
-        // says so.
-        let _ = commands.send(command);
-    }
 }
 
 /// The engine's thread stopped before it answered.
@@ -255,117 +165,64 @@ fn stopped() -> BrokerError {
     BrokerError::new("the Redis thread stopped")
 }
 
-impl Engine for RedisEngine {
-    fn start(&self, sink: Arc<dyn Sink>) {
-        *self.sink.lock().unwrap_or_else(PoisonError::into_inner) = Some(sink);
+impl Threaded for RedisEngine {
+    const NAME: &'static str = "Redis";
+
+    fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
-    fn stop(&self) {
-        // The thread ends, and with it every task: the listener and presence let go of the
-        // sink. A publish queued later is answered that the thread stopped.
+    fn thread(&self) -> Result<(), BrokerError> {
+        self.runtime().map(drop)
+    }
+
+    fn enqueue(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
+        self.publisher.publish(group, draft, key, reply);
+    }
+
+    fn start_listener(
+        &self,
+        sink: Arc<dyn Sink>,
+        commands: mpsc::UnboundedReceiver<Listening>,
+    ) -> Result<(), BrokerError> {
+        let (target, process, router) = (
+            self.target.clone(),
+            self.process.clone(),
+            self.router.clone(),
+        );
+        let listener = Listener::new(target, self.limits, sink, process, router);
+        self.runtime()?.spawn(threaded::listen(listener, commands));
+        Ok(())
+    }
+
+    fn start_presence(
+        &self,
+        sink: Arc<dyn Sink>,
+        commands: mpsc::UnboundedReceiver<presence_task::Command>,
+    ) -> Result<(), BrokerError> {
+        let (target, ttl) = (self.target.clone(), self.limits.presence_ttl);
+        let (process, router) = (self.process.clone(), self.router.clone());
+        let shown = target.shown.clone();
+        let store = Presence::new(target, ttl, process, router);
+        let running = presence_task::run(store, sink, ttl, shown, commands);
+        self.runtime()?.spawn(running);
+        Ok(())
+    }
+
+    fn stop_thread(&self) {
         if let Some(background) = self.background.get() {
             background.stop();
         }
         self.publisher.stop();
-        self.sink
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
     }
 
-    fn check(&self) -> Result<(), BrokerError> {
+    fn reachable(&self) -> Result<(), BrokerError> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         let publisher = self.publisher.clone();
         self.runtime()?.spawn(async move {
             let _ = reply.send(publisher.ping().await);
         });
         answer.recv().unwrap_or_else(|_| Err(stopped()))
-    }
-
-    fn shared(&self) -> bool {
-        true
-    }
-
-    fn publish(
-        &self,
-        group: &str,
-        draft: Draft,
-        key: Option<&str>,
-    ) -> Taken<Result<EventId, PublishError>> {
-        // A `std` channel: waiting on it neither needs nor disturbs a runtime this thread may
-        // be running.
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.queue(
-            group,
-            draft,
-            key,
-            Box::new(move |answered| {
-                let _ = reply.send(answered);
-            }),
-        );
-        let id = answer.recv().unwrap_or_else(|_| Err(stopped()));
-        Taken::Sent(id.map(EventId).map_err(PublishError::Broker))
-    }
-
-    fn publish_async(&self, group: &str, draft: Draft, key: Option<&str>) -> Taken<Publishing> {
-        let (reply, answer) = oneshot::channel();
-        self.queue(
-            group,
-            draft,
-            key,
-            Box::new(move |answered| {
-                let _ = reply.send(answered);
-            }),
-        );
-        Taken::Sent(Box::pin(async move {
-            let id = answer.await.unwrap_or_else(|_| Err(stopped()));
-            Ok(EventId(id.map_err(PublishError::Broker)?))
-        }))
-    }
-
-    fn watch(&self, group: &GroupName, held: Held) {
-        self.tell_listener(match held {
-            Held::Opened => Command::Subscribe(group.clone()),
-            Held::Freed => Command::Unsubscribe(group.clone()),
-        });
-    }
-
-    fn history(&self, groups: Vec<GroupName>, from: Vec<Since>) -> CatchUp {
-        let (reply, answer) = oneshot::channel();
-        self.tell_listener(Command::CatchUp {
-            groups,
-            from,
-            reply,
-        });
-        Box::pin(async move {
-            match tokio::time::timeout(CATCH_UP_PATIENCE, answer).await {
-                Ok(Ok(caught_up)) => caught_up,
-                Ok(Err(_)) => Err(BrokerError::new("the Redis listener stopped")),
-                Err(_) => Err(BrokerError::new(format!(
-                    "Redis did not give the missed events within {CATCH_UP_PATIENCE:?}"
-                ))),
-            }
-        })
-    }
-
-    fn count(&self, group: GroupName, entry: Entry) {
-        self.tell_presence(presence_task::Command::Update(group, entry));
-    }
-
-    fn presence(&self, group: &str) -> PresenceRead {
-        let Ok(group) = GroupName::new(group) else {
-            // No stream can be in a group with an invalid name.
-            return Box::pin(std::future::ready(Ok(Vec::new())));
-        };
-        let (reply, answer) = oneshot::channel();
-        self.tell_presence(presence_task::Command::Read(group, reply));
-        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
-    }
-
-    fn close(&self, closing: &Closing) -> Sent {
-        let (reply, answer) = oneshot::channel();
-        self.tell_presence(presence_task::Command::Close(closing.clone(), reply));
-        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(stopped())) })
     }
 }
 

@@ -8,7 +8,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures_util::future::join_all;
@@ -19,10 +19,11 @@ use super::{
     link::{Router, Target},
     once_key, scripts, Keys, Limits, DOWN_FOR,
 };
-use crate::{event::Draft, BrokerError};
-
-/// Where the answer to a publish goes: its id, or why it has none.
-pub(super) type Reply = Box<dyn FnOnce(Result<u64, BrokerError>) + Send>;
+use crate::{
+    engine::{down::Downs, threaded::Reply},
+    event::Draft,
+    BrokerError,
+};
 
 /// At most this many batches in flight at once; meanwhile publishes gather into the next one.
 const IN_FLIGHT: usize = 2;
@@ -45,7 +46,7 @@ pub(super) struct Publisher {
     router: Arc<Router>,
     /// Each hash slot whose last script call failed (`0` for a single Redis), while it counts
     /// as down.
-    down: Mutex<HashMap<u16, Down>>,
+    down: Downs<u16>,
 }
 
 struct Pending {
@@ -54,14 +55,6 @@ struct Pending {
     /// Its idempotency key: it is then published in a script call entry of its own.
     key: Option<String>,
     reply: Reply,
-}
-
-/// A slot found unreachable: until `until`, its publishes fail at once with `error` instead of
-/// each waiting out the timeouts; then one tries again (`probing`) while the others still fail.
-struct Down {
-    until: Instant,
-    error: BrokerError,
-    probing: bool,
 }
 
 /// What one script call publishes: the events of groups of one hash slot, by group, in order
@@ -83,7 +76,7 @@ impl Publisher {
             queue: Mutex::new(Some(Vec::new())),
             queued: Notify::new(),
             router,
-            down: Mutex::new(HashMap::new()),
+            down: Downs::new(DOWN_FOR),
             target,
         }
     }
@@ -91,7 +84,7 @@ impl Publisher {
     /// Queues `draft` for `group`: `reply` gets its id once published. While the group's slot
     /// counts as down, `reply` gets the error at once.
     pub(super) fn publish(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
-        if let Err(error) = self.may_try(self.router.slot_of(&group)) {
+        if let Err(error) = self.down.may_try(&self.router.slot_of(&group)) {
             return reply(Err(error));
         }
         let mut queue = lock(&self.queue);
@@ -232,19 +225,7 @@ impl Publisher {
                 self.target.shown
             ))),
         });
-        let mut down = lock(&self.down);
-        match &answer {
-            Ok(_) => drop(down.remove(&call.slot)),
-            Err(error) => drop(down.insert(
-                call.slot,
-                Down {
-                    until: Instant::now() + DOWN_FOR,
-                    error: error.clone(),
-                    probing: false,
-                },
-            )),
-        }
-        drop(down);
+        self.down.found(call.slot, &answer);
         for (i, (_, events)) in call.groups.into_iter().enumerate() {
             for (offset, pending) in (0..).zip(events) {
                 let id = match &answer {
@@ -252,20 +233,6 @@ impl Publisher {
                     Err(error) => Err(error.clone()),
                 };
                 (pending.reply)(id);
-            }
-        }
-    }
-
-    /// Whether a publish to `slot` may go to Redis now: not while it counts as down, except
-    /// the one that tries again after [`DOWN_FOR`].
-    fn may_try(&self, slot: u16) -> Result<(), BrokerError> {
-        let mut down = lock(&self.down);
-        match down.get_mut(&slot) {
-            None => Ok(()),
-            Some(down) if down.probing || Instant::now() < down.until => Err(down.error.clone()),
-            Some(down) => {
-                down.probing = true;
-                Ok(())
             }
         }
     }

@@ -24,9 +24,6 @@ pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// answer: a Redis that hangs without closing its sockets is noticed within the sum.
 pub(super) const PING_EVERY: Duration = Duration::from_secs(1);
 pub(super) const PING_PATIENCE: Duration = Duration::from_secs(1);
-/// Reconnection delays: doubling from the first to the last.
-pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Where Redis is, parsed, and how to show it without its password.
 #[derive(Debug, Clone)]
