@@ -287,28 +287,59 @@ async fn a_relay_carries_committed_events_into_a_memory_hub_exactly_once() {
     assert_eq!(data, expected);
 }
 
+/// POSTs one event to the publish endpoint at `addr`: its status.
+async fn post_event(addr: std::net::SocketAddr, data: &str) -> u16 {
+    let body = serde_json::json!({ "group": "faults", "data": data }).to_string();
+    let request = sse_tests::http_client()
+        .post(format!("http://{addr}/publish"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body);
+    within(request.send()).await.unwrap().status().as_u16()
+}
+
+const TOKEN: &str = "a-publish-token-for-the-faults-test";
+
+/// Under two processes (a server process whose stream listens, and this one publishing, also
+/// through its publish endpoint): Postgres killed and restarted, then frozen and thawed.
 #[tokio::test(flavor = "multi_thread")]
 async fn publishes_fail_fast_while_postgres_is_down_or_frozen_and_streams_resume() {
     let mut postgres = PostgresServer::start().await;
-    let (publisher, subscriber) = two_hubs(&postgres);
-    let mut client = listening(&subscriber, &publisher, "faults", false).await;
+    let publisher = postgres.hub(sse::Config::default());
+    let endpoint = sse::PublishEndpoint::new(TOKEN)
+        .unwrap()
+        .hub(publisher.clone());
+    let app = axum::Router::new().route("/publish", endpoint.into_method_router());
+    let endpoint = serve_with_axum(app).await;
+    let node = Node::start(env!("CARGO_BIN_EXE_redis_node"), &postgres.url(), &[]).await;
+    let mut client = node.open("faults", None).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        publisher.publish("faults", Some("ready"), "?").unwrap();
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), client.next()).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never heard the publisher"
+        );
+    }
     publisher.publish("faults", None, "before").unwrap();
+    assert_eq!(post_event(endpoint, "before, by HTTP").await, 200);
 
     postgres.kill().await;
     let started = Instant::now();
-    let refused = publisher.publish("faults", None, "while down");
-    let error = refused.expect_err("Postgres is down");
+    let error = publisher
+        .publish("faults", None, "while down")
+        .expect_err("Postgres is down");
+    assert!(error.to_string().contains("Postgres"), "{error}");
+    assert_eq!(post_event(endpoint, "while down, by HTTP").await, 503);
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
-    assert!(error.to_string().contains("Postgres"), "{error}");
     postgres.restart().await;
-    publisher
-        .publish_async("faults", None, "after restart")
-        .await
-        .ok();
     let deadline = Instant::now() + Duration::from_secs(10);
     while publisher.publish("faults", None, "back").is_err() {
         assert!(Instant::now() < deadline, "publishing never came back");
@@ -319,6 +350,7 @@ async fn publishes_fail_fast_while_postgres_is_down_or_frozen_and_streams_resume
     let started = Instant::now();
     let frozen = publisher.publish("faults", None, "while frozen");
     assert!(frozen.is_err(), "a frozen Postgres answers nothing");
+    assert_eq!(post_event(endpoint, "while frozen, by HTTP").await, 503);
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "{:?}",
@@ -335,11 +367,16 @@ async fn publishes_fail_fast_while_postgres_is_down_or_frozen_and_streams_resume
     let events = until(&mut client, "end").await;
     let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
     // Everything committed arrives once, in id order; nothing refused arrives.
-    assert_eq!(data.first(), Some(&"before"));
-    assert!(!data.contains(&"while down") && !data.contains(&"while frozen"));
+    assert_eq!(&data[..2], ["before", "before, by HTTP"]);
+    assert!(
+        data.contains(&"back") && data.contains(&"thawed"),
+        "{data:?}"
+    );
+    assert!(!data.iter().any(|d| d.starts_with("while")), "{data:?}");
     let ids = ids(&events);
     assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     let mut unique = data.clone();
+    unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), data.len(), "{data:?}");
 }
