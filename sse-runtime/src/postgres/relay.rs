@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use sqlx::{postgres::PgListener, Connection, PgConnection, PgPool};
+use sqlx::{postgres::PgListener, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 
 use crate::{engine::batch::split_batch, event::Draft, BrokerError, Hub};
 
 /// The key of the session advisory lock the active relay holds: one relay delivers at a time.
 const RELAY_LOCK: i64 = 0x5353_455f_5245_4c41;
-/// How often a relay looks for events it was not told of (and a standby relay for the lock).
+/// How often a relay looks for events it was not told of (and a standby for the lock).
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// The most batches a group's read returns at once.
 const READ_BATCHES: i64 = 1_000;
@@ -99,51 +99,76 @@ fn failed(error: sqlx::Error) -> BrokerError {
     BrokerError::caused_by("the Postgres relay failed", error)
 }
 
-/// One turn: registers, takes the lock if no other relay holds it, and while it holds it,
-/// relays what is committed whenever it is told of it, or a poll finds it. Returns when
-/// another holds the lock (`Ok`), or on the first failure.
+/// One turn: registers, waits as a standby until the lock is its own, then relays what is
+/// committed whenever it is told of it (the groups notifications name), and everything behind
+/// at each poll. Returns on the first failure, letting go of the lock with its connection.
 async fn relay(hub: &Hub, pool: &PgPool) -> Result<(), BrokerError> {
-    let mut listener = PgListener::connect_with(pool).await.map_err(failed)?;
-    listener
-        .listen(super::postgres::EVENTS_CHANNEL)
-        .await
-        .map_err(failed)?;
     // The lock is the session's: held on a connection of its own, until it closes.
     let mut holder = pool.acquire().await.map_err(failed)?.detach();
     sqlx::query("INSERT INTO sse_relays (name) VALUES ('relay') ON CONFLICT DO NOTHING")
         .execute(&mut holder)
         .await
         .map_err(failed)?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(RELAY_LOCK)
-        .fetch_one(&mut holder)
+    loop {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut holder)
+            .await
+            .map_err(failed)?;
+        if locked {
+            break;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    let mut listener = PgListener::connect_with(pool).await.map_err(failed)?;
+    listener
+        .listen(super::postgres::EVENTS_CHANNEL)
         .await
         .map_err(failed)?;
-    if !locked {
-        return Ok(());
-    }
+    relay_committed(hub, &mut holder, None).await?;
     loop {
-        relay_committed(hub, &mut holder).await?;
-        // Woken by a notification, or after a poll's while; either way everything committed
-        // is read again from where each group was relayed.
-        let heard = tokio::time::timeout(POLL_EVERY, listener.try_recv()).await;
-        if let Ok(heard) = heard {
-            if heard.map_err(failed)?.is_none() {
+        match tokio::time::timeout(POLL_EVERY, listener.try_recv()).await {
+            Ok(Ok(Some(heard))) => {
+                let mut groups = vec![group_of(&heard)];
+                while let Some(heard) = listener.next_buffered() {
+                    groups.push(group_of(&heard));
+                }
+                groups.sort_unstable();
+                groups.dedup();
+                relay_committed(hub, &mut holder, Some(&groups)).await?;
+            }
+            Ok(Ok(None)) => {
                 return Err(BrokerError::new("the Postgres relay lost its connection"));
             }
+            Ok(Err(error)) => return Err(failed(error)),
+            // A poll: whatever a lost notification did not say is behind.
+            Err(_) => relay_committed(hub, &mut holder, None).await?,
         }
-        holder.ping().await.map_err(failed)?;
     }
 }
 
-/// Relays every group's events committed after its cursor, group by group, and moves the
-/// cursor.
-async fn relay_committed(hub: &Hub, on: &mut PgConnection) -> Result<(), BrokerError> {
+/// The group a notification of `sse_events` names.
+fn group_of(heard: &sqlx::postgres::PgNotification) -> String {
+    let payload = heard.payload();
+    payload
+        .split_once('\n')
+        .map_or(payload, |(group, _)| group)
+        .to_owned()
+}
+
+/// Relays the events committed after its cursor of every group behind (of `groups`, if given),
+/// group by group, and moves the cursors.
+async fn relay_committed(
+    hub: &Hub,
+    on: &mut PgConnection,
+    groups: Option<&[String]>,
+) -> Result<(), BrokerError> {
     let behind: Vec<(String, i64)> = sqlx::query_as(
         "SELECT g.name, coalesce(r.id, g.epoch - 1) FROM sse_groups g
          LEFT JOIN sse_relayed r ON r.grp = g.name
-         WHERE g.seq > coalesce(r.id, g.epoch - 1)",
+         WHERE g.seq > coalesce(r.id, g.epoch - 1) AND ($1::text[] IS NULL OR g.name = ANY($1))",
     )
+    .bind(groups)
     .fetch_all(&mut *on)
     .await
     .map_err(failed)?;

@@ -130,6 +130,16 @@ impl Publisher {
             ))),
         });
         self.down.found((), &answer);
+        if let Err(error) = &answer {
+            // Queued while this batch waited for a Postgres that failed it: they would wait
+            // for the same, or fail at once a moment later. They fail now.
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let waiting = queue.as_mut().map(std::mem::take).unwrap_or_default();
+            drop(queue);
+            for pending in waiting {
+                (pending.reply)(Err(error.clone()));
+            }
+        }
         for (i, entry) in entries.into_iter().enumerate() {
             for (offset, pending) in (0..).zip(entry.events) {
                 let id = match &answer {
