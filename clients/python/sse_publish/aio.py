@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, TypeVar
 
 from .publisher import Event, Publisher
+
+T = TypeVar("T")
 
 
 class AsyncPublisher:
@@ -20,7 +22,7 @@ class AsyncPublisher:
         self.publisher = Publisher(url, token, timeout)
 
     async def publish(
-        self, group: str, event: Optional[str], data: Any, key: Optional[str] = None
+        self, group: str, event: Optional[str], data: object, key: Optional[str] = None
     ) -> str:
         """Like `Publisher.publish`."""
         return await self._run(functools.partial(self.publisher.publish, group, event, data, key))
@@ -30,14 +32,14 @@ class AsyncPublisher:
         return await self._run(functools.partial(self.publisher.publish_many, list(events)))
 
     @staticmethod
-    async def _run(call: Any) -> Any:
+    async def _run(call: Callable[[], T]) -> T:
         # A cancelled await leaves the request to finish on its thread: it is bounded by the
         # publisher's timeout.
         return await asyncio.get_running_loop().run_in_executor(None, call)
 
 
 async def publish_async(
-    group: str, event: Optional[str], data: Any, key: Optional[str] = None
+    group: str, event: Optional[str], data: object, key: Optional[str] = None
 ) -> str:
     """Like `publish`, for asyncio: configured by SSE_PUBLISH_URL and SSE_PUBLISH_TOKEN."""
     return await AsyncPublisher().publish(group, event, data, key)

@@ -7,7 +7,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 URL_ENV = "SSE_PUBLISH_URL"
 TOKEN_ENV = "SSE_PUBLISH_TOKEN"
@@ -96,9 +96,9 @@ class Publisher:
 
 def request_body(
     group: str, event: Optional[str], data: Any, key: Optional[str] = None
-) -> dict:
+) -> Dict[str, Any]:
     """One event as the endpoint reads it."""
-    body = {"group": group, "event": event, "data": data}
+    body: Dict[str, Any] = {"group": group, "event": event, "data": data}
     if key is not None:
         body["key"] = key
     return body

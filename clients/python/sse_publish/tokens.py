@@ -9,7 +9,7 @@ import hmac
 import json
 import os
 import time
-from typing import Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Union
 
 SECRET_ENV = "SSE_TOKEN_SECRET"
 
@@ -46,7 +46,7 @@ def subscribe_token(
     header = {"alg": "HS256", "typ": "JWT"}
     if kid is not None:
         header["kid"] = kid
-    claims: dict = {"groups": list(groups), "exp": int(time.time() + ttl)}
+    claims: Dict[str, Any] = {"groups": list(groups), "exp": int(time.time() + ttl)}
     if user is not None:
         claims["sub"] = user
     if meta is not None:
@@ -56,7 +56,7 @@ def subscribe_token(
     return f"{message}.{_b64(signature)}"
 
 
-def _json(value: dict) -> bytes:
+def _json(value: Dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
