@@ -177,11 +177,14 @@ impl Subscription {
         self
     }
 
-    /// Ends at `at`, if given, with a `stream-closed` event.
+    /// Ends at `at`, if given, with a `stream-closed` event; one too far for the clock to
+    /// reach never comes.
     pub(crate) fn expiring(mut self, at: Option<SystemTime>) -> Self {
-        let Some(at) = at else { return self };
         // The runtime's clock, not the wall's: tests with paused time see it expire.
-        let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+        let left = at.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+        let Some(at) = left.and_then(|left| Instant::now().checked_add(left)) else {
+            return self;
+        };
         let owner = self.owner.get_or_insert_with(|| {
             Box::new(Owner {
                 identity: None,
@@ -189,10 +192,7 @@ impl Subscription {
                 expiry: None,
             })
         });
-        owner.expiry = Some(Expiry {
-            at: Instant::now() + left,
-            timer: None,
-        });
+        owner.expiry = Some(Expiry { at, timer: None });
         self
     }
 

@@ -280,15 +280,14 @@ impl TokenKeys {
             })?
             .claims;
         let now = SystemTime::now();
-        let expires = UNIX_EPOCH + Duration::from_secs(claims.exp);
+        let expires = unix_time(claims.exp)?;
         if expires <= now {
             return Err(TokenRefused::Expired);
         }
-        if claims
-            .nbf
-            .is_some_and(|nbf| UNIX_EPOCH + Duration::from_secs(nbf) > now)
-        {
-            return Err(TokenRefused::NotYetValid);
+        if let Some(nbf) = claims.nbf {
+            if unix_time(nbf)? > now {
+                return Err(TokenRefused::NotYetValid);
+            }
         }
         Ok(Token {
             groups: claims.groups,
@@ -302,6 +301,13 @@ impl TokenKeys {
     fn cookie_name(&self) -> &str {
         self.0.cookie.as_deref().unwrap_or(TOKEN_COOKIE)
     }
+}
+
+/// A time claim, in seconds since 1970; one past what the system's clock can hold is no time.
+fn unix_time(seconds: u64) -> Result<SystemTime, TokenRefused> {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(seconds))
+        .ok_or(TokenRefused::Malformed)
 }
 
 /// A token's header, read before any key is chosen: `alg` as any text, so `none` is told apart
