@@ -25,6 +25,13 @@
 //! back once, with the closing id, is answered `204`, and is `CLOSED` from then on: no further
 //! request reaches the server. In this process, under both servers.
 //!
+//! `a_page_whose_token_expires_fetches_a_fresh_one_and_resumes`: a page streams with a
+//! subscription token (`?token=`) that expires two seconds later. Its stream ends with
+//! `stream-closed` (`{"reason":"expired"}`); the page, as the README's snippet does, fetches a
+//! fresh token from the app and opens the stream again from the closed stream's id, and gets the
+//! event published in between, then the live ones: none lost, none twice. In this process,
+//! under both servers.
+//!
 //! `yo_demo_log_out_closes_every_tab`: Alice has the demo open in two tabs, Bob in his browser
 //! sees her online. She logs out in one tab: the other tab's stream is closed too ("logged
 //! out"), and she vanishes from Bob's online list, by the leave event.
@@ -51,7 +58,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 type Scenario = fn() -> LocalBoxFuture<'static, ()>;
 
 /// Each scenario by name, as `--list` and name filters see them.
-const SCENARIOS: [(&str, Scenario); 5] = [
+const SCENARIOS: [(&str, Scenario); 6] = [
     ("yo_demo_in_two_browsers_survives_a_restart", || {
         yo_demo_in_two_browsers().boxed_local()
     }),
@@ -68,6 +75,10 @@ const SCENARIOS: [(&str, Scenario); 5] = [
     ("yo_demo_log_out_closes_every_tab", || {
         yo_demo_log_out().boxed_local()
     }),
+    (
+        "a_page_whose_token_expires_fetches_a_fresh_one_and_resumes",
+        || a_page_whose_token_expires().boxed_local(),
+    ),
 ];
 const SERVE_FLAG: &str = "--serve-yo-demo";
 /// A scenario's bound, browsers' start-up included.
@@ -604,6 +615,121 @@ where
     assert_eq!(
         counted, 2,
         "under {server}: the stream, and the one reconnection answered 204"
+    );
+}
+
+/// The README's page for a token that expires: `stream-closed` with `{"reason":"expired"}`, a
+/// fresh token from the app, the stream again from the closed one's id.
+const TOKEN_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<title>token</title>
+<script>
+  window.events = [];
+  window.ends = [];
+  function listen(token, lastEventId = "") {
+    const query = `token=${token}&lastEventId=${encodeURIComponent(lastEventId)}`;
+    const source = new EventSource(`/events/room.7?${query}`);
+    source.addEventListener("message", (e) => window.events.push(e.data));
+    source.addEventListener("stream-closed", async (e) => {
+      source.close();
+      window.ends.push(e.data);
+      if (JSON.parse(e.data || "{}").reason !== "expired") return;
+      const fresh = await (await fetch("/sse-token")).text();
+      listen(fresh, e.lastEventId);
+    });
+  }
+  fetch("/sse-token").then((answer) => answer.text()).then((token) => listen(token));
+</script>
+"#;
+
+const TOKEN_SECRET: &[u8] = b"browser-test-secret-of-32-bytes-or-more";
+
+async fn a_page_whose_token_expires() {
+    let work = scratch_dir("token");
+    in_browsers([work.join("page")], |[page]| async move {
+        token_page(&page, "sse::serve", sse_tests::serve).await;
+        token_page(&page, "axum::serve", sse_tests::serve_with_axum).await;
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Loads [`TOKEN_PAGE`], whose first token expires in two seconds, and publishes before, during
+/// and after its renewal.
+async fn token_page<F>(page: &Client, server: &str, serve: impl FnOnce(Router) -> F)
+where
+    F: Future<Output = SocketAddr>,
+{
+    #[sse::subscribe]
+    async fn room_events(
+        token: sse::Token,
+        axum::extract::Path(room): axum::extract::Path<sse::GroupName>,
+    ) -> Result<sse::Join, sse::TokenRefused> {
+        token.join([room])
+    }
+
+    let hub = sse::Hub::new(sse::Config::default());
+    let keys = sse::TokenKeys::new().key(sse::TokenKey::hs256(TOKEN_SECRET).unwrap());
+    // The app's token endpoint: a token that expires soon first; the next one waits until the
+    // test published while the page had no stream.
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let renew = Arc::new(tokio::sync::Notify::new());
+    let (count, wait) = (issued.clone(), renew.clone());
+    let sign = move || {
+        let (count, wait) = (count.clone(), wait.clone());
+        async move {
+            let first = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            if !first {
+                wait.notified().await;
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let exp = now + if first { 2 } else { 600 };
+            let claims = serde_json::json!({"groups": ["room.7"], "sub": "alice", "exp": exp});
+            let key = jsonwebtoken::EncodingKey::from_secret(TOKEN_SECRET);
+            jsonwebtoken::encode(&Default::default(), &claims, &key).unwrap()
+        }
+    };
+    let app = Router::new()
+        .route("/", get(|| std::future::ready(Html(TOKEN_PAGE))))
+        .route("/sse-token", get(sign))
+        .route("/events/{room}", get(room_events))
+        .layer(keys.layer())
+        .layer(hub.layer());
+    let addr = serve(app).await;
+    page.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_for("the page's stream to open", || async {
+        hub.group_stats("room.7").subscribers == 1
+    })
+    .await;
+    hub.publish("room.7", None, "one").unwrap();
+
+    // The token expires: the stream closes, and the page asks for a fresh one.
+    wait_for("the page to ask for a fresh token", || async {
+        issued.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(hub.group_stats("room.7").subscribers, 0, "under {server}");
+    hub.publish("room.7", None, "two").unwrap();
+    renew.notify_one();
+    wait_for("the page's stream to open again", || async {
+        hub.group_stats("room.7").subscribers == 1
+    })
+    .await;
+    hub.publish("room.7", None, "three").unwrap();
+    wait_for("the page to get three events", || async {
+        recorded(page, "events").await.len() >= 3
+    })
+    .await;
+    assert_eq!(
+        (recorded(page, "events").await, recorded(page, "ends").await),
+        (
+            vec!["one".to_owned(), "two".into(), "three".into()],
+            vec![r#"{"reason":"expired"}"#.to_owned()]
+        ),
+        "under {server}"
     );
 }
 
