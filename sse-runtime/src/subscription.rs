@@ -37,7 +37,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// keep-alive comment when it is idle. It ends only when its client falls too far behind (after
 /// a last comment), the hub shuts down (after a short `retry:` hint), the server closes it or
 /// its time is up ([`Join::expires_at`](crate::Join::expires_at); both after a
-/// [`stream-closed`](crate::STREAM_CLOSED) event); a client that leaves just drops it. Why it ended is its [`CloseReason`], given to the close hook
+/// [`stream-closed`](crate::STREAM_CLOSED) event); a client that leaves just drops it. Why it
+/// ended is its [`CloseReason`], given to the close hook
 /// ([`Config::on_close`](crate::Config::on_close)). It is an axum response:
 /// [`#[sse::subscribe]`](crate::subscribe) handlers, and any handler that returns one, serve it
 /// as an HTTP body; serve it yourself over anything else, or read it in a test.
@@ -79,6 +80,7 @@ pub struct Subscription {
     owner: Option<Box<Owner>>,
 }
 
+#[derive(Default)]
 struct Owner {
     identity: Option<Identity>,
     /// Run when the subscription is dropped, with why it ended.
@@ -171,7 +173,7 @@ impl Subscription {
             self.owner = Some(Box::new(Owner {
                 identity,
                 on_close,
-                expiry: None,
+                ..Owner::default()
             }));
         }
         self
@@ -185,14 +187,7 @@ impl Subscription {
         let Some(at) = left.and_then(|left| Instant::now().checked_add(left)) else {
             return self;
         };
-        let owner = self.owner.get_or_insert_with(|| {
-            Box::new(Owner {
-                identity: None,
-                on_close: None,
-                expiry: None,
-            })
-        });
-        owner.expiry = Some(Expiry { at, timer: None });
+        self.owner.get_or_insert_with(Box::default).expiry = Some(Expiry { at, timer: None });
         self
     }
 
