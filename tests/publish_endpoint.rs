@@ -330,7 +330,7 @@ async fn without_a_hub_of_its_own_it_publishes_on_the_process_wide_hub() {
     assert_eq!(String::from_utf8_lossy(&bytes), expected);
 }
 
-/// Where the Python publisher is.
+/// Where the Python package is (put on `PYTHONPATH`).
 const PYTHON_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../clients/python");
 
 /// Runs `python3` with `args`, the endpoint at `addr` and `token` in its environment; its exit
@@ -338,6 +338,7 @@ const PYTHON_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../clients/pyt
 async fn python(addr: SocketAddr, token: &str, args: &[&str]) -> (bool, String, String) {
     let child = tokio::process::Command::new("python3")
         .args(args)
+        .env("PYTHONPATH", PYTHON_CLIENT)
         .env("SSE_PUBLISH_URL", format!("http://{addr}/publish"))
         .env("SSE_PUBLISH_TOKEN", token)
         .env_remove("http_proxy")
@@ -359,8 +360,9 @@ async fn the_python_publisher_publishes_and_reports_refusals() {
     let mut stream = listen(&hub, addr, "yo").await;
 
     // The command line: publish(group, event, data) as the Django package calls it.
-    let script = format!("{PYTHON_CLIENT}/sse_publish.py");
-    let (ok, stdout, stderr) = python(addr, TOKEN, &[&script, "yo", "yo", "yo from a to b"]).await;
+    let command = ["-m", "sse_publish", "yo", "yo"];
+    let (ok, stdout, stderr) =
+        python(addr, TOKEN, &[&command[..], &["yo from a to b"]].concat()).await;
     assert!(ok, "{stderr}");
     let event = stream.next().await.unwrap();
     assert_eq!(
@@ -371,7 +373,6 @@ async fn the_python_publisher_publishes_and_reports_refusals() {
 
     // The module: a batch, with JSON data.
     let program = r#"
-import sys; sys.path.insert(0, sys.argv[1])
 import sse_publish as sse
 print(" ".join(sse.publish_many([("yo", None, "one"), ("yo", "n", {"two": 2})])))
 try:
@@ -379,7 +380,7 @@ try:
 except sse.PublishError as refused:
     print(refused.status, refused.index, refused)
 "#;
-    let (ok, stdout, stderr) = python(addr, TOKEN, &["-c", program, PYTHON_CLIENT]).await;
+    let (ok, stdout, stderr) = python(addr, TOKEN, &["-c", program]).await;
     assert!(ok, "{stderr}");
     let mut lines = stdout.lines();
     let ids: Vec<&str> = lines.next().unwrap().split(' ').collect();
@@ -398,7 +399,7 @@ except sse.PublishError as refused:
         [("message", "one", ids[0]), ("n", r#"{"two":2}"#, ids[1])]
     );
 
-    let (ok, _, stderr) = python(addr, "wrong-token", &[&script, "yo", "yo", "forged"]).await;
+    let (ok, _, stderr) = python(addr, "wrong-token", &[&command[..], &["forged"]].concat()).await;
     assert!(!ok);
     assert_eq!(stderr.trim(), "sse_publish: 401: wrong bearer token");
     assert_eq!(hub.stats().published, 3);
@@ -508,18 +509,18 @@ async fn the_python_publisher_retries_with_a_key_and_says_every_failure_as_a_pub
     let silent_url = format!("http://{}/publish", silent.local_addr().unwrap());
 
     let program = r#"
-import sys; sys.path.insert(0, sys.argv[1])
+import sys
 import sse_publish as sse
 first = sse.publish("orders", "shipped", {"id": 17}, key="order-17:shipped")
 again = sse.publish("orders", "shipped", {"id": 17}, key="order-17:shipped")
 print(first, again)
 print(" ".join(sse.publish_many([("orders", "a", "1", "k-1"), ("orders", "a", "1", "k-1")])))
 try:
-    sse.Publisher(sys.argv[2], "t", timeout=0.5).publish("orders", None, "x")
+    sse.Publisher(sys.argv[1], "t", timeout=0.5).publish("orders", None, "x")
 except sse.PublishError as error:
     print("PublishError", error.status, type(error.__cause__).__name__)
 "#;
-    let args = ["-c", program, PYTHON_CLIENT, &silent_url];
+    let args = ["-c", program, &silent_url];
     let (ok, stdout, stderr) = python(addr, TOKEN, &args).await;
     drop(silent);
     assert!(ok, "{stderr}");

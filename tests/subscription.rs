@@ -524,3 +524,44 @@ async fn a_rewound_stream_starts_with_the_last_events_of_its_groups() {
         .unwrap()
         .starts_with("event: e\ndata: a2\n"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_whose_time_is_up_says_so_at_its_position_and_ends() {
+    let (tx, closed) = std::sync::mpsc::channel();
+    let hub = Hub::new(
+        Config::default()
+            .retry(None)
+            .on_close(move |_, reason| tx.send(reason).unwrap()),
+    );
+    let until = std::time::SystemTime::now() + Duration::from_secs(90);
+    let join = sse::Join::groups(groups(&["a", "b"]))
+        .user("alice")
+        .expires_at(until);
+    let mut stream = hub.subscribe(join, &LastEventId::default()).unwrap();
+    next(&mut stream).await;
+    let a = publish(&hub, "a", "before");
+    let event = next(&mut stream).await.unwrap();
+    let position = stream.last_event_id();
+    let position = std::str::from_utf8(position.as_bytes().unwrap())
+        .unwrap()
+        .to_owned();
+    assert!(event.ends_with(&format!("id: {position}\n\n")), "{event}");
+    assert!(position.starts_with(&format!("a:{a},b:")), "{position}");
+
+    // Nothing but keep-alives until then, then the close, at the stream's position.
+    let mut chunks = Vec::new();
+    while let Some(chunk) = next(&mut stream).await {
+        chunks.push(chunk);
+    }
+    let (last, before) = chunks.split_last().unwrap();
+    assert!(before.iter().all(|chunk| chunk == ":\n\n"), "{before:?}");
+    assert_eq!(
+        *last,
+        format!("event: stream-closed\ndata: {{\"reason\":\"expired\"}}\nid: {position}\n\n")
+    );
+    drop(stream);
+    let reason = closed.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(reason, sse::CloseReason::Expired);
+    // Alice is gone from presence with it.
+    assert!(hub.presence("a").await.unwrap().is_empty());
+}

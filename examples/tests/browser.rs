@@ -25,6 +25,19 @@
 //! back once, with the closing id, is answered `204`, and is `CLOSED` from then on: no further
 //! request reaches the server. In this process, under both servers.
 //!
+//! `a_page_whose_token_expires_fetches_a_fresh_one_and_resumes`: a page streams with a
+//! subscription token (`?token=`) that expires two seconds later. Its stream ends with
+//! `stream-closed` (`{"reason":"expired"}`); the page, as the README's snippet does, fetches a
+//! fresh token from the app and opens the stream again from the closed stream's id, and gets the
+//! event published in between, then the live ones: none lost, none twice. In this process,
+//! under both servers.
+//!
+//! `django_shop_announces_saved_orders_only`: the Django example (`examples/django`, a process
+//! with its sqlite) beside an `sse` server in this process. Alice's page streams her orders
+//! with a token the shop signed; an order she places is heard of once saved
+//! (`publish_on_commit`), one rolled back never is, and her token does not open another
+//! buyer's orders (`403`). Under both servers.
+//!
 //! `yo_demo_log_out_closes_every_tab`: Alice has the demo open in two tabs, Bob in his browser
 //! sees her online. She logs out in one tab: the other tab's stream is closed too ("logged
 //! out"), and she vanishes from Bob's online list, by the leave event.
@@ -51,7 +64,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 type Scenario = fn() -> LocalBoxFuture<'static, ()>;
 
 /// Each scenario by name, as `--list` and name filters see them.
-const SCENARIOS: [(&str, Scenario); 5] = [
+const SCENARIOS: [(&str, Scenario); 7] = [
     ("yo_demo_in_two_browsers_survives_a_restart", || {
         yo_demo_in_two_browsers().boxed_local()
     }),
@@ -67,6 +80,13 @@ const SCENARIOS: [(&str, Scenario); 5] = [
     }),
     ("yo_demo_log_out_closes_every_tab", || {
         yo_demo_log_out().boxed_local()
+    }),
+    (
+        "a_page_whose_token_expires_fetches_a_fresh_one_and_resumes",
+        || a_page_whose_token_expires().boxed_local(),
+    ),
+    ("django_shop_announces_saved_orders_only", || {
+        django_shop().boxed_local()
     }),
 ];
 const SERVE_FLAG: &str = "--serve-yo-demo";
@@ -607,6 +627,240 @@ where
     );
 }
 
+/// The README's page for a token that expires: `stream-closed` with `{"reason":"expired"}`, a
+/// fresh token from the app, the stream again from the closed one's id.
+const TOKEN_PAGE: &str = r#"<!doctype html>
+<meta charset="utf-8">
+<title>token</title>
+<script>
+  window.events = [];
+  window.ends = [];
+  function listen(token, lastEventId = "") {
+    const query = `token=${token}&lastEventId=${encodeURIComponent(lastEventId)}`;
+    const source = new EventSource(`/events/room.7?${query}`);
+    source.addEventListener("message", (e) => window.events.push(e.data));
+    source.addEventListener("stream-closed", async (e) => {
+      source.close();
+      window.ends.push(e.data);
+      if (JSON.parse(e.data || "{}").reason !== "expired") return;
+      const fresh = await (await fetch("/sse-token")).text();
+      listen(fresh, e.lastEventId);
+    });
+  }
+  fetch("/sse-token").then((answer) => answer.text()).then((token) => listen(token));
+</script>
+"#;
+
+const TOKEN_SECRET: &[u8] = b"browser-test-secret-of-32-bytes-or-more";
+
+/// `/events/{group}`: the group, if the request's token allows it, as the token's user.
+#[sse::subscribe]
+async fn token_events(
+    token: sse::Token,
+    axum::extract::Path(group): axum::extract::Path<sse::GroupName>,
+) -> Result<sse::Join, sse::TokenRefused> {
+    token.join([group])
+}
+
+async fn a_page_whose_token_expires() {
+    let work = scratch_dir("token");
+    in_browsers([work.join("page")], |[page]| async move {
+        token_page(&page, "sse::serve", sse_tests::serve).await;
+        token_page(&page, "axum::serve", sse_tests::serve_with_axum).await;
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Loads [`TOKEN_PAGE`], whose first token expires in two seconds, and publishes before, during
+/// and after its renewal.
+async fn token_page<F>(page: &Client, server: &str, serve: impl FnOnce(Router) -> F)
+where
+    F: Future<Output = SocketAddr>,
+{
+    let hub = sse::Hub::new(sse::Config::default());
+    let keys = sse::TokenKeys::new().key(sse::TokenKey::hs256(TOKEN_SECRET).unwrap());
+    // The app's token endpoint: a token that expires soon first; the next one waits until the
+    // test published while the page had no stream.
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let renew = Arc::new(tokio::sync::Notify::new());
+    let (count, wait) = (issued.clone(), renew.clone());
+    let sign = move || {
+        let (count, wait) = (count.clone(), wait.clone());
+        async move {
+            let first = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            if !first {
+                wait.notified().await;
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let exp = now + if first { 2 } else { 600 };
+            let claims = serde_json::json!({"groups": ["room.7"], "sub": "alice", "exp": exp});
+            let key = jsonwebtoken::EncodingKey::from_secret(TOKEN_SECRET);
+            jsonwebtoken::encode(&Default::default(), &claims, &key).unwrap()
+        }
+    };
+    let app = Router::new()
+        .route("/", get(|| std::future::ready(Html(TOKEN_PAGE))))
+        .route("/sse-token", get(sign))
+        .route("/events/{group}", get(token_events))
+        .layer(keys.layer())
+        .layer(hub.layer());
+    let addr = serve(app).await;
+    page.goto(&format!("http://{addr}/")).await.unwrap();
+    wait_for("the page's stream to open", || async {
+        hub.group_stats("room.7").subscribers == 1
+    })
+    .await;
+    hub.publish("room.7", None, "one").unwrap();
+
+    // The token expires: the stream closes, and the page asks for a fresh one.
+    wait_for("the page to ask for a fresh token", || async {
+        issued.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(hub.group_stats("room.7").subscribers, 0, "under {server}");
+    hub.publish("room.7", None, "two").unwrap();
+    renew.notify_one();
+    wait_for("the page's stream to open again", || async {
+        hub.group_stats("room.7").subscribers == 1
+    })
+    .await;
+    hub.publish("room.7", None, "three").unwrap();
+    wait_for("the page to get three events", || async {
+        recorded(page, "events").await.len() >= 3
+    })
+    .await;
+    assert_eq!(
+        (recorded(page, "events").await, recorded(page, "ends").await),
+        (
+            vec!["one".to_owned(), "two".into(), "three".into()],
+            vec![r#"{"reason":"expired"}"#.to_owned()]
+        ),
+        "under {server}"
+    );
+}
+
+/// The Django example, `examples/django`.
+const DJANGO_SHOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/django");
+const PUBLISH_TOKEN: &str = "browser-test-publish-token-0123456789";
+
+async fn django_shop() {
+    let work = scratch_dir("django");
+    let dir = work.clone();
+    in_browsers([work.join("alice")], |[alice]| async move {
+        django_shop_under(&alice, &dir, "sse::serve", sse_tests::serve).await;
+        django_shop_under(&alice, &dir, "axum::serve", sse_tests::serve_with_axum).await;
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The `sse` server beside the shop: streams authorized by the shop's tokens, its publish
+/// endpoint, and CORS for the shop's pages.
+fn shop_hub(hub: &sse::Hub, shop: &str) -> Router {
+    let keys = sse::TokenKeys::new().key(sse::TokenKey::hs256(TOKEN_SECRET).unwrap());
+    let publish = sse::PublishEndpoint::new(PUBLISH_TOKEN).unwrap();
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(axum::http::HeaderValue::from_str(shop).unwrap());
+    Router::new()
+        .route("/events/{group}", get(token_events))
+        .route("/publish", publish.into_method_router())
+        .layer(cors)
+        .layer(keys.layer())
+        .layer(hub.layer())
+}
+
+/// Alice orders tea in the shop (a Django process, its sqlite in `work`): her page hears of it
+/// from the `sse` server once it is saved. An order rolled back is never heard of, and her
+/// page's token does not open another buyer's orders.
+async fn django_shop_under<F>(
+    alice: &Client,
+    work: &Path,
+    server: &str,
+    serve: impl FnOnce(Router) -> F,
+) where
+    F: Future<Output = SocketAddr>,
+{
+    let port = free_port();
+    let shop = format!("http://127.0.0.1:{port}");
+    let hub = sse::Hub::new(sse::Config::default());
+    let addr = serve(shop_hub(&hub, &shop)).await;
+    let _django = Process::django(port, addr, &work.join(format!("shop-{port}.sqlite3")));
+
+    alice.goto(&format!("{shop}/login/alice")).await.unwrap();
+    wait_for("alice's page to be live", || async {
+        text(alice, "#status").await == "live"
+    })
+    .await;
+    alice
+        .find(Locator::Css("#place"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the order to be heard of", || async {
+        texts(alice, "#orders li").await == ["tea"]
+    })
+    .await;
+
+    let item = alice.find(Locator::Css("#item")).await.unwrap();
+    item.clear().await.unwrap();
+    item.send_keys("cake").await.unwrap();
+    alice
+        .find(Locator::Css("#fail"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for("the order to be rolled back", || async {
+        text(alice, "#answer").await == "rolled back"
+    })
+    .await;
+    // Nothing of the cake came: the next event the page shows is the one published now.
+    let source: String =
+        serde_json::from_value(alice.execute("return source.url;", vec![]).await.unwrap()).unwrap();
+    let group = source
+        .split("/events/")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    let data = serde_json::json!({"item": "after the rollback"}).to_string();
+    hub.publish(group, Some("order"), &data).unwrap();
+    wait_for("the next event", || async {
+        texts(alice, "#orders li").await.len() == 2
+    })
+    .await;
+    assert_eq!(
+        texts(alice, "#orders li").await,
+        ["tea", "after the rollback"],
+        "under {server}"
+    );
+    // The shop saved the tea alone.
+    alice.goto(&format!("{shop}/")).await.unwrap();
+    assert_eq!(texts(alice, "#orders li").await, ["tea"], "under {server}");
+
+    // Her token, for another buyer's orders: refused.
+    let other = source.replace(&format!("/events/{group}?"), "/events/orders.999999?");
+    let answer = sse_tests::request(&other, &[]).await;
+    assert_eq!(answer.status(), 403, "under {server}");
+}
+
+/// The text of every element `css` finds, in order.
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let script = format!(
+        "return [...document.querySelectorAll({})].map((element) => element.textContent);",
+        serde_json::to_string(css).unwrap()
+    );
+    serde_json::from_value(client.execute(&script, vec![]).await.unwrap()).unwrap()
+}
+
 async fn yo_demo_log_out() {
     let work = scratch_dir("log-out");
     let data = work.join("yo.json");
@@ -688,6 +942,50 @@ impl Process {
             .spawn()
             .expect("the demo starts");
         Process { child, port }
+    }
+
+    /// The Django shop on `port`, its database migrated first, publishing to the `sse` server at
+    /// `hub`. Runs Debian's Python with the package from `clients/python` (`SSE_PYTHON` names
+    /// another interpreter).
+    fn django(port: u16, hub: SocketAddr, db: &Path) -> Process {
+        let python = std::env::var("SSE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let command = |args: &[&str]| {
+            let mut command = Command::new(&python);
+            command
+                .args(args)
+                .current_dir(DJANGO_SHOP)
+                .env(
+                    "PYTHONPATH",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/../clients/python"),
+                )
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .env("SHOP_DB", db)
+                .env("SSE_HUB_URL", format!("http://{hub}"))
+                .env("SSE_PUBLISH_URL", format!("http://{hub}/publish"))
+                .env("SSE_PUBLISH_TOKEN", PUBLISH_TOKEN)
+                .env(
+                    "SSE_TOKEN_SECRET",
+                    std::str::from_utf8(TOKEN_SECRET).unwrap(),
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            command
+        };
+        let migrated = command(&["manage.py", "migrate"])
+            .status()
+            .expect("python3 runs (with Django: scripts/test installs python3-django)");
+        assert!(migrated.success(), "manage.py migrate failed");
+        let child = command(&[
+            "manage.py",
+            "runserver",
+            "--noreload",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .spawn()
+        .expect("the shop starts");
+        let mut shop = Process { child, port };
+        shop.wait_listening(port);
+        shop
     }
 
     fn chromedriver() -> Process {

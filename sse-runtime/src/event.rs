@@ -363,6 +363,10 @@ pub const STREAM_START: &str = "stream-start";
 /// and is answered `204 No Content`, on which `EventSource` stops for good. A page may also
 /// call `source.close()` on it, which saves that last request.
 ///
+/// A stream whose time was up ([`Join::expires_at`](crate::Join::expires_at), a subscription
+/// token's expiry) ends with it too, its data `{"reason":"expired"}` and its id the stream's
+/// position: the page fetches a fresh token and opens the stream again from that id.
+///
 /// ```
 /// assert_eq!(sse::STREAM_CLOSED, "stream-closed");
 /// ```
@@ -389,6 +393,12 @@ pub(crate) fn stream_closed() -> Bytes {
     let mut event = control(STREAM_CLOSED, "").0;
     put_id_line_of(&mut event, CLOSED_ID.as_bytes());
     event.freeze()
+}
+
+/// The `stream-closed` event of a stream whose time was up, without its id line: the client
+/// comes back with a fresh authorization and resumes from its id.
+pub(crate) fn stream_expired() -> Draft {
+    control(STREAM_CLOSED, r#"{"reason":"expired"}"#)
 }
 
 /// The `stream-start` event, without its id line.

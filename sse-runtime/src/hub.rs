@@ -532,6 +532,7 @@ impl Hub {
             groups,
             identity,
             rewind,
+            expires,
         } = join.into();
         let mut unique: Vec<GroupName> = Vec::new();
         for group in groups {
@@ -563,8 +564,9 @@ impl Hub {
         let on_close = self
             .presence
             .opened(&groups, identity.clone(), reader.close_handle());
-        let subscription =
-            Subscription::new(groups, reader, start, settings).owned(identity, on_close);
+        let subscription = Subscription::new(groups, reader, start, settings)
+            .owned(identity, on_close)
+            .expiring(expires);
         let subscription = match catch_up {
             Some(catch_up) => subscription.catching_up(catch_up),
             None => subscription,

@@ -1,5 +1,7 @@
 //! Who opened a stream, and what a handler asks for: groups, with an identity or without.
 
+use std::time::SystemTime;
+
 use crate::GroupName;
 
 /// Who opened a stream: a user id and a little metadata of yours (a display name, a colour, a
@@ -91,6 +93,8 @@ pub struct Join {
     pub(crate) identity: Option<Identity>,
     /// How many of each group's last events a client without `Last-Event-ID` gets first.
     pub(crate) rewind: Option<usize>,
+    /// When the stream ends, closed with its reason.
+    pub(crate) expires: Option<SystemTime>,
 }
 
 impl Join {
@@ -118,6 +122,7 @@ impl Join {
             groups: groups.into_iter().collect(),
             identity: None,
             rewind: None,
+            expires: None,
         }
     }
 
@@ -160,6 +165,31 @@ impl Join {
     /// This join, rewound by `events` unless it says how far itself.
     pub(crate) fn rewind_unless_set(mut self, events: usize) -> Self {
         self.rewind.get_or_insert(events);
+        self
+    }
+
+    /// The stream ends at `at`, with a [`stream-closed`](crate::STREAM_CLOSED) event whose data
+    /// is `{"reason":"expired"}` and whose id is the stream's position, so a client that comes
+    /// back with a fresh authorization resumes where it was. What `sse::Token::join` sets, to the
+    /// token's expiry; a handler may set it to a session's.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = sse::Hub::new(sse::Config::default().retry(None).keep_alive(None));
+    /// let yo = sse::GroupName::new("yo")?;
+    /// let until = SystemTime::now() + Duration::from_secs(60);
+    /// let mut stream = hub.subscribe(sse::Join::group(yo).expires_at(until), &Default::default())?;
+    /// stream.next().await; // its start
+    /// let closed = stream.next().await.unwrap(); // a minute later
+    /// assert!(closed.starts_with(b"event: stream-closed\ndata: {\"reason\":\"expired\"}\nid: "));
+    /// assert_eq!(stream.next().await, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires = Some(at);
         self
     }
 

@@ -93,6 +93,8 @@ mod resume;
 mod serve;
 mod stats;
 mod subscription;
+#[cfg(feature = "tokens")]
+mod token;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -121,6 +123,8 @@ pub use sse_macros::subscribe;
 pub use sse_names::NameError;
 pub use stats::{GroupStats, Stats};
 pub use subscription::Subscription;
+#[cfg(feature = "tokens")]
+pub use token::{Token, TokenKey, TokenKeyError, TokenKeys, TokenRefused, TOKEN_COOKIE};
 
 /// Sends an event to every subscriber of a group, from sync or async code, on any thread.
 ///

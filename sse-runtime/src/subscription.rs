@@ -3,9 +3,10 @@
 use std::{
     cell::Cell,
     fmt,
+    future::Future,
     pin::Pin,
     task::{ready, Context, Poll},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -34,9 +35,10 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// `Last-Event-ID` could not be resumed from; the events the client missed;
 /// then every event published to its groups, several pending events in one chunk, and a `:`
 /// keep-alive comment when it is idle. It ends only when its client falls too far behind (after
-/// a last comment), the hub shuts down (after a short `retry:` hint) or the server closes it
-/// (after a [`stream-closed`](crate::STREAM_CLOSED) event); a client that leaves just drops
-/// it. Why it ended is its [`CloseReason`], given to the close hook
+/// a last comment), the hub shuts down (after a short `retry:` hint), the server closes it or
+/// its time is up ([`Join::expires_at`](crate::Join::expires_at); both after a
+/// [`stream-closed`](crate::STREAM_CLOSED) event); a client that leaves just drops it. Why it
+/// ended is its [`CloseReason`], given to the close hook
 /// ([`Config::on_close`](crate::Config::on_close)). It is an axum response:
 /// [`#[sse::subscribe]`](crate::subscribe) handlers, and any handler that returns one, serve it
 /// as an HTTP body; serve it yourself over anything else, or read it in a test.
@@ -78,10 +80,19 @@ pub struct Subscription {
     owner: Option<Box<Owner>>,
 }
 
+#[derive(Default)]
 struct Owner {
     identity: Option<Identity>,
     /// Run when the subscription is dropped, with why it ended.
     on_close: Option<OnClose>,
+    /// When it ends, if it does of itself.
+    expiry: Option<Expiry>,
+}
+
+struct Expiry {
+    at: Instant,
+    /// Made at the first poll, so a subscription can be made outside a runtime.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// What a subscription does when it is dropped: let presence and the close hook know.
@@ -159,9 +170,37 @@ impl Subscription {
     /// Who opened it, and what it does once dropped.
     pub(crate) fn owned(mut self, identity: Option<Identity>, on_close: Option<OnClose>) -> Self {
         if identity.is_some() || on_close.is_some() {
-            self.owner = Some(Box::new(Owner { identity, on_close }));
+            self.owner = Some(Box::new(Owner {
+                identity,
+                on_close,
+                ..Owner::default()
+            }));
         }
         self
+    }
+
+    /// Ends at `at`, if given, with a `stream-closed` event; one too far for the clock to
+    /// reach never comes.
+    pub(crate) fn expiring(mut self, at: Option<SystemTime>) -> Self {
+        // The runtime's clock, not the wall's: tests with paused time see it expire.
+        let left = at.map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+        let Some(at) = left.and_then(|left| Instant::now().checked_add(left)) else {
+            return self;
+        };
+        self.owner.get_or_insert_with(Box::default).expiry = Some(Expiry { at, timer: None });
+        self
+    }
+
+    /// Whether its time is up.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(expiry) = self.owner.as_mut().and_then(|owner| owner.expiry.as_mut()) else {
+            return false;
+        };
+        let at = expiry.at;
+        let timer = expiry
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        timer.as_mut().poll(cx).is_ready()
     }
 
     /// Who opened it, if the handler said ([`Join::user`](crate::Join::user)).
@@ -377,6 +416,18 @@ impl Stream for Subscription {
         if let Some(start) = this.start.take() {
             this.sent_something();
             return Poll::Ready(Some(start));
+        }
+        if this.poll_expired(cx) {
+            tracing::debug!(groups = ?this.groups, "stream's time is up: closed");
+            this.ended = Some(CloseReason::Expired);
+            let mut out = BytesMut::new();
+            put_event(
+                &mut out,
+                event::stream_expired(),
+                &this.groups,
+                &this.cursors,
+            );
+            return Poll::Ready(Some(out.freeze()));
         }
         if let Some(catch_up) = &mut this.catch_up {
             match catch_up.as_mut().poll(cx) {
