@@ -104,6 +104,9 @@ pub enum CloseReason {
     /// The events a reconnecting client missed could not be read from the broker; the client
     /// comes back and asks again.
     BrokerUnavailable,
+    /// Its groups were finished ([`Hub::finish`](crate::Hub::finish)): it ended after their
+    /// end.
+    Finished,
 }
 
 impl fmt::Display for CloseReason {
@@ -114,6 +117,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ShutDown => "server shutting down",
             CloseReason::Closed => "closed by the server",
             CloseReason::BrokerUnavailable => "broker unavailable",
+            CloseReason::Finished => "finished",
         })
     }
 }
