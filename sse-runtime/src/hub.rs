@@ -324,7 +324,9 @@ impl Hub {
     /// # Ok(()) }
     /// ```
     pub fn finish(&self, group: &str) -> Result<EventId, PublishError> {
-        self.publish(group, Some(STREAM_END), "")
+        let end = self.publish(group, Some(STREAM_END), "")?;
+        finished(&self.registry, &*self.engine, group, end);
+        Ok(end)
     }
 
     /// [`Hub::finish`] for async code, as [`Hub::publish_async`] is [`Hub::publish`].
@@ -341,7 +343,14 @@ impl Hub {
         &self,
         group: &str,
     ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
-        self.publish_async(group, Some(STREAM_END), "")
+        let publishing = self.publish_async(group, Some(STREAM_END), "");
+        let (registry, engine, group) =
+            (self.registry.clone(), self.engine.clone(), group.to_owned());
+        async move {
+            let end = publishing.await?;
+            finished(&registry, &*engine, &group, end);
+            Ok(end)
+        }
     }
 
     /// Holds `group` in this hub from now on, with or without subscribers, keeping its events
@@ -966,6 +975,15 @@ fn announce(registry: &Registry, engine: &dyn Engine, group: &GroupName, change:
             %group, event, error = &error as &dyn std::error::Error,
             "presence event not published"
         ),
+    }
+}
+
+/// `group` ended with event `end`, published by this process. In memory its ring knows that
+/// already; an engine shared by processes delivers the end later, if this process listens to
+/// the group at all, so the registry is told now.
+fn finished(registry: &Registry, engine: &dyn Engine, group: &str, end: EventId) {
+    if let (true, Ok(group)) = (engine.shared(), GroupName::new(group)) {
+        registry.finished(&group, end.get());
     }
 }
 

@@ -225,6 +225,15 @@ impl Registry {
         group
     }
 
+    /// `name` ended with event `end`, as an engine shared by processes answered this process's
+    /// finish: held here (as [`Registry::keep`] does) and known as ended from now on, before
+    /// the end itself is delivered, so this process refuses what is published to it next.
+    pub(crate) fn finished(&self, name: &GroupName, end: u64) {
+        let group = self.kept(name, None);
+        let mut ring = group.ring.write().unwrap_or_else(PoisonError::into_inner);
+        ring.end = Some(ring.end.map_or(end, |known| known.min(end)));
+    }
+
     /// Whether `group` is held here and ended: it takes no more events.
     pub(crate) fn is_finished(&self, group: &str) -> bool {
         self.held(group).is_some_and(|group| {
@@ -244,7 +253,9 @@ impl Registry {
             let mut ring = timed(Lock::RingWrite, || {
                 group.ring.write().unwrap_or_else(PoisonError::into_inner)
             });
-            if ring.end.is_some() {
+            // Nothing after the end; an engine may still deliver what came before it.
+            let after_end = |end| given.map_or(true, |id| id > end);
+            if ring.end.is_some_and(after_end) {
                 return None;
             }
             let id = match given {

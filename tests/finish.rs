@@ -1,0 +1,230 @@
+//! Streams that finish, over real TCP, under `sse::serve` and `axum::serve`: a finished group's
+//! open streams get what remains, then its `stream-end`, and end; a client that comes back
+//! with an earlier id gets what it missed, then the end; a new client gets what the group kept,
+//! then the end; one that comes back with the end's id is answered 204; publishing after the
+//! end is refused.
+
+use std::time::Duration;
+
+use axum::{extract::Path, routing::get, Router};
+use sse_tests::{eventually, request, Client};
+
+#[sse::subscribe("answer")]
+async fn answer() {}
+
+/// The groups named in the path, comma-separated: one stream of several groups.
+#[sse::subscribe]
+async fn answers(Path(groups): Path<String>) -> Result<sse::Join, String> {
+    let groups: Result<Vec<sse::GroupName>, _> =
+        groups.split(',').map(sse::GroupName::new).collect();
+    Ok(sse::Join::groups(groups.map_err(|e| e.to_string())?))
+}
+
+async fn serve(hub: &sse::Hub, with_axum: bool) -> String {
+    let app = Router::new()
+        .route("/answer", get(answer))
+        .route("/answers/{groups}", get(answers))
+        .layer(hub.layer());
+    let addr = match with_axum {
+        true => sse_tests::serve_with_axum(app).await,
+        false => sse_tests::serve(app).await,
+    };
+    format!("http://{addr}")
+}
+
+/// The data of the events until the stream ends (`stream-end` shown as `END`), and the id of
+/// the last one; panics if it does not end.
+async fn to_the_end(client: &mut Client) -> (Vec<String>, String) {
+    let (mut seen, mut last) = (Vec::new(), String::new());
+    while let Some(event) = client.next().await {
+        seen.push(match event.event.as_str() {
+            sse::STREAM_END => "END".to_owned(),
+            _ => event.data,
+        });
+        last = event.id;
+    }
+    (seen, last)
+}
+
+async fn a_finished_group_ends_its_streams(with_axum: bool) {
+    let hub = sse::Hub::new(sse::Config::default().retry(None));
+    let base = serve(&hub, with_axum).await;
+    hub.keep("answer", sse::Keep::bytes(1 << 20)).unwrap();
+    let mut open = Client::open(&format!("{base}/answer"), &[]).await;
+    eventually("the stream is open", || {
+        hub.group_stats("answer").subscribers == 1
+    })
+    .await;
+    let ids: Vec<String> = ["The", " answer", " is 42"]
+        .iter()
+        .map(|token| {
+            hub.publish("answer", Some("token"), token)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(open.next().await.unwrap().data, "The");
+    let end = hub.finish("answer").unwrap().to_string();
+
+    // The open stream: what remains, the end, and the body ends.
+    assert_eq!(to_the_end(&mut open).await.0, [" answer", " is 42", "END"]);
+    assert!(matches!(
+        hub.publish("answer", Some("token"), "late"),
+        Err(sse::PublishError::Finished)
+    ));
+    assert!(matches!(
+        hub.finish("answer"),
+        Err(sse::PublishError::Finished)
+    ));
+
+    // Back with an earlier id: what it missed, then the end.
+    let mut back = Client::open(&format!("{base}/answer"), &[("last-event-id", &ids[0])]).await;
+    assert_eq!(to_the_end(&mut back).await.0, [" answer", " is 42", "END"]);
+    // New: all the group kept, then the end.
+    let mut late = Client::open(&format!("{base}/answer"), &[]).await;
+    assert_eq!(
+        to_the_end(&mut late).await.0,
+        ["The", " answer", " is 42", "END"]
+    );
+    // Back with the end's id (or a later one): 204, on which EventSource stops.
+    for id in [end.clone(), (end.parse::<u64>().unwrap() + 1).to_string()] {
+        let refused = request(&format!("{base}/answer"), &[("last-event-id", &id)]).await;
+        assert_eq!(refused.status(), 204, "{id}");
+    }
+    eventually("no stream left", || hub.stats().open_streams == 0).await;
+}
+
+#[tokio::test]
+async fn a_finished_group_ends_its_streams_under_sse_serve() {
+    a_finished_group_ends_its_streams(false).await;
+}
+
+#[tokio::test]
+async fn a_finished_group_ends_its_streams_under_axum_serve() {
+    a_finished_group_ends_its_streams(true).await;
+}
+
+/// A stream of several groups gives each group's end and goes on until every group ended.
+async fn a_stream_of_several_groups_ends_with_its_last_group(with_axum: bool) {
+    let hub = sse::Hub::new(sse::Config::default().retry(None));
+    let base = serve(&hub, with_axum).await;
+    let url = format!("{base}/answers/q.1,q.2");
+    let mut both = Client::open(&url, &[]).await;
+    eventually("the stream is open", || {
+        hub.group_stats("q.2").subscribers == 1
+    })
+    .await;
+    hub.publish("q.1", Some("token"), "one").unwrap();
+    hub.finish("q.1").unwrap();
+    hub.publish("q.2", Some("token"), "two").unwrap();
+    let seen = both.take(3).await;
+    let after_first_end = seen[1].id.clone();
+    assert_eq!(seen[1].event, sse::STREAM_END);
+    assert!(after_first_end.starts_with("q.1:"), "{after_first_end}");
+    assert_eq!(seen[2].data, "two");
+    hub.finish("q.2").unwrap();
+    let (rest, both_ends) = to_the_end(&mut both).await;
+    assert_eq!(rest, ["END"]);
+
+    // Back after q.1's end: the rest of q.2, its end, and no more.
+    let mut back = Client::open(&url, &[("last-event-id", &after_first_end)]).await;
+    assert_eq!(
+        to_the_end(&mut back).await,
+        (vec!["two".to_owned(), "END".to_owned()], both_ends.clone())
+    );
+    // Back with both ends: 204.
+    let refused = request(&url, &[("last-event-id", &both_ends)]).await;
+    assert_eq!(refused.status(), 204, "{both_ends}");
+    // New: all of both groups, in the order they were published, then no more.
+    let mut late = Client::open(&url, &[]).await;
+    let (all, _) = to_the_end(&mut late).await;
+    assert_eq!(all, ["one", "END", "two", "END"]);
+}
+
+#[tokio::test]
+async fn a_stream_of_several_groups_ends_with_its_last_group_under_sse_serve() {
+    a_stream_of_several_groups_ends_with_its_last_group(false).await;
+}
+
+#[tokio::test]
+async fn a_stream_of_several_groups_ends_with_its_last_group_under_axum_serve() {
+    a_stream_of_several_groups_ends_with_its_last_group(true).await;
+}
+
+fn group(name: &str) -> sse::GroupName {
+    sse::GroupName::new(name).unwrap()
+}
+
+/// Everything a subscription yields until it ends, after its start; panics if it does not end.
+async fn read_to_the_end(mut subscription: sse::Subscription) -> String {
+    use futures_util::StreamExt;
+    let mut all = String::new();
+    while let Some(chunk) = sse_tests::within(subscription.next()).await {
+        all.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let start_ends = all.find("\n\n").unwrap() + 2;
+    assert!(all.starts_with("event: stream-start\n"), "{all}");
+    all.split_off(start_ends)
+}
+
+/// The data of each event in `wire`.
+fn data(wire: &str) -> Vec<&str> {
+    wire.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .collect()
+}
+
+/// A group finished while nobody listened keeps its end for a new client, until it has had no
+/// subscriber for the history's age like any group; then it is forgotten, and takes events.
+#[tokio::test]
+async fn a_finished_group_expires_like_any_other() {
+    let age = Duration::from_millis(300);
+    let hub = sse::Hub::new(sse::Config::default().retry(None).history(1_000, age));
+    hub.publish("lonely", Some("token"), "unheard").unwrap(); // nobody holds it: not kept
+    let end = hub.finish("lonely").unwrap();
+    assert_eq!(hub.stats().groups, 1, "the end holds the group");
+    let late = hub
+        .subscribe(group("lonely"), &sse::LastEventId::default())
+        .unwrap();
+    let wire = read_to_the_end(late).await;
+    assert_eq!(wire, format!("event: stream-end\ndata: \nid: {end}\n\n"));
+    assert!(matches!(
+        hub.publish("lonely", None, "late"),
+        Err(sse::PublishError::Finished)
+    ));
+    eventually("the finished group is freed", || hub.stats().groups == 0).await;
+    assert!(hub.publish("lonely", None, "a new life").is_ok());
+}
+
+/// A group sized with `Keep` keeps the newest events that fit in its bytes (and its count),
+/// however many the settings' history holds.
+#[tokio::test]
+async fn a_kept_group_holds_as_many_bytes_as_it_was_told() {
+    let hub = sse::Hub::new(sse::Config::default().retry(None));
+    let tokens: Vec<String> = (0..10).map(|i| format!("token-{i}")).collect();
+    for (name, keep) in [
+        ("by-bytes", sse::Keep::bytes(150)),
+        ("by-count", sse::Keep::bytes(1 << 20).events(3)),
+        ("whole", sse::Keep::bytes(1 << 20)),
+    ] {
+        hub.keep(name, keep).unwrap();
+        for token in &tokens {
+            hub.publish(name, Some("token"), token).unwrap();
+        }
+        hub.finish(name).unwrap();
+    }
+    let kept = |name| {
+        let late = hub.subscribe(group(name), &sse::LastEventId::default());
+        read_to_the_end(late.unwrap())
+    };
+    let by_bytes = kept("by-bytes").await;
+    assert!(by_bytes.len() <= 150, "{by_bytes}");
+    let by_bytes = data(&by_bytes);
+    assert!((2..10).contains(&by_bytes.len()), "{by_bytes:?}");
+    let fit = by_bytes.len() - 1;
+    assert_eq!(by_bytes[..fit], tokens[10 - fit..], "the newest ones");
+    assert_eq!(by_bytes[fit], "", "then the end");
+    assert_eq!(data(&kept("by-count").await), ["token-8", "token-9", ""]);
+    let whole = kept("whole").await;
+    assert_eq!(data(&whole)[..10], tokens, "{whole}");
+}
