@@ -110,6 +110,14 @@ struct Group {
     members: Mutex<Members>,
 }
 
+impl Group {
+    /// The group ended with event `end`, as an engine says: it takes nothing after it.
+    fn ended(&self, end: u64) {
+        let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+        ring.end = Some(ring.end.map_or(end, |known| known.min(end)));
+    }
+}
+
 /// How a new stream starts.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Start {
@@ -229,9 +237,7 @@ impl Registry {
     /// finish: held here (as [`Registry::keep`] does) and known as ended from now on, before
     /// the end itself is delivered, so this process refuses what is published to it next.
     pub(crate) fn finished(&self, name: &GroupName, end: u64) {
-        let group = self.kept(name, None);
-        let mut ring = group.ring.write().unwrap_or_else(PoisonError::into_inner);
-        ring.end = Some(ring.end.map_or(end, |known| known.min(end)));
+        self.kept(name, None).ended(end);
     }
 
     /// Whether `group` is held here and ended: it takes no more events.

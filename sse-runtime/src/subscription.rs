@@ -293,7 +293,10 @@ impl Subscription {
             if self.finished[index] {
                 continue;
             }
-            self.finished[index] = event::is_end(&encoded);
+            if event::is_end(&encoded) {
+                self.finished[index] = true;
+                self.reader.ended(index, id);
+            }
             out.put_slice(&encoded);
             self.cursors[index].advance_to(id);
             event::put_id_line(&mut out, &self.groups, &self.cursors);
