@@ -188,17 +188,23 @@ impl Registry {
         if self.is_shut_down() {
             return Err(PublishError::ShutDown);
         }
-        let mut shard = self.shard_of(group);
-        let held = match shard.groups.get(group).cloned() {
+        // The shard is let go before pushing, which may take it again to mark the group idle.
+        let held = {
+            let mut shard = self.shard_of(group);
+            match shard.groups.get(group).cloned() {
+                Some(held) => Some(held),
+                None if event::is_end(draft.as_bytes()) => None,
+                None => {
+                    shard.unheld = (shard.unheld + 1).max(clock_id());
+                    return Ok(EventId(shard.unheld));
+                }
+            }
+        };
+        let held = match held {
             Some(held) => held,
-            None if event::is_end(draft.as_bytes()) => {
-                drop(shard);
+            None => {
                 let name = GroupName::new(group).map_err(PublishError::InvalidGroup)?;
                 self.kept(&name, None)
-            }
-            None => {
-                shard.unheld = (shard.unheld + 1).max(clock_id());
-                return Ok(EventId(shard.unheld));
             }
         };
         self.push(&held, None, draft.as_bytes())
