@@ -228,3 +228,24 @@ async fn a_kept_group_holds_as_many_bytes_as_it_was_told() {
     let whole = kept("whole").await;
     assert_eq!(data(&whole)[..10], tokens, "{whole}");
 }
+
+/// A client whose id cannot be resumed from (too old, or garbage) gets a `stream-reset` past
+/// the end: its page fetches afresh, and the stream ends there rather than waiting forever.
+#[tokio::test]
+async fn a_reset_past_the_end_ends_the_stream() {
+    let hub = sse::Hub::new(sse::Config::default().retry(None));
+    hub.publish("reset", Some("token"), "unheard").unwrap();
+    let end = hub.finish("reset").unwrap();
+    let garbage = sse::LastEventId::new("not an id");
+    let mut back = hub.subscribe(group("reset"), &garbage).unwrap();
+    use futures_util::StreamExt;
+    let reset = sse_tests::within(back.next()).await.unwrap();
+    assert_eq!(
+        std::str::from_utf8(&reset).unwrap(),
+        format!("event: stream-reset\ndata: {{\"reason\":\"not an id\"}}\nid: {end}\n\n")
+    );
+    assert_eq!(sse_tests::within(back.next()).await, None);
+    // Back with that id: 204.
+    let again = hub.subscribe(group("reset"), &back.last_event_id());
+    assert!(matches!(again, Err(sse::SubscribeError::Finished)));
+}

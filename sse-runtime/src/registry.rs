@@ -333,7 +333,7 @@ impl Registry {
             })
             .collect();
         // Per group, whether the client's id is at or past its end: it has it all.
-        let finished: Vec<bool> = match &resume {
+        let mut finished: Vec<bool> = match &resume {
             Ok(Some(ids)) => ids
                 .iter()
                 .zip(&ends)
@@ -352,6 +352,12 @@ impl Registry {
         };
         let histories = self.histories(&held, now, rewind);
         let plan = resume::plan(resume, rewind, &histories, self.ids_from_engine);
+        if let Plan::Reset(_) = plan {
+            // The stream goes on from where each group stands: after its end, if it ended.
+            for (finished, end) in finished.iter_mut().zip(&ends) {
+                *finished = end.is_some();
+            }
+        }
         let waiter = Arc::new(Waiter::new(held.len()));
         let mut replayed = 0;
         let mut cursors = Vec::with_capacity(held.len());

@@ -408,6 +408,8 @@ impl Stream for Subscription {
         }
         if let Some(start) = this.start.take() {
             this.sent_something();
+            // A `stream-reset` past the end of every group is all there is to say.
+            this.end_if_finished();
             return Poll::Ready(Some(start));
         }
         if let Some(catch_up) = &mut this.catch_up {
