@@ -33,9 +33,12 @@
 //! your router (feature `publish-endpoint`, on by default). A stream may carry who opened it
 //! ([`Join`], [`Identity`]): [`Hub::presence`] lists who is connected to a group, with
 //! join and leave events if you like, [`Config::on_open`] and [`Config::on_close`] run your code
-//! as streams come and go, and [`Hub::close_user`] ends a user's streams everywhere. See the
+//! as streams come and go, and [`Hub::close_user`] ends a user's streams everywhere. A group
+//! can be finished ([`Hub::finish`], [`finish!`]): its streams get a last event and end, as an
+//! AI app's answer streamed as a group of its own would. See the
 //! README for the guarantees, the wire format, the settings, "More than one process",
-//! "Publishing from other languages" and "Presence, hooks and closing streams".
+//! "Publishing from other languages", "Presence, hooks and closing streams" and "Streams that
+//! finish".
 //!
 //! # Errors
 //!
