@@ -32,20 +32,6 @@ async fn serve(hub: &sse::Hub, with_axum: bool) -> String {
     format!("http://{addr}")
 }
 
-/// The data of the events until the stream ends (`stream-end` shown as `END`), and the id of
-/// the last one; panics if it does not end.
-async fn to_the_end(client: &mut Client) -> (Vec<String>, String) {
-    let (mut seen, mut last) = (Vec::new(), String::new());
-    while let Some(event) = client.next().await {
-        seen.push(match event.event.as_str() {
-            sse::STREAM_END => "END".to_owned(),
-            _ => event.data,
-        });
-        last = event.id;
-    }
-    (seen, last)
-}
-
 async fn a_finished_group_ends_its_streams(with_axum: bool) {
     let hub = sse::Hub::new(sse::Config::default().retry(None));
     let base = serve(&hub, with_axum).await;
@@ -67,7 +53,7 @@ async fn a_finished_group_ends_its_streams(with_axum: bool) {
     let end = hub.finish("answer").unwrap().to_string();
 
     // The open stream: what remains, the end, and the body ends.
-    assert_eq!(to_the_end(&mut open).await.0, [" answer", " is 42", "END"]);
+    assert_eq!(open.to_the_end().await.0, [" answer", " is 42", "END"]);
     assert!(matches!(
         hub.publish("answer", Some("token"), "late"),
         Err(sse::PublishError::Finished)
@@ -79,11 +65,11 @@ async fn a_finished_group_ends_its_streams(with_axum: bool) {
 
     // Back with an earlier id: what it missed, then the end.
     let mut back = Client::open(&format!("{base}/answer"), &[("last-event-id", &ids[0])]).await;
-    assert_eq!(to_the_end(&mut back).await.0, [" answer", " is 42", "END"]);
+    assert_eq!(back.to_the_end().await.0, [" answer", " is 42", "END"]);
     // New: all the group kept, then the end.
     let mut late = Client::open(&format!("{base}/answer"), &[]).await;
     assert_eq!(
-        to_the_end(&mut late).await.0,
+        late.to_the_end().await.0,
         ["The", " answer", " is 42", "END"]
     );
     // Back with the end's id (or a later one): 204, on which EventSource stops.
@@ -123,13 +109,13 @@ async fn a_stream_of_several_groups_ends_with_its_last_group(with_axum: bool) {
     assert!(after_first_end.starts_with("q.1:"), "{after_first_end}");
     assert_eq!(seen[2].data, "two");
     hub.finish("q.2").unwrap();
-    let (rest, both_ends) = to_the_end(&mut both).await;
+    let (rest, both_ends) = both.to_the_end().await;
     assert_eq!(rest, ["END"]);
 
     // Back after q.1's end: the rest of q.2, its end, and no more.
     let mut back = Client::open(&url, &[("last-event-id", &after_first_end)]).await;
     assert_eq!(
-        to_the_end(&mut back).await,
+        back.to_the_end().await,
         (vec!["two".to_owned(), "END".to_owned()], both_ends.clone())
     );
     // Back with both ends: 204.
@@ -137,7 +123,7 @@ async fn a_stream_of_several_groups_ends_with_its_last_group(with_axum: bool) {
     assert_eq!(refused.status(), 204, "{both_ends}");
     // New: all of both groups, in the order they were published, then no more.
     let mut late = Client::open(&url, &[]).await;
-    let (all, _) = to_the_end(&mut late).await;
+    let (all, _) = late.to_the_end().await;
     assert_eq!(all, ["one", "END", "two", "END"]);
 }
 

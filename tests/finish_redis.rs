@@ -25,20 +25,6 @@ async fn serve(hub: &sse::Hub, group: &'static str, with_axum: bool) -> String {
     format!("http://{addr}/answer")
 }
 
-/// The data of the events until the stream ends (`stream-end` shown as `END`), and the id of
-/// the last one; panics if it does not end.
-async fn to_the_end(client: &mut Client) -> (Vec<String>, String) {
-    let (mut seen, mut last) = (Vec::new(), String::new());
-    while let Some(event) = client.next().await {
-        seen.push(match event.event.as_str() {
-            sse::STREAM_END => "END".to_owned(),
-            _ => event.data,
-        });
-        last = event.id;
-    }
-    (seen, last)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_finished_in_one_process_ends_the_streams_of_others() {
     let redis = RedisServer::start().await;
@@ -63,7 +49,7 @@ async fn a_group_finished_in_one_process_ends_the_streams_of_others() {
         .await
         .unwrap()
         .to_string();
-    let (seen, last) = to_the_end(&mut open).await;
+    let (seen, last) = open.to_the_end().await;
     assert_eq!(seen, ["Hello", " world", "END"]);
     assert_eq!(last, end);
 
@@ -75,24 +61,18 @@ async fn a_group_finished_in_one_process_ends_the_streams_of_others() {
     let refused = request(&on_streaming, &[("last-event-id", &end)]).await;
     assert_eq!(refused.status(), 204);
     let mut reloaded = Client::open(&on_streaming, &[]).await;
-    assert_eq!(
-        to_the_end(&mut reloaded).await.0,
-        ["Hello", " world", "END"]
-    );
+    assert_eq!(reloaded.to_the_end().await.0, ["Hello", " world", "END"]);
 
     // A process that never held the group reads from Redis what a client missed, then the end.
     let on_stranger = serve(&stranger, "answer-r", true).await;
     let first = first.to_string();
     let mut back = Client::open(&on_stranger, &[("last-event-id", &first)]).await;
     assert_eq!(
-        to_the_end(&mut back).await,
+        back.to_the_end().await,
         (vec![" world".into(), "END".into()], end.clone())
     );
     let mut reloaded = Client::open(&on_stranger, &[]).await;
-    assert_eq!(
-        to_the_end(&mut reloaded).await.0,
-        ["Hello", " world", "END"]
-    );
+    assert_eq!(reloaded.to_the_end().await.0, ["Hello", " world", "END"]);
     // It has seen the end by now: a client back with its id stops there.
     let refused = request(&on_stranger, &[("last-event-id", &end)]).await;
     assert_eq!(refused.status(), 204);
