@@ -20,9 +20,14 @@ async fn answers(Path(groups): Path<String>) -> Result<sse::Join, String> {
     Ok(sse::Join::groups(groups.map_err(|e| e.to_string())?))
 }
 
+/// A page's stream of an answer: all of it so far, then live tokens, then the end.
+#[sse::subscribe("answer", rewind = 100_000)]
+async fn answer_page() {}
+
 async fn serve(hub: &sse::Hub, with_axum: bool) -> String {
     let app = Router::new()
         .route("/answer", get(answer))
+        .route("/page", get(answer_page))
         .route("/answers/{groups}", get(answers))
         .layer(hub.layer());
     let addr = match with_axum {
@@ -234,4 +239,38 @@ async fn a_reset_past_the_end_ends_the_stream() {
     // Back with that id: 204.
     let again = hub.subscribe(group("reset"), &back.last_event_id());
     assert!(matches!(again, Err(sse::SubscribeError::Finished)));
+}
+
+/// An answer as the README streams it: kept before anyone subscribed, a page that reloads
+/// mid-answer gets the whole answer so far exactly once, then the rest, then the end.
+async fn a_page_reloaded_mid_answer_gets_it_whole_once(with_axum: bool) {
+    let hub = sse::Hub::new(sse::Config::default().retry(None));
+    let base = serve(&hub, with_axum).await;
+    hub.keep("answer", sse::Keep::bytes(1 << 20)).unwrap();
+    let tokens = ["The", " answer", " is", " 42"];
+    for token in &tokens[..2] {
+        hub.publish("answer", Some("token"), token).unwrap();
+    }
+    let mut page = Client::open(&format!("{base}/page"), &[]).await;
+    let first: Vec<String> = page.take(2).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(first, tokens[..2]);
+    hub.publish("answer", Some("token"), tokens[2]).unwrap();
+    assert_eq!(page.next().await.unwrap().data, tokens[2]);
+    drop(page); // the reload
+    let mut reloaded = Client::open(&format!("{base}/page"), &[]).await;
+    let again: Vec<String> = reloaded.take(3).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(again, tokens[..3], "the whole answer so far, once");
+    hub.publish("answer", Some("token"), tokens[3]).unwrap();
+    hub.finish("answer").unwrap();
+    assert_eq!(reloaded.to_the_end().await.0, [tokens[3], "END"]);
+}
+
+#[tokio::test]
+async fn a_page_reloaded_mid_answer_gets_it_whole_once_under_sse_serve() {
+    a_page_reloaded_mid_answer_gets_it_whole_once(false).await;
+}
+
+#[tokio::test]
+async fn a_page_reloaded_mid_answer_gets_it_whole_once_under_axum_serve() {
+    a_page_reloaded_mid_answer_gets_it_whole_once(true).await;
 }
