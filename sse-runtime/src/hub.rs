@@ -297,10 +297,11 @@ impl Hub {
     /// of them ended. The group is kept, end and all, until it has had no subscriber for the
     /// history's age ([`Config::history`]); then it is forgotten like any other.
     ///
-    /// The end travels like any event: with Redis, the streams of every process end, and a
-    /// process that holds the group (it has subscribers, or [`Hub::keep`] or `finish` ran
-    /// there) refuses publishes to it once it received the end. A publish racing the end from
-    /// another process may be numbered after it: no stream ever gets it.
+    /// The end travels like any event: with Redis, the streams of every process end. The
+    /// process that finished the group refuses publishes to it, as does each process that
+    /// held the group (it has subscribers, or [`Hub::keep`] ran there) when the end arrived,
+    /// or read the end from Redis's history since. A publish from a process that knows
+    /// nothing of the end is numbered after it: no stream ever gets it.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
