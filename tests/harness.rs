@@ -162,6 +162,20 @@ impl Client {
         }
     }
 
+    /// The data of the events until the stream ends (`stream-end` shown as `END`), and the id
+    /// of the last one; panics if it does not end.
+    pub async fn to_the_end(&mut self) -> (Vec<String>, String) {
+        let (mut seen, mut last) = (Vec::new(), String::new());
+        while let Some(event) = self.next().await {
+            seen.push(match event.event.as_str() {
+                sse::STREAM_END => "END".to_owned(),
+                _ => event.data,
+            });
+            last = event.id;
+        }
+        (seen, last)
+    }
+
     /// The next `n` events; panics if the stream ends first.
     pub async fn take(&mut self, n: usize) -> Vec<Event> {
         let mut events = Vec::with_capacity(n);

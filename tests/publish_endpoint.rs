@@ -539,3 +539,43 @@ except sse.PublishError as error:
     );
     assert_eq!(hub.stats().published, 4);
 }
+
+/// Publishing `stream-end` over HTTP finishes the group: its streams end, and what is
+/// published to it next is refused with 409, which no retry changes.
+async fn a_group_is_finished_over_http(with_axum: bool) {
+    let hub = sse::Hub::new(sse::Config::default());
+    let addr = start(&hub, with_axum, |endpoint| endpoint).await;
+    let mut job = listen(&hub, addr, "job.7").await;
+    let done = json!({"group": "job.7", "event": "done", "data": "42"});
+    let end = json!({"group": "job.7", "event": sse::STREAM_END, "data": ""});
+    let (status, answer) = post(
+        addr,
+        Some(TOKEN),
+        json!({"events": [done, end]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let events = job.take(2).await;
+    assert_eq!(
+        (events[0].data.as_str(), events[1].event.as_str()),
+        ("42", sse::STREAM_END)
+    );
+    assert_eq!(events[1].id, ids(&answer)[1]);
+    assert!(job.next().await.is_none(), "the stream ends");
+
+    let late = json!({"group": "job.7", "data": "late"});
+    let (status, answer) = post(addr, Some(TOKEN), late.to_string()).await;
+    assert_eq!(status, 409, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(error.contains("the group was finished"), "{error}");
+}
+
+#[tokio::test]
+async fn a_group_is_finished_over_http_under_sse_serve() {
+    a_group_is_finished_over_http(false).await;
+}
+
+#[tokio::test]
+async fn a_group_is_finished_over_http_under_axum_serve() {
+    a_group_is_finished_over_http(true).await;
+}

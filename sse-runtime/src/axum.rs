@@ -94,11 +94,11 @@ impl IntoResponse for Subscription {
 
 impl IntoResponse for SubscribeError {
     /// `503 Service Unavailable`, `Retry-After: 5`, and why; for
-    /// [`SubscribeError::Closed`], `204 No Content`: `EventSource` fails the connection on
-    /// it and does not reconnect.
+    /// [`SubscribeError::Closed`] and [`SubscribeError::Finished`], `204 No Content`:
+    /// `EventSource` fails the connection on it and does not reconnect.
     fn into_response(self) -> Response {
-        if self == SubscribeError::Closed {
-            tracing::debug!("a closed stream's client came back: 204, it stops there");
+        if matches!(self, SubscribeError::Closed | SubscribeError::Finished) {
+            tracing::debug!(why = %self, "a client came back to an ended stream: 204, it stops there");
             return StatusCode::NO_CONTENT.into_response();
         }
         tracing::warn!(why = %self, "stream refused");

@@ -308,3 +308,57 @@ impl Config {
         self
     }
 }
+
+/// How much history one group keeps, for [`Hub::keep`](crate::Hub::keep): up to a number of
+/// bytes of events, the encoded events as clients receive them, however many that is (a whole
+/// answer streamed token by token), and if you like at most a number of events. Events older
+/// than [`Config::history`]'s age go all the same. The newest event always stays, even when it
+/// alone passes the bound.
+///
+/// ```
+/// let answer = sse::Keep::bytes(1 << 20); // up to 1 MiB, however many events
+/// let bounded = sse::Keep::bytes(1 << 20).events(10_000);
+/// assert_ne!(answer, bounded);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    pub(crate) events: usize,
+    pub(crate) bytes: usize,
+}
+
+impl Keep {
+    /// Up to `bytes` bytes of events, however many events that is.
+    ///
+    /// ```
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// hub.keep("answer.17", sse::Keep::bytes(256 * 1024))?;
+    /// # Ok::<(), sse::PublishError>(())
+    /// ```
+    pub fn bytes(bytes: usize) -> Self {
+        Self {
+            events: usize::MAX,
+            bytes,
+        }
+    }
+
+    /// At most `events` events as well.
+    ///
+    /// ```
+    /// let keep = sse::Keep::bytes(64 * 1024).events(500);
+    /// # let _ = keep;
+    /// ```
+    pub fn events(self, events: usize) -> Self {
+        Self { events, ..self }
+    }
+}
+
+impl Config {
+    /// What every group keeps unless [`Hub::keep`](crate::Hub::keep) sized it: the last
+    /// [`Config::history`] events, whatever their bytes.
+    pub(crate) fn keep(&self) -> Keep {
+        Keep {
+            events: self.history_events,
+            bytes: usize::MAX,
+        }
+    }
+}

@@ -38,6 +38,10 @@ pub enum PublishError {
     },
     /// The hub was shut down ([`Hub::shutdown`](crate::Hub::shutdown)).
     ShutDown,
+    /// The group ended ([`Hub::finish`](crate::Hub::finish)): it takes no more events. In
+    /// memory, refused for as long as the group is kept; with Redis, by each process that
+    /// holds the group and received its end.
+    Finished,
     /// The idempotency key ([`Hub::idempotent`](crate::Hub::idempotent)) is empty, longer than
     /// 255 bytes, or holds a character that is not visible ASCII.
     InvalidKey {
@@ -68,6 +72,9 @@ impl fmt::Display for PublishError {
                 "event too large: at least {at_least} bytes encoded, at most {max_bytes} allowed"
             ),
             PublishError::ShutDown => f.write_str("the SSE hub is shut down"),
+            PublishError::Finished => {
+                f.write_str("the group was finished: it takes no more events")
+            }
             PublishError::InvalidKey { reason } => write!(f, "invalid idempotency key: {reason}"),
             #[cfg(feature = "json")]
             PublishError::Json(_) => f.write_str("event data could not be written as JSON"),
@@ -84,6 +91,7 @@ impl Error for PublishError {
             PublishError::Json(e) => Some(e),
             PublishError::TooLarge { .. }
             | PublishError::ShutDown
+            | PublishError::Finished
             | PublishError::InvalidKey { .. } => None,
         }
     }
@@ -227,6 +235,10 @@ pub enum SubscribeError {
     /// [`Config::close_memory`](crate::Config::close_memory) of the close. Answered
     /// `204 No Content`, on which a browser's `EventSource` stops reconnecting.
     Closed,
+    /// The client comes back with the id of its groups' end ([`Hub::finish`](crate::Hub::finish)),
+    /// or a later one: it has it all. Answered `204 No Content`, on which a browser's
+    /// `EventSource` stops reconnecting.
+    Finished,
 }
 
 impl fmt::Display for SubscribeError {
@@ -235,6 +247,7 @@ impl fmt::Display for SubscribeError {
             SubscribeError::TooManyStreams => "too many open streams, try again later",
             SubscribeError::ShutDown => "shutting down, try again later",
             SubscribeError::Closed => "this stream was closed by the server",
+            SubscribeError::Finished => "this stream's groups were finished",
         })
     }
 }

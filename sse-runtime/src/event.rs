@@ -376,6 +376,28 @@ pub const STREAM_START: &str = "stream-start";
 /// ```
 pub const STREAM_CLOSED: &str = "stream-closed";
 
+/// The name of the event that ends a group: [`Hub::finish`](crate::Hub::finish) publishes it,
+/// with empty data, as the group's last event. It travels, is numbered and kept like any event,
+/// so a client that reconnects gets it after what it missed, and a stream of that group ends
+/// right after it (a stream of several groups, once each of its groups ended). A client that
+/// comes back with its id is answered `204 No Content`, on which `EventSource` stops; a page
+/// may as well call `source.close()` on it. Publishing an event of this name is finishing the
+/// group (so a program in another language finishes one through the publish endpoint).
+///
+/// ```
+/// assert_eq!(sse::STREAM_END, "stream-end");
+/// ```
+///
+/// ```js
+/// source.addEventListener("stream-end", () => source.close());
+/// ```
+pub const STREAM_END: &str = "stream-end";
+
+/// Whether `encoded` (an event as stored, its id line aside or not) is a [`STREAM_END`].
+pub(crate) fn is_end(encoded: &[u8]) -> bool {
+    encoded.starts_with(b"event: stream-end\n")
+}
+
 /// The id of the [`STREAM_CLOSED`] event. A stream asked for with it as its `Last-Event-ID` is
 /// refused with `204 No Content` ([`SubscribeError::Closed`](crate::SubscribeError::Closed)).
 ///

@@ -107,6 +107,9 @@ pub enum CloseReason {
     /// Its time was up ([`Join::expires_at`](crate::Join::expires_at)): a subscription token
     /// expired.
     Expired,
+    /// Its groups were finished ([`Hub::finish`](crate::Hub::finish)): it ended after their
+    /// end.
+    Finished,
 }
 
 impl fmt::Display for CloseReason {
@@ -118,6 +121,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Closed => "closed by the server",
             CloseReason::BrokerUnavailable => "broker unavailable",
             CloseReason::Expired => "expired",
+            CloseReason::Finished => "finished",
         })
     }
 }

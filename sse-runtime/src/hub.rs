@@ -12,9 +12,10 @@ use crate::{
     identity::Closing,
     presence::{Change, Presence, Present},
     registry::{Registry, Start},
+    resume,
     subscription::{Settings, Subscription},
-    BrokerError, Config, EventId, GroupName, GroupStats, Join, LastEventId, PublishError, Stats,
-    SubscribeError,
+    BrokerError, Config, EventId, GroupName, GroupStats, Join, Keep, LastEventId, PublishError,
+    Stats, SubscribeError, STREAM_END,
 };
 
 /// Where events are published and streams subscribe: groups, their history and their subscribers.
@@ -284,6 +285,109 @@ impl Hub {
         self.publish_keyed_async(None, group, event, data)
     }
 
+    /// Ends `group`: publishes its [`stream-end`](crate::STREAM_END) event, after which the
+    /// group takes no more events ([`PublishError::Finished`]). What
+    /// [`finish!`](crate::finish) calls on the process-wide hub. Returns the end's id.
+    ///
+    /// Each open stream of the group gets the events it has not read yet, then the end, and
+    /// ends. A client that comes back with an earlier `Last-Event-ID` gets what it missed, then
+    /// the end; one that comes back with the end's id is answered `204 No Content`, so a
+    /// browser's `EventSource` stops there; a new client (no `Last-Event-ID`) gets all the
+    /// group kept ([`Hub::keep`]), then the end. A stream of several groups ends once each
+    /// of them ended. The group is kept, end and all, until it has had no subscriber for the
+    /// history's age ([`Config::history`]); then it is forgotten like any other.
+    ///
+    /// The end travels like any event: with Redis, the streams of every process end. The
+    /// process that finished the group refuses publishes to it, as does each process that
+    /// held the group (it has subscribers, or [`Hub::keep`] ran there) when the end arrived,
+    /// or read the end from Redis's history since. A publish from a process that knows
+    /// nothing of the end is numbered after it: no stream ever gets it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    ///
+    /// let hub = sse::Hub::new(sse::Config::default().retry(None));
+    /// let answer = sse::GroupName::new("answer.17")?;
+    /// let mut tab = hub.subscribe(answer.clone(), &Default::default())?;
+    /// tab.next().await; // stream-start
+    /// hub.publish("answer.17", Some("token"), "Hello")?;
+    /// let end = hub.finish("answer.17")?;
+    /// assert_eq!(tab.next().await.unwrap(), format!(
+    ///     "event: token\ndata: Hello\nid: {}\n\nevent: stream-end\ndata: \nid: {end}\n\n",
+    ///     end.get() - 1,
+    /// ));
+    /// assert_eq!(tab.next().await, None); // the stream ended
+    /// assert!(matches!(hub.publish("answer.17", None, "late"), Err(sse::PublishError::Finished)));
+    /// // The browser comes back with the end's id: 204, it stops.
+    /// let back = hub.subscribe(answer, &tab.last_event_id());
+    /// assert!(matches!(back, Err(sse::SubscribeError::Finished)));
+    /// # Ok(()) }
+    /// ```
+    pub fn finish(&self, group: &str) -> Result<EventId, PublishError> {
+        let end = self.publish(group, Some(STREAM_END), "")?;
+        finished(&self.registry, &*self.engine, group, end);
+        Ok(end)
+    }
+
+    /// [`Hub::finish`] for async code, as [`Hub::publish_async`] is [`Hub::publish`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sse::PublishError> {
+    /// let hub = sse::Hub::new(sse::Config::default());
+    /// hub.publish_async("answer.18", Some("token"), "Hi").await?;
+    /// hub.finish_async("answer.18").await?;
+    /// assert!(hub.finish_async("answer.18").await.is_err()); // ended already
+    /// # Ok(()) }
+    /// ```
+    pub fn finish_async(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
+        let publishing = self.publish_async(group, Some(STREAM_END), "");
+        let (registry, engine, group) =
+            (self.registry.clone(), self.engine.clone(), group.to_owned());
+        async move {
+            let end = publishing.await?;
+            finished(&registry, &*engine, &group, end);
+            Ok(end)
+        }
+    }
+
+    /// Holds `group` in this hub from now on, with or without subscribers, keeping its events
+    /// as `keep` says (rather than [`Config::history`]'s count): so an answer streamed as a
+    /// group of its own, published before anyone subscribed, is there whole for the page that
+    /// subscribes, or reloads, with a rewind ([`Join::rewind`]) or after its end. The group is
+    /// forgotten once it has had no subscriber for the history's age, as any group is. Call it
+    /// before the first publish; calling it again resizes what the group keeps.
+    ///
+    /// With Redis, `keep` sizes this process's copy of the group; the history Redis keeps for
+    /// a reconnect served by another process is [`Config::history`]'s, the same for every
+    /// group: size it for your longest answer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    ///
+    /// let hub = sse::Hub::new(sse::Config::default().retry(None));
+    /// hub.keep("answer.19", sse::Keep::bytes(1 << 20))?;
+    /// for token in ["The", " answer", " is", " 42"] {
+    ///     hub.publish("answer.19", Some("token"), token)?;
+    /// }
+    /// // A page that opens now, rewound through all the group kept, gets the four tokens.
+    /// let join = sse::Join::group(sse::GroupName::new("answer.19")?).rewind(1_000);
+    /// let mut page = hub.subscribe(join, &Default::default())?;
+    /// page.next().await; // stream-start
+    /// let tokens = page.next().await.unwrap();
+    /// assert_eq!(std::str::from_utf8(&tokens)?.matches("event: token").count(), 4);
+    /// # Ok(()) }
+    /// ```
+    pub fn keep(&self, group: &str, keep: Keep) -> Result<(), PublishError> {
+        let group = GroupName::new(group).map_err(PublishError::InvalidGroup)?;
+        self.registry.keep(&group, keep);
+        Ok(())
+    }
+
     /// Publishing with an idempotency key: a publish repeated with the same `key` in the same
     /// group, within [`Config::idempotency_window`] (5 minutes unless set), is answered with the
     /// first publish's id and publishes nothing, on every engine (with Redis, in every process).
@@ -376,7 +480,7 @@ impl Hub {
         draft: Draft,
         key: Option<&str>,
     ) -> Result<EventId, PublishError> {
-        self.check_open()?;
+        self.check_open(group)?;
         let once = key.map(|key| (&*self.seen, key));
         send(&self.registry, &*self.engine, group, draft, once)
     }
@@ -389,7 +493,7 @@ impl Hub {
         key: Option<&str>,
     ) -> impl Future<Output = Result<EventId, PublishError>> + Send + 'static {
         let publishing = draft.and_then(|draft| {
-            self.check_open()?;
+            self.check_open(group)?;
             Ok(match self.engine.publish_async(group, draft, key) {
                 Taken::Here(draft) => {
                     let once = key.map(|key| (&*self.seen, key));
@@ -405,11 +509,17 @@ impl Hub {
         }
     }
 
-    fn check_open(&self) -> Result<(), PublishError> {
-        match self.registry.is_shut_down() {
-            true => Err(PublishError::ShutDown),
-            false => Ok(()),
+    /// Whether `group` takes events here: the hub runs, and the group did not end as far as
+    /// this process knows. (In memory, the group's lock decides that; an engine shared by
+    /// processes gives the event its id before any process sees it, so it is asked first.)
+    fn check_open(&self, group: &str) -> Result<(), PublishError> {
+        if self.registry.is_shut_down() {
+            return Err(PublishError::ShutDown);
         }
+        if self.engine.shared() && self.registry.is_finished(group) {
+            return Err(PublishError::Finished);
+        }
+        Ok(())
     }
 
     /// The most bytes an event encoded for this hub may take ([`Config::max_event_bytes`]).
@@ -549,9 +659,8 @@ impl Hub {
         }
         let config = &self.registry.config;
         let resume = last_event_id.resume(&groups, config.max_last_event_id_len);
-        let (reader, start) = self
-            .registry
-            .subscribe(&groups, resume, rewind.unwrap_or(0))?;
+        let rewind = rewind.unwrap_or(0).min(resume::WHOLE);
+        let (reader, start, finished) = self.registry.subscribe(&groups, resume, rewind)?;
         let catch_up = match &start {
             Start::CatchUp(from) => Some(self.engine.history(groups.clone(), from.clone())),
             _ => None,
@@ -564,7 +673,7 @@ impl Hub {
         let on_close = self
             .presence
             .opened(&groups, identity.clone(), reader.close_handle());
-        let subscription = Subscription::new(groups, reader, start, settings)
+        let subscription = Subscription::new(groups, reader, start, finished, settings)
             .owned(identity, on_close)
             .expiring(expires);
         let subscription = match catch_up {
@@ -868,12 +977,21 @@ fn announce(registry: &Registry, engine: &dyn Engine, group: &GroupName, change:
     let sent = draft.and_then(|draft| send(registry, engine, group.as_str(), draft, None));
     match sent {
         Ok(_) => {}
-        // The hub's own streams are ending: nobody here is left to tell.
-        Err(PublishError::ShutDown) => {}
+        // The hub's own streams are ending, or the group's did: nobody is left to tell.
+        Err(PublishError::ShutDown | PublishError::Finished) => {}
         Err(error) => tracing::warn!(
             %group, event, error = &error as &dyn std::error::Error,
             "presence event not published"
         ),
+    }
+}
+
+/// `group` ended with event `end`, published by this process. In memory its ring knows that
+/// already; an engine shared by processes delivers the end later, if this process listens to
+/// the group at all, so the registry is told now.
+fn finished(registry: &Registry, engine: &dyn Engine, group: &str, end: EventId) {
+    if let (true, Ok(group)) = (engine.shared(), GroupName::new(group)) {
+        registry.finished(&group, end.get());
     }
 }
 

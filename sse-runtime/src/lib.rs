@@ -33,9 +33,12 @@
 //! your router (feature `publish-endpoint`, on by default). A stream may carry who opened it
 //! ([`Join`], [`Identity`]): [`Hub::presence`] lists who is connected to a group, with
 //! join and leave events if you like, [`Config::on_open`] and [`Config::on_close`] run your code
-//! as streams come and go, and [`Hub::close_user`] ends a user's streams everywhere. See the
+//! as streams come and go, and [`Hub::close_user`] ends a user's streams everywhere. A group
+//! can be finished ([`Hub::finish`], [`finish!`]): its streams get a last event and end, as an
+//! AI app's answer streamed as a group of its own would. See the
 //! README for the guarantees, the wire format, the settings, "More than one process",
-//! "Publishing from other languages" and "Presence, hooks and closing streams".
+//! "Publishing from other languages", "Presence, hooks and closing streams" and "Streams that
+//! finish".
 //!
 //! # Errors
 //!
@@ -107,9 +110,11 @@ pub mod __private;
 pub struct ReadmeDoctests;
 
 pub use crate::axum::metrics;
-pub use config::{Config, BROKER_URL_ENV};
+pub use config::{Config, Keep, BROKER_URL_ENV};
 pub use error::{BrokerError, PublishError, SubscribeError};
-pub use event::{EventId, EventName, CLOSED_ID, STREAM_CLOSED, STREAM_RESET, STREAM_START};
+pub use event::{
+    EventId, EventName, CLOSED_ID, STREAM_CLOSED, STREAM_END, STREAM_RESET, STREAM_START,
+};
 pub use group::GroupName;
 pub use hooks::{CloseReason, StreamInfo};
 pub use hub::{hub, init, Hub, Idempotent, InitError};
@@ -202,5 +207,36 @@ macro_rules! publish {
 macro_rules! publish_json {
     ($($args:tt)*) => {
         $crate::__private::publish_json_checked!($crate, $($args)*)
+    };
+}
+
+/// Ends a group on the process-wide hub, from sync or async code, on any thread: publishes
+/// its [`stream-end`](STREAM_END) event, after which its streams end and it takes no more
+/// events. [`Hub::finish`] on [`sse::hub()`](hub); see there what streams and reconnecting
+/// clients get. Returns the end's [`EventId`], or a [`PublishError`]
+/// ([`PublishError::Finished`] when the group ended already).
+///
+/// ```
+/// # let id = 17;
+/// sse::publish!("answer.16", "token", "Hello")?;
+/// sse::finish!("answer.16")?;
+/// assert!(matches!(sse::publish!("answer.16", "token", "late"), Err(sse::PublishError::Finished)));
+/// sse::finish!(format!("answer.{id}"))?; // a group name made at run time
+/// # Ok::<(), sse::PublishError>(())
+/// ```
+///
+/// A literal group name is checked when the program compiles:
+///
+/// ```compile_fail
+/// sse::finish!("answer 16");
+/// ```
+#[macro_export]
+macro_rules! finish {
+    // One token (a literal, a variable) reaches the checks of `publish!` as it is written.
+    ($group:tt $(,)?) => {
+        $crate::__private::publish_checked!($crate, $group, "stream-end", "")
+    };
+    ($group:expr $(,)?) => {
+        $crate::hub().finish(::core::convert::AsRef::<str>::as_ref(&$group))
     };
 }

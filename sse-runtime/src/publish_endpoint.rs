@@ -363,7 +363,7 @@ async fn send_all(hub: &Hub, drafts: Vec<Outgoing>) -> Result<Vec<EventId>, Refu
             .await
         {
             Ok(id) => ids.push(id),
-            Err(failed) => return Err(Refusal::unavailable(index, &failed, &ids)),
+            Err(failed) => return Err(Refusal::not_taken(index, &failed, &ids)),
         }
     }
     Ok(ids)
@@ -463,14 +463,19 @@ impl Refusal {
         Self::with_body(StatusCode::UNPROCESSABLE_ENTITY, body)
     }
 
-    /// The hub could not take event `index`; those before it were published as `ids`.
-    fn unavailable(index: usize, failed: &PublishError, ids: &[EventId]) -> Self {
+    /// The hub could not take event `index`, its group being finished (`409`, for good) or the
+    /// hub unavailable (`503`, for now); those before it were published as `ids`.
+    fn not_taken(index: usize, failed: &PublishError, ids: &[EventId]) -> Self {
         let error = format!(
             "event {index}: {failed}; the {} before it were published",
             ids.len()
         );
         let body = serde_json::json!({ "error": error, "index": index, "ids": id_strings(ids) });
-        Self::with_body(StatusCode::SERVICE_UNAVAILABLE, body)
+        let status = match failed {
+            PublishError::Finished => StatusCode::CONFLICT,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::with_body(status, body)
     }
 }
 

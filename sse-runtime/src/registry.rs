@@ -60,12 +60,12 @@ use ring::Ring;
 
 use crate::{
     cursor::Cursor,
-    event::Draft,
+    event::{self, Draft},
     group::Held,
     lock_timing::{timed, Lock},
     resume::{self, LocalHistory, Plan, Since},
     stats::Counters,
-    Config, EventId, GroupName, PublishError, SubscribeError,
+    Config, EventId, GroupName, Keep, PublishError, SubscribeError,
 };
 
 /// Shards of the map of groups: enough that cores rarely meet on one. Each publish takes its
@@ -108,6 +108,14 @@ struct Group {
     head: AtomicU64,
     ring: RwLock<Ring>,
     members: Mutex<Members>,
+}
+
+impl Group {
+    /// The group ended with event `end`, as an engine says: it takes nothing after it.
+    fn ended(&self, end: u64) {
+        let mut ring = self.ring.write().unwrap_or_else(PoisonError::into_inner);
+        ring.end = Some(ring.end.map_or(end, |known| known.min(end)));
+    }
 }
 
 /// How a new stream starts.
@@ -173,37 +181,97 @@ impl Registry {
     }
 
     /// Gives the event the next id of its group and hands it to the group's subscribers, if it
-    /// has any. A group nobody holds keeps nothing, but its id still rises.
+    /// has any. A group nobody holds keeps nothing, but its id still rises; except its end,
+    /// which holds it (until it expires), so that streams opened later end too. A group that
+    /// ended takes no more events.
     pub(crate) fn publish(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
         if self.is_shut_down() {
             return Err(PublishError::ShutDown);
         }
-        let mut shard = self.shard_of(group);
-        let id = match shard.groups.get(group).cloned() {
-            Some(group) => {
-                drop(shard);
-                self.push(&group, None, draft.as_bytes())
-            }
-            None => {
-                shard.unheld = (shard.unheld + 1).max(clock_id());
-                shard.unheld
+        // The shard is let go before pushing, which may take it again to mark the group idle.
+        let held = {
+            let mut shard = self.shard_of(group);
+            match shard.groups.get(group).cloned() {
+                Some(held) => Some(held),
+                None if event::is_end(draft.as_bytes()) => None,
+                None => {
+                    shard.unheld = (shard.unheld + 1).max(clock_id());
+                    return Ok(EventId(shard.unheld));
+                }
             }
         };
-        Ok(EventId(id))
+        let held = match held {
+            Some(held) => held,
+            None => {
+                let name = GroupName::new(group).map_err(PublishError::InvalidGroup)?;
+                self.kept(&name, None)
+            }
+        };
+        self.push(&held, None, draft.as_bytes())
+            .map(EventId)
+            .ok_or(PublishError::Finished)
+    }
+
+    /// Holds `name` here, even without subscribers, until it has had none for the history's
+    /// age, keeping `keep` from now on.
+    pub(crate) fn keep(&self, name: &GroupName, keep: Keep) {
+        self.kept(name, Some(keep));
+    }
+
+    /// Holds `name` here as [`Registry::keep`] does, keeping `keep` if given.
+    fn kept(&self, name: &GroupName, keep: Option<Keep>) -> Arc<Group> {
+        let now = Instant::now();
+        let group = self.hold(name, now);
+        if let Some(keep) = keep {
+            let mut ring = group.ring.write().unwrap_or_else(PoisonError::into_inner);
+            ring.keep = keep;
+        }
+        let mut members = lock(&group.members);
+        if members.slab.is_empty() && members.idle_since.is_none() {
+            members.idle_since = Some(now);
+            drop(members);
+            lock(self.shard(name.as_str()))
+                .idle
+                .push_back((now, name.clone()));
+        } else {
+            drop(members);
+        }
+        group
+    }
+
+    /// `name` ended with event `end`, as an engine shared by processes answered this process's
+    /// finish: held here (as [`Registry::keep`] does) and known as ended from now on, before
+    /// the end itself is delivered, so this process refuses what is published to it next.
+    pub(crate) fn finished(&self, name: &GroupName, end: u64) {
+        self.kept(name, None).ended(end);
+    }
+
+    /// Whether `group` is held here and ended: it takes no more events.
+    pub(crate) fn is_finished(&self, group: &str) -> bool {
+        self.held(group).is_some_and(|group| {
+            let ring = group.ring.read().unwrap_or_else(PoisonError::into_inner);
+            ring.end.is_some()
+        })
     }
 
     /// Appends an event to `group` (`encoded` without its id line, with `given` id from an
     /// engine, or the group's next one), wakes its subscribers and cuts those it leaves too far
     /// behind. Returns the id; an id from an engine not above the group's last is a repeat and
-    /// is dropped.
-    fn push(&self, group: &Group, given: Option<u64>, encoded: &[u8]) -> u64 {
+    /// is dropped. `None`: the group ended, it takes nothing more (from an engine: an event
+    /// published in another process as the end was).
+    fn push(&self, group: &Group, given: Option<u64>, encoded: &[u8]) -> Option<u64> {
         let config = &self.config;
         let (id, first, head) = {
             let mut ring = timed(Lock::RingWrite, || {
                 group.ring.write().unwrap_or_else(PoisonError::into_inner)
             });
+            // Nothing after the end; an engine may still deliver what came before it.
+            let after_end = |end| given.map_or(true, |id| id > end);
+            if ring.end.is_some_and(after_end) {
+                return None;
+            }
             let id = match given {
-                Some(id) if id <= ring.last_id => return id,
+                Some(id) if id <= ring.last_id => return Some(id),
                 Some(id) => id,
                 None => ring.last_id + 1,
             };
@@ -228,18 +296,19 @@ impl Registry {
                 .idle
                 .push_back((since, group.name.clone()));
         }
-        id
+        Some(id)
     }
 
     /// Opens a subscription to `groups`, resuming after the given ids (one per group) when the
-    /// history allows it, or as `resume` says it cannot be. Returns the reader and how its
-    /// stream starts.
+    /// history allows it, or as `resume` says it cannot be. Returns the reader, how its stream
+    /// starts, and per group whether the client has its end already (a stream whose client
+    /// has every group's end is refused).
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         groups: &[GroupName],
         resume: Result<Option<Vec<u64>>, &'static str>,
         rewind: usize,
-    ) -> Result<(Reader, Start), SubscribeError> {
+    ) -> Result<(Reader, Start, Vec<bool>), SubscribeError> {
         if self.is_shut_down() {
             return Err(SubscribeError::ShutDown);
         }
@@ -253,8 +322,42 @@ impl Registry {
         }
         let now = Instant::now();
         let held: Vec<Arc<Group>> = groups.iter().map(|name| self.hold(name, now)).collect();
+        let ends: Vec<Option<u64>> = held
+            .iter()
+            .map(|group| {
+                group
+                    .ring
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .end
+            })
+            .collect();
+        // Per group, whether the client's id is at or past its end: it has it all.
+        let mut finished: Vec<bool> = match &resume {
+            Ok(Some(ids)) => ids
+                .iter()
+                .zip(&ends)
+                .map(|(id, end)| end.is_some_and(|end| *id >= end))
+                .collect(),
+            _ => vec![false; held.len()],
+        };
+        if !finished.is_empty() && finished.iter().all(|&finished| finished) {
+            self.streams.fetch_sub(1, Relaxed);
+            return Err(SubscribeError::Finished);
+        }
+        // A new client of a group that ended gets all it kept, then its end.
+        let rewind = match resume {
+            Ok(None) if ends.iter().any(Option::is_some) => resume::WHOLE,
+            _ => rewind,
+        };
         let histories = self.histories(&held, now, rewind);
         let plan = resume::plan(resume, rewind, &histories, self.ids_from_engine);
+        if let Plan::Reset(_) = plan {
+            // The stream goes on from where each group stands: after its end, if it ended.
+            for (finished, end) in finished.iter_mut().zip(&ends) {
+                *finished = end.is_some();
+            }
+        }
         let waiter = Arc::new(Waiter::new(held.len()));
         let mut replayed = 0;
         let mut cursors = Vec::with_capacity(held.len());
@@ -303,7 +406,7 @@ impl Registry {
             );
         }
         let reader = Reader::new(self.clone(), waiter, members);
-        Ok((reader, start))
+        Ok((reader, start, finished))
     }
 
     /// The group named `name`, made if it is not held yet.
@@ -320,9 +423,9 @@ impl Registry {
             head: AtomicU64::new(0),
             ring: RwLock::new(if self.ids_from_engine {
                 // With a shared engine, what came before the group was held here is not here.
-                Ring::new(0, u64::MAX)
+                Ring::new(0, u64::MAX, self.config.keep())
             } else {
-                Ring::new(last_id, last_id)
+                Ring::new(last_id, last_id, self.config.keep())
             }),
             members: Mutex::default(),
         });

@@ -103,6 +103,10 @@ fn parse_positions(text: &str) -> Option<Vec<(&str, u64)>> {
     Some(positions)
 }
 
+/// A rewind through all a group keeps: more events than any history holds, and few enough
+/// for an engine to count (Redis takes a count up to `i64::MAX`).
+pub(crate) const WHOLE: usize = u32::MAX as usize;
+
 /// What this process's history of a group can tell a client that comes back.
 pub(crate) struct LocalHistory {
     /// The group's last id known here: where a stream starting now stands.

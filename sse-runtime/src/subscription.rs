@@ -65,6 +65,9 @@ pub struct Subscription {
     groups: Vec<GroupName>,
     /// Per group, where the stream stands: what its ids say, and what it gave already.
     cursors: Vec<Cursor>,
+    /// Per group, whether the stream gave its end (or the client had it): once each group's
+    /// is given, the stream ends.
+    finished: Vec<bool>,
     /// Sent first: the `retry:` hint, and where the stream starts or its `stream-reset`.
     start: Option<Bytes>,
     /// Then, when the client resumes from ids only the engine's shared history covers, the
@@ -124,6 +127,7 @@ impl Subscription {
         groups: Vec<GroupName>,
         reader: Reader,
         start: Start,
+        finished: Vec<bool>,
         settings: Settings,
     ) -> Self {
         let mut first = BytesMut::new();
@@ -151,6 +155,7 @@ impl Subscription {
         Self {
             groups,
             cursors,
+            finished,
             start: (!first.is_empty()).then(|| first.freeze()),
             catch_up: None,
             reader,
@@ -323,6 +328,14 @@ impl Subscription {
         };
         let count = events.len() as u64;
         for (index, id, encoded) in events {
+            // An engine's history may hold what another process published as the end was.
+            if self.finished[index] {
+                continue;
+            }
+            if event::is_end(&encoded) {
+                self.finished[index] = true;
+                self.reader.ended(index, id);
+            }
             out.put_slice(&encoded);
             self.cursors[index].advance_to(id);
             event::put_id_line(&mut out, &self.groups, &self.cursors);
@@ -335,7 +348,16 @@ impl Subscription {
             );
         }
         self.caught_up_through(through);
+        self.end_if_finished();
         out.freeze()
+    }
+
+    /// Once every group gave its end, the stream ends after what it yields now.
+    fn end_if_finished(&mut self) {
+        if self.finished.iter().all(|&finished| finished) {
+            tracing::debug!(groups = ?self.groups, "stream finished");
+            self.ended = Some(CloseReason::Finished);
+        }
     }
 
     /// Every event up to `through` (per group) was given, or came before the client's id: the
@@ -351,6 +373,7 @@ impl Subscription {
         loop {
             let mut batch = Batch::default();
             let (groups, cursors) = (&self.groups, &mut self.cursors);
+            let (finished, mut ends) = (&mut self.finished, 0);
             // What the read is about to hand over: the batch's size, give or take the id lines.
             let expected = Cell::new(0);
             let read = self.reader.poll_read(
@@ -363,6 +386,10 @@ impl Subscription {
                         return false;
                     }
                     cursor.advance_to(stored.id);
+                    if event::is_end(&stored.bytes[..stored.body_len]) {
+                        finished[index] = true;
+                        ends += 1;
+                    }
                     match groups.len() {
                         1 => batch.push(&stored.bytes, expected.get()),
                         _ => {
@@ -378,7 +405,12 @@ impl Subscription {
             return match read {
                 // Only events it had sent already (caught up from the engine): look again.
                 Poll::Ready(Read::Events) if batch.is_empty() => continue,
-                Poll::Ready(Read::Events) => Poll::Ready(batch.into_bytes()),
+                Poll::Ready(Read::Events) => {
+                    if ends > 0 {
+                        self.end_if_finished();
+                    }
+                    Poll::Ready(batch.into_bytes())
+                }
                 Poll::Ready(Read::Overflow) => {
                     tracing::debug!("subscriber fell too far behind: stream cut, it will resume");
                     self.ended = Some(CloseReason::FellBehind);
@@ -415,6 +447,8 @@ impl Stream for Subscription {
         }
         if let Some(start) = this.start.take() {
             this.sent_something();
+            // A `stream-reset` past the end of every group is all there is to say.
+            this.end_if_finished();
             return Poll::Ready(Some(start));
         }
         if this.poll_expired(cx) {

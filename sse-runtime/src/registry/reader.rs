@@ -212,6 +212,12 @@ impl Reader {
         CloseHandle(self.waiter.clone())
     }
 
+    /// The engine's history gave the end of the group at `index`, `end`: from now on this
+    /// process knows the group ended, though it held the group only after.
+    pub(crate) fn ended(&self, index: usize, end: u64) {
+        self.members[index].0.ended(end);
+    }
+
     /// The stream gave its client `events` missed events from the engine's history.
     pub(crate) fn replayed(&self, events: u64) {
         self.registry.counters.replayed(events);

@@ -4,7 +4,10 @@
 use std::{collections::VecDeque, time::Instant};
 
 use super::arena::{Arena, Run};
-use crate::{event::IdLine, Config};
+use crate::{
+    event::{self, IdLine},
+    Config, Keep,
+};
 
 /// A group's recent events, oldest first, and where they stand among all its events.
 pub(super) struct Ring {
@@ -20,6 +23,11 @@ pub(super) struct Ring {
     /// Every event of the group with a greater id is still in `events` (`u64::MAX`: not known
     /// yet, the engine is still starting to deliver the group here).
     pub(super) complete_after: u64,
+    /// The id of the group's [`STREAM_END`](crate::STREAM_END), once it was stored: nothing
+    /// is stored after it.
+    pub(super) end: Option<u64>,
+    /// How much history the group keeps: the settings', unless [`Keep`] sized it.
+    pub(super) keep: Keep,
 }
 
 /// An event in a group's ring.
@@ -35,8 +43,9 @@ pub(crate) struct Stored {
 }
 
 impl Ring {
-    /// An empty ring whose group's last id is `last_id`, complete after `complete_after`.
-    pub(super) fn new(last_id: u64, complete_after: u64) -> Self {
+    /// An empty ring whose group's last id is `last_id`, complete after `complete_after`,
+    /// keeping `keep`.
+    pub(super) fn new(last_id: u64, complete_after: u64, keep: Keep) -> Self {
         Self {
             events: VecDeque::new(),
             arena: Arena::default(),
@@ -44,6 +53,8 @@ impl Ring {
             first_pos: 0,
             last_id,
             complete_after,
+            end: None,
+            keep,
         }
     }
 
@@ -51,6 +62,9 @@ impl Ring {
     /// what is no longer needed.
     pub(super) fn append(&mut self, id: u64, encoded: &[u8], config: &Config) {
         self.last_id = id;
+        if event::is_end(encoded) {
+            self.end = Some(id);
+        }
         let held = self.bytes;
         let bytes = self
             .arena
@@ -79,12 +93,15 @@ impl Ring {
         }
     }
 
-    /// Drops what neither the history nor any subscriber's queue needs any more.
+    /// Drops what neither the history nor any subscriber's queue needs any more, and what
+    /// passes the byte bound (but never the last event: it may be the group's end).
     fn trim(&mut self, now: Instant, config: &Config) {
-        let keep = config.history_events.max(config.subscriber_queue);
+        let keep = self.keep.events.max(config.subscriber_queue);
         while let Some(front) = self.events.front() {
             let expired = now.duration_since(front.at) > config.history_age;
-            if self.events.len() <= keep && !expired {
+            let too_many =
+                self.events.len() > keep || (self.bytes > self.keep.bytes && self.events.len() > 1);
+            if !too_many && !expired {
                 break;
             }
             self.complete_after = front.id;
@@ -96,7 +113,7 @@ impl Ring {
 
     /// A client that saw this id, or a later one, can be given everything it missed.
     pub(super) fn replayable_after(&self, now: Instant, config: &Config) -> u64 {
-        let skip = self.events.len().saturating_sub(config.history_events);
+        let skip = self.events.len().saturating_sub(self.keep.events);
         let mut floor = match skip {
             0 => self.complete_after,
             n => self.events[n - 1].id,
