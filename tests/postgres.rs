@@ -212,6 +212,44 @@ async fn a_key_publishes_once_across_processes_and_in_transactions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_group_keeps_its_history_bound_give_or_take_a_sixteenth() {
+    let postgres = PostgresServer::start().await;
+    let config = sse::Config::default().history(32, Duration::from_secs(3600));
+    let hub = postgres.hub(config);
+    let pool = postgres.pool().await;
+    let kept = || async {
+        let (first, last): (i64, i64) =
+            sqlx::query_as("SELECT min(first), max(last) FROM sse_events WHERE grp = 'bounded'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        last - first + 1
+    };
+    // Each publish alone, in the engine and in transactions: a row each, trimmed every 2 ids.
+    for i in 0..50 {
+        hub.publish("bounded", None, i).unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sse::postgres::Outbox::new(&hub)
+            .publish(&mut tx, "bounded", None, i)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        if i >= 16 {
+            let kept = kept().await;
+            assert!((32..=34).contains(&kept), "{kept} ids kept");
+        }
+    }
+    // A history of nothing keeps nothing.
+    let none = postgres.hub(sse::Config::default().history(0, Duration::from_secs(3600)));
+    none.publish("bounded", None, "gone").unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sse_events WHERE grp = 'bounded'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn presence_and_closes_span_processes() {
     let postgres = PostgresServer::start().await;
     let (here, there) = two_hubs(&postgres);

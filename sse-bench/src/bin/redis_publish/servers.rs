@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub(crate) type Error = Box<dyn std::error::Error>;
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// One Redis or the nodes of a cluster, with the broker URL naming them.
 pub(crate) struct Redis {
@@ -115,7 +115,7 @@ impl Drop for Redis {
 }
 
 /// A free loopback port (below the ephemeral range) for which `also` holds.
-fn free_port(also: impl Fn(u16) -> bool) -> Result<u16, Error> {
+pub(crate) fn free_port(also: impl Fn(u16) -> bool) -> Result<u16, Error> {
     let first = 12_000 + (std::process::id() % 500) as u16 * 4;
     (first..first + 2_000)
         .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && also(port))
@@ -140,16 +140,21 @@ fn start(port: u16, args: &[&str]) -> Result<Child, Error> {
     Ok(server)
 }
 
-/// The CPU time of process `pid` and its waited-for children so far.
+/// The CPU time of process `pid` and of its children it waited for, so far, user and system.
 pub(crate) fn cpu_of(pid: u32) -> Result<Duration, Error> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime: fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let times = fields.get(11..13).unwrap_or_default();
+    // utime, stime, cutime and cstime: fields 14 to 17 of the whole line.
+    let fields = stat_fields(pid)?;
+    let times = fields.get(11..15).unwrap_or_default();
     let ticks: u64 = times.iter().filter_map(|f| f.parse::<u64>().ok()).sum();
     // SAFETY: sysconf only reads a constant of the system.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Ok(Duration::from_micros(ticks * 1_000_000 / per_second))
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (which is in parentheses and may
+/// hold spaces): the state is the first, the parent's pid the second.
+pub(crate) fn stat_fields(pid: u32) -> Result<Vec<String>, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    Ok(after_name.split_whitespace().map(str::to_owned).collect())
 }

@@ -60,8 +60,12 @@ $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;
 
 -- Publishes `n` events of group `g` (`events`: '<length>,<length>... <the events>') and returns
 -- the first one's id; with an idempotency key `once` given within `once_us`, publishes nothing
--- and returns the id the key got. Keeps the events of the group's last `keep` ids. Subscribers
--- hear of them on channel `sse_events` when the transaction commits: '<group>\n<batch>', or
+-- and returns the id the key got. Keeps the events of the group's last `keep` ids, and up to
+-- `keep / 16` more: it trims when the ids cross a multiple of that, since each trim walks the
+-- index past the rows deleted since the last vacuum, as many for one row as for many.
+-- Publishes to one group wait for each other on an advisory lock taken before the group's row:
+-- waiting on the row itself, every waiter would wake and retry at each commit. Subscribers hear
+-- of them on channel `sse_events` when the transaction commits: '<group>\n<batch>', or
 -- '<group>\n<first id>-<last id>' for a batch too large for a notification (or holding a NUL),
 -- which they read from `sse_events`.
 CREATE OR REPLACE FUNCTION sse_publish(
@@ -74,7 +78,9 @@ DECLARE
     v_given bigint;
     v_batch bytea;
     v_kept bigint;
+    v_step bigint := greatest(keep / 16, 1);
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('sse_groups:' || g, 0));
     IF once IS NULL THEN
         INSERT INTO sse_groups AS s (name, seq, epoch, at) VALUES (g, now_us + n - 1, now_us, now_us)
             ON CONFLICT (name) DO UPDATE SET seq = s.seq + n, at = now_us
@@ -100,7 +106,9 @@ BEGIN
     IF EXISTS (SELECT 1 FROM sse_relays) THEN
         v_kept := least(v_kept, coalesce((SELECT r.id FROM sse_relayed r WHERE r.grp = g), 0));
     END IF;
-    DELETE FROM sse_events e WHERE e.grp = g AND e.last <= v_kept;
+    IF v_last / v_step <> (v_last - n) / v_step THEN
+        DELETE FROM sse_events e WHERE e.grp = g AND e.last <= v_kept;
+    END IF;
     IF octet_length(v_batch) + octet_length(g) <= 7900 AND position('\x00'::bytea IN v_batch) = 0 THEN
         PERFORM pg_notify('sse_events', g || E'\n' || convert_from(v_batch, 'UTF8'));
     ELSE
