@@ -3,7 +3,9 @@
 //!
 //! Publishing runs a Lua script on the keys of the groups published to, atomically: for each
 //! group, `INCRBY` its id sequence, `XADD` the encoded events to its stream (trimmed to the
-//! history bound), and publish them, one message, on its channel. Redis runs scripts one at a
+//! history bound: roughly, by whole nodes of the stream, and reading skips the rest), and
+//! publish them, one message, on its channel. Events with idempotency keys travel in their
+//! group's message too; the script drops those whose key it has seen. Redis runs scripts one at a
 //! time, so the ids of a group's events rise in the order they are delivered, and each
 //! process, listening to the group, receives every event of it in id order. No key is shared
 //! by groups: a group's keys are all in the hash slot of `{group}`, so groups spread over the
@@ -27,7 +29,9 @@
 //! the group's last event; `sse:{g}:history` (a stream with an entry per batch, `<last id>-0`,
 //! with the time `t` and the batch `d`: `<first id>:<length>,<length>... <the events, back to
 //! back>`; it expires when the group has been quiet for the history age); the channel
-//! `sse:{g}:events`, whose messages are batches as in `d`.
+//! `sse:{g}:events`, whose messages are batches as in `d`; `sse:{g}:once:<key>` (the id an
+//! idempotency key got, for the idempotency window). Expiries are renewed at most every
+//! [`RENEWAL`], and set that much longer: a lone publish pays no call for them.
 
 use std::{
     future::Future,
@@ -98,6 +102,9 @@ impl Keys {
 /// How long a group's sequence outlives its last event (at least), so a client that comes back
 /// to a group whose history expired learns that it missed events.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often publishing renews a group's expiries (at most): a lone publish then makes no call
+/// for them, and a quiet group's history outlives its age by this much at most.
+const RENEWAL: Duration = Duration::from_secs(1);
 /// How long a reconnecting client waits for its missed events before its stream ends (it then
 /// comes back after the `retry:` delay and asks again).
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
@@ -135,6 +142,8 @@ struct Limits {
     presence_ttl: Duration,
     /// How long an idempotency key is remembered, in ms.
     once_ms: u64,
+    /// How often publishing renews a group's expiries, in ms: they are set this much longer.
+    renewal_ms: u64,
 }
 
 impl RedisEngine {
@@ -147,6 +156,7 @@ impl RedisEngine {
             seq_ttl_ms: SEQ_TTL.max(history.age).as_millis() as u64,
             presence_ttl: history.presence_ttl,
             once_ms: history.idempotency_window.as_millis().max(1) as u64,
+            renewal_ms: RENEWAL.min(history.age).as_millis().max(1) as u64,
         };
         let router = Arc::new(Router::new(target.clone()));
         Self {
