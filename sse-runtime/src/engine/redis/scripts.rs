@@ -76,20 +76,23 @@ while arg <= #ARGV do
   local fresh = count
   if keyed ~= '' then
     given, same_as, once, first_at = {}, {}, {}, {}
+    local positions, keys = {}, {}
     for p in string.gmatch(keyed, '%d+') do
-      local position, key = tonumber(p), KEYS[k]
+      positions[#positions + 1], keys[#keys + 1] = tonumber(p), KEYS[k]
       k = k + 1
+    end
+    -- The ids the keys got before, in one call.
+    local got = redis.call('MGET', unpack(keys))
+    for i, position in ipairs(positions) do
+      local key = keys[i]
       if first_at[key] then
         same_as[position] = first_at[key]
-        fresh = fresh - 1
+      elseif got[i] then
+        given[position] = got[i]
       else
-        given[position] = redis.call('GET', key)
-        if given[position] then
-          fresh = fresh - 1
-        else
-          first_at[key], once[position] = position, key
-        end
+        first_at[key], once[position] = position, key
       end
+      if not once[position] then fresh = fresh - 1 end
     end
   end
   local first, next_id = '0', 0
