@@ -29,8 +29,8 @@
 //! the group's last event; `sse:{g}:history` (a stream with an entry per batch, `<last id>-0`,
 //! with the time `t` and the batch `d`: `<first id>:<length>,<length>... <the events, back to
 //! back>`; it expires when the group has been quiet for the history age); the channel
-//! `sse:{g}:events`, whose messages are batches as in `d`; `sse:{g}:once:<key>` (the id an
-//! idempotency key got, for the idempotency window). Expiries are renewed at most every
+//! `sse:{g}:events`, whose messages are batches as in `d`; `sse:{g}:seen:0` and `:1` (hashes of
+//! the ids idempotency keys got, with their time, each holding at most two windows of them). Expiries are renewed at most every
 //! [`RENEWAL`], and set that much longer: a lone publish pays no call for them.
 
 use std::{
@@ -76,11 +76,8 @@ struct Keys {
     history: String,
     /// Where its batches are published (sharded in a cluster).
     channel: String,
-}
-
-/// The key holding the id an idempotency key got in `group` (in the group's hash slot).
-fn once_key(group: &str, key: &str) -> String {
-    format!("sse:{{{group}}}:once:{key}")
+    /// The two hashes of the idempotency keys given (see [`scripts`]).
+    seen: [String; 2],
 }
 
 impl Keys {
@@ -90,6 +87,7 @@ impl Keys {
             epoch: format!("sse:{{{group}}}:epoch"),
             history: format!("sse:{{{group}}}:history"),
             channel: format!("sse:{{{group}}}:events"),
+            seen: [0, 1].map(|parity| format!("sse:{{{group}}}:seen:{parity}")),
         }
     }
 
@@ -381,7 +379,15 @@ mod tests {
     #[test]
     fn a_group_s_keys_share_its_hash_slot_and_its_channel_names_it() {
         let keys = Keys::of("yo.bob");
-        for key in [&keys.seq, &keys.epoch, &keys.history, &keys.channel] {
+        let [even, odd] = &keys.seen;
+        for key in [
+            &keys.seq,
+            &keys.epoch,
+            &keys.history,
+            &keys.channel,
+            even,
+            odd,
+        ] {
             assert!(key.starts_with("sse:{yo.bob}:"), "{key}");
         }
         assert_eq!(Keys::group_of_channel(&keys.channel), Some("yo.bob"));

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::{
     link::{Router, Target},
-    once_key, scripts, wire, Keys, Limits, DOWN_FOR,
+    scripts, wire, Keys, Limits, DOWN_FOR,
 };
 use crate::{event::Draft, BrokerError};
 
@@ -210,21 +210,29 @@ impl Publisher {
             invocation.key(keys.seq).key(keys.epoch).key(keys.history);
             let mut keyed = String::new();
             for (position, pending) in (1..).zip(events) {
-                if let Some(key) = &pending.key {
-                    invocation.key(once_key(group, key));
+                if pending.key.is_some() {
                     if !keyed.is_empty() {
                         keyed.push(',');
                     }
                     keyed.push_str(itoa::Buffer::new().format(position));
                 }
             }
-            answered += if keyed.is_empty() { 1 } else { events.len() };
             let drafts = events.iter().map(|pending| pending.draft.as_bytes());
             invocation
                 .arg(keys.channel)
                 .arg(events.len())
                 .arg(wire::batch(drafts))
-                .arg(keyed);
+                .arg(keyed.as_str());
+            if keyed.is_empty() {
+                answered += 1;
+            } else {
+                let [even, odd] = keys.seen;
+                invocation.key(even).key(odd);
+                for key in events.iter().filter_map(|pending| pending.key.as_deref()) {
+                    invocation.arg(key);
+                }
+                answered += events.len();
+            }
         }
         let answer = self.router.invoke::<Vec<u64>>(call.slot, &invocation).await;
         let unexpected = || {

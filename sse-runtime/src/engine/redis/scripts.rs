@@ -25,14 +25,20 @@ end
 /// sequence lives after its last event in ms, the publishing command (`PUBLISH`, or `SPUBLISH`
 /// in a cluster), how long an idempotency key is remembered in ms, and how often expiries are
 /// renewed in ms; then for each entry its group's channel, its count of events, the events as
-/// `<length>,<length>... <the events, back to back>`, and the positions (from 1) of its events
-/// that carry an idempotency key, `<position>,<position>...` (empty when none do). KEYS: for
-/// each entry its group's seq, epoch and history, then the idempotency key of each of those
-/// events. An event whose key was given within the window (or earlier in the entry) is dropped;
-/// the others get the next ids of their group, are published as one message and kept as one
-/// entry of its history, `<first id>:<lengths> <events>` (the entry's id is the last event's).
-/// Returns, for each entry in order, the first id it gave, or for an entry with keys the id of
-/// each of its events (the one its key got, for a dropped event).
+/// `<length>,<length>... <the events, back to back>`, the positions (from 1) of its events that
+/// carry an idempotency key, `<position>,<position>...` (empty when none do), and those keys.
+/// KEYS: for each entry its group's seq, epoch and history, and when it has keys, its two
+/// hashes of keys. An event whose key was given within the window (or earlier in the entry)
+/// is dropped; the others get the next ids of their group, are published as one message and
+/// kept as one entry of its history, `<first id>:<lengths> <events>` (the entry's id is the
+/// last event's). Returns, for each entry in order, the first id it gave, or for an entry with
+/// keys the id of each of its events (the one its key got, for a dropped event).
+///
+/// A group's keys are fields of two hashes, `<id>:<time in µs>`, written to the one of the
+/// current window-long period (`floor(now / window)`, even or odd) and read from both: a key
+/// counts while its time is within the window, and a hash expires two periods after its
+/// period began, when the next period of its parity begins, so a hash holds at most two
+/// windows of keys. An entry's keys cost four calls, however many they are.
 ///
 /// A lone publish is one call, and what Redis spends on it is mostly the calls the script makes
 /// (each costs about as much as the command it runs): so the common case makes five (`TIME`,
@@ -44,7 +50,9 @@ end
 /// removed; by age, every 16 events or so, and readers count older entries as gone anyway.
 const PUBLISH: &str = r"
 local max_events, max_age, ttl, publish = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local once_ms, renewal = ARGV[5], tonumber(ARGV[6])
+local once_ms, renewal = tonumber(ARGV[5]), tonumber(ARGV[6])
+local period = math.floor(now / 1000 / once_ms)
+local seen_from = now - once_ms * 1000
 local oldest_kept = now - max_age
 -- Ids are below 2^53, exact as Lua numbers. They go to Redis as strings written with `%d`: a
 -- number given to `redis.call` is written with `%.17g`, several times slower.
@@ -74,21 +82,32 @@ while arg <= #ARGV do
   -- entry; the key of each event to publish.
   local given, same_as, once, first_at
   local fresh = count
+  local current
   if keyed ~= '' then
     given, same_as, once, first_at = {}, {}, {}, {}
+    current = KEYS[k + period % 2]
+    local previous = KEYS[k + 1 - period % 2]
+    k = k + 2
     local positions, keys = {}, {}
     for p in string.gmatch(keyed, '%d+') do
-      positions[#positions + 1], keys[#keys + 1] = tonumber(p), KEYS[k]
-      k = k + 1
+      positions[#positions + 1], keys[#keys + 1] = tonumber(p), ARGV[arg]
+      arg = arg + 1
     end
-    -- The ids the keys got before, in one call.
-    local got = redis.call('MGET', unpack(keys))
+    local in_current = redis.call('HMGET', current, unpack(keys))
+    local in_previous = redis.call('HMGET', previous, unpack(keys))
+    -- The id a key got within the window: from `<id>:<time>`.
+    local function within(seen)
+      if not seen then return nil end
+      local id, at_us = string.match(seen, '^(%d+):(%d+)$')
+      if at_us and tonumber(at_us) >= seen_from then return id end
+    end
     for i, position in ipairs(positions) do
       local key = keys[i]
+      local got = within(in_current[i]) or within(in_previous[i])
       if first_at[key] then
         same_as[position] = first_at[key]
-      elseif got[i] then
-        given[position] = got[i]
+      elseif got then
+        given[position] = got
       else
         first_at[key], once[position] = position, key
       end
@@ -146,15 +165,22 @@ while arg <= #ARGV do
   if keyed == '' then
     replies[#replies + 1] = first
   else
-    local ids = {}
+    local ids, seen = {}, {}
     for position = 1, count do
       local id = given[position] or ids[same_as[position]]
       if not id then
         id, next_id = string.format('%d', next_id), next_id + 1
-        if once[position] then redis.call('SET', once[position], id, 'PX', once_ms) end
+        if once[position] then
+          seen[#seen + 1] = once[position]
+          seen[#seen + 1] = id .. ':' .. at
+        end
       end
       ids[position] = id
       replies[#replies + 1] = id
+    end
+    if #seen > 0 then
+      redis.call('HSET', current, unpack(seen))
+      redis.call('PEXPIREAT', current, string.format('%d', (period + 2) * once_ms))
     end
   end
 end
