@@ -59,11 +59,16 @@ fn main() -> Result<(), Error> {
     println!("|---|---:|---|---:|---:|---:|");
     if let Some(before) = before {
         let output = Command::new(before).arg(seconds.to_string()).output()?;
-        for line in String::from_utf8_lossy(&output.stdout).lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if let [publishers, how @ .., rate, cpu] = fields.as_slice() {
-                let how = how.join(" ");
-                println!("| 1 Redis, before | {publishers} | {how} | {rate} | {cpu} |");
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            // `| Redis | publishers | how | events/s | Redis CPU µs/event | [in scripts |]`
+            let fields: Vec<&str> = line.split('|').map(str::trim).collect();
+            if let ["", redis, publishers, how, rate, cpu, rest @ ..] = fields.as_slice() {
+                if rate.parse::<f64>().is_ok() {
+                    let scripts = rest.first().copied().unwrap_or_default();
+                    println!(
+                        "| {redis}, before | {publishers} | {how} | {rate} | {cpu} | {scripts} |"
+                    );
+                }
             }
         }
     }
