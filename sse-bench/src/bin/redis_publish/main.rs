@@ -2,7 +2,9 @@
 //! starts on free loopback ports and stops at the end, side by side in one run:
 //!
 //! 1. From one process, in-process: first a lone publisher, 10,000 publishes one after the
-//!    other, each awaited (what a handler publishing now and then costs Redis); then events/s
+//!    other, each awaited (what a handler publishing now and then costs Redis), beside as many
+//!    `PING`s sent the same way by `redis-benchmark` (the part of it any request costs, on
+//!    one node); then events/s
 //!    with 1, 8 and 64 concurrent publishers, as async
 //!    tasks (`Hub::publish_async`) and as threads (`Hub::publish`, what `publish!` calls), and
 //!    the CPU time of the `redis-server` processes per event; also tasks publishing each event
@@ -79,6 +81,8 @@ fn main() -> Result<(), Error> {
         .filter(|_| in_process)
     {
         let hub = sse::Hub::connect(sse::Config::default().broker(&redis.url)?)?;
+        let pings = measure(&redis, || redis.ping_one_by_one(LONE).unwrap_or(0))?;
+        pings.print(&redis, 1, "floor: 10,000 PINGs, each awaited");
         let lone = measure(&redis, || runtime.block_on(lone(&hub)))?;
         lone.print(&redis, 1, "lone: 10,000 publishes, each awaited");
         for publishers in PUBLISHERS {

@@ -108,6 +108,29 @@ impl Redis {
 }
 
 impl Redis {
+    /// `count` `PING`s to the first server, each sent when the last was answered, by
+    /// `redis-benchmark`: what Redis spends on a round trip that does nothing.
+    pub(crate) fn ping_one_by_one(&self, count: u64) -> Result<u64, Error> {
+        let port = self.ports.first().ok_or("no server")?.to_string();
+        let pinged = Command::new("redis-benchmark")
+            .args([
+                "-p",
+                &port,
+                "-c",
+                "1",
+                "-n",
+                &count.to_string(),
+                "-q",
+                "PING",
+            ])
+            .stdout(Stdio::null())
+            .status()?;
+        match pinged.success() {
+            true => Ok(count),
+            false => Err("redis-benchmark failed".into()),
+        }
+    }
+
     /// The time Redis spent inside scripts (`EVALSHA`, from `INFO commandstats`) since the last
     /// call, on every server: what a publish costs Redis beyond reading and answering it.
     pub(crate) fn script_time(&self) -> Result<Duration, Error> {
