@@ -38,7 +38,8 @@ end
 /// current window-long period (`floor(now / window)`, even or odd) and read from both: a key
 /// counts while its time is within the window, and a hash expires two periods after its
 /// period began, when the next period of its parity begins, so a hash holds at most two
-/// windows of keys. An entry's keys cost four calls, however many they are.
+/// windows of keys; its empty field says which period wrote it last, so that its expiry is set
+/// once a period. An entry's keys cost three calls, however many they are.
 ///
 /// A lone publish is one call, and what Redis spends on it is mostly the calls the script makes
 /// (each costs about as much as the command it runs): so the common case makes five (`TIME`,
@@ -82,7 +83,7 @@ while arg <= #ARGV do
   -- entry; the key of each event to publish.
   local given, same_as, once, first_at
   local fresh = count
-  local current
+  local current, renew_seen
   if keyed ~= '' then
     given, same_as, once, first_at = {}, {}, {}, {}
     current = KEYS[k + period % 2]
@@ -93,8 +94,11 @@ while arg <= #ARGV do
       positions[#positions + 1], keys[#keys + 1] = tonumber(p), ARGV[arg]
       arg = arg + 1
     end
-    local in_current = redis.call('HMGET', current, unpack(keys))
+    -- The empty field (no key is empty) holds the period a hash was last written in.
+    local in_current = redis.call('HMGET', current, '', unpack(keys))
     local in_previous = redis.call('HMGET', previous, unpack(keys))
+    renew_seen = in_current[1] ~= string.format('%d', period)
+    table.remove(in_current, 1)
     -- The id a key got within the window: from `<id>:<time>`.
     local function within(seen)
       if not seen then return nil end
@@ -179,8 +183,14 @@ while arg <= #ARGV do
       replies[#replies + 1] = id
     end
     if #seen > 0 then
+      if renew_seen then
+        seen[#seen + 1] = ''
+        seen[#seen + 1] = string.format('%d', period)
+      end
       redis.call('HSET', current, unpack(seen))
-      redis.call('PEXPIREAT', current, string.format('%d', (period + 2) * once_ms))
+      if renew_seen then
+        redis.call('PEXPIREAT', current, string.format('%d', (period + 2) * once_ms))
+      end
     end
   end
 end
