@@ -1,12 +1,18 @@
 //! Publishing through Redis, measured against real `redis-server` processes that this program
 //! starts on free loopback ports and stops at the end, side by side in one run:
 //!
-//! 1. From one process, in-process: events/s with 1, 8 and 64 concurrent publishers, as async
+//! 1. From one process, in-process: first a lone publisher, 10,000 publishes one after the
+//!    other, each awaited (what a handler publishing now and then costs Redis), beside as many
+//!    `PING`s sent the same way by `redis-benchmark` (the part of it any request costs, on
+//!    one node); then events/s
+//!    with 1, 8 and 64 concurrent publishers, as async
 //!    tasks (`Hub::publish_async`) and as threads (`Hub::publish`, what `publish!` calls), and
 //!    the CPU time of the `redis-server` processes per event; also tasks publishing each event
 //!    with an idempotency key of its own (`Hub::idempotent`), and tasks publishing each to a
 //!    group of its own (groups spread over the shards); with 1 Redis and with a 3-node
-//!    Redis Cluster. With `--before PATH`, the same program built from an earlier commit runs
+//!    Redis Cluster. Beside the CPU time of the `redis-server` processes, the time they spent
+//!    inside the publishing script (`INFO commandstats`); the rest is reading requests and
+//!    writing answers. With `--before PATH`, the same program built from an earlier commit runs
 //!    first, against a Redis of its own, and its table is printed alongside.
 //! 2. Over HTTP, with `--http`: two instances sharing the Redis, events posted to the first by
 //!    1, 8 and 64 connections (events/s, Redis CPU µs/event), and the publish→receive latency
@@ -32,6 +38,8 @@ mod servers;
 use servers::{Error, Redis};
 
 const PUBLISHERS: [usize; 3] = [1, 8, 64];
+/// How many publishes the lone publisher makes, one after the other.
+const LONE: u64 = 10_000;
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,15 +57,20 @@ fn main() -> Result<(), Error> {
 
     println!("## In-process publishing, {seconds} s each");
     println!();
-    println!("| Redis | publishers | how | events/s | Redis CPU µs/event |");
-    println!("|---|---:|---|---:|---:|");
+    println!("| Redis | publishers | how | events/s | Redis CPU µs/event | in scripts |");
+    println!("|---|---:|---|---:|---:|---:|");
     if let Some(before) = before {
         let output = Command::new(before).arg(seconds.to_string()).output()?;
-        for line in String::from_utf8_lossy(&output.stdout).lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if let [publishers, how @ .., rate, cpu] = fields.as_slice() {
-                let how = how.join(" ");
-                println!("| 1 Redis, before | {publishers} | {how} | {rate} | {cpu} |");
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            // `| Redis | publishers | how | events/s | Redis CPU µs/event | [in scripts |]`
+            let fields: Vec<&str> = line.split('|').map(str::trim).collect();
+            if let ["", redis, publishers, how, rate, cpu, rest @ ..] = fields.as_slice() {
+                if rate.parse::<f64>().is_ok() {
+                    let scripts = rest.first().copied().unwrap_or_default();
+                    println!(
+                        "| {redis}, before | {publishers} | {how} | {rate} | {cpu} | {scripts} |"
+                    );
+                }
             }
         }
     }
@@ -68,6 +81,10 @@ fn main() -> Result<(), Error> {
         .filter(|_| in_process)
     {
         let hub = sse::Hub::connect(sse::Config::default().broker(&redis.url)?)?;
+        let pings = measure(&redis, || redis.ping_one_by_one(LONE).unwrap_or(0))?;
+        pings.print(&redis, 1, "floor: 10,000 PINGs, each awaited");
+        let lone = measure(&redis, || runtime.block_on(lone(&hub)))?;
+        lone.print(&redis, 1, "lone: 10,000 publishes, each awaited");
         for publishers in PUBLISHERS {
             let tasks = measure(&redis, || {
                 runtime.block_on(async_publishers(&hub, publishers, Tasks::OneGroup, run_for))
@@ -110,8 +127,8 @@ async fn over_http(run_for: Duration) -> Result<(), Error> {
         run_for.as_secs()
     );
     println!();
-    println!("| system | publishers | events/s | Redis CPU µs/event |");
-    println!("|---|---:|---:|---:|");
+    println!("| system | publishers | events/s | Redis CPU µs/event | in scripts |");
+    println!("|---|---:|---:|---:|---:|");
     let mut latencies = Vec::new();
     let systems: [(&str, Option<&str>); 4] = [
         ("sse, 1 Redis", None),
@@ -136,6 +153,7 @@ async fn over_http(run_for: Duration) -> Result<(), Error> {
             }
         };
         for publishers in PUBLISHERS {
+            redis.script_time()?;
             let cpu_before = redis.cpu()?;
             let started = Instant::now();
             let events = http::publish_flat_out(&a, publishers, run_for).await?;
@@ -143,9 +161,10 @@ async fn over_http(run_for: Duration) -> Result<(), Error> {
                 events,
                 took: started.elapsed(),
                 redis_cpu: redis.cpu()? - cpu_before,
+                in_scripts: redis.script_time()?,
             };
-            let (rate, cpu) = measured.figures();
-            println!("| {name} | {publishers} | {rate:.0} | {cpu:.1} |");
+            let (rate, cpu, scripts) = measured.figures();
+            println!("| {name} | {publishers} | {rate:.0} | {cpu:.1} | {scripts:.1} |");
         }
         latencies.push((name, http::latency(&a, &b, 200, run_for).await));
     }
@@ -216,6 +235,21 @@ enum Tasks {
     Keyed,
 }
 
+/// One task publishing [`LONE`] events to one group, each after the last one's answer; how
+/// many it published.
+async fn lone(hub: &sse::Hub) -> u64 {
+    for published in 0..LONE {
+        if hub
+            .publish_async("lone", Some("tick"), published)
+            .await
+            .is_err()
+        {
+            return published;
+        }
+    }
+    LONE
+}
+
 /// `publishers` tasks publishing as fast as they can for `run_for`, as `how` says; how many
 /// events they published.
 async fn async_publishers(hub: &sse::Hub, publishers: usize, how: Tasks, run_for: Duration) -> u64 {
@@ -281,25 +315,30 @@ fn thread_publishers(hub: &sse::Hub, publishers: usize, run_for: Duration) -> u6
     published.into_inner()
 }
 
-/// Events published in a while, and the Redis CPU time they took.
+/// Events published in a while, the Redis CPU time they took, and Redis's time inside scripts.
 struct Measured {
     events: u64,
     took: Duration,
     redis_cpu: Duration,
+    in_scripts: Duration,
 }
 
 impl Measured {
-    /// Events per second, and Redis CPU µs per event.
-    fn figures(&self) -> (f64, f64) {
+    /// Events per second, Redis CPU µs per event, and µs inside scripts per event.
+    fn figures(&self) -> (f64, f64, f64) {
         let per_second = self.events as f64 / self.took.as_secs_f64();
-        let cpu_us = self.redis_cpu.as_secs_f64() * 1e6 / self.events.max(1) as f64;
-        (per_second, cpu_us)
+        let per_event = |time: Duration| time.as_secs_f64() * 1e6 / self.events.max(1) as f64;
+        (
+            per_second,
+            per_event(self.redis_cpu),
+            per_event(self.in_scripts),
+        )
     }
 
     fn print(&self, redis: &Redis, publishers: usize, how: &str) {
-        let (rate, cpu) = self.figures();
+        let (rate, cpu, scripts) = self.figures();
         println!(
-            "| {} | {publishers} | {how} | {rate:.0} | {cpu:.1} |",
+            "| {} | {publishers} | {how} | {rate:.0} | {cpu:.1} | {scripts:.1} |",
             redis.name
         );
     }
@@ -307,12 +346,15 @@ impl Measured {
 
 /// Runs `publish`, which says how many events it published, with the Redis CPU time it took.
 fn measure(redis: &Redis, publish: impl FnOnce() -> u64) -> Result<Measured, Error> {
+    redis.script_time()?;
     let cpu_before = redis.cpu()?;
     let started = Instant::now();
     let events = publish();
+    let redis_cpu = redis.cpu()? - cpu_before;
     Ok(Measured {
         events,
         took: started.elapsed(),
-        redis_cpu: redis.cpu()? - cpu_before,
+        redis_cpu,
+        in_scripts: redis.script_time()?,
     })
 }

@@ -17,6 +17,8 @@ pub(crate) struct Redis {
     /// The first node's port: where a peer is pointed.
     pub(crate) port: u16,
     servers: Vec<Child>,
+    /// The port of each server.
+    ports: Vec<u16>,
     dir: Option<PathBuf>,
 }
 
@@ -29,6 +31,7 @@ impl Redis {
             name: "1 Redis",
             port,
             servers: vec![server],
+            ports: vec![port],
             dir: None,
         })
     }
@@ -42,6 +45,7 @@ impl Redis {
             name: "3-node Cluster",
             port: 0,
             servers: Vec::new(),
+            ports: Vec::new(),
             dir: Some(dir.clone()),
         };
         let mut ports = Vec::new();
@@ -57,6 +61,7 @@ impl Redis {
                 .servers
                 .push(start(port, &[&args[..], &["--dir", dir]].concat())?);
             ports.push(format!("127.0.0.1:{port}"));
+            redis.ports.push(port);
         }
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -97,6 +102,54 @@ impl Redis {
         let mut total = Duration::ZERO;
         for server in &self.servers {
             total += cpu_of(server.id())?;
+        }
+        Ok(total)
+    }
+}
+
+impl Redis {
+    /// `count` `PING`s to the first server, each sent when the last was answered, by
+    /// `redis-benchmark`: what Redis spends on a round trip that does nothing.
+    pub(crate) fn ping_one_by_one(&self, count: u64) -> Result<u64, Error> {
+        let port = self.ports.first().ok_or("no server")?.to_string();
+        let pinged = Command::new("redis-benchmark")
+            .args([
+                "-p",
+                &port,
+                "-c",
+                "1",
+                "-n",
+                &count.to_string(),
+                "-q",
+                "PING",
+            ])
+            .stdout(Stdio::null())
+            .status()?;
+        match pinged.success() {
+            true => Ok(count),
+            false => Err("redis-benchmark failed".into()),
+        }
+    }
+
+    /// The time Redis spent inside scripts (`EVALSHA`, from `INFO commandstats`) since the last
+    /// call, on every server: what a publish costs Redis beyond reading and answering it.
+    pub(crate) fn script_time(&self) -> Result<Duration, Error> {
+        let mut total = Duration::ZERO;
+        for port in &self.ports {
+            let stats = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "INFO", "commandstats"])
+                .output()?;
+            let stats = String::from_utf8_lossy(&stats.stdout);
+            let usec = stats
+                .lines()
+                .find_map(|line| line.strip_prefix("cmdstat_evalsha:"))
+                .and_then(|line| line.split(',').find_map(|f| f.strip_prefix("usec=")))
+                .map_or(Ok(0), str::parse::<u64>)?;
+            total += Duration::from_micros(usec);
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "CONFIG", "RESETSTAT"])
+                .stdout(Stdio::null())
+                .status()?;
         }
         Ok(total)
     }

@@ -3,7 +3,9 @@
 //!
 //! Publishing runs a Lua script on the keys of the groups published to, atomically: for each
 //! group, `INCRBY` its id sequence, `XADD` the encoded events to its stream (trimmed to the
-//! history bound), and publish them, one message, on its channel. Redis runs scripts one at a
+//! history bound: roughly, by whole nodes of the stream, and reading skips the rest), and
+//! publish them, one message, on its channel. Events with idempotency keys travel in their
+//! group's message too; the script drops those whose key it has seen. Redis runs scripts one at a
 //! time, so the ids of a group's events rise in the order they are delivered, and each
 //! process, listening to the group, receives every event of it in id order. No key is shared
 //! by groups: a group's keys are all in the hash slot of `{group}`, so groups spread over the
@@ -27,7 +29,9 @@
 //! the group's last event; `sse:{g}:history` (a stream with an entry per batch, `<last id>-0`,
 //! with the time `t` and the batch `d`: `<first id>:<length>,<length>... <the events, back to
 //! back>`; it expires when the group has been quiet for the history age); the channel
-//! `sse:{g}:events`, whose messages are batches as in `d`.
+//! `sse:{g}:events`, whose messages are batches as in `d`; `sse:{g}:seen:0` and `:1` (hashes of
+//! the ids idempotency keys got, with their time, each holding at most two windows of them). Expiries are renewed at most every
+//! [`RENEWAL`], and set that much longer: a lone publish pays no call for them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -67,11 +71,8 @@ struct Keys {
     history: String,
     /// Where its batches are published (sharded in a cluster).
     channel: String,
-}
-
-/// The key holding the id an idempotency key got in `group` (in the group's hash slot).
-fn once_key(group: &str, key: &str) -> String {
-    format!("sse:{{{group}}}:once:{key}")
+    /// The two hashes of the idempotency keys given (see [`scripts`]).
+    seen: [String; 2],
 }
 
 impl Keys {
@@ -81,6 +82,7 @@ impl Keys {
             epoch: format!("sse:{{{group}}}:epoch"),
             history: format!("sse:{{{group}}}:history"),
             channel: format!("sse:{{{group}}}:events"),
+            seen: [0, 1].map(|parity| format!("sse:{{{group}}}:seen:{parity}")),
         }
     }
 
@@ -93,6 +95,9 @@ impl Keys {
 /// How long a group's sequence outlives its last event (at least), so a client that comes back
 /// to a group whose history expired learns that it missed events.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often publishing renews a group's expiries (at most): a lone publish then makes no call
+/// for them, and a quiet group's history outlives its age by this much at most.
+const RENEWAL: Duration = Duration::from_secs(1);
 /// After a publish found Redis (a cluster's slot) unreachable, how long the others to it fail at
 /// once with its error instead of each waiting out the timeouts; then the next one tries again.
 const DOWN_FOR: Duration = Duration::from_millis(250);
@@ -123,6 +128,8 @@ struct Limits {
     presence_ttl: Duration,
     /// How long an idempotency key is remembered, in ms.
     once_ms: u64,
+    /// How often publishing renews a group's expiries, in ms: they are set this much longer.
+    renewal_ms: u64,
 }
 
 impl RedisEngine {
@@ -135,6 +142,7 @@ impl RedisEngine {
             seq_ttl_ms: SEQ_TTL.max(history.age).as_millis() as u64,
             presence_ttl: history.presence_ttl,
             once_ms: history.idempotency_window.as_millis().max(1) as u64,
+            renewal_ms: RENEWAL.min(history.age).as_millis().max(1) as u64,
         };
         let router = Arc::new(Router::new(target.clone()));
         Self {
@@ -233,7 +241,15 @@ mod tests {
     #[test]
     fn a_group_s_keys_share_its_hash_slot_and_its_channel_names_it() {
         let keys = Keys::of("yo.bob");
-        for key in [&keys.seq, &keys.epoch, &keys.history, &keys.channel] {
+        let [even, odd] = &keys.seen;
+        for key in [
+            &keys.seq,
+            &keys.epoch,
+            &keys.history,
+            &keys.channel,
+            even,
+            odd,
+        ] {
             assert!(key.starts_with("sse:{yo.bob}:"), "{key}");
         }
         assert_eq!(Keys::group_of_channel(&keys.channel), Some("yo.bob"));

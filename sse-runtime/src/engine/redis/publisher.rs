@@ -17,10 +17,10 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::{
     link::{Router, Target},
-    once_key, scripts, Keys, Limits, DOWN_FOR,
+    scripts, Keys, Limits, DOWN_FOR,
 };
 use crate::{
-    engine::{down::Downs, threaded::Reply},
+    engine::{batch::batch, down::Downs, threaded::Reply},
     event::Draft,
     BrokerError,
 };
@@ -52,13 +52,12 @@ pub(super) struct Publisher {
 struct Pending {
     group: String,
     draft: Draft,
-    /// Its idempotency key: it is then published in a script call entry of its own.
+    /// Its idempotency key: the script drops the event if the key was given within the window.
     key: Option<String>,
     reply: Reply,
 }
 
-/// What one script call publishes: the events of groups of one hash slot, by group, in order
-/// (a publish with an idempotency key is an entry of its own).
+/// What one script call publishes: the events of groups of one hash slot, by group, in order.
 struct Call {
     slot: u16,
     groups: Vec<(String, Vec<Pending>)>,
@@ -167,7 +166,7 @@ impl Publisher {
         let mut slots: HashMap<u16, usize> = HashMap::new();
         let mut places: HashMap<String, (usize, usize)> = HashMap::new();
         for pending in batch {
-            if let (None, Some(&(call, group))) = (&pending.key, places.get(&pending.group)) {
+            if let Some(&(call, group)) = places.get(&pending.group) {
                 calls[call].groups[group].1.push(pending);
                 continue;
             }
@@ -180,11 +179,7 @@ impl Publisher {
                 calls.len() - 1
             });
             let groups = &mut calls[call].groups;
-            // The group's later events go after a keyed one, in an entry of their own.
-            match pending.key {
-                None => drop(places.insert(pending.group.clone(), (call, groups.len()))),
-                Some(_) => drop(places.remove(&pending.group)),
-            }
+            places.insert(pending.group.clone(), (call, groups.len()));
             groups.push((pending.group.clone(), vec![pending]));
         }
         join_all(calls.into_iter().map(|call| self.send_call(call))).await;
@@ -198,39 +193,67 @@ impl Publisher {
             .arg(self.limits.age_us)
             .arg(self.limits.seq_ttl_ms)
             .arg(self.target.publish_command())
-            .arg(self.limits.once_ms);
+            .arg(self.limits.once_ms)
+            .arg(self.limits.renewal_ms);
+        // How many ids the script answers for each group: one (the first) unless an event
+        // carries a key, then one an event.
+        let mut answered = 0;
         for (group, events) in &call.groups {
             let keys = Keys::of(group);
-            let key = events.first().and_then(|pending| pending.key.as_deref());
-            // Unkeyed entries name the group's idempotency keys' prefix: a key in its slot
-            // that the script does not touch.
-            let once = once_key(group, key.unwrap_or_default());
-            invocation
-                .key(keys.seq)
-                .key(keys.epoch)
-                .key(keys.history)
-                .key(once);
+            invocation.key(keys.seq).key(keys.epoch).key(keys.history);
+            let mut keyed = String::new();
+            for (position, pending) in (1..).zip(events) {
+                if pending.key.is_some() {
+                    if !keyed.is_empty() {
+                        keyed.push(',');
+                    }
+                    keyed.push_str(itoa::Buffer::new().format(position));
+                }
+            }
             let drafts = events.iter().map(|pending| pending.draft.as_bytes());
             invocation
                 .arg(keys.channel)
                 .arg(events.len())
-                .arg(crate::engine::batch::batch(drafts))
-                .arg(if key.is_some() { "1" } else { "0" });
+                .arg(batch(drafts))
+                .arg(keyed.as_str());
+            if keyed.is_empty() {
+                answered += 1;
+            } else {
+                let [even, odd] = keys.seen;
+                invocation.key(even).key(odd);
+                for key in events.iter().filter_map(|pending| pending.key.as_deref()) {
+                    invocation.arg(key);
+                }
+                answered += events.len();
+            }
         }
         let answer = self.router.invoke::<Vec<u64>>(call.slot, &invocation).await;
-        let answer = answer.and_then(|firsts| match firsts.len() == call.groups.len() {
-            true => Ok(firsts),
-            false => Err(BrokerError::new(format!(
+        let unexpected = || {
+            BrokerError::new(format!(
                 "Redis at {} gave an unexpected answer to a publish",
                 self.target.shown
-            ))),
+            ))
+        };
+        let answer = answer.and_then(|ids| match ids.len() == answered {
+            true => Ok(ids),
+            false => Err(unexpected()),
         });
         self.down.found(call.slot, &answer);
-        for (i, (_, events)) in call.groups.into_iter().enumerate() {
-            for (offset, pending) in (0..).zip(events) {
-                let id = match &answer {
-                    Ok(firsts) => Ok(firsts[i] + offset),
-                    Err(error) => Err(error.clone()),
+        let mut ids = answer.as_deref().unwrap_or_default().iter().copied();
+        for (_, events) in call.groups {
+            // Unkeyed, the group's events got consecutive ids from the first.
+            let mut next = match events.iter().any(|pending| pending.key.is_some()) {
+                true => None,
+                false => ids.next(),
+            };
+            for pending in events {
+                let id = match (&answer, &mut next) {
+                    (Err(error), _) => Err(error.clone()),
+                    (Ok(_), Some(next)) => {
+                        *next += 1;
+                        Ok(*next - 1)
+                    }
+                    (Ok(_), None) => ids.next().ok_or_else(unexpected),
                 };
                 (pending.reply)(id);
             }
