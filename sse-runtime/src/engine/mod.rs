@@ -25,6 +25,7 @@ mod memory;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod presence_task;
+mod queue;
 #[cfg(feature = "redis")]
 mod redis;
 mod threaded;

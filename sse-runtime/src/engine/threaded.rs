@@ -14,7 +14,9 @@ use std::{
 use once_cell::sync::OnceCell;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{presence_task, Engine, Entry, PresenceRead, Publishing, Sent, Sink, Taken};
+use super::{
+    presence_task, queue::Pending, Engine, Entry, PresenceRead, Publishing, Sent, Sink, Taken,
+};
 use crate::{
     event::Draft,
     group::Held,
@@ -64,9 +66,8 @@ pub(crate) trait Threaded: Send + Sync {
     /// Starts the engine's thread, unless it runs (or stopped).
     fn thread(&self) -> Result<(), BrokerError>;
 
-    /// Queues a publish of `draft` to `group`, with its idempotency `key`, on the engine's
-    /// thread: `reply` gets the answer.
-    fn enqueue(&self, group: String, draft: Draft, key: Option<String>, reply: Reply);
+    /// Queues a publish on the engine's thread: its reply gets the answer.
+    fn enqueue(&self, publish: Pending);
 
     /// Spawns the listening side on the engine's thread, passing what it hears to `sink`.
     fn start_listener(
@@ -194,7 +195,12 @@ trait Tell {
 impl<T: Threaded> Tell for T {
     fn queue(&self, group: &str, draft: Draft, key: Option<&str>, reply: Reply) {
         match self.thread() {
-            Ok(()) => self.enqueue(group.to_owned(), draft, key.map(str::to_owned), reply),
+            Ok(()) => self.enqueue(Pending {
+                group: group.to_owned(),
+                draft,
+                key: key.map(str::to_owned),
+                reply,
+            }),
             Err(error) => reply(Err(error)),
         }
     }

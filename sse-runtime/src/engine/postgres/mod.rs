@@ -28,10 +28,11 @@ use tokio::sync::mpsc;
 use super::{
     background::Background,
     control, presence_task,
-    threaded::{self, Listening, Reply, Tasks, Threaded},
+    queue::Pending,
+    threaded::{self, Listening, Tasks, Threaded},
     History, Sink,
 };
-use crate::{event::Draft, BrokerError};
+use crate::BrokerError;
 
 mod listener;
 mod presence;
@@ -230,8 +231,8 @@ impl Threaded for PostgresEngine {
         self.running().map(drop)
     }
 
-    fn enqueue(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
-        self.publisher.publish(group, draft, key, reply);
+    fn enqueue(&self, publish: Pending) {
+        self.publisher.publish(publish);
     }
 
     fn start_listener(

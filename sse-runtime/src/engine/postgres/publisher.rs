@@ -4,21 +4,20 @@
 //! next one gathers, so concurrent publishers share round trips, commits and notifications.
 //! One batch at a time: a group's events are numbered in the order they were published here.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use sqlx::PgPool;
-use tokio::sync::Notify;
 
 use super::{Limits, Target, DOWN_FOR};
 use crate::{
-    engine::{batch::batch, down::Downs, threaded::Reply},
-    event::Draft,
+    engine::{
+        batch::batch,
+        down::Downs,
+        queue::{Pending, Queue},
+    },
     BrokerError,
 };
 
-/// The most events, and bytes of events, in a batch.
-const BATCH_EVENTS: usize = 512;
-const BATCH_BYTES: usize = 1 << 20;
 /// Postgres's code for a transaction chosen to break a deadlock: tried again once. (An app's
 /// transaction that publishes to several groups in another order can cross a batch.)
 const DEADLOCK: &str = "40P01";
@@ -26,19 +25,8 @@ const DEADLOCK: &str = "40P01";
 pub(super) struct Publisher {
     target: Target,
     limits: Limits,
-    /// Publishes waiting for the next batch, in the order they were made; `None` once the
-    /// engine stopped.
-    queue: Mutex<Option<Vec<Pending>>>,
-    queued: Notify,
+    queue: Queue,
     down: Downs<()>,
-}
-
-struct Pending {
-    group: String,
-    draft: Draft,
-    /// Its idempotency key: it is then published in an entry of its own.
-    key: Option<String>,
-    reply: Reply,
 }
 
 /// One row of a batch: events of one group, published together (a keyed one alone).
@@ -53,68 +41,29 @@ impl Publisher {
         Self {
             target,
             limits,
-            queue: Mutex::new(Some(Vec::new())),
-            queued: Notify::new(),
+            queue: Queue::new(),
             down: Downs::new(DOWN_FOR),
         }
     }
 
-    /// Queues `draft` for `group`: `reply` gets its id once published. While Postgres counts
-    /// as down, `reply` gets the error at once.
-    pub(super) fn publish(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
-        if let Err(error) = self.down.may_try(&()) {
-            return reply(Err(error));
-        }
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        // Once stopped, the reply is dropped, which tells its waiter the thread stopped.
-        if let Some(queue) = &mut *queue {
-            queue.push(Pending {
-                group,
-                draft,
-                key,
-                reply,
-            });
-            self.queued.notify_one();
-        }
+    /// Queues `publish`: its reply gets its id once published, or the error at once while
+    /// where it goes counts as down.
+    pub(super) fn publish(&self, publish: Pending) {
+        let place = &();
+        self.queue.push_unless_down(&self.down, place, publish);
     }
 
     /// Drops what is queued, and every later publish: their waiters hear that it stopped.
     pub(super) fn stop(&self) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.queue.stop();
     }
 
     /// Sends what is queued, batch after batch, for as long as the engine's thread runs.
     pub(super) async fn run(self: Arc<Self>, pool: PgPool) {
         loop {
-            let batch = self.take();
-            if batch.is_empty() {
-                self.queued.notified().await;
-                continue;
-            }
+            let batch = self.queue.next_batch().await;
             self.send(&pool, batch).await;
         }
-    }
-
-    /// The oldest queued publishes, within the bounds of a batch.
-    fn take(&self) -> Vec<Pending> {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(queue) = &mut *queue else {
-            return Vec::new();
-        };
-        let mut bytes = 0;
-        let count = queue
-            .iter()
-            .take_while(|pending| {
-                bytes += pending.draft.as_bytes().len();
-                bytes <= BATCH_BYTES
-            })
-            .count()
-            .clamp(1, BATCH_EVENTS);
-        let count = count.min(queue.len());
-        queue.drain(..count).collect()
     }
 
     /// Publishes `batch` and answers each of its publishes.
@@ -133,10 +82,7 @@ impl Publisher {
         if let Err(error) = &answer {
             // Queued while this batch waited for a Postgres that failed it: they would wait
             // for the same, or fail at once a moment later. They fail now.
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            let waiting = queue.as_mut().map(std::mem::take).unwrap_or_default();
-            drop(queue);
-            for pending in waiting {
+            for pending in self.queue.take_all() {
                 (pending.reply)(Err(error.clone()));
             }
         }

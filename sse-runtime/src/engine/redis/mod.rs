@@ -41,10 +41,11 @@ use tokio::sync::mpsc;
 use super::{
     background::Background,
     control, presence_task,
-    threaded::{self, Listening, Reply, Tasks, Threaded},
+    queue::Pending,
+    threaded::{self, Listening, Tasks, Threaded},
     History, Sink,
 };
-use crate::{event::Draft, BrokerError};
+use crate::BrokerError;
 
 mod link;
 mod listener;
@@ -184,8 +185,8 @@ impl Threaded for RedisEngine {
         self.runtime().map(drop)
     }
 
-    fn enqueue(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
-        self.publisher.publish(group, draft, key, reply);
+    fn enqueue(&self, publish: Pending) {
+        self.publisher.publish(publish);
     }
 
     fn start_listener(

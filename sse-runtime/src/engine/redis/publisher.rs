@@ -5,23 +5,22 @@
 //! script calls and messages: the more publishers, the bigger the batches, and the less Redis
 //! works per event. A lone publisher waits for nothing but its own round trip.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures_util::future::join_all;
 use redis::Script;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::{
     link::{Router, Target},
     scripts, Keys, Limits, DOWN_FOR,
 };
 use crate::{
-    engine::{batch::batch, down::Downs, threaded::Reply},
-    event::Draft,
+    engine::{
+        batch::batch,
+        down::Downs,
+        queue::{Pending, Queue},
+    },
     BrokerError,
 };
 
@@ -29,32 +28,17 @@ use crate::{
 const IN_FLIGHT: usize = 2;
 /// How long a batch in flight may hold back the next ones.
 const SLOW_BATCH: Duration = Duration::from_millis(100);
-/// The most events, and bytes of events, in a batch: one script call keeps Redis (which runs
-/// one script at a time) busy for a bounded time.
-const BATCH_EVENTS: usize = 512;
-const BATCH_BYTES: usize = 1 << 20;
 
 pub(super) struct Publisher {
     target: Target,
     limits: Limits,
     script: Script,
-    /// Publishes waiting for the next batch, in the order they were made; `None` once the
-    /// engine stopped.
-    queue: Mutex<Option<Vec<Pending>>>,
-    queued: Notify,
+    queue: Queue,
     /// The connection to each node.
     router: Arc<Router>,
     /// Each hash slot whose last script call failed (`0` for a single Redis), while it counts
     /// as down.
     down: Downs<u16>,
-}
-
-struct Pending {
-    group: String,
-    draft: Draft,
-    /// Its idempotency key: the script drops the event if the key was given within the window.
-    key: Option<String>,
-    reply: Reply,
 }
 
 /// What one script call publishes: the events of groups of one hash slot, by group, in order.
@@ -63,45 +47,28 @@ struct Call {
     groups: Vec<(String, Vec<Pending>)>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Publisher {
     pub(super) fn new(target: Target, limits: Limits, router: Arc<Router>) -> Self {
         Self {
             limits,
             script: scripts::publish(),
-            queue: Mutex::new(Some(Vec::new())),
-            queued: Notify::new(),
+            queue: Queue::new(),
             router,
             down: Downs::new(DOWN_FOR),
             target,
         }
     }
 
-    /// Queues `draft` for `group`: `reply` gets its id once published. While the group's slot
-    /// counts as down, `reply` gets the error at once.
-    pub(super) fn publish(&self, group: String, draft: Draft, key: Option<String>, reply: Reply) {
-        if let Err(error) = self.down.may_try(&self.router.slot_of(&group)) {
-            return reply(Err(error));
-        }
-        let mut queue = lock(&self.queue);
-        // Once stopped, the reply is dropped, which tells its waiter the thread stopped.
-        if let Some(queue) = &mut *queue {
-            queue.push(Pending {
-                group,
-                draft,
-                key,
-                reply,
-            });
-            self.queued.notify_one();
-        }
+    /// Queues `publish`: its reply gets its id once published, or the error at once while
+    /// where it goes counts as down.
+    pub(super) fn publish(&self, publish: Pending) {
+        let place = &self.router.slot_of(&publish.group);
+        self.queue.push_unless_down(&self.down, place, publish);
     }
 
     /// Drops what is queued, and every later publish: their waiters hear that it stopped.
     pub(super) fn stop(&self) {
-        lock(&self.queue).take();
+        self.queue.stop();
     }
 
     /// Sends what is queued, batch after batch, for as long as the broker's thread runs.
@@ -111,13 +78,7 @@ impl Publisher {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 return;
             };
-            let batch = loop {
-                let batch = self.take();
-                if !batch.is_empty() {
-                    break batch;
-                }
-                self.queued.notified().await;
-            };
+            let batch = self.queue.next_batch().await;
             let publisher = self.clone();
             tokio::spawn(async move {
                 let sending = publisher.send_batch(batch);
@@ -136,28 +97,6 @@ impl Publisher {
     /// Whether Redis answers: every master, for a cluster.
     pub(super) async fn ping(&self) -> Result<(), BrokerError> {
         self.router.ping_all().await
-    }
-
-    /// The oldest queued publishes, within the bounds of a batch.
-    fn take(&self) -> Vec<Pending> {
-        let mut queue = lock(&self.queue);
-        let Some(queue) = &mut *queue else {
-            return Vec::new();
-        };
-        let mut bytes = 0;
-        let count = queue
-            .iter()
-            .take_while(|pending| {
-                bytes += pending.draft.as_bytes().len();
-                bytes <= BATCH_BYTES
-            })
-            .count()
-            .clamp(1, BATCH_EVENTS);
-        if count >= queue.len() {
-            std::mem::take(queue)
-        } else {
-            queue.drain(..count).collect()
-        }
     }
 
     async fn send_batch(&self, batch: Vec<Pending>) {
