@@ -147,14 +147,13 @@ async fn page() -> Html<&'static str> {
 }
 
 /// The group of answer `id`, if `id` can name one.
-fn answer_group(id: &str) -> Result<sse::GroupName, Response> {
-    sse::GroupName::new(format!("answer.{id}"))
-        .map_err(|e| (StatusCode::NOT_FOUND, e.to_string()).into_response())
+fn answer_group(id: &str) -> Result<sse::GroupName, (StatusCode, String)> {
+    sse::GroupName::new(format!("answer.{id}")).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))
 }
 
 /// An answer's stream: everything it kept (after a reload too), then live tokens, then the end.
 #[sse::subscribe(rewind = 100_000)]
-async fn answer_events(Path(id): Path<String>) -> Result<sse::GroupName, Response> {
+async fn answer_events(Path(id): Path<String>) -> Result<sse::GroupName, (StatusCode, String)> {
     answer_group(&id)
 }
 
@@ -247,7 +246,7 @@ async fn resume(
 ) -> Response {
     let group = match answer_group(&id) {
         Ok(group) => group,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     if chat.generating.lock().is_ok_and(|ids| ids.contains(&id)) {
         return (StatusCode::CONFLICT, "this answer is being written here").into_response();
