@@ -209,24 +209,32 @@ fn generate(hub: sse::Hub, chat: Chat, id: String, prompt: String, from: usize) 
     }
     tokio::spawn(async move {
         let group = format!("answer.{id}");
-        for (n, token) in tokens.iter().enumerate().skip(from) {
-            tokio::time::sleep(chat.pace).await;
-            // Keyed by position: a token published by another generator too is not repeated.
-            let keyed = hub.idempotent(format!("token:{n}"));
-            if let Err(e) = keyed.publish_async(&group, Some("token"), token).await {
-                tracing::warn!(%group, "token {n} not published, the answer stops: {e}");
-                break;
-            }
-        }
-        if tokens.len() > from {
-            if let Err(e) = hub.finish_async(&group).await {
-                tracing::warn!(%group, "not finished: {e}");
-            }
+        // Unfinished when a publish fails: the answer stays resumable.
+        if let Err(e) = write(&hub, &group, &tokens, from, chat.pace).await {
+            tracing::warn!(%group, "the answer stops: {e}");
         }
         if let Ok(mut generating) = chat.generating.lock() {
             generating.remove(&id);
         }
     });
+}
+
+/// Publishes `tokens` from `from` on in `group`, a token every `pace`, then finishes the group;
+/// also when every token was there already (the writer died before the end).
+async fn write(
+    hub: &sse::Hub,
+    group: &str,
+    tokens: &[String],
+    from: usize,
+    pace: Duration,
+) -> Result<(), sse::PublishError> {
+    for (n, token) in tokens.iter().enumerate().skip(from) {
+        tokio::time::sleep(pace).await;
+        // Keyed by position: a token published by another generator too is not repeated.
+        let keyed = hub.idempotent(format!("token:{n}"));
+        keyed.publish_async(group, Some("token"), token).await?;
+    }
+    hub.finish_async(group).await.map(|_| ())
 }
 
 /// How far an answer got, as read back from its history.
