@@ -297,11 +297,13 @@ async fn read_back(hub: &sse::Hub, group: sse::GroupName) -> Result<SoFar, Strin
         Err(e) => return Err(e.to_string()),
     }
     let (mut prompt, mut tokens) = (None, 0);
-    let mut buffer = String::new();
+    // Bytes until a frame is whole, so no character is cut between two chunks.
+    let mut buffer: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.next().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.windows(2).position(|pair| pair == b"\n\n") {
+            let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+            let frame = String::from_utf8_lossy(&frame);
             let (event, data) = event_of(&frame);
             match event {
                 "prompt" => prompt = Some(data),
