@@ -38,6 +38,10 @@
 //! (`publish_on_commit`), one rolled back never is, and her token does not open another
 //! buyer's orders (`403`). Under both servers.
 //!
+//! `chat_reloaded_mid_answer_shows_it_whole_once`, `chat_two_tabs_on_one_answer_get_it_all` and,
+//! with feature `redis`, `chat_answer_finished_by_another_process_after_a_crash`: the chat
+//! example (`examples/chat`), see `browser/chat.rs`.
+//!
 //! `yo_demo_log_out_closes_every_tab`: Alice has the demo open in two tabs, Bob in his browser
 //! sees her online. She logs out in one tab: the other tab's stream is closed too ("logged
 //! out"), and she vanishes from Bob's online list, by the leave event.
@@ -60,11 +64,16 @@ use futures_util::{future::LocalBoxFuture, FutureExt};
 use sse_tests::{Relay, PATIENCE};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+#[path = "../chat/app.rs"]
+mod chat;
+#[path = "browser/chat.rs"]
+mod chat_pages;
+
 /// A scenario: it runs on a runtime of its own, and panics if it fails.
 type Scenario = fn() -> LocalBoxFuture<'static, ()>;
 
 /// Each scenario by name, as `--list` and name filters see them.
-const SCENARIOS: [(&str, Scenario); 7] = [
+const SCENARIOS: &[(&str, Scenario)] = &[
     ("yo_demo_in_two_browsers_survives_a_restart", || {
         yo_demo_in_two_browsers().boxed_local()
     }),
@@ -88,8 +97,21 @@ const SCENARIOS: [(&str, Scenario); 7] = [
     ("django_shop_announces_saved_orders_only", || {
         django_shop().boxed_local()
     }),
+    ("chat_reloaded_mid_answer_shows_it_whole_once", || {
+        chat_pages::reloaded_mid_answer().boxed_local()
+    }),
+    ("chat_two_tabs_on_one_answer_get_it_all", || {
+        chat_pages::two_tabs_on_one_answer().boxed_local()
+    }),
+    #[cfg(feature = "redis")]
+    (
+        "chat_answer_finished_by_another_process_after_a_crash",
+        || chat_pages::finished_by_another_process().boxed_local(),
+    ),
 ];
 const SERVE_FLAG: &str = "--serve-yo-demo";
+/// Runs the chat example instead, for the scenarios with two processes.
+const CHAT_FLAG: &str = "--serve-chat";
 /// A scenario's bound, browsers' start-up included.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(100);
 
@@ -97,6 +119,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|arg| arg == SERVE_FLAG) {
         serve_demo();
+        return;
+    }
+    if args.iter().any(|arg| arg == CHAT_FLAG) {
+        chat_pages::serve_chat();
         return;
     }
     if args.iter().any(|arg| arg == "--list") {
