@@ -24,7 +24,7 @@ const READ_BATCHES: i64 = 1_000;
 /// idempotency key `pg:<group>:<id>`, so a relay that died between the two is repeated by the
 /// next without a second delivery (within the hub's idempotency window, in every process on
 /// Redis). While a relay is registered (`sse_relays`), events are kept until relayed, then
-/// trimmed to the hub's history.
+/// trimmed to the hub's history; an app that stops running relays deletes that row.
 ///
 /// With the Postgres engine no relay is needed: every process hears committed events itself.
 ///
