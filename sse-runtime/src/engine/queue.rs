@@ -8,13 +8,16 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::{down::Downs, threaded::Reply};
-use crate::event::Draft;
+use super::down::Downs;
+use crate::{event::Draft, BrokerError};
 
 /// The most events, and bytes of events, in a batch: one call keeps the engine busy for a
 /// bounded time.
 const BATCH_EVENTS: usize = 512;
 const BATCH_BYTES: usize = 1 << 20;
+
+/// Where the answer to a publish goes: its id, or why it has none.
+pub(crate) type Reply = Box<dyn FnOnce(Result<u64, BrokerError>) + Send>;
 
 /// A publish waiting for its batch.
 pub(crate) struct Pending {

@@ -15,7 +15,9 @@ use once_cell::sync::OnceCell;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    presence_task, queue::Pending, Engine, Entry, PresenceRead, Publishing, Sent, Sink, Taken,
+    presence_task,
+    queue::{Pending, Reply},
+    Engine, Entry, PresenceRead, Publishing, Sent, Sink, Taken,
 };
 use crate::{
     event::Draft,
@@ -24,9 +26,6 @@ use crate::{
     resume::{CatchUp, CaughtUp, Since},
     BrokerError, EventId, GroupName, PublishError,
 };
-
-/// Where the answer to a publish goes: its id, or why it has none.
-pub(crate) type Reply = Box<dyn FnOnce(Result<u64, BrokerError>) + Send>;
 
 /// How long a reconnecting client waits for its missed events before its stream ends (it then
 /// comes back after the `retry:` delay and asks again).
