@@ -650,7 +650,7 @@ impl Hub {
                 unique.push(group);
             }
         }
-        let groups = unique;
+        let mut groups = unique;
         if self
             .presence
             .refuses(&groups, identity.as_ref(), last_event_id)
@@ -660,7 +660,7 @@ impl Hub {
         let config = &self.registry.config;
         let resume = last_event_id.resume(&groups, config.max_last_event_id_len);
         let rewind = rewind.unwrap_or(0).min(resume::WHOLE);
-        let (reader, start, finished) = self.registry.subscribe(&groups, resume, rewind)?;
+        let (reader, start, finished) = self.registry.subscribe(&mut groups, resume, rewind)?;
         let catch_up = match &start {
             Start::CatchUp(from) => Some(self.engine.history(groups.clone(), from.clone())),
             _ => None,
@@ -668,7 +668,6 @@ impl Hub {
         let settings = Settings {
             retry: config.retry,
             keep_alive: config.keep_alive,
-            shutdown_retry: config.shutdown_retry,
         };
         let on_close = self
             .presence

@@ -302,10 +302,11 @@ impl Registry {
     /// Opens a subscription to `groups`, resuming after the given ids (one per group) when the
     /// history allows it, or as `resume` says it cannot be. Returns the reader, how its stream
     /// starts, and per group whether the client has its end already (a stream whose client
-    /// has every group's end is refused).
+    /// has every group's end is refused). Each of `groups` becomes the name its group holds, so
+    /// that an open stream keeps no copy of its own.
     pub(crate) fn subscribe(
         self: &Arc<Self>,
-        groups: &[GroupName],
+        groups: &mut [GroupName],
         resume: Result<Option<Vec<u64>>, &'static str>,
         rewind: usize,
     ) -> Result<(Reader, Start, Vec<bool>), SubscribeError> {
@@ -322,6 +323,9 @@ impl Registry {
         }
         let now = Instant::now();
         let held: Vec<Arc<Group>> = groups.iter().map(|name| self.hold(name, now)).collect();
+        for (name, group) in groups.iter_mut().zip(&held) {
+            name.clone_from(&group.name);
+        }
         let ends: Vec<Option<u64>> = held
             .iter()
             .map(|group| {

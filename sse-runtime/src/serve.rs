@@ -30,6 +30,7 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     time::Duration,
 };
 
@@ -43,7 +44,8 @@ use tokio::{
 use tower_service::Service;
 
 use head::Head;
-use phase::Phase;
+use phase::{CloseOnDrop, Closing, Phase, Streams};
+use pump::Pump;
 use writers::{Socket, Writers};
 
 /// The smallest head size limit: RFC 9112 asks that request lines of 8,000 octets be accepted.
@@ -354,12 +356,19 @@ where
         Box::pin(async move {
             // Every connection holds a receiver until it ends: closed once all have.
             let (phase, _) = watch::channel(Phase::Serving);
+            let streams = Arc::new(Streams::new(limits.stall_timeout));
+            let _close_streams = CloseOnDrop(streams.clone());
             let mut signal = std::pin::pin!(signal);
             loop {
                 tokio::select! {
                     // Like axum's, the listener retries failed accepts itself.
                     (io, peer) = listener.accept() => {
-                        let connection = Connection { app: app.clone(), limits, phase: phase.subscribe() };
+                        let connection = Connection {
+                            app: app.clone(),
+                            limits,
+                            phase: phase.subscribe(),
+                            streams: streams.clone(),
+                        };
                         tokio::spawn(connection.serve(io, peer));
                     }
                     () = &mut signal => break,
@@ -367,17 +376,21 @@ where
             }
             drop(listener);
             phase.send_replace(Phase::Draining);
-            if tokio::time::timeout(shutdown_timeout, phase.closed())
-                .await
-                .is_err()
-            {
+            let ended = async {
+                phase.closed().await;
+                streams.ended().await;
+            };
+            if tokio::time::timeout(shutdown_timeout, ended).await.is_err() {
                 tracing::debug!(
                     connections = phase.receiver_count(),
+                    streams = streams.open(),
                     ?shutdown_timeout,
                     "connections still open at the shutdown timeout: closed"
                 );
                 phase.send_replace(Phase::Closing);
+                streams.close();
                 phase.closed().await;
+                streams.ended().await;
             }
             Ok(())
         })
@@ -390,6 +403,8 @@ struct Connection {
     limits: Limits,
     /// The server's phase; dropped when the connection ends, which the server waits for.
     phase: watch::Receiver<Phase>,
+    /// The server's streams, which its stream joins.
+    streams: Arc<Streams>,
 }
 
 /// A stream the app answered, for `serve` to write to the socket itself: its head, then its
@@ -419,6 +434,7 @@ impl Connection {
         Addr: Clone + Send + Sync + 'static,
     {
         let phase = self.phase.clone();
+        let streams = self.streams.clone();
         let limits = self.limits;
         let stream = tokio::select! {
             stream = self.run(io, peer) => stream,
@@ -428,18 +444,20 @@ impl Connection {
             }
         };
         let Some((io, stream)) = stream else { return };
-        let stall_timeout = limits.stall_timeout;
+        // Counted among the server's streams before the connection stops counting.
+        let closing = Closing::new(streams);
+        drop(phase);
         let Some(writers) = limits.writer_threads.then(Writers::get).flatten() else {
-            return write_stream(io, stream, stall_timeout, phase).await;
+            return Pump::new(io, stream, closing).await;
         };
         let mut io = Some(io);
         match writers.adopt(&mut io) {
             Some(Ok(Socket::Tcp(tcp))) => {
-                writers.spawn(write_stream(tcp, stream, stall_timeout, phase));
+                writers.spawn(Pump::new(tcp, stream, closing));
             }
             #[cfg(unix)]
             Some(Ok(Socket::Unix(unix))) => {
-                writers.spawn(write_stream(unix, stream, stall_timeout, phase));
+                writers.spawn(Pump::new(unix, stream, closing));
             }
             Some(Err(error)) => {
                 tracing::warn!(%error, "a stream's socket could not move to the writer threads: closed");
@@ -447,7 +465,7 @@ impl Connection {
             // Neither a TCP nor a Unix socket (TLS, say): written here.
             None => {
                 if let Some(io) = io {
-                    write_stream(io, stream, stall_timeout, phase).await;
+                    Pump::new(io, stream, closing).await;
                 }
             }
         }
@@ -520,24 +538,6 @@ impl Connection {
             return Ok(First::Other { read, answer });
         }
         Ok(First::Stream(Stream::of(version, response)))
-    }
-}
-
-/// Writes `stream` to `io` until either ends, or the server closes every connection.
-async fn write_stream<Io: AsyncRead + AsyncWrite + Unpin>(
-    io: Io,
-    stream: Stream,
-    stall_timeout: Duration,
-    phase: watch::Receiver<Phase>,
-) {
-    tokio::select! {
-        // The server first: once it is gone (its runtime shutting down, say), the body is not
-        // polled again, as it may use that runtime's timers from the writer threads.
-        biased;
-        () = Phase::Closing.reached(&phase) => {
-            tracing::debug!("stream closed: the shutdown timeout passed, or the server is gone");
-        }
-        () = pump::Pump::new(io, stream, stall_timeout) => {}
     }
 }
 

@@ -62,12 +62,14 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// ```
 #[must_use = "a subscription receives events only while it is polled"]
 pub struct Subscription {
-    groups: Vec<GroupName>,
+    // Boxed slices, not vectors: an open stream holds no spare room, and this struct fits in
+    // 256 bytes (see `BENCHMARKS.md`, "Where an idle stream's bytes go").
+    groups: Box<[GroupName]>,
     /// Per group, where the stream stands: what its ids say, and what it gave already.
-    cursors: Vec<Cursor>,
+    cursors: Box<[Cursor]>,
     /// Per group, whether the stream gave its end (or the client had it): once each group's
     /// is given, the stream ends.
-    finished: Vec<bool>,
+    finished: Box<[bool]>,
     /// Sent first: the `retry:` hint, and where the stream starts or its `stream-reset`.
     start: Option<Bytes>,
     /// Then, when the client resumes from ids only the engine's shared history covers, the
@@ -75,7 +77,6 @@ pub struct Subscription {
     catch_up: Option<CatchUp>,
     reader: Reader,
     keep_alive: Option<KeepAlive>,
-    shutdown_retry: Duration,
     /// Why it ended, once it did.
     ended: Option<CloseReason>,
     /// Who opened it and what it does once dropped; boxed, so an anonymous stream without
@@ -119,7 +120,6 @@ struct KeepAlive {
 pub(crate) struct Settings {
     pub(crate) retry: Option<Duration>,
     pub(crate) keep_alive: Option<Duration>,
-    pub(crate) shutdown_retry: Duration,
 }
 
 impl Subscription {
@@ -153,9 +153,9 @@ impl Subscription {
                 .collect(),
         };
         Self {
-            groups,
-            cursors,
-            finished,
+            groups: groups.into(),
+            cursors: cursors.into(),
+            finished: finished.into(),
             start: (!first.is_empty()).then(|| first.freeze()),
             catch_up: None,
             reader,
@@ -166,7 +166,6 @@ impl Subscription {
                 timer: None,
                 registration: Registration::default(),
             }),
-            shutdown_retry: settings.shutdown_retry,
             ended: None,
             owner: None,
         }
@@ -418,7 +417,7 @@ impl Subscription {
                 }
                 Poll::Ready(Read::ShutDown) => {
                     self.ended = Some(CloseReason::ShutDown);
-                    Poll::Ready(Some(event::retry_hint(self.shutdown_retry)))
+                    Poll::Ready(Some(event::retry_hint(self.reader.shutdown_retry())))
                 }
                 Poll::Ready(Read::Closed) => {
                     tracing::debug!(groups = ?self.groups, "stream closed by the server");
@@ -479,7 +478,7 @@ impl Stream for Subscription {
                         "missed events unavailable: stream ended, client will retry"
                     );
                     this.ended = Some(CloseReason::BrokerUnavailable);
-                    return Poll::Ready(Some(event::retry_hint(this.shutdown_retry)));
+                    return Poll::Ready(Some(event::retry_hint(this.reader.shutdown_retry())));
                 }
             }
         }

@@ -207,6 +207,11 @@ impl Reader {
 }
 
 impl Reader {
+    /// How soon a client is asked to come back after a shutdown ended its stream.
+    pub(crate) fn shutdown_retry(&self) -> std::time::Duration {
+        self.registry.config.shutdown_retry
+    }
+
     /// What closes this stream from outside.
     pub(crate) fn close_handle(&self) -> CloseHandle {
         CloseHandle(self.waiter.clone())

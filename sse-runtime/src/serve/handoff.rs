@@ -60,7 +60,9 @@ where
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     Addr: Clone + Send + Sync + 'static,
 {
-    let Connection { app, limits, phase } = connection;
+    let Connection {
+        app, limits, phase, ..
+    } = connection;
     let handback = Arc::new(Handback::default());
     let answer = Mutex::new(answer);
     // In an `Arc`, so the service is `Unpin` (hyper's connection then is, and gives its parts

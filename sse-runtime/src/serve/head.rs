@@ -41,8 +41,11 @@ pub(super) async fn read<Io: AsyncRead + Unpin>(
         let before = read.len();
         let room = max_bytes - before;
         // What the client sent so far, and never more than the bound: a slow client costs only
-        // its bytes.
-        read.reserve(room.min(4096));
+        // its bytes. Grown only once full: most heads fit the first 1 KiB, and the buffers of
+        // the connections being opened are what the allocator keeps as their high-water mark.
+        if read.len() == read.capacity() {
+            read.reserve(room.min(read.capacity().max(1024)));
+        }
         if io.read_buf(&mut (&mut read).limit(room)).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

@@ -3,10 +3,16 @@
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    task::{Context, Poll, Waker},
+    time::Duration,
 };
 
-use tokio::sync::watch;
+use slab::Slab;
+use tokio::sync::{watch, Notify};
 
 use crate::registration::Registration;
 
@@ -60,6 +66,143 @@ impl Future for Reached {
         // Marked seen before looking: a change from here on shows at the next poll.
         this.probe.mark_unchanged();
         this.registration.poll(this.wait.as_mut(), cx)
+    }
+}
+
+/// The streams a server writes: what they are held to, and how the server waits for them and
+/// closes them all when its shutdown timeout passes or it is gone.
+///
+/// What a stream keeps of the server is here, once, and each stream holds only its place among
+/// them ([`Closing`]): its waker, registered once, rather than a waiter of its own on the
+/// phase's `watch` (a boxed future of 200 bytes with its allocation), a receiver of that
+/// `watch` and its own copy of the limits. An idle stream is mostly such records, and a server
+/// holds tens of thousands of them.
+pub(super) struct Streams {
+    /// How long a stream's client may take nothing while bytes wait for it.
+    stall_timeout: Duration,
+    closed: AtomicBool,
+    /// The streams open now; `ended` is told when the last one ends.
+    open: AtomicUsize,
+    ended: Notify,
+    wakers: Mutex<Slab<Waker>>,
+}
+
+impl Streams {
+    pub(super) fn new(stall_timeout: Duration) -> Self {
+        Streams {
+            stall_timeout,
+            closed: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+            ended: Notify::new(),
+            wakers: Mutex::default(),
+        }
+    }
+
+    /// Closes every stream the server writes, and those it starts from now on.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let wakers = std::mem::take(&mut *self.wakers());
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once no stream is open.
+    pub(super) async fn ended(&self) {
+        loop {
+            // Made before looking: an end from here on wakes it.
+            let ended = self.ended.notified();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// The streams open now.
+    pub(super) fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn wakers(&self) -> std::sync::MutexGuard<'_, Slab<Waker>> {
+        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Closes [`Streams`] when dropped: a server's future that is dropped closes its streams, as
+/// one that reached its shutdown timeout does.
+pub(super) struct CloseOnDrop(pub(super) Arc<Streams>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// One open stream's place among its server's [`Streams`]: it counts as open until dropped,
+/// and tells the stream when to close.
+pub(super) struct Closing {
+    streams: Arc<Streams>,
+    /// The stream's waker among the server's, once polled, and a copy to tell whether it
+    /// changed without taking their lock.
+    registered: Option<(usize, Waker)>,
+}
+
+impl Closing {
+    pub(super) fn new(streams: Arc<Streams>) -> Self {
+        streams.open.fetch_add(1, Ordering::AcqRel);
+        Closing {
+            streams,
+            registered: None,
+        }
+    }
+
+    /// How long the stream's client may take nothing while bytes wait for it.
+    pub(super) fn stall_timeout(&self) -> Duration {
+        self.streams.stall_timeout
+    }
+
+    /// Ready once the server closes its streams.
+    pub(super) fn poll(&mut self, cx: &Context<'_>) -> Poll<()> {
+        if self.streams.closed.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if let Some((_, waker)) = &self.registered {
+            if waker.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        let mut wakers = self.streams.wakers();
+        // Again under the lock: `close` takes the wakers under it.
+        if self.streams.closed.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let waker = cx.waker().clone();
+        match &mut self.registered {
+            Some((key, registered)) => {
+                if let Some(kept) = wakers.get_mut(*key) {
+                    kept.clone_from(&waker);
+                }
+                *registered = waker;
+            }
+            None => {
+                let key = wakers.insert(waker.clone());
+                self.registered = Some((key, waker));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some((key, _)) = self.registered.take() {
+            // Taken already if the server closed its streams.
+            self.streams.wakers().try_remove(key);
+        }
+        if self.streams.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.streams.ended.notify_waiters();
+        }
     }
 }
 

@@ -4,7 +4,6 @@ use std::{
     future::Future,
     pin::Pin,
     task::{ready, Context, Poll},
-    time::Duration,
 };
 
 use axum::body::Body;
@@ -15,10 +14,15 @@ use tokio::{
     time::Sleep,
 };
 
-use super::Stream;
+use super::{phase::Closing, Stream};
 
-/// Moves a stream's body to its socket until either ends.
+/// Moves a stream's body to its socket until either ends, or the server closes its streams.
+///
+/// It is the whole of a stream's task, so an open stream costs the task this, and no more.
 pub(super) struct Pump<Io> {
+    /// Polled first: once the server is gone (its runtime shutting down, say), the body is not
+    /// polled again, as it may use that runtime's timers from the writer threads.
+    closing: Closing,
     io: Io,
     body: Body,
     /// What the body gave that the socket has not taken yet.
@@ -27,20 +31,19 @@ pub(super) struct Pump<Io> {
     flushed: bool,
     /// The body ended: once `unsent` is written, the connection closes.
     ended: bool,
-    stall_timeout: Duration,
     /// Running while the socket takes nothing.
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<Io> Pump<Io> {
-    pub(super) fn new(io: Io, stream: Stream, stall_timeout: Duration) -> Self {
+    pub(super) fn new(io: Io, stream: Stream, closing: Closing) -> Self {
         Pump {
+            closing,
             io,
             body: stream.body,
             unsent: stream.head,
             flushed: false,
             ended: false,
-            stall_timeout,
             stalled: None,
         }
     }
@@ -64,7 +67,7 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Pump<Io> {
     }
 
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let timeout = self.stall_timeout;
+        let timeout = self.closing.stall_timeout();
         let timer = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
@@ -82,6 +85,10 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Future for Pump<Io> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
+        if this.closing.poll(cx).is_ready() {
+            tracing::debug!("stream closed: the shutdown timeout passed, or the server is gone");
+            return Poll::Ready(());
+        }
         if this.client_left(cx) {
             return Poll::Ready(());
         }
@@ -90,6 +97,11 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> Future for Pump<Io> {
                 match Pin::new(&mut this.io).poll_write(cx, &this.unsent) {
                     Poll::Ready(Ok(written)) if written > 0 => {
                         this.unsent.advance(written);
+                        if this.unsent.is_empty() {
+                            // Written whole: its buffer goes now, not when the next chunk
+                            // comes, which for an idle stream is hours away.
+                            this.unsent = Bytes::new();
+                        }
                         this.flushed = false;
                         this.stalled = None;
                         continue;
