@@ -62,7 +62,7 @@ impl Sizes {
             batch_size: 1_000,
             capacity: vec![10_000, 19_000],
             after_page_fanout: vec![1_000, 10_000],
-            after_page_capacity: vec![10_000],
+            after_page_capacity: vec![10_000, 19_000],
             page_clients: 32,
             page_secs: 5.0,
             churn_cycles: 100_000,

@@ -85,6 +85,7 @@ mod hub;
 mod idempotency;
 mod identity;
 mod lock_timing;
+mod one_or_many;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod presence;

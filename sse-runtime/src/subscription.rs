@@ -17,6 +17,7 @@ use crate::{
     cursor::Cursor,
     event::{self, Draft},
     hooks::CloseReason,
+    one_or_many::OneOrMany,
     registration::Registration,
     registry::{Read, Reader, Run, Start, Stored},
     resume::{CatchUp, CaughtUp, Since},
@@ -62,14 +63,15 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// ```
 #[must_use = "a subscription receives events only while it is polled"]
 pub struct Subscription {
-    // Boxed slices, not vectors: an open stream holds no spare room, and this struct fits in
-    // 256 bytes (see `BENCHMARKS.md`, "Where an idle stream's bytes go").
-    groups: Box<[GroupName]>,
+    // Not vectors: a stream of one group keeps these inline and one of several no spare room,
+    // and this struct fits in 256 bytes (see `BENCHMARKS.md`, "Where an idle stream's bytes
+    // go").
+    groups: OneOrMany<GroupName>,
     /// Per group, where the stream stands: what its ids say, and what it gave already.
-    cursors: Box<[Cursor]>,
+    cursors: OneOrMany<Cursor>,
     /// Per group, whether the stream gave its end (or the client had it): once each group's
     /// is given, the stream ends.
-    finished: Box<[bool]>,
+    finished: OneOrMany<bool>,
     /// Sent first: the `retry:` hint, and where the stream starts or its `stream-reset`.
     start: Option<Bytes>,
     /// Then, when the client resumes from ids only the engine's shared history covers, the

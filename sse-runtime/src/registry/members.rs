@@ -13,6 +13,8 @@ use std::{
 use futures_util::task::AtomicWaker;
 use slab::Slab;
 
+use crate::one_or_many::OneOrMany;
+
 /// Who a group wakes when it receives an event.
 #[derive(Default)]
 pub(super) struct Members {
@@ -41,25 +43,7 @@ pub(super) struct Waiter {
     /// [`Registry::close_group`](super::Registry::close_group)).
     pub(super) closed: AtomicBool,
     /// In each of its groups, the position of the next event it reads.
-    pub(super) positions: Positions,
-}
-
-/// A subscriber's positions, one per group; a subscriber of one group (most) keeps its own
-/// here, not in an allocation of its own (32 bytes of an idle stream).
-pub(super) enum Positions {
-    One([AtomicU64; 1]),
-    Many(Box<[AtomicU64]>),
-}
-
-impl std::ops::Deref for Positions {
-    type Target = [AtomicU64];
-
-    fn deref(&self) -> &[AtomicU64] {
-        match self {
-            Positions::One(one) => one,
-            Positions::Many(many) => many,
-        }
-    }
+    pub(super) positions: OneOrMany<AtomicU64>,
 }
 
 impl Members {
@@ -118,10 +102,7 @@ impl Waiter {
             woken: AtomicBool::new(false),
             done: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            positions: match groups {
-                1 => Positions::One([AtomicU64::new(0)]),
-                _ => Positions::Many((0..groups).map(|_| AtomicU64::new(0)).collect()),
-            },
+            positions: (0..groups).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 

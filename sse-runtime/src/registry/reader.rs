@@ -19,7 +19,10 @@ use super::{
     ring::Stored,
     Group, Registry,
 };
-use crate::lock_timing::{timed, Lock};
+use crate::{
+    lock_timing::{timed, Lock},
+    one_or_many::OneOrMany,
+};
 
 /// What a subscriber's read found, when it found something.
 pub(crate) enum Read {
@@ -37,10 +40,13 @@ pub(crate) struct Reader {
     registry: Arc<Registry>,
     waiter: Arc<Waiter>,
     /// Each group, and the subscriber's key among its members.
-    members: Vec<(Arc<Group>, usize)>,
-    /// Events of several groups being merged, with their group's index (kept to reuse its
-    /// memory).
-    merge: Vec<(usize, Stored)>,
+    members: OneOrMany<(Arc<Group>, usize)>,
+}
+
+thread_local! {
+    /// Events of several groups being merged, with their group's index: one vector per
+    /// thread, reused by every read of several groups, rather than one kept by each stream.
+    static MERGE: std::cell::Cell<Vec<(usize, Stored)>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Reader {
@@ -54,8 +60,7 @@ impl Reader {
         Self {
             registry,
             waiter,
-            members,
-            merge: Vec::new(),
+            members: members.into(),
         }
     }
 
@@ -88,7 +93,7 @@ impl Reader {
         let mut take = |index: usize, stored: &Stored| {
             sent += u64::from(take(index, stored));
         };
-        let read = match self.members.as_slice() {
+        let read = match &self.members[..] {
             [(group, _)] => self.read_one(group, budget, reserve, &mut take),
             _ => self.read_merged(cx, budget, reserve, &mut take),
         };
@@ -158,7 +163,7 @@ impl Reader {
         reserve: impl FnOnce(usize),
         take: &mut impl FnMut(usize, &Stored),
     ) -> Option<u64> {
-        let mut merge = std::mem::take(&mut self.merge);
+        let mut merge = MERGE.take();
         let mut horizon: Option<Instant> = None;
         for (index, (group, _)) in self.members.iter().enumerate() {
             let ring = timed(Lock::RingRead, || {
@@ -198,7 +203,7 @@ impl Reader {
             events += 1;
         }
         merge.clear();
-        self.merge = merge;
+        MERGE.set(merge);
         if held_back && events == 0 {
             cx.waker().wake_by_ref();
         }
@@ -237,7 +242,7 @@ impl Drop for Reader {
             registry.streams.fetch_sub(1, Relaxed);
         }
         let now = Instant::now();
-        for (group, key) in &self.members {
+        for (group, key) in self.members.iter() {
             let mut members = lock(&group.members);
             // A cut subscriber was already removed from the group that cut it, and its key
             // there may belong to someone else by now.
