@@ -331,9 +331,7 @@ async fn open(
     };
     let mut read = Vec::new();
     if page {
-        io.write_all(b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .map_err(|e| e.to_string())?;
+        send(&mut io, b"GET /page HTTP/1.1\r\nHost: localhost\r\n\r\n").await?;
         let head = read_until(&mut io, &mut read, b"\r\n\r\n").await?;
         let length: usize = String::from_utf8_lossy(&read[..head])
             .lines()
@@ -345,9 +343,11 @@ async fn open(
         }
         read.drain(..head + length);
     }
-    io.write_all(b"GET /sub/idle HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
+    send(
+        &mut io,
+        b"GET /sub/idle HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .await?;
     let head = read_until(&mut io, &mut read, b"\r\n\r\n").await?;
     if !read.starts_with(b"HTTP/1.1 200") {
         return Err(format!(
@@ -358,6 +358,12 @@ async fn open(
     read.drain(..head);
     read_until(&mut io, &mut read, b"\n\n").await?;
     Ok(io)
+}
+
+/// Writes `request` and flushes it (TLS holds what is written until then).
+async fn send(io: &mut Box<dyn Io>, request: &[u8]) -> Result<(), String> {
+    io.write_all(request).await.map_err(|e| e.to_string())?;
+    io.flush().await.map_err(|e| e.to_string())
 }
 
 /// Reads until `read` holds `end`; where it ends.
