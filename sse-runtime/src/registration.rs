@@ -1,10 +1,11 @@
 //! Which waker a future holds: a future polled at every wake of a busy task need only be polled
 //! again when it may be ready, or when the task's waker changed.
 //!
-//! An open stream polls its keep-alive timer and its server's shutdown watch each time it is
-//! woken, once per delivery. Polling either registers the waker again, which takes a lock or an
-//! atomic write each time; until they fire they keep the waker they took, so a stream checks
-//! whether they fired (an atomic read) and polls them only then.
+//! An open stream polls its keep-alive timer each time it is woken, once per delivery, and a
+//! connection its server's phase watch at each of its wakes. Polling either registers the waker
+//! again, which takes a lock or an atomic write each time; until they fire they keep the waker
+//! they took, so the stream or connection checks whether they fired (an atomic read) and polls
+//! them only then.
 
 use std::{
     future::Future,

@@ -1,4 +1,5 @@
-//! Where a server is in its life, which every connection and stream watches.
+//! Where a server is in its life, which every connection watches, and its open streams, which
+//! it counts and closes.
 
 use std::{
     future::Future,
@@ -41,11 +42,10 @@ impl Phase {
     }
 }
 
-/// What [`Phase::reached`] returns. A connection or a stream polls it at every wake of its
-/// task besides its own work, so it looks at the phase only when the phase changed or its
-/// waker did. (Waiting on a `watch` locks the list of its waiters at every poll, and all the
-/// connections and streams of a server share that list: for a stream, one lock for every
-/// delivery.)
+/// What [`Phase::reached`] returns. A connection polls it at every wake of its task besides
+/// its own work, so it looks at the phase only when the phase changed or its waker did.
+/// (Waiting on a `watch` locks the list of its waiters at every poll, and all the connections
+/// of a server share that list.)
 pub(super) struct Reached {
     wait: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// Tells, without a lock, whether the phase changed since `wait` was last polled.
