@@ -231,6 +231,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn streams_close_together_and_the_server_sees_the_last_one_end() {
+        let streams = Arc::new(Streams::new(Duration::from_secs(1)));
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let mut closing = Closing::new(streams.clone());
+                tokio::spawn(std::future::poll_fn(move |cx| closing.poll(cx)))
+            })
+            .collect();
+        let mut ended = std::pin::pin!(streams.ended());
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        tokio::task::yield_now().await;
+        assert_eq!(streams.open(), 3);
+        assert!(ended.as_mut().poll(&mut cx).is_pending(), "three are open");
+        assert!(
+            waiting.iter().all(|stream| !stream.is_finished()),
+            "they wait"
+        );
+        streams.close();
+        for stream in waiting {
+            tokio::time::timeout(Duration::from_secs(5), stream)
+                .await
+                .expect("woken")
+                .unwrap();
+        }
+        assert_eq!(streams.open(), 0);
+        assert!(ended.as_mut().poll(&mut cx).is_ready());
+        let mut late = Closing::new(streams.clone());
+        assert!(late.poll(&cx).is_ready(), "closed before it started");
+    }
+
+    #[tokio::test]
     async fn a_waiting_stream_is_woken_when_the_server_closes() {
         let (phase, receiver) = watch::channel(Phase::Serving);
         let waiting = tokio::spawn(Phase::Closing.reached(&receiver));
