@@ -2,13 +2,13 @@
 //! allocator counts what it holds, streams opened on it by this process.
 //!
 //! ```text
-//! sse-bench-memory [--streams N] [--events K] [plain | page | tls | tls-page]..
+//! sse-bench-memory [--streams N] [--events K] [--at-once N] [plain | page | tls | tls-page]..
 //! ```
 //!
 //! For each way of opening a stream (by a connection's first request, after a page on the same
 //! connection, and both over rustls), a fresh child serves `#[sse::subscribe]` streams with
 //! `sse::serve` (the bench server's `Config`), and `N` streams (19,000 by default) are opened on
-//! it. The child then says what it holds per stream: its RSS, the bytes its allocator gave and
+//! it, 256 at a time as the bench opens them (`--at-once`). The child then says what it holds per stream: its RSS, the bytes its allocator gave and
 //! did not get back (asked for, and as glibc's chunks: rounded, with their header), how many
 //! allocations, and which sizes. Then `K` events (20) are published one at a time, each read
 //! by every stream before the next, the streams' sockets left unread (the kernel takes them):
@@ -104,8 +104,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-const USAGE: &str =
-    "usage: sse-bench-memory [--streams N] [--events K] [plain | page | tls | tls-page]..";
+const USAGE: &str = "usage: sse-bench-memory [--streams N] [--events K] [--at-once N] [plain | page | tls | tls-page]..";
 
 /// The ways a stream is opened, by the names the command line takes.
 const MODES: [&str; 4] = ["plain", "page", "tls", "tls-page"];
@@ -117,7 +116,7 @@ fn main() -> Result<(), String> {
     if args.first().map(String::as_str) == Some("serve") {
         return runtime.block_on(serve(args.get(1..3)));
     }
-    let (mut streams, mut events, mut modes) = (19_000, 20, Vec::new());
+    let (mut streams, mut events, mut at_once, mut modes) = (19_000, 20, 256, Vec::new());
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut number = || -> Result<usize, String> {
@@ -127,6 +126,7 @@ fn main() -> Result<(), String> {
         match arg.as_str() {
             "--streams" => streams = number()?,
             "--events" => events = number()? as u64,
+            "--at-once" => at_once = number()?.max(1),
             mode if MODES.contains(&mode) => modes.push(mode.to_owned()),
             other => return Err(format!("{USAGE}; not {other:?}")),
         }
@@ -137,7 +137,7 @@ fn main() -> Result<(), String> {
     println!("| stream opened | streams | RSS / stream, B | heap asked / stream, B | heap chunks / stream, B | allocations / stream | CPU µs / delivery | largest sizes per stream (bytes × count) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
     for mode in modes {
-        let row = runtime.block_on(measure(&mode, streams, events))?;
+        let row = runtime.block_on(measure(&mode, streams, events, at_once))?;
         println!("{row}");
     }
     Ok(())
@@ -242,7 +242,12 @@ impl Server {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-async fn measure(mode: &str, streams: usize, events: u64) -> Result<String, String> {
+async fn measure(
+    mode: &str,
+    streams: usize,
+    events: u64,
+    at_once: usize,
+) -> Result<String, String> {
     let tls = mode.starts_with("tls");
     let page = mode.ends_with("page");
     let made =
@@ -255,7 +260,7 @@ async fn measure(mode: &str, streams: usize, events: u64) -> Result<String, Stri
     let addr = server.addr;
     let opened: Vec<Result<Box<dyn Io>, String>> = stream::iter(0..streams)
         .map(|_| open(addr, connector.clone(), page))
-        .buffer_unordered(256)
+        .buffer_unordered(at_once)
         .collect()
         .await;
     let mut open_streams = Vec::with_capacity(streams);
