@@ -7,7 +7,7 @@
 //!   every socket of the group ([`log`]);
 //! - one writer thread per core, each with its own epoll and its share of the sockets, writes
 //!   each socket everything appended since its cursor in one `writev` per pass: as many events
-//!   per write as have accumulated ([`writer`]).
+//!   per write as have accumulated, at most one pass a millisecond ([`writer`]).
 //!
 //! A server that batches gets the same benefit, and none can do less per delivery; if a system
 //! beats this floor, the floor is wrong.
