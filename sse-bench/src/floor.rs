@@ -100,7 +100,8 @@ impl Groups {
 pub(crate) fn serve(addr: &str) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let writers: Arc<Vec<Writer>> = Arc::new((0..threads).map(Writer::new).collect::<Result<_, _>>()?);
+    let writers: Arc<Vec<Writer>> =
+        Arc::new((0..threads).map(Writer::new).collect::<Result<_, _>>()?);
     for index in 0..threads {
         let writers = writers.clone();
         std::thread::Builder::new()

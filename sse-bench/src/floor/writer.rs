@@ -141,11 +141,18 @@ impl Writer {
                 if token == WAKE {
                     let mut count = 0u64;
                     // SAFETY: the eventfd is open; 8 bytes into `count`.
-                    unsafe { libc::read(self.wake.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+                    unsafe {
+                        libc::read(self.wake.as_raw_fd(), (&mut count as *mut u64).cast(), 8)
+                    };
                     due.get_or_insert(last_pass + PASS_INTERVAL);
-                } else if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+                } else if flags
+                    & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
+                    != 0
+                {
                     state.close(token as usize);
-                } else if let Some(stream) = state.slots.get_mut(token as usize).and_then(Option::as_mut) {
+                } else if let Some(stream) =
+                    state.slots.get_mut(token as usize).and_then(Option::as_mut)
+                {
                     if stream.blocked {
                         stream.blocked = false;
                         state.write(token as usize);
@@ -153,7 +160,7 @@ impl Writer {
                 }
             }
             let now = Instant::now();
-            if due.is_none_or(|due| due > now) {
+            if due.map_or(true, |due| due > now) {
                 continue;
             }
             (due, last_pass) = (None, now);
@@ -288,7 +295,7 @@ impl State {
             .slots
             .get_mut(slot)
             .and_then(Option::as_mut)
-            .is_none_or(Stream::send);
+            .map_or(true, Stream::send);
         if !sent {
             self.close(slot);
         }
