@@ -141,7 +141,10 @@ fn signed(post: &Received) -> bool {
         return false;
     };
     let message = format!("{}.{}", post.timestamp, post.body);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let fresh = post
         .timestamp
         .parse::<u64>()
@@ -156,7 +159,11 @@ fn shown(events: &[Value]) -> Vec<String> {
             Value::Array(groups) => format!("{groups:?}"),
             _ => event["group"].to_string(),
         };
-        format!("{} {} {place}", event["name"].as_str().unwrap(), event["user"])
+        format!(
+            "{} {} {place}",
+            event["name"].as_str().unwrap(),
+            event["user"]
+        )
     });
     shown.collect()
 }
@@ -169,7 +176,9 @@ fn webhooks(addr: SocketAddr) -> Webhooks {
 async fn opens_closes_joins_and_leaves_arrive_signed_in_batches() {
     for (server, start) in SERVERS {
         let (receiver, hook_addr) = Receiver::start().await;
-        let batched = webhooks(hook_addr).batch(10, Duration::from_millis(300));
+        let batched = webhooks(hook_addr)
+            .batch_events(10)
+            .batch_wait(Duration::from_millis(300));
         let hub = Hub::new(Config::default().webhooks(batched));
         let addr = start(presence_app(&hub)).await;
 
@@ -205,19 +214,32 @@ async fn opens_closes_joins_and_leaves_arrive_signed_in_batches() {
 
         let posts = receiver.posts();
         assert!(posts.iter().all(signed), "{server}: {posts:#?}");
-        assert!(posts.len() < 6, "{server}: events come in batches: {posts:#?}");
+        assert!(
+            posts.len() < 6,
+            "{server}: events come in batches: {posts:#?}"
+        );
         let hub_name = &body(&posts[0])["hub"];
         assert!(posts.iter().all(|post| &body(post)["hub"] == hub_name));
         let mut deliveries: Vec<&str> = posts.iter().map(|post| post.delivery.as_str()).collect();
         deliveries.dedup();
-        assert_eq!(deliveries.len(), posts.len(), "{server}: one delivery per batch");
+        assert_eq!(
+            deliveries.len(),
+            posts.len(),
+            "{server}: one delivery per batch"
+        );
 
         let mut forged = posts[0].clone();
         forged.body = forged.body.replace("alice", "mallory");
         assert!(!signed(&forged), "the check itself refuses a changed body");
         let stats = hub.stats().webhooks.unwrap();
-        assert_eq!((stats.delivered, stats.failed_attempts, stats.dropped), (6, 0, 0));
-        assert!(hub.stats().to_string().contains("sse_webhook_events_delivered_total 6\n"));
+        assert_eq!(
+            (stats.delivered, stats.failed_attempts, stats.dropped),
+            (6, 0, 0)
+        );
+        assert!(hub
+            .stats()
+            .to_string()
+            .contains("sse_webhook_events_delivered_total 6\n"));
     }
 }
 
@@ -229,8 +251,10 @@ async fn a_dead_receiver_delays_no_stream_and_no_publish_and_is_tried_a_bounded_
             listener.local_addr().unwrap()
         };
         let webhooks = webhooks(closed_port)
-            .batch(100, Duration::from_millis(10))
-            .retries(3, Duration::from_millis(20), Duration::from_millis(40));
+            .batch_wait(Duration::from_millis(10))
+            .attempts(3)
+            .backoff(Duration::from_millis(20))
+            .max_backoff(Duration::from_millis(40));
         let hub = Hub::new(Config::default().webhooks(webhooks));
         let addr = start(presence_app(&hub)).await;
 
@@ -239,7 +263,11 @@ async fn a_dead_receiver_delays_no_stream_and_no_publish_and_is_tried_a_bounded_
             hub.publish("room", Some("n"), n.to_string()).unwrap();
         }
         let data: Vec<String> = alice.take(50).await.into_iter().map(|e| e.data).collect();
-        assert_eq!(data, (0..50).map(|n| n.to_string()).collect::<Vec<_>>(), "{server}");
+        assert_eq!(
+            data,
+            (0..50).map(|n| n.to_string()).collect::<Vec<_>>(),
+            "{server}"
+        );
         drop(alice);
 
         eventually("every event abandoned", || {
@@ -251,7 +279,10 @@ async fn a_dead_receiver_delays_no_stream_and_no_publish_and_is_tried_a_bounded_
         assert_eq!(stats.delivered, 0, "{server}");
         // Each batch is tried 3 times, then abandoned: at most 4 batches (one per event).
         assert_eq!(stats.failed_attempts % 3, 0, "{server}: {stats:?}");
-        assert!((3..=12).contains(&stats.failed_attempts), "{server}: {stats:?}");
+        assert!(
+            (3..=12).contains(&stats.failed_attempts),
+            "{server}: {stats:?}"
+        );
     }
 }
 
@@ -260,13 +291,16 @@ async fn a_receiver_that_never_answers_delays_no_stream_and_no_publish() {
     for (server, start) in SERVERS {
         let (receiver, hook_addr) = Receiver::holding().await;
         let webhooks = webhooks(hook_addr)
-            .batch(100, Duration::from_millis(10))
+            .batch_wait(Duration::from_millis(10))
             .timeout(Duration::from_secs(60));
         let hub = Hub::new(Config::default().webhooks(webhooks));
         let addr = start(presence_app(&hub)).await;
 
         let mut alice = Client::open(&format!("http://{addr}/room/alice"), &[]).await;
-        eventually("the receiver holds a batch", || !receiver.posts().is_empty()).await;
+        eventually("the receiver holds a batch", || {
+            !receiver.posts().is_empty()
+        })
+        .await;
         // While the webhooks wait for an answer, streams open, events are published and
         // delivered, streams close.
         let mut bob = Client::open(&format!("http://{addr}/room/bob"), &[]).await;
@@ -275,7 +309,11 @@ async fn a_receiver_that_never_answers_delays_no_stream_and_no_publish() {
         }
         for client in [&mut alice, &mut bob] {
             let data: Vec<String> = client.take(50).await.into_iter().map(|e| e.data).collect();
-            assert_eq!(data, (0..50).map(|n| n.to_string()).collect::<Vec<_>>(), "{server}");
+            assert_eq!(
+                data,
+                (0..50).map(|n| n.to_string()).collect::<Vec<_>>(),
+                "{server}"
+            );
         }
         drop((alice, bob));
         eventually("both closes queued", || {
@@ -289,7 +327,11 @@ async fn a_receiver_that_never_answers_delays_no_stream_and_no_publish() {
         eventually("every event delivered", || receiver.delivered().len() == 8).await;
         let posts = receiver.posts();
         assert!(posts.iter().all(signed), "{server}");
-        assert_eq!(posts.len(), 2, "{server}: the held batch, then the rest: {posts:#?}");
+        assert_eq!(
+            posts.len(),
+            2,
+            "{server}: the held batch, then the rest: {posts:#?}"
+        );
     }
 }
 
@@ -299,21 +341,31 @@ async fn a_batch_answered_500_is_retried_and_delivered_once() {
         let (receiver, hook_addr) = Receiver::start().await;
         *receiver.failures.lock().unwrap() = 2;
         let webhooks = webhooks(hook_addr)
-            .batch(100, Duration::from_millis(200))
-            .retries(5, Duration::from_millis(20), Duration::from_millis(100));
+            .batch_wait(Duration::from_millis(200))
+            .attempts(5)
+            .backoff(Duration::from_millis(20))
+            .max_backoff(Duration::from_millis(100));
         let hub = Hub::new(Config::default().webhooks(webhooks));
         let addr = start(presence_app(&hub)).await;
 
         let alice = Client::open(&format!("http://{addr}/room/alice"), &[]).await;
-        eventually("opened and joined, delivered", || receiver.delivered().len() == 2).await;
+        eventually("opened and joined, delivered", || {
+            receiver.delivered().len() == 2
+        })
+        .await;
         drop(alice);
-        eventually("left and closed, delivered", || receiver.delivered().len() == 4).await;
+        eventually("left and closed, delivered", || {
+            receiver.delivered().len() == 4
+        })
+        .await;
 
         let posts = receiver.posts();
         let answers: Vec<u16> = posts.iter().map(|post| post.answered).collect();
         assert_eq!(answers, [500, 500, 200, 200], "{server}");
         // The three attempts are one delivery: the same name and body, each signed anew.
-        assert!(posts[..3].iter().all(|post| post.delivery == posts[0].delivery));
+        assert!(posts[..3]
+            .iter()
+            .all(|post| post.delivery == posts[0].delivery));
         assert!(posts[..3].iter().all(|post| post.body == posts[0].body));
         assert_ne!(posts[3].delivery, posts[0].delivery);
         assert!(posts.iter().all(signed), "{server}");
@@ -328,6 +380,9 @@ async fn a_batch_answered_500_is_retried_and_delivered_once() {
             "{server}: each event once"
         );
         let stats = hub.stats().webhooks.unwrap();
-        assert_eq!((stats.delivered, stats.failed_attempts, stats.abandoned), (4, 2, 0));
+        assert_eq!(
+            (stats.delivered, stats.failed_attempts, stats.abandoned),
+            (4, 2, 0)
+        );
     }
 }

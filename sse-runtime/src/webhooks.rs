@@ -75,9 +75,12 @@ pub const WEBHOOK_DELIVERY: &str = "x-sse-delivery";
 /// use std::time::Duration;
 ///
 /// let webhooks = sse::Webhooks::new("http://127.0.0.1:8000/sse/webhooks", "a-secret-of-at-least-32-bytes-0123456789")?
-///     .batch(100, Duration::from_millis(200))
+///     .batch_events(100)
+///     .batch_wait(Duration::from_millis(200))
 ///     .queue(10_000)
-///     .retries(5, Duration::from_millis(500), Duration::from_secs(30))
+///     .attempts(5)
+///     .backoff(Duration::from_millis(500))
+///     .max_backoff(Duration::from_secs(30))
 ///     .timeout(Duration::from_secs(5));
 /// let hub = sse::Hub::new(sse::Config::default().webhooks(webhooks));
 /// # let _ = hub;
@@ -142,17 +145,31 @@ impl Webhooks {
         })
     }
 
-    /// A batch holds up to `events` events, and waits at most `wait` after its first for more.
+    /// A batch holds up to `events` events (at least 1).
     ///
     /// ```
     /// # let webhooks = sse::Webhooks::new("http://app/hooks", [7; 32])?;
-    /// let webhooks = webhooks.batch(500, std::time::Duration::from_secs(1));
+    /// let webhooks = webhooks.batch_events(500);
     /// # Ok::<(), sse::WebhookError>(())
     /// ```
-    pub fn batch(self, events: usize, wait: Duration) -> Self {
+    pub fn batch_events(self, events: usize) -> Self {
         let batch_events = events.max(1);
         Self {
             batch_events,
+            ..self
+        }
+    }
+
+    /// A batch waits at most `wait` after its first event for more; zero sends each event as
+    /// soon as the one before is delivered, with those that came meanwhile.
+    ///
+    /// ```
+    /// # let webhooks = sse::Webhooks::new("http://app/hooks", [7; 32])?;
+    /// let webhooks = webhooks.batch_wait(std::time::Duration::from_secs(1));
+    /// # Ok::<(), sse::WebhookError>(())
+    /// ```
+    pub fn batch_wait(self, wait: Duration) -> Self {
+        Self {
             batch_wait: wait,
             ..self
         }
@@ -171,21 +188,44 @@ impl Webhooks {
         Self { queue, ..self }
     }
 
-    /// A batch is tried up to `attempts` times: `first` after the first failure, twice as long
-    /// after each next one, never more than `max`. Then its events are abandoned and counted
-    /// ([`WebhookStats::abandoned`]).
+    /// A batch is tried up to `attempts` times (at least 1); then its events are abandoned and
+    /// counted ([`WebhookStats::abandoned`]).
     ///
     /// ```
     /// # let webhooks = sse::Webhooks::new("http://app/hooks", [7; 32])?;
-    /// use std::time::Duration;
-    /// let webhooks = webhooks.retries(8, Duration::from_secs(1), Duration::from_secs(60));
+    /// let webhooks = webhooks.attempts(8);
     /// # Ok::<(), sse::WebhookError>(())
     /// ```
-    pub fn retries(self, attempts: u32, first: Duration, max: Duration) -> Self {
+    pub fn attempts(self, attempts: u32) -> Self {
+        let attempts = attempts.max(1);
+        Self { attempts, ..self }
+    }
+
+    /// The next attempt comes `first` after the first failure, and twice as long after each
+    /// next one, up to [`Webhooks::max_backoff`].
+    ///
+    /// ```
+    /// # let webhooks = sse::Webhooks::new("http://app/hooks", [7; 32])?;
+    /// let webhooks = webhooks.backoff(std::time::Duration::from_secs(1));
+    /// # Ok::<(), sse::WebhookError>(())
+    /// ```
+    pub fn backoff(self, first: Duration) -> Self {
         Self {
-            attempts: attempts.max(1),
             first_backoff: first,
-            max_backoff: max.max(first),
+            ..self
+        }
+    }
+
+    /// The longest wait between two attempts (never shorter than [`Webhooks::backoff`]).
+    ///
+    /// ```
+    /// # let webhooks = sse::Webhooks::new("http://app/hooks", [7; 32])?;
+    /// let webhooks = webhooks.max_backoff(std::time::Duration::from_secs(60));
+    /// # Ok::<(), sse::WebhookError>(())
+    /// ```
+    pub fn max_backoff(self, max: Duration) -> Self {
+        Self {
+            max_backoff: max,
             ..self
         }
     }
@@ -276,14 +316,42 @@ impl fmt::Display for WebhookStats {
     /// Prometheus text exposition format, as [`Stats`](crate::Stats) writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let metrics: [(&str, &str, &str, u64); 5] = [
-            ("sse_webhook_events_queued", "gauge", "Webhook events waiting to be sent.", self.queued as u64),
-            ("sse_webhook_events_delivered_total", "counter", "Webhook events delivered.", self.delivered),
-            ("sse_webhook_events_dropped_total", "counter", "Webhook events dropped from a full queue.", self.dropped),
-            ("sse_webhook_events_abandoned_total", "counter", "Webhook events given up after every attempt failed or the app refused them.", self.abandoned),
-            ("sse_webhook_attempts_failed_total", "counter", "Webhook requests that failed.", self.failed_attempts),
+            (
+                "sse_webhook_events_queued",
+                "gauge",
+                "Webhook events waiting to be sent.",
+                self.queued as u64,
+            ),
+            (
+                "sse_webhook_events_delivered_total",
+                "counter",
+                "Webhook events delivered.",
+                self.delivered,
+            ),
+            (
+                "sse_webhook_events_dropped_total",
+                "counter",
+                "Webhook events dropped from a full queue.",
+                self.dropped,
+            ),
+            (
+                "sse_webhook_events_abandoned_total",
+                "counter",
+                "Webhook events given up after every attempt failed or the app refused them.",
+                self.abandoned,
+            ),
+            (
+                "sse_webhook_attempts_failed_total",
+                "counter",
+                "Webhook requests that failed.",
+                self.failed_attempts,
+            ),
         ];
         for (name, kind, help, value) in metrics {
-            writeln!(f, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}")?;
+            writeln!(
+                f,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            )?;
         }
         Ok(())
     }
@@ -557,7 +625,7 @@ async fn deliver(shared: &Shared, batch: &[String], delivery: &str) {
         tracing::warn!(attempt, delivery, why = status, url = %settings.uri, "a webhook batch failed");
         if attempt < settings.attempts {
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(settings.max_backoff);
+            backoff = (backoff * 2).min(settings.max_backoff.max(settings.first_backoff));
         }
     }
     tracing::error!(delivery, events, attempts = settings.attempts, url = %settings.uri, "a webhook batch failed every attempt; dropped");
@@ -579,9 +647,18 @@ async fn post(
 ) -> Result<StatusCode, Box<dyn std::error::Error + Send + Sync>> {
     let timestamp = since_epoch().as_secs().to_string();
     let signed = [timestamp.as_bytes(), b".", body.as_bytes()].concat();
-    let signature = format!("sha256={}", hex(hmac::sign(&settings.key, &signed).as_ref()));
-    let path = settings.uri.path_and_query().map_or("/", |path| path.as_str());
-    let authority = settings.uri.authority().map_or("", |authority| authority.as_str());
+    let signature = format!(
+        "sha256={}",
+        hex(hmac::sign(&settings.key, &signed).as_ref())
+    );
+    let path = settings
+        .uri
+        .path_and_query()
+        .map_or("/", |path| path.as_str());
+    let authority = settings
+        .uri
+        .authority()
+        .map_or("", |authority| authority.as_str());
     let request = Request::post(path)
         .header(header::HOST, authority)
         .header(header::CONTENT_TYPE, "application/json")
@@ -591,7 +668,8 @@ async fn post(
         .header(WEBHOOK_DELIVERY, delivery)
         .body(body.to_owned())?;
     let tcp = TcpStream::connect((settings.host.as_str(), settings.port)).await?;
-    let (mut sending, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    let (mut sending, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     // The connection is driven here, not spawned: a timeout drops it with the request.
     tokio::select! {
         answer = sending.send_request(request) => Ok(answer?.status()),
