@@ -11,9 +11,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
-use sse_tests::{http_client, request, within, Client};
+use serde_json::{json, Value};
+use sse_tests::{eventually, http_client, request, within, Client};
 use tokio::process::{Child, Command};
 
 const SECRET: &str = "hub-test-secret-of-32-bytes-or-more!!";
@@ -343,4 +346,120 @@ async fn every_mistake_in_the_settings_is_named_before_anything_listens() {
         said.starts_with("sse-hub: unknown argument \"--conf\""),
         "{said}"
     );
+}
+
+/// POSTs an app got: their signature checked with `ring` as the app would, their events.
+#[derive(Clone, Default)]
+struct App(Arc<Mutex<Vec<Value>>>);
+
+impl App {
+    /// An app on a free loopback port that takes webhooks at `/sse/webhooks`, checking each.
+    async fn start() -> (App, SocketAddr) {
+        let app = App::default();
+        let events = app.clone();
+        let router = axum::Router::new().route(
+            "/sse/webhooks",
+            axum::routing::post(move |headers: HeaderMap, body: String| async move {
+                let header = |name| headers[name].to_str().unwrap().to_owned();
+                let timestamp = header("x-sse-timestamp");
+                let signature = header("x-sse-signature");
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, WEBHOOK_SECRET.as_bytes());
+                let signed = ring::hmac::sign(&key, format!("{timestamp}.{body}").as_bytes());
+                let hex: String = signed.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                if signature != format!("sha256={hex}") {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let batch: Value = serde_json::from_str(&body).unwrap();
+                let batch = batch["events"].as_array().unwrap().iter().cloned();
+                events.0.lock().unwrap().extend(batch);
+                StatusCode::NO_CONTENT
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (app, addr)
+    }
+
+    /// `name user` of each event received.
+    fn seen(&self) -> Vec<String> {
+        let events = self.0.lock().unwrap();
+        let shown = events
+            .iter()
+            .map(|e| format!("{} {}", e["name"].as_str().unwrap(), e["user"]));
+        shown.collect()
+    }
+}
+
+const WEBHOOK_SECRET: &str = "the-app-s-webhook-secret-of-32-bytes+";
+
+#[tokio::test]
+async fn it_tells_the_app_of_streams_and_presence_by_signed_webhooks() {
+    let (app, app_addr) = App::start().await;
+    let hooks = format!("http://{app_addr}/sse/webhooks");
+    let file = ConfigFile::new("[webhooks]\nbatch_wait_ms = 20\nattempts = 3\n");
+    let (_child, addr) = hub_with(
+        &["--config", file.path()],
+        &[
+            ("SSE_PUBLISH_TOKEN", PUBLISH_TOKEN),
+            ("SSE_TOKEN_SECRET", SECRET),
+            ("SSE_WEBHOOK_URL", &hooks),
+            ("SSE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+    )
+    .await;
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let token = token(&["room.7"], Algorithm::HS256, &key);
+    let mut stream = Client::open(&format!("http://{addr}/events/room.7?token={token}"), &[]).await;
+    assert_eq!(publish(addr, "room.7", "hello").await, 200);
+    assert_eq!(stream.next().await.unwrap().data, "hello");
+    eventually("opened and joined", || app.seen().len() == 2).await;
+    drop(stream);
+    eventually("left and closed", || app.seen().len() == 4).await;
+    assert_eq!(
+        app.seen(),
+        [
+            r#"stream-opened "alice""#,
+            r#"presence-join "alice""#,
+            r#"presence-leave "alice""#,
+            r#"stream-closed "alice""#,
+        ]
+    );
+    let metrics = within(http_client().get(format!("http://{addr}/metrics")).send()).await;
+    let metrics = within(metrics.unwrap().text()).await.unwrap();
+    assert!(
+        metrics.contains("sse_webhook_events_delivered_total 4\n"),
+        "{metrics}"
+    );
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_hubs_share_their_groups_through_redis() {
+    let redis = sse_tests::redis_servers::RedisServer::start().await;
+    let env = [
+        ("SSE_TOKEN_SECRET", SECRET),
+        ("SSE_BROKER_URL", &redis.url()),
+    ];
+    let (_first, first) = hub(&env).await;
+    let (_second, second) = hub(&env).await;
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let token = token(&["room.7"], Algorithm::HS256, &key);
+    let url = |addr: SocketAddr| format!("http://{addr}/events/room.7?token={token}");
+    let mut on_first = Client::open(&url(first), &[]).await;
+    let mut on_second = Client::open(&url(second), &[]).await;
+    redis.wait_listeners("room.7", 2).await;
+
+    assert_eq!(
+        publish(first, "room.7", "published on the first").await,
+        200
+    );
+    assert_eq!(
+        publish(second, "room.7", "published on the second").await,
+        200
+    );
+    for stream in [&mut on_first, &mut on_second] {
+        let seen: Vec<String> = stream.take(2).await.into_iter().map(|e| e.data).collect();
+        assert_eq!(seen, ["published on the first", "published on the second"]);
+    }
 }
