@@ -126,6 +126,21 @@ impl fmt::Display for CloseReason {
     }
 }
 
+impl CloseReason {
+    /// Its name in a webhook: `client-left`, `fell-behind`…
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CloseReason::ClientLeft => "client-left",
+            CloseReason::FellBehind => "fell-behind",
+            CloseReason::ShutDown => "shut-down",
+            CloseReason::Closed => "closed",
+            CloseReason::BrokerUnavailable => "broker-unavailable",
+            CloseReason::Expired => "expired",
+            CloseReason::Finished => "finished",
+        }
+    }
+}
+
 type OpenHook = Arc<dyn Fn(&StreamInfo) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&StreamInfo, CloseReason) + Send + Sync>;
 
@@ -158,7 +173,7 @@ impl Hooks {
     /// Tells the open hook and the webhooks that `stream` opened.
     pub(crate) fn opened(&self, worker: &Worker, stream: &Arc<StreamInfo>) {
         if let Some(webhooks) = self.webhooks() {
-            webhooks.opened(stream);
+            webhooks.opened(stream.number, &stream.groups, stream.identity());
         }
         if let Some(on_open) = self.on_open.clone() {
             let stream = stream.clone();
@@ -169,7 +184,8 @@ impl Hooks {
     /// Tells the close hook and the webhooks that `stream` closed.
     pub(crate) fn closed(&self, worker: &Worker, stream: Arc<StreamInfo>, reason: CloseReason) {
         if let Some(webhooks) = self.webhooks() {
-            webhooks.closed(&stream, reason);
+            let (number, groups, who) = (stream.number, &stream.groups, stream.identity());
+            webhooks.closed(number, groups, who, reason.name());
         }
         if let Some(on_close) = self.on_close.clone() {
             worker.run(move || on_close(&stream, reason));
@@ -206,10 +222,10 @@ pub(crate) enum Unconfigured {}
 
 #[cfg(not(feature = "webhooks"))]
 impl Unconfigured {
-    fn opened(&self, _: &StreamInfo) {
+    fn opened(&self, _: u64, _: &[GroupName], _: Option<&Identity>) {
         match *self {}
     }
-    fn closed(&self, _: &StreamInfo, _: CloseReason) {
+    fn closed(&self, _: u64, _: &[GroupName], _: Option<&Identity>, _: &str) {
         match *self {}
     }
     fn presence(&self, _: &GroupName, _: &str, _: &str) {

@@ -23,7 +23,7 @@ use once_cell::sync::OnceCell;
 use ring::hmac;
 use tokio::{net::TcpStream, sync::Notify, time::Instant};
 
-use crate::{CloseReason, Config, GroupName, StreamInfo};
+use crate::{GroupName, Identity};
 
 /// The header with the batch's signature: `sha256=` and the hex HMAC-SHA256, keyed with the
 /// secret, of the timestamp header's value, a `.`, and the body.
@@ -49,7 +49,7 @@ pub const WEBHOOK_TIMESTAMP: &str = "x-sse-timestamp";
 /// ```
 pub const WEBHOOK_DELIVERY: &str = "x-sse-delivery";
 
-/// Where and how a hub POSTs its webhooks ([`Config::webhooks`]; feature `webhooks`).
+/// Where and how a hub POSTs its webhooks ([`Config::webhooks`](crate::Config::webhooks); feature `webhooks`).
 ///
 /// Each request's body is one batch, in JSON:
 ///
@@ -65,7 +65,7 @@ pub const WEBHOOK_DELIVERY: &str = "x-sse-delivery";
 /// `hub` names the hub that sent it (stream numbers count in each hub); `user` is `null` for a
 /// stream without an [`Identity`](crate::Identity). A close's `reason` is `client-left`,
 /// `fell-behind`, `shut-down`, `closed`, `broker-unavailable`, `expired` or `finished`
-/// ([`CloseReason`]). Joins and leaves are those of the whole deployment: with Redis, one hub
+/// ([`CloseReason`](crate::CloseReason)). Joins and leaves are those of the whole deployment: with Redis, one hub
 /// sends each. The headers [`WEBHOOK_SIGNATURE`], [`WEBHOOK_TIMESTAMP`] and
 /// [`WEBHOOK_DELIVERY`] sign and name it. Any `2xx` answer delivers it; a `5xx`, `408`, `429`,
 /// a failed connection or no answer within the timeout is retried; another `4xx` is the app
@@ -357,25 +357,6 @@ impl fmt::Display for WebhookStats {
     }
 }
 
-impl Config {
-    /// POSTs streams opened and closed, and users joining and leaving groups (whether or not
-    /// [`Config::presence_events`] publishes them too), to the app, as [`Webhooks`] says. A
-    /// hub made from this config (or a clone of it) sends them; what is queued when the
-    /// process exits is lost, so treat them as news, and [`Hub::presence`](crate::Hub::presence)
-    /// as the truth. Feature `webhooks`.
-    ///
-    /// ```
-    /// let webhooks = sse::Webhooks::new("http://127.0.0.1:8000/sse/webhooks", [7; 32])?;
-    /// let config = sse::Config::default().webhooks(webhooks);
-    /// # let _ = config;
-    /// # Ok::<(), sse::WebhookError>(())
-    /// ```
-    pub fn webhooks(mut self, webhooks: Webhooks) -> Self {
-        self.hooks.webhooks = Some(Arc::new(Sender::new(webhooks)));
-        self
-    }
-}
-
 /// The queue of a hub's webhooks, and the thread that sends it, started with the first event.
 pub(crate) struct Sender {
     shared: Arc<Shared>,
@@ -398,7 +379,7 @@ struct Shared {
 }
 
 impl Sender {
-    fn new(settings: Webhooks) -> Self {
+    pub(crate) fn new(settings: Webhooks) -> Self {
         let shared = Shared {
             settings,
             hub: random_hex(),
@@ -416,19 +397,26 @@ impl Sender {
         }
     }
 
-    /// A stream opened.
-    pub(crate) fn opened(&self, stream: &StreamInfo) {
-        let mut event = stream_event("stream-opened", stream);
-        if let Some(who) = stream.identity() {
+    /// Stream `number` of `groups`, opened by `who`, opened.
+    pub(crate) fn opened(&self, number: u64, groups: &[GroupName], who: Option<&Identity>) {
+        let mut event = stream_event("stream-opened", number, groups, who);
+        if let Some(who) = who {
             event["meta"] = who.meta().into();
         }
         self.push(event);
     }
 
-    /// A stream closed, for `reason`.
-    pub(crate) fn closed(&self, stream: &StreamInfo, reason: CloseReason) {
-        let mut event = stream_event("stream-closed", stream);
-        event["reason"] = reason_name(reason).into();
+    /// Stream `number` of `groups`, opened by `who`, closed for `reason` (a
+    /// [`CloseReason`](crate::CloseReason)'s name).
+    pub(crate) fn closed(
+        &self,
+        number: u64,
+        groups: &[GroupName],
+        who: Option<&Identity>,
+        reason: &str,
+    ) {
+        let mut event = stream_event("stream-closed", number, groups, who);
+        event["reason"] = reason.into();
         self.push(event);
     }
 
@@ -506,28 +494,20 @@ impl Shared {
     }
 }
 
-fn stream_event(name: &str, stream: &StreamInfo) -> serde_json::Value {
-    let groups: Vec<&str> = stream.groups().iter().map(GroupName::as_str).collect();
-    let user = stream.identity().map(|who| who.user());
+fn stream_event(
+    name: &str,
+    number: u64,
+    groups: &[GroupName],
+    who: Option<&Identity>,
+) -> serde_json::Value {
+    let groups: Vec<&str> = groups.iter().map(GroupName::as_str).collect();
     serde_json::json!({
         "name": name,
         "time_ms": now_ms(),
-        "stream": stream.number(),
+        "stream": number,
         "groups": groups,
-        "user": user,
+        "user": who.map(Identity::user),
     })
-}
-
-fn reason_name(reason: CloseReason) -> &'static str {
-    match reason {
-        CloseReason::ClientLeft => "client-left",
-        CloseReason::FellBehind => "fell-behind",
-        CloseReason::ShutDown => "shut-down",
-        CloseReason::Closed => "closed",
-        CloseReason::BrokerUnavailable => "broker-unavailable",
-        CloseReason::Expired => "expired",
-        CloseReason::Finished => "finished",
-    }
 }
 
 fn since_epoch() -> Duration {
