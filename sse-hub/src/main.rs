@@ -22,12 +22,13 @@
 //! Routes: `GET /events?group=a&group=b` (without `group`: the groups the token names) and
 //! `GET /events/{group}`, with the token as `?token=`, `Authorization: Bearer` or the
 //! `sse_token` cookie; `POST /publish`; `GET /metrics`; `GET /health`. On SIGTERM or Ctrl-C it
-//! stops accepting, ends its streams with a short retry hint and exits.
+//! stops accepting, ends its streams with a short retry hint, sends the webhooks queued (for up
+//! to 5 s) and exits.
 
 mod app;
 mod settings;
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 const USAGE: &str = "usage: sse-hub [--config hub.toml]
 Settings come from the file (or SSE_HUB_CONFIG's) and the environment, which overrides it;
@@ -68,7 +69,23 @@ async fn run(settings: settings::Settings) -> Result<(), Box<dyn std::error::Err
             sse::hub().shutdown();
         })
         .await?;
+    webhooks_sent(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// Until the webhooks queued (the streams' closes, at the end) are sent, for at most `patience`.
+async fn webhooks_sent(patience: Duration) {
+    let deadline = tokio::time::Instant::now() + patience;
+    while let Some(webhooks) = sse::hub().stats().webhooks {
+        if webhooks.queued + webhooks.sending == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let unsent = webhooks.queued + webhooks.sending;
+            return tracing::warn!(unsent, "stopping with webhooks unsent");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The file `--config` names (`Ok(Some(None))` without it), `Ok(None)` for `--help`.

@@ -398,7 +398,7 @@ async fn it_tells_the_app_of_streams_and_presence_by_signed_webhooks() {
     let (app, app_addr) = App::start().await;
     let hooks = format!("http://{app_addr}/sse/webhooks");
     let file = ConfigFile::new("[webhooks]\nbatch_wait_ms = 20\nattempts = 3\n");
-    let (_child, addr) = hub_with(
+    let (mut child, addr) = hub_with(
         &["--config", file.path()],
         &[
             ("SSE_PUBLISH_TOKEN", PUBLISH_TOKEN),
@@ -431,6 +431,19 @@ async fn it_tells_the_app_of_streams_and_presence_by_signed_webhooks() {
         metrics.contains("sse_webhook_events_delivered_total 4\n"),
         "{metrics}"
     );
+
+    // On SIGTERM the streams' closes are sent before the hub exits.
+    let _stream = Client::open(&format!("http://{addr}/events/room.7?token={token}"), &[]).await;
+    eventually("opened again", || app.seen().len() == 6).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(within(killed).await.unwrap().success());
+    assert!(within(child.wait()).await.unwrap().success());
+    assert_eq!(
+        app.seen()[6..],
+        [r#"presence-leave "alice""#, r#"stream-closed "alice""#]
+    );
+    assert_eq!(app.0.lock().unwrap()[7]["reason"], "shut-down");
 }
 
 #[cfg(feature = "redis")]

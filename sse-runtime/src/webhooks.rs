@@ -11,7 +11,7 @@ use std::{
     collections::VecDeque,
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
         Arc, Mutex, MutexGuard, PoisonError,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -302,6 +302,8 @@ impl std::error::Error for WebhookError {}
 pub struct WebhookStats {
     /// Events waiting in the queue now.
     pub queued: usize,
+    /// Events of the batch being sent now, or waiting to be tried again.
+    pub sending: usize,
     /// Events delivered (their batch was answered `2xx`).
     pub delivered: u64,
     /// Events dropped from a full queue, the oldest first.
@@ -315,12 +317,18 @@ pub struct WebhookStats {
 impl fmt::Display for WebhookStats {
     /// Prometheus text exposition format, as [`Stats`](crate::Stats) writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let metrics: [(&str, &str, &str, u64); 5] = [
+        let metrics: [(&str, &str, &str, u64); 6] = [
             (
                 "sse_webhook_events_queued",
                 "gauge",
                 "Webhook events waiting to be sent.",
                 self.queued as u64,
+            ),
+            (
+                "sse_webhook_events_sending",
+                "gauge",
+                "Webhook events of the batch on its way.",
+                self.sending as u64,
             ),
             (
                 "sse_webhook_events_delivered_total",
@@ -372,6 +380,8 @@ struct Shared {
     ready: Notify,
     /// The sender is gone: send what is queued and stop.
     closed: AtomicBool,
+    /// The events of the batch on its way.
+    sending: AtomicUsize,
     delivered: AtomicU64,
     dropped: AtomicU64,
     abandoned: AtomicU64,
@@ -386,6 +396,7 @@ impl Sender {
             queue: Mutex::default(),
             ready: Notify::new(),
             closed: AtomicBool::new(false),
+            sending: AtomicUsize::new(0),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
@@ -436,6 +447,7 @@ impl Sender {
         let shared = &self.shared;
         WebhookStats {
             queued: shared.lock().len(),
+            sending: shared.sending.load(Relaxed),
             delivered: shared.delivered.load(Relaxed),
             dropped: shared.dropped.load(Relaxed),
             abandoned: shared.abandoned.load(Relaxed),
@@ -566,10 +578,12 @@ async fn send_all(shared: Arc<Shared>) {
         let batch: Vec<String> = {
             let mut queue = shared.lock();
             let take = queue.len().min(settings.batch_events);
+            shared.sending.store(take, Relaxed);
             queue.drain(..take).collect()
         };
         deliveries += 1;
         deliver(&shared, &batch, &format!("{}-{deliveries}", shared.hub)).await;
+        shared.sending.store(0, Relaxed);
     }
 }
 
