@@ -457,14 +457,14 @@ impl Sender {
 
     fn push(&self, event: serde_json::Value) {
         self.thread.get_or_init(|| self.start());
-        let shared = &self.shared;
+        let (shared, line) = (&self.shared, event.to_string());
         {
             let mut queue = shared.lock();
             if queue.len() >= shared.settings.queue {
                 queue.pop_front();
                 shared.dropped.fetch_add(1, Relaxed);
             }
-            queue.push_back(event.to_string());
+            queue.push_back(line);
         }
         shared.ready.notify_one();
     }
