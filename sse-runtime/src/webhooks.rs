@@ -410,11 +410,16 @@ impl Sender {
 
     /// Stream `number` of `groups`, opened by `who`, opened.
     pub(crate) fn opened(&self, number: u64, groups: &[GroupName], who: Option<&Identity>) {
-        let mut event = stream_event("stream-opened", number, groups, who);
-        if let Some(who) = who {
-            event["meta"] = who.meta().into();
-        }
-        self.push(event);
+        let event = StreamEvent {
+            name: "stream-opened",
+            time_ms: now_ms(),
+            stream: number,
+            groups,
+            user: who.map(Identity::user),
+            meta: who.map(Identity::meta),
+            reason: None,
+        };
+        self.push(&event);
     }
 
     /// Stream `number` of `groups`, opened by `who`, closed for `reason` (a
@@ -426,21 +431,34 @@ impl Sender {
         who: Option<&Identity>,
         reason: &str,
     ) {
-        let mut event = stream_event("stream-closed", number, groups, who);
-        event["reason"] = reason.into();
-        self.push(event);
+        let event = StreamEvent {
+            name: "stream-closed",
+            time_ms: now_ms(),
+            stream: number,
+            groups,
+            user: who.map(Identity::user),
+            meta: None,
+            reason: Some(reason),
+        };
+        self.push(&event);
     }
 
-    /// A user joined or left `group`: `name` is the presence event's, `data` its JSON object.
+    /// A user joined or left `group`: `name` is the presence event's, `data` its JSON object
+    /// (`{"user":…}`), whose fields the webhook's event takes after its own.
     pub(crate) fn presence(&self, group: &GroupName, name: &str, data: &str) {
-        let mut event = match serde_json::from_str(data) {
-            Ok(serde_json::Value::Object(fields)) => fields,
-            _ => serde_json::Map::new(),
+        let Some(fields) = data.strip_prefix('{').filter(|rest| rest.len() > 1) else {
+            return tracing::error!(data, "a presence event's data is not a JSON object");
         };
-        event.insert("name".into(), name.into());
-        event.insert("time_ms".into(), now_ms().into());
-        event.insert("group".into(), group.as_str().into());
-        self.push(event.into());
+        let head = PresenceEvent {
+            name,
+            time_ms: now_ms(),
+            group: group.as_str(),
+        };
+        let Some(mut line) = json(&head) else { return };
+        line.pop(); // its `}`: the data's fields follow
+        line.push(',');
+        line.push_str(fields);
+        self.push_line(line);
     }
 
     pub(crate) fn stats(&self) -> WebhookStats {
@@ -455,18 +473,29 @@ impl Sender {
         }
     }
 
-    fn push(&self, event: serde_json::Value) {
+    fn push(&self, event: &impl serde::Serialize) {
+        if let Some(line) = json(event) {
+            self.push_line(line);
+        }
+    }
+
+    /// Queues one event, written in JSON, and wakes the sending thread if it waits for it: for
+    /// a batch's first event, or its last.
+    fn push_line(&self, line: String) {
         self.thread.get_or_init(|| self.start());
-        let (shared, line) = (&self.shared, event.to_string());
-        {
+        let shared = &self.shared;
+        let queued = {
             let mut queue = shared.lock();
             if queue.len() >= shared.settings.queue {
                 queue.pop_front();
                 shared.dropped.fetch_add(1, Relaxed);
             }
             queue.push_back(line);
+            queue.len()
+        };
+        if queued == 1 || queued == shared.settings.batch_events {
+            shared.ready.notify_one();
         }
-        shared.ready.notify_one();
     }
 
     fn start(&self) {
@@ -506,20 +535,40 @@ impl Shared {
     }
 }
 
-fn stream_event(
-    name: &str,
-    number: u64,
-    groups: &[GroupName],
-    who: Option<&Identity>,
-) -> serde_json::Value {
-    let groups: Vec<&str> = groups.iter().map(GroupName::as_str).collect();
-    serde_json::json!({
-        "name": name,
-        "time_ms": now_ms(),
-        "stream": number,
-        "groups": groups,
-        "user": who.map(Identity::user),
-    })
+/// A stream opened or closed, as a webhook's event.
+#[derive(serde::Serialize)]
+struct StreamEvent<'a> {
+    name: &'static str,
+    time_ms: u64,
+    stream: u64,
+    #[serde(serialize_with = "names")]
+    groups: &'a [GroupName],
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+/// The first fields of a join or a leave, as a webhook's event.
+#[derive(serde::Serialize)]
+struct PresenceEvent<'a> {
+    name: &'a str,
+    time_ms: u64,
+    group: &'a str,
+}
+
+/// A stream's groups as a list of their names.
+fn names<S: serde::Serializer>(groups: &&[GroupName], to: S) -> Result<S::Ok, S::Error> {
+    to.collect_seq(groups.iter().map(GroupName::as_str))
+}
+
+/// `event` in JSON; its fields, strings and numbers, always can be.
+fn json(event: &impl serde::Serialize) -> Option<String> {
+    let written = serde_json::to_string(event);
+    written
+        .map_err(|error| tracing::error!(%error, "a webhook event could not be written"))
+        .ok()
 }
 
 fn since_epoch() -> Duration {
