@@ -47,6 +47,7 @@ use super::{
 };
 use crate::BrokerError;
 
+mod clock;
 mod link;
 mod listener;
 mod presence;
