@@ -256,11 +256,10 @@ impl Renewals {
 
     /// Whether `group`'s expiries are to be renewed with its next call.
     fn due(&self, group: &str) -> bool {
-        let renewed = self.lock();
-        renewed
-            .at
-            .get(group)
-            .is_none_or(|at| at.elapsed() >= self.every)
+        match self.lock().at.get(group) {
+            Some(at) => at.elapsed() >= self.every,
+            None => true,
+        }
     }
 
     /// Notes that a call sent at `sent` renewed the expiries of `groups`: Redis set them after.

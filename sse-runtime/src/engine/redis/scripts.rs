@@ -126,10 +126,10 @@ while arg <= #ARGV do
       if not once[position] then fresh = fresh - 1 end
     end
   end
-  local first, next_id = '0', 0
+  local first, next_id, new = '0', 0, false
   if fresh > 0 then
     local last = redis.call('INCRBY', seq, fresh == count and counted or string.format('%d', fresh))
-    local new = last == fresh
+    new = last == fresh
     if new then
       -- A new sequence (or one Redis lost): it starts at Redis's clock, as in `ensure_seq`.
       last = tonumber(at) + fresh
@@ -148,24 +148,13 @@ while arg <= #ARGV do
       batch = only(events, keep)
     end
     batch = first .. ':' .. batch
-    -- Trimmed when the last id crossed a multiple of 16: to the entries holding the last
-    -- `max_events` events, roughly (see `READ`), and by age.
-    local trim = fresh >= 16 or last % 16 < fresh
-    if trim then
+    if fresh < 16 and last % 16 >= fresh then
+      redis.call('XADD', history, last_id, 't', at, 'd', batch)
+    else
+      -- Trimmed when the last id crossed a multiple of 16: to the entries holding the last
+      -- `max_events` events, roughly (see `READ`), and by age.
       local keep_from = string.format('%d', math.max(0, last - max_events + 1))
       redis.call('XADD', history, 'MINID', '~', keep_from, last_id, 't', at, 'd', batch)
-    else
-      redis.call('XADD', history, last_id, 't', at, 'd', batch)
-    end
-    if new or renew then
-      local seq_px = string.format('%d', ttl + renewal)
-      if not new then
-        redis.call('PEXPIRE', seq, seq_px)
-        redis.call('PEXPIRE', epoch, seq_px)
-      end
-      redis.call('PEXPIRE', history, string.format('%d', math.floor(max_age / 1000) + renewal))
-    end
-    if trim then
       local oldest_kept = tonumber(at) - max_age
       local oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
       if oldest and tonumber(oldest[2][2]) < oldest_kept then
@@ -179,6 +168,15 @@ while arg <= #ARGV do
       end
     end
     redis.call(publish, channel, batch)
+  end
+  -- Renewed when asked even if every event was dropped: the publisher counts it as done.
+  if new or renew then
+    local seq_px = string.format('%d', ttl + renewal)
+    if not new then
+      redis.call('PEXPIRE', seq, seq_px)
+      redis.call('PEXPIRE', epoch, seq_px)
+    end
+    redis.call('PEXPIRE', history, string.format('%d', math.floor(max_age / 1000) + renewal))
   end
   if keyed == '' then
     replies[#replies + 1] = first
