@@ -12,7 +12,7 @@
 //! | `SSE_TOKEN_PUBLIC_KEY` | `[[token_keys]]` `public_key` | a PEM file with the Ed25519 or RSA public key they are signed for |
 //! | | `[[token_keys]]` `kid` | the key id a token's header names to be verified with this key |
 //! | | `token_cookie` | the cookie a token is read from (`sse_token`) |
-//! | `SSE_BROKER_URL` | `broker_url` | `redis://…` or `redis+cluster://…` to share groups with other hubs (feature `redis`) |
+//! | `SSE_BROKER_URL` | `broker_url` | `redis://…` or `redis+cluster://…` (feature `redis`), `postgres://…` (feature `postgres`) to share groups with other hubs |
 //! | `SSE_CORS_ORIGINS` | `cors_origins` | the origins whose pages may open streams (comma-separated; a list in the file) |
 //! | `SSE_MAX_STREAMS` | `max_streams` | the most streams open at once |
 //! | `SSE_WEBHOOK_URL` | `[webhooks]` `url` | where streams opened and closed, joins and leaves are POSTed |

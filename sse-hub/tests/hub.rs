@@ -2,7 +2,7 @@
 //! streams the groups a token allows (verified with the key its `kid` names), publishes what
 //! the app POSTs, tells the app of streams and presence by signed webhooks, serves its metrics
 //! and health, refuses what it must with the reason, refuses to start on any mistake in its
-//! settings, naming it, shares its groups with other hubs through Redis, and on SIGTERM ends
+//! settings, naming it, shares its groups with other hubs through Redis or Postgres, and on SIGTERM ends
 //! its streams and exits.
 
 use std::{
@@ -474,5 +474,54 @@ async fn two_hubs_share_their_groups_through_redis() {
     for stream in [&mut on_first, &mut on_second] {
         let seen: Vec<String> = stream.take(2).await.into_iter().map(|e| e.data).collect();
         assert_eq!(seen, ["published on the first", "published on the second"]);
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn two_hubs_share_their_groups_through_postgres() {
+    let postgres = sse_tests::postgres_server::PostgresServer::start().await;
+    let env = [
+        ("SSE_TOKEN_SECRET", SECRET),
+        ("SSE_BROKER_URL", &postgres.url()),
+    ];
+    let (_first, first) = hub(&env).await;
+    let (_second, second) = hub(&env).await;
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let token = token(&["room.7"], Algorithm::HS256, &key);
+    let url = |addr: SocketAddr| format!("http://{addr}/events/room.7?token={token}");
+    let mut on_first = Client::open(&url(first), &[]).await;
+    let mut on_second = Client::open(&url(second), &[]).await;
+    // Postgres shows no listeners to wait for: the second hub listens once a publish on the
+    // first reaches its stream. What was published before is not promised to it.
+    let mut tries = 0;
+    loop {
+        assert_eq!(publish(first, "room.7", "are you there").await, 200);
+        let heard = tokio::time::timeout(Duration::from_millis(200), on_second.next()).await;
+        if let Ok(Some(_)) = heard {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 50, "the second hub never heard the first");
+    }
+
+    assert_eq!(
+        publish(second, "room.7", "published on the second").await,
+        200
+    );
+    assert_eq!(
+        publish(first, "room.7", "published on the first").await,
+        200
+    );
+    for stream in [&mut on_first, &mut on_second] {
+        let mut seen = Vec::new();
+        while seen.last().map(String::as_str) != Some("published on the first") {
+            seen.push(stream.next().await.expect("the stream goes on").data);
+        }
+        let ours = &seen[seen.len() - 2..];
+        assert_eq!(ours, ["published on the second", "published on the first"]);
+        assert!(seen[..seen.len() - 2]
+            .iter()
+            .all(|data| data == "are you there"));
     }
 }
