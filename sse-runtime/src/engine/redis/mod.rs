@@ -30,8 +30,9 @@
 //! with the time `t` and the batch `d`: `<first id>:<length>,<length>... <the events, back to
 //! back>`; it expires when the group has been quiet for the history age); the channel
 //! `sse:{g}:events`, whose messages are batches as in `d`; `sse:{g}:seen:0` and `:1` (hashes of
-//! the ids idempotency keys got, with their time, each holding at most two windows of them). Expiries are renewed at most every
-//! [`RENEWAL`], and set that much longer: a lone publish pays no call for them.
+//! the ids idempotency keys got, with their time, each holding at most two windows of them).
+//! Each process renews a group's expiries at most every [`RENEWAL`], setting them that much
+//! longer, and reckons Redis's clock ([`clock`]): a lone publish pays no call for either.
 
 use std::{sync::Arc, time::Duration};
 
@@ -47,6 +48,7 @@ use super::{
 };
 use crate::BrokerError;
 
+mod clock;
 mod link;
 mod listener;
 mod presence;
@@ -96,8 +98,8 @@ impl Keys {
 /// How long a group's sequence outlives its last event (at least), so a client that comes back
 /// to a group whose history expired learns that it missed events.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How often publishing renews a group's expiries (at most): a lone publish then makes no call
-/// for them, and a quiet group's history outlives its age by this much at most.
+/// How often a process publishing to a group renews its expiries (at most): a lone publish then
+/// makes no call for them, and a quiet group's history outlives its age by this much at most.
 const RENEWAL: Duration = Duration::from_secs(1);
 /// After a publish found Redis (a cluster's slot) unreachable, how long the others to it fail at
 /// once with its error instead of each waiting out the timeouts; then the next one tries again.

@@ -5,13 +5,18 @@
 //! script calls and messages: the more publishers, the bigger the batches, and the less Redis
 //! works per event. A lone publisher waits for nothing but its own round trip.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
 
 use futures_util::future::join_all;
 use redis::Script;
 use tokio::sync::Semaphore;
 
 use super::{
+    clock::Clocks,
     link::{Router, Target},
     scripts, Keys, Limits, DOWN_FOR,
 };
@@ -31,8 +36,10 @@ const SLOW_BATCH: Duration = Duration::from_millis(100);
 
 pub(super) struct Publisher {
     target: Target,
-    limits: Limits,
     script: Script,
+    /// Redis's clock, read by the script now and then, so a publish need not ask it.
+    clocks: Clocks,
+    renewals: Renewals,
     queue: Queue,
     /// The connection to each node.
     router: Arc<Router>,
@@ -50,8 +57,9 @@ struct Call {
 impl Publisher {
     pub(super) fn new(target: Target, limits: Limits, router: Arc<Router>) -> Self {
         Self {
-            limits,
-            script: scripts::publish(),
+            script: scripts::publish(&limits, target.publish_command()),
+            clocks: Clocks::default(),
+            renewals: Renewals::new(Duration::from_millis(limits.renewal_ms)),
             queue: Queue::new(),
             router,
             down: Downs::new(DOWN_FOR),
@@ -127,16 +135,15 @@ impl Publisher {
     /// Publishes `call` and answers each of its publishes.
     async fn send_call(&self, call: Call) {
         let mut invocation = self.script.prepare_invoke();
-        invocation
-            .arg(self.limits.events)
-            .arg(self.limits.age_us)
-            .arg(self.limits.seq_ttl_ms)
-            .arg(self.target.publish_command())
-            .arg(self.limits.once_ms)
-            .arg(self.limits.renewal_ms);
+        let now = self.clocks.now(call.slot);
+        match now {
+            Some(now) => invocation.arg(now),
+            None => invocation.arg(""),
+        };
         // How many ids the script answers for each group: one (the first) unless an event
-        // carries a key, then one an event.
-        let mut answered = 0;
+        // carries a key, then one an event; and Redis's time last, when it is to read it.
+        let mut answered = usize::from(now.is_none());
+        let mut renewing = Vec::new();
         for (group, events) in &call.groups {
             let keys = Keys::of(group);
             invocation.key(keys.seq).key(keys.epoch).key(keys.history);
@@ -155,6 +162,11 @@ impl Publisher {
                 .arg(events.len())
                 .arg(batch(drafts))
                 .arg(keyed.as_str());
+            let renew = self.renewals.due(group);
+            invocation.arg(if renew { "1" } else { "0" });
+            if renew {
+                renewing.push(group.as_str());
+            }
             if keyed.is_empty() {
                 answered += 1;
             } else {
@@ -166,6 +178,7 @@ impl Publisher {
                 answered += events.len();
             }
         }
+        let sent = Instant::now();
         let answer = self.router.invoke::<Vec<u64>>(call.slot, &invocation).await;
         let unexpected = || {
             BrokerError::new(format!(
@@ -173,11 +186,20 @@ impl Publisher {
                 self.target.shown
             ))
         };
-        let answer = answer.and_then(|ids| match ids.len() == answered {
-            true => Ok(ids),
+        let answer = answer.and_then(|mut ids| match ids.len() == answered {
+            true => {
+                if now.is_none() {
+                    let redis_now = ids.pop().unwrap_or_default();
+                    self.clocks.read(call.slot, sent, redis_now);
+                }
+                Ok(ids)
+            }
             false => Err(unexpected()),
         });
         self.down.found(call.slot, &answer);
+        if answer.is_ok() {
+            self.renewals.renewed(renewing, sent);
+        }
         let mut ids = answer.as_deref().unwrap_or_default().iter().copied();
         for (_, events) in call.groups {
             // Unkeyed, the group's events got consecutive ids from the first.
@@ -197,5 +219,86 @@ impl Publisher {
                 (pending.reply)(id);
             }
         }
+    }
+}
+
+/// When this process last had each group's expiries renewed, so that it renews them once per
+/// renewal period it publishes to the group in (see [`scripts`]), without asking Redis.
+struct Renewals {
+    every: Duration,
+    renewed: Mutex<Renewed>,
+}
+
+struct Renewed {
+    at: HashMap<String, Instant>,
+    /// How many groups the map may hold before those due anyway are dropped from it.
+    pruned_above: usize,
+}
+
+/// The least [`Renewed::pruned_above`]: below it, the map is not worth pruning.
+const RENEWALS_KEPT: usize = 1024;
+
+impl Renewals {
+    fn new(every: Duration) -> Self {
+        let renewed = Renewed {
+            at: HashMap::new(),
+            pruned_above: RENEWALS_KEPT,
+        };
+        Self {
+            every,
+            renewed: Mutex::new(renewed),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Renewed> {
+        self.renewed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `group`'s expiries are to be renewed with its next call.
+    fn due(&self, group: &str) -> bool {
+        match self.lock().at.get(group) {
+            Some(at) => at.elapsed() >= self.every,
+            None => true,
+        }
+    }
+
+    /// Notes that a call sent at `sent` renewed the expiries of `groups`: Redis set them after.
+    fn renewed(&self, groups: Vec<&str>, sent: Instant) {
+        if groups.is_empty() {
+            return;
+        }
+        let mut renewed = self.lock();
+        if renewed.at.len() > renewed.pruned_above {
+            renewed.at.retain(|_, at| at.elapsed() < self.every);
+            renewed.pruned_above = (renewed.at.len() * 2).max(RENEWALS_KEPT);
+        }
+        for group in groups {
+            renewed.at.insert(group.to_owned(), sent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_is_renewed_once_a_period_and_the_map_forgets_groups_due_anyway() {
+        let renewals = Renewals::new(Duration::from_secs(3600));
+        assert!(renewals.due("a"));
+        renewals.renewed(vec!["a"], Instant::now());
+        assert!(!renewals.due("a"));
+        assert!(renewals.due("b"));
+
+        let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(7200)) else {
+            return;
+        };
+        let groups: Vec<String> = (0..=RENEWALS_KEPT).map(|i| format!("g{i}")).collect();
+        renewals.renewed(groups.iter().map(String::as_str).collect(), long_ago);
+        assert!(renewals.due("g0"));
+        renewals.renewed(vec!["b"], Instant::now());
+        let renewed = renewals.lock();
+        assert_eq!(renewed.at.len(), 2, "a and b");
+        assert_eq!(renewed.pruned_above, RENEWALS_KEPT);
     }
 }

@@ -3,8 +3,10 @@
 
 use redis::Script;
 
-/// Run first by both scripts: `now`, Redis's clock in microseconds, and `ensure_seq`. A
-/// group's sequence starts at Redis's clock, as in memory: after Redis lost it (restart without
+use super::Limits;
+
+/// Run first by [`READ`]: `now`, Redis's clock in microseconds, and `ensure_seq`. A group's
+/// sequence starts at Redis's clock, as in memory: after Redis lost it (restart without
 /// persistence, or the group was quiet longer than its sequence lives), ids go on above the old
 /// ones, so an old `Last-Event-ID` is seen as too old, not reused. Redis's own clock, so that
 /// the clocks of the machines running the processes do not matter.
@@ -21,18 +23,19 @@ end
 ";
 
 /// Publishes a batch: events of several groups (whose keys must share a hash slot in a
-/// cluster), in one call, an entry per group. ARGV: max events, max age in µs, how long a
-/// sequence lives after its last event in ms, the publishing command (`PUBLISH`, or `SPUBLISH`
-/// in a cluster), how long an idempotency key is remembered in ms, and how often expiries are
-/// renewed in ms; then for each entry its group's channel, its count of events, the events as
-/// `<length>,<length>... <the events, back to back>`, the positions (from 1) of its events that
-/// carry an idempotency key, `<position>,<position>...` (empty when none do), and those keys.
-/// KEYS: for each entry its group's seq, epoch and history, and when it has keys, its two
-/// hashes of keys. An event whose key was given within the window (or earlier in the entry)
-/// is dropped; the others get the next ids of their group, are published as one message and
-/// kept as one entry of its history, `<first id>:<lengths> <events>` (the entry's id is the
-/// last event's). Returns, for each entry in order, the first id it gave, or for an entry with
-/// keys the id of each of its events (the one its key got, for a dropped event).
+/// cluster), in one call, an entry per group. The history bound and the publishing command are
+/// set in the script's text (see [`publish`]): a call carries only what changes. ARGV: Redis's
+/// time in µs as the publisher reckons it (see `clock`), or empty to have the script read it
+/// and answer it last; then for each entry its group's channel, its count of events, the events
+/// as `<length>,<length>... <the events, back to back>`, the positions (from 1) of its events
+/// that carry an idempotency key, `<position>,<position>...` (empty when none do), `1` to renew
+/// the group's expiries (else `0`), and those keys. KEYS: for each entry its group's seq, epoch
+/// and history, and when it has keys, its two hashes of keys. An event whose key was given
+/// within the window (or earlier in the entry) is dropped; the others get the next ids of their
+/// group, are published as one message and kept as one entry of its history, `<first id>:<lengths>
+/// <events>` (the entry's id is the last event's). Returns, for each entry in order, the first
+/// id it gave, or for an entry with keys the id of each of its events (the one its key got, for
+/// a dropped event); then Redis's time, if it read it.
 ///
 /// A group's keys are fields of two hashes, `<id>:<time in µs>`, written to the one of the
 /// current window-long period (`floor(now / window)`, even or odd) and read from both: a key
@@ -42,22 +45,23 @@ end
 /// once a period. An entry's keys cost three calls, however many they are.
 ///
 /// A lone publish is one call, and what Redis spends on it is mostly the calls the script makes
-/// (each costs about as much as the command it runs): so the common case makes five (`TIME`,
-/// `INCRBY`, `PTTL`, `XADD`, `PUBLISH`). Expiries are renewed only when the sequence's was
-/// renewed longer ago than the renewal period: they are set that much longer than asked, so
-/// every key still lives its time after the group's last event, and the history expires at most
-/// that much later. The history is trimmed by count roughly (`MINID ~`: whole nodes of the
-/// stream, far cheaper than to the entry), and [`READ`] skips what exact trimming would have
-/// removed; by age, every 16 events or so, and readers count older entries as gone anyway.
+/// (each costs about as much as the command it runs) and its arguments: so the common case
+/// makes three (`INCRBY`, `XADD`, `PUBLISH`), and the bound, constant, is no argument. Redis's
+/// clock comes from the publisher, and so does when to renew expiries: each process renews a
+/// group's once per renewal period it publishes in, setting them that much longer than asked,
+/// so every key still lives its time after the group's last event, and the history expires at
+/// most that much later. The history is trimmed every 16 events or so: by count roughly (`MINID
+/// ~`: whole nodes of the stream, far cheaper than to the entry), and [`READ`] skips what exact
+/// trimming would have removed; by age, and readers count older entries as gone anyway.
 const PUBLISH: &str = r"
-local max_events, max_age, ttl, publish = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local once_ms, renewal = tonumber(ARGV[5]), tonumber(ARGV[6])
-local period = math.floor(now / 1000 / once_ms)
-local seen_from = now - once_ms * 1000
-local oldest_kept = now - max_age
 -- Ids are below 2^53, exact as Lua numbers. They go to Redis as strings written with `%d`: a
 -- number given to `redis.call` is written with `%.17g`, several times slower.
-local at = string.format('%d', now)
+-- The time, `at`, is made a number only where it is computed with: few publishes need it.
+local at = ARGV[1]
+if at == '' then
+  local time = redis.call('TIME')
+  at = string.format('%d', time[1] * 1000000 + time[2])
+end
 local function only(events, keep)
   -- The events of a batch (`<length>,<length>... <events>`) at the positions `keep` holds.
   local space = string.find(events, ' ', 1, true)
@@ -74,17 +78,21 @@ local function only(events, keep)
   return table.concat(lengths, ',') .. ' ' .. table.concat(bodies)
 end
 local replies = {}
-local k, arg = 1, 7
+local k, arg = 1, 2
 while arg <= #ARGV do
   local seq, epoch, history = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-  local channel, count, events, keyed = ARGV[arg], tonumber(ARGV[arg + 1]), ARGV[arg + 2], ARGV[arg + 3]
-  k, arg = k + 3, arg + 4
+  local channel, counted, events, keyed, renew = ARGV[arg], ARGV[arg + 1], ARGV[arg + 2], ARGV[arg + 3], ARGV[arg + 4] == '1'
+  local count = tonumber(counted)
+  k, arg = k + 3, arg + 5
   -- Keyed events: the id each key got before, or the position of the same key earlier in the
   -- entry; the key of each event to publish.
   local given, same_as, once, first_at
   local fresh = count
-  local current, renew_seen
+  local current, renew_seen, period
   if keyed ~= '' then
+    local now = tonumber(at)
+    period = math.floor(now / 1000 / once_ms)
+    local seen_from = now - once_ms * 1000
     given, same_as, once, first_at = {}, {}, {}, {}
     current = KEYS[k + period % 2]
     local previous = KEYS[k + 1 - period % 2]
@@ -118,18 +126,19 @@ while arg <= #ARGV do
       if not once[position] then fresh = fresh - 1 end
     end
   end
-  local first, next_id = '0', 0
+  local first, next_id, new = '0', 0, false
   if fresh > 0 then
-    local last = redis.call('INCRBY', seq, fresh)
-    local new = last == fresh
+    local last = redis.call('INCRBY', seq, fresh == count and counted or string.format('%d', fresh))
+    new = last == fresh
     if new then
       -- A new sequence (or one Redis lost): it starts at Redis's clock, as in `ensure_seq`.
-      last = now + fresh
+      last = tonumber(at) + fresh
       redis.call('SET', seq, string.format('%d', last), 'PX', string.format('%d', ttl + renewal))
       redis.call('SET', epoch, at, 'PX', string.format('%d', ttl + renewal))
     end
     next_id = last - fresh + 1
-    first = string.format('%d', next_id)
+    local last_id = string.format('%d', last)
+    first = fresh == 1 and last_id or string.format('%d', next_id)
     local batch = events
     if fresh < count then
       local keep = {}
@@ -139,32 +148,35 @@ while arg <= #ARGV do
       batch = only(events, keep)
     end
     batch = first .. ':' .. batch
-    -- Keep the entries holding the last `max_events` events (roughly: see `READ`).
-    local keep_from = string.format('%d', math.max(0, last - max_events + 1))
-    redis.call('XADD', history, 'MINID', '~', keep_from, string.format('%d', last), 't', at, 'd', batch)
-    if new or redis.call('PTTL', seq) < ttl then
-      local seq_px = string.format('%d', ttl + renewal)
-      if not new then
-        redis.call('PEXPIRE', seq, seq_px)
-        redis.call('PEXPIRE', epoch, seq_px)
+    if fresh < 16 and last % 16 >= fresh then
+      redis.call('XADD', history, last_id, 't', at, 'd', batch)
+    else
+      -- Trimmed when the last id crossed a multiple of 16: to the entries holding the last
+      -- `max_events` events, roughly (see `READ`), and by age.
+      local keep_from = string.format('%d', math.max(0, last - max_events + 1))
+      redis.call('XADD', history, 'MINID', '~', keep_from, last_id, 't', at, 'd', batch)
+      local oldest_kept = tonumber(at) - max_age
+      local oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
+      if oldest and tonumber(oldest[2][2]) < oldest_kept then
+        -- Up to 16 entries a check: no more were added since the last one.
+        local aged = oldest[1]
+        for _, entry in ipairs(redis.call('XRANGE', history, '-', '+', 'COUNT', 16)) do
+          if tonumber(entry[2][2]) >= oldest_kept then break end
+          aged = entry[1]
+        end
+        redis.call('XTRIM', history, 'MINID', string.match(aged, '^%d+') .. '-1')
       end
-      redis.call('PEXPIRE', history, string.format('%d', math.floor(max_age / 1000) + renewal))
-    end
-    -- By age, when the last id crossed a multiple of 16.
-    local oldest = nil
-    if fresh >= 16 or last % 16 < fresh then
-      oldest = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
-    end
-    if oldest and tonumber(oldest[2][2]) < oldest_kept then
-      -- Up to 16 entries a check: no more were added since the last one.
-      local aged = oldest[1]
-      for _, entry in ipairs(redis.call('XRANGE', history, '-', '+', 'COUNT', 16)) do
-        if tonumber(entry[2][2]) >= oldest_kept then break end
-        aged = entry[1]
-      end
-      redis.call('XTRIM', history, 'MINID', string.match(aged, '^%d+') .. '-1')
     end
     redis.call(publish, channel, batch)
+  end
+  -- Renewed when asked even if every event was dropped: the publisher counts it as done.
+  if new or renew then
+    local seq_px = string.format('%d', ttl + renewal)
+    if not new then
+      redis.call('PEXPIRE', seq, seq_px)
+      redis.call('PEXPIRE', epoch, seq_px)
+    end
+    redis.call('PEXPIRE', history, string.format('%d', math.floor(max_age / 1000) + renewal))
   end
   if keyed == '' then
     replies[#replies + 1] = first
@@ -194,6 +206,8 @@ while arg <= #ARGV do
     end
   end
 end
+-- The time read, for the publisher to reckon Redis's clock from.
+if at ~= ARGV[1] then replies[#replies + 1] = at end
 return replies
 ";
 
@@ -240,9 +254,21 @@ end
 return out
 ";
 
-/// The script that publishes batches.
-pub(super) fn publish() -> Script {
-    Script::new(&format!("{PRELUDE}{PUBLISH}"))
+/// The script that publishes batches within `limits`, with `publish` (`PUBLISH`, or `SPUBLISH`
+/// in a cluster). Ids are below 2^53 and the limits too, exact as Lua numbers.
+pub(super) fn publish(limits: &Limits, publish: &str) -> Script {
+    let Limits {
+        events,
+        age_us,
+        seq_ttl_ms,
+        once_ms,
+        renewal_ms,
+        ..
+    } = limits;
+    Script::new(&format!(
+        "local max_events, max_age, ttl, publish, once_ms, renewal = \
+         {events}, {age_us}, {seq_ttl_ms}, '{publish}', {once_ms}, {renewal_ms}\n{PUBLISH}"
+    ))
 }
 
 /// The script that reads a group's history.
