@@ -4,12 +4,14 @@
 //!
 //! [`publish`] writes the event with the app's own connection or transaction, through the
 //! function `sse_publish` of sse's [schema](migrate). It numbers the event under its group's
-//! row lock, held until the transaction ends, so a group's ids rise in commit order; it keeps
-//! the event in `sse_events`; and it sends a `NOTIFY`, which Postgres delivers at commit, and
-//! never after a rollback. With the Postgres engine (`SSE_BROKER_URL=postgres://…`) every
-//! process listens and hands the event to its subscribers: the id `publish` returns is the one
-//! they see. With the in-memory or Redis engine, a [`Relay`] carries committed events into the
-//! hub.
+//! lock, held until the transaction ends, so a group's ids rise in commit order; it keeps the
+//! event in `sse_events`, where other transactions see it once it commits, and never after a
+//! rollback; and it moves the sequence `sse_published`, which the processes that listen read
+//! every 5 ms. (It sends no `NOTIFY`: Postgres makes the commits of transactions that notify
+//! wait for each other's flush to disk.) With the Postgres engine (`SSE_BROKER_URL=postgres://…`)
+//! every process then reads the events of the groups it holds and hands them to their
+//! subscribers: the id `publish` returns is the one they see. With the in-memory or Redis
+//! engine, a [`Relay`] carries committed events into the hub.
 //!
 //! ```no_run
 //! # async fn app(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,15 +1,23 @@
 //! The relay: committed events of `sse_events` carried into a hub on another engine.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{postgres::PgListener, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 
-use crate::{engine::batch::split_batch, event::Draft, BrokerError, Hub};
+use crate::{
+    engine::{
+        batch::split_batch,
+        postgres::{EVENTS_CHANNEL, RINGING_FOR, RING_EVERY},
+    },
+    event::Draft,
+    BrokerError, Hub,
+};
 
 /// The key of the session advisory lock the active relay holds: one relay delivers at a time.
 const RELAY_LOCK: i64 = 0x5353_455f_5245_4c41;
-/// How often a relay looks for events it was not told of (and a standby for the lock).
+/// How often a relay looks at every group for events it was not told of (and a standby for the
+/// lock).
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// The most batches a group's read returns at once.
 const READ_BATCHES: i64 = 1_000;
@@ -101,7 +109,9 @@ fn failed(error: sqlx::Error) -> BrokerError {
 
 /// One turn: registers, waits as a standby until the lock is its own, then relays what is
 /// committed whenever it is told of it (the groups notifications name), and everything behind
-/// at each poll. Returns on the first failure, letting go of the lock with its connection.
+/// at each poll, and at each read of `sse_published` while it moves (transactions publish
+/// without notifying). Returns on the first failure, letting go of the lock with its
+/// connection.
 async fn relay(hub: &Hub, pool: &PgPool) -> Result<(), BrokerError> {
     // The lock is the session's: held on a connection of its own, until it closes.
     let mut holder = pool.acquire().await.map_err(failed)?.detach();
@@ -121,13 +131,11 @@ async fn relay(hub: &Hub, pool: &PgPool) -> Result<(), BrokerError> {
         tokio::time::sleep(POLL_EVERY).await;
     }
     let mut listener = PgListener::connect_with(pool).await.map_err(failed)?;
-    listener
-        .listen(super::postgres::EVENTS_CHANNEL)
-        .await
-        .map_err(failed)?;
+    listener.listen(EVENTS_CHANNEL).await.map_err(failed)?;
     relay_committed(hub, &mut holder, None).await?;
+    let (mut rung, mut moved, mut polled) = (None, Instant::now(), Instant::now());
     loop {
-        match tokio::time::timeout(POLL_EVERY, listener.try_recv()).await {
+        match tokio::time::timeout(RING_EVERY, listener.try_recv()).await {
             Ok(Ok(Some(heard))) => {
                 let mut groups = vec![group_of(&heard)];
                 while let Some(heard) = listener.next_buffered() {
@@ -141,8 +149,21 @@ async fn relay(hub: &Hub, pool: &PgPool) -> Result<(), BrokerError> {
                 return Err(BrokerError::new("the Postgres relay lost its connection"));
             }
             Ok(Err(error)) => return Err(failed(error)),
-            // A poll: whatever a lost notification did not say is behind.
-            Err(_) => relay_committed(hub, &mut holder, None).await?,
+            Err(_) => {
+                let ringing: i64 = sqlx::query_scalar("SELECT last_value FROM sse_published")
+                    .fetch_one(&mut holder)
+                    .await
+                    .map_err(failed)?;
+                if rung != Some(ringing) {
+                    (rung, moved) = (Some(ringing), Instant::now());
+                }
+                // Transactions published lately, or a poll: whatever a lost notification did
+                // not say, or a transaction committed late, is behind.
+                if moved.elapsed() <= RINGING_FOR || polled.elapsed() >= POLL_EVERY {
+                    polled = Instant::now();
+                    relay_committed(hub, &mut holder, None).await?;
+                }
+            }
         }
     }
 }

@@ -1,17 +1,25 @@
 //! The listening side: how a process hears the events of the groups it has subscribers for, and
 //! the closes of other processes. One connection `LISTEN`s to both channels; a notification
 //! names its group, so every process hears every group's and keeps those it holds. Histories
-//! are read over the pool. After the connection was lost, and whenever the poll finds a group
-//! still ahead of what was heard a poll later (a notification lost some other way), what was
-//! missed is read from `sse_events`.
+//! are read over the pool.
+//!
+//! The engine's publishes are notified; those made inside apps' transactions are not (a
+//! notification would serialize their commits): they ring `sse_published`, which this side
+//! reads every [`RING_EVERY`]. While it moved within the last [`RINGING_FOR`], each ring looks
+//! where the held groups stand, and reads what a group got beyond what was heard from
+//! `sse_events`; so does the poll, every [`POLL_EVERY`], for a transaction that committed
+//! later, after a lost connection, and for a notification lost some other way. A notification
+//! whose events do not follow the last ones heard of their group is read the same way.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use futures_util::future::try_join_all;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio::sync::mpsc;
 
-use super::{reads, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, POLL_EVERY};
+use super::{
+    reads, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, POLL_EVERY, RINGING_FOR, RING_EVERY,
+};
 use crate::{
     engine::{
         batch::split_batch,
@@ -40,8 +48,8 @@ pub(super) struct Listener {
     /// lower one was delivered here, or published before the group was held. `None` until the
     /// group's first read.
     groups: HashMap<GroupName, Option<u64>>,
-    /// Per group found ahead of its mark at the last poll: where it stood then.
-    ahead: HashMap<GroupName, u64>,
+    /// What `sse_published` said last, and when it last moved.
+    rung: Option<(i64, Instant)>,
 }
 
 /// The connection that `LISTEN`s, on a task of its own that passes on what it hears: `None`
@@ -72,7 +80,7 @@ impl Listener {
             process,
             pool,
             groups: HashMap::new(),
-            ahead: HashMap::new(),
+            rung: None,
         }
     }
 
@@ -109,6 +117,8 @@ impl Listener {
         self.catch_up(groups).await?;
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ring = tokio::time::interval(RING_EVERY);
+        ring.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut polls = 0u32;
         loop {
             tokio::select! {
@@ -122,6 +132,7 @@ impl Listener {
                     polls = polls.wrapping_add(1);
                     self.poll(polls % TRIM_EVERY_POLLS == 0).await?;
                 }
+                _ = ring.tick(), if !self.groups.is_empty() => self.ring().await?,
                 command = commands.recv() => match command {
                     None => return Ok(()),
                     Some(command) => self.command(command).await?,
@@ -140,7 +151,6 @@ impl Listener {
             }
             Listening::Free(group) => {
                 self.groups.remove(&group);
-                self.ahead.remove(&group);
             }
             Listening::CatchUp {
                 groups,
@@ -182,6 +192,13 @@ impl Listener {
             return Ok(()); // a group not held here
         };
         if let Some(events) = split_batch(batch.as_bytes()) {
+            // Events published in a transaction, not notified, came in between: read them.
+            let first = events.first().map(|&(id, _)| id);
+            if let (Some(mark), Some(first)) = (*mark, first) {
+                if first > mark + 1 {
+                    return self.catch_up(vec![group.clone()]).await;
+                }
+            }
             let mut last = *mark;
             for (id, event) in events {
                 // Ids at or below the mark were already read from the history.
@@ -212,8 +229,27 @@ impl Listener {
         }
     }
 
-    /// Asks where the held groups stand: those still ahead of their marks since the last poll
-    /// missed a notification, and read what they missed. Trims the tables by age when `trim`.
+    /// Reads `sse_published`, and while it moved within [`RINGING_FOR`], where the held groups
+    /// stand.
+    async fn ring(&mut self) -> Result<(), BrokerError> {
+        let asking = sqlx::query_scalar::<_, i64>("SELECT last_value FROM sse_published")
+            .fetch_one(&self.pool);
+        let rung = self.target.answer_within(asking).await?;
+        let now = Instant::now();
+        let moved = match self.rung {
+            Some((was, at)) if was == rung => at,
+            // The first read: a transaction may have published just before it.
+            _ => now,
+        };
+        self.rung = Some((rung, moved));
+        if now.duration_since(moved) <= RINGING_FOR {
+            self.look().await?;
+        }
+        Ok(())
+    }
+
+    /// Looks where the held groups stand, and reads what each got beyond what was heard; trims
+    /// the tables by age when `trim`.
     async fn poll(&mut self, trim: bool) -> Result<(), BrokerError> {
         if trim {
             let trimming = sqlx::query("SELECT sse_trim($1, $2, $3)")
@@ -223,6 +259,12 @@ impl Listener {
                 .execute(&self.pool);
             self.target.answer_within(trimming).await?;
         }
+        self.look().await
+    }
+
+    /// Asks where the held groups stand, and reads what those ahead of their marks got: events
+    /// published in transactions, or a notification not yet handled (then skipped).
+    async fn look(&mut self) -> Result<(), BrokerError> {
         let names: Vec<&str> = self.groups.keys().map(GroupName::as_str).collect();
         let asking = sqlx::query_as::<_, (String, i64)>(
             "SELECT name, seq FROM sse_groups WHERE name = ANY($1)",
@@ -230,27 +272,17 @@ impl Listener {
         .bind(names)
         .fetch_all(&self.pool);
         let stand = self.target.answer_within(asking).await?;
-        let mut ahead = HashMap::new();
-        let mut missed = Vec::new();
-        for (group, seq) in stand {
-            let Some((group, &Some(mark))) = self.groups.get_key_value(group.as_str()) else {
-                continue;
-            };
-            let seq = seq as u64;
-            if seq <= mark {
-                continue;
-            }
-            match self.ahead.get(group) {
-                Some(&was) if mark < was => missed.push(group.clone()),
-                _ => drop(ahead.insert(group.clone(), seq)),
-            }
+        let ahead: Vec<GroupName> = stand
+            .into_iter()
+            .filter_map(|(group, seq)| match self.groups.get_key_value(group.as_str()) {
+                Some((group, &Some(mark))) if seq as u64 > mark => Some(group.clone()),
+                _ => None,
+            })
+            .collect();
+        if ahead.is_empty() {
+            return Ok(());
         }
-        self.ahead = ahead;
-        if !missed.is_empty() {
-            tracing::warn!(groups = ?missed, "missed notifications from Postgres: read them");
-            self.catch_up(missed).await?;
-        }
-        Ok(())
+        self.catch_up(ahead).await
     }
 
     /// Reads the history of `groups` after their marks, delivers what was missed (ordered by
