@@ -47,6 +47,8 @@ const PUBLISHERS: usize = 64;
 /// The steady rate of the latency runs (the goal's), and how long each lasts.
 const LATENCY_RATE: u64 = 1_000;
 const LATENCY_FOR: Duration = Duration::from_secs(10);
+/// How long the cost of listening while nothing is published is measured.
+const IDLE_FOR: Duration = Duration::from_secs(5);
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -77,6 +79,7 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
     let pg_subscriber = Subscriber::start(&postgres.url, LATENCY_GROUP)?;
     pg_subscriber.ready(&pg_hub, LATENCY_GROUP).await?;
     let pool = publishers_pool(&postgres.url, true).await?;
+    print_idle(&postgres, &pg_subscriber).await?;
 
     println!();
     println!(
@@ -352,6 +355,20 @@ fn print_latency(path: &str, rate: u64, received: &subscriber::Received, sent: u
         received.max,
         cpu_per_event(cpu, sent),
     );
+}
+
+/// What a process listening to a group costs while nothing is published: Postgres's CPU and
+/// the process's own, per second, over [`IDLE_FOR`].
+async fn print_idle(postgres: &Postgres, listening: &Subscriber) -> Result<(), Error> {
+    let (postgres_before, process_before) = (postgres.cpu()?, listening.cpu()?);
+    tokio::time::sleep(IDLE_FOR).await;
+    let per_second = |cpu: Duration| cpu.as_secs_f64() * 1e6 / IDLE_FOR.as_secs_f64();
+    println!(
+        "idle, one process listening to one group: Postgres CPU {:.0} µs/s, the process's {:.0} µs/s",
+        per_second(postgres.cpu()? - postgres_before),
+        per_second(listening.cpu()? - process_before),
+    );
+    Ok(())
 }
 
 fn print_flush_latency(postgres: &Postgres, when: &str) -> Result<(), Error> {
