@@ -4,14 +4,18 @@
 //! are read over the pool.
 //!
 //! The engine's publishes are notified; those made inside apps' transactions are not (a
-//! notification would serialize their commits): they ring `sse_published`, which this side
-//! reads every [`RING_EVERY`]. While it moved within the last [`RINGING_FOR`], each ring looks
-//! where the held groups stand, and reads what a group got beyond what was heard from
-//! `sse_events`; so does the poll, every [`POLL_EVERY`], for a transaction that committed
-//! later, after a lost connection, and for a notification lost some other way. A notification
-//! whose events do not follow the last ones heard of their group is read the same way.
+//! notification would serialize their commits): they move the sequence `sse_published`. A
+//! second connection waits in Postgres for it to move (`sse_ring`, which looks every
+//! [`RING_EVERY`] without a round trip). From then on, for [`RINGING_FOR`], this side looks
+//! every [`RING_EVERY`] where the held groups stand, and reads what a group got beyond what was
+//! heard from `sse_events`; so does the poll, every [`POLL_EVERY`], for a transaction that
+//! committed later, after a lost connection, and for a notification lost some other way. A
+//! notification whose events do not follow the last ones heard of their group is read the same
+//! way.
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use sqlx::PgConnection;
 
 use futures_util::future::try_join_all;
 use sqlx::{postgres::PgListener, PgPool};
@@ -19,6 +23,7 @@ use tokio::sync::mpsc;
 
 use super::{
     reads, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, POLL_EVERY, RINGING_FOR, RING_EVERY,
+    STATEMENT_TIMEOUT,
 };
 use crate::{
     engine::{
@@ -35,6 +40,8 @@ use crate::{
 const TRIM_EVERY_POLLS: u32 = 10;
 /// Notifications heard and not yet handled: the hearing connection waits beyond this.
 const HEARD_BACKLOG: usize = 4096;
+/// The longest one wait in `sse_ring` lasts (ms): well within [`STATEMENT_TIMEOUT`].
+const RING_WAIT_MS: i32 = 1_000;
 
 pub(super) struct Listener {
     target: Target,
@@ -48,20 +55,24 @@ pub(super) struct Listener {
     /// lower one was delivered here, or published before the group was held. `None` until the
     /// group's first read.
     groups: HashMap<GroupName, Option<u64>>,
-    /// What `sse_published` said last, and when it last moved.
-    rung: Option<(i64, Instant)>,
+    /// When `sse_published` last moved.
+    rung: Option<Instant>,
 }
 
-/// The connection that `LISTEN`s, on a task of its own that passes on what it hears: `None`
-/// once it was lost. Dropped, it stops.
+/// The connection that `LISTEN`s, on a task of its own that passes on what it hears, and the
+/// one that waits for `sse_published` to move, on another that says when it did: `None` once
+/// either connection was lost. Dropped, they stop.
 pub(super) struct Hearing {
     heard: mpsc::Receiver<Option<sqlx::postgres::PgNotification>>,
-    task: tokio::task::JoinHandle<()>,
+    rung: mpsc::Receiver<Option<()>>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Drop for Hearing {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -92,8 +103,9 @@ impl Listener {
             .await?;
         let channels = [EVENTS_CHANNEL, CONTROL_CHANNEL];
         target.answer_within(listener.listen_all(channels)).await?;
+        let ringing = target.answer_within(self.pool.acquire()).await?.detach();
         let (pass, heard) = mpsc::channel(HEARD_BACKLOG);
-        let task = tokio::spawn(async move {
+        let hearing = tokio::spawn(async move {
             loop {
                 let notification = listener.try_recv().await.ok().flatten();
                 let lost = notification.is_none();
@@ -102,7 +114,13 @@ impl Listener {
                 }
             }
         });
-        Ok(Hearing { heard, task })
+        let (ring, rung) = mpsc::channel(1);
+        let tasks = [hearing, tokio::spawn(wait_for_rings(ringing, ring))];
+        Ok(Hearing {
+            heard,
+            rung,
+            tasks,
+        })
     }
 
     /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
@@ -117,8 +135,8 @@ impl Listener {
         self.catch_up(groups).await?;
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ring = tokio::time::interval(RING_EVERY);
-        ring.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut look = tokio::time::interval(RING_EVERY);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut polls = 0u32;
         loop {
             tokio::select! {
@@ -132,7 +150,16 @@ impl Listener {
                     polls = polls.wrapping_add(1);
                     self.poll(polls % TRIM_EVERY_POLLS == 0).await?;
                 }
-                _ = ring.tick(), if !self.groups.is_empty() => self.ring().await?,
+                rung = hearing.rung.recv() => match rung.flatten() {
+                    None => return Err(BrokerError::new(format!(
+                        "lost the connection waiting for publishes at {}", self.target.shown
+                    ))),
+                    Some(()) => {
+                        self.rung = Some(Instant::now());
+                        self.look().await?;
+                    }
+                },
+                _ = look.tick(), if self.ringing() => self.look().await?,
                 command = commands.recv() => match command {
                     None => return Ok(()),
                     Some(command) => self.command(command).await?,
@@ -229,23 +256,10 @@ impl Listener {
         }
     }
 
-    /// Reads `sse_published`, and while it moved within [`RINGING_FOR`], where the held groups
-    /// stand.
-    async fn ring(&mut self) -> Result<(), BrokerError> {
-        let asking = sqlx::query_scalar::<_, i64>("SELECT last_value FROM sse_published")
-            .fetch_one(&self.pool);
-        let rung = self.target.answer_within(asking).await?;
-        let now = Instant::now();
-        let moved = match self.rung {
-            Some((was, at)) if was == rung => at,
-            // The first read: a transaction may have published just before it.
-            _ => now,
-        };
-        self.rung = Some((rung, moved));
-        if now.duration_since(moved) <= RINGING_FOR {
-            self.look().await?;
-        }
-        Ok(())
+    /// Whether `sse_published` moved within [`RINGING_FOR`], and groups are held here.
+    fn ringing(&self) -> bool {
+        let lately = self.rung.is_some_and(|at| at.elapsed() <= RINGING_FOR);
+        lately && !self.groups.is_empty()
     }
 
     /// Looks where the held groups stand, and reads what each got beyond what was heard; trims
@@ -265,6 +279,9 @@ impl Listener {
     /// Asks where the held groups stand, and reads what those ahead of their marks got: events
     /// published in transactions, or a notification not yet handled (then skipped).
     async fn look(&mut self) -> Result<(), BrokerError> {
+        if self.groups.is_empty() {
+            return Ok(());
+        }
         let names: Vec<&str> = self.groups.keys().map(GroupName::as_str).collect();
         let asking = sqlx::query_as::<_, (String, i64)>(
             "SELECT name, seq FROM sse_groups WHERE name = ANY($1)",
@@ -331,6 +348,31 @@ impl Listener {
             .zip(from)
             .map(|(group, since)| reads::history(&self.pool, &self.target, group.as_str(), *since));
         try_join_all(reads).await
+    }
+}
+
+/// Waits on `connection` for `sse_published` to move, and says so on `ring` (at once for the
+/// first time), until `ring` is dropped or the connection fails (then `None`).
+async fn wait_for_rings(mut connection: PgConnection, ring: mpsc::Sender<Option<()>>) {
+    let mut seen: Option<i64> = None;
+    loop {
+        let waiting = sqlx::query_scalar::<_, i64>("SELECT sse_ring($1, $2)")
+            .bind(seen)
+            .bind(RING_WAIT_MS)
+            .fetch_one(&mut connection);
+        let rung = match tokio::time::timeout(STATEMENT_TIMEOUT, waiting).await {
+            Ok(Ok(rung)) => rung,
+            _ => {
+                let _ = ring.send(None).await;
+                return;
+            }
+        };
+        if seen != Some(rung) {
+            seen = Some(rung);
+            if ring.send(Some(())).await.is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -63,9 +63,10 @@ pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the listening side checks that Postgres answers and that it heard every event of
 /// its groups (`NOTIFY` is not kept for a connection that was lost).
 const POLL_EVERY: Duration = Duration::from_secs(1);
-/// How often the listening side (and a relay) reads `sse_published`, which publishes inside apps'
-/// transactions move instead of notifying: such an event reaches other processes within this of
-/// its commit, and a read of its group.
+/// How often `sse_published`, which publishes inside apps' transactions move instead of
+/// notifying, is looked at (by `sse_ring` in Postgres, and by a relay), and then the groups
+/// held: such an event reaches other processes within this of its commit, and a read of its
+/// group.
 pub(crate) const RING_EVERY: Duration = Duration::from_millis(5);
 /// How long after `sse_published` last moved its readers look at their groups at each read: a
 /// transaction that commits later than this after its publish is found by the poll.

@@ -65,6 +65,26 @@ $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;
 -- that notified until its commit is on disk.)
 CREATE SEQUENCE IF NOT EXISTS sse_published;
 
+-- Waits until `sse_published` moves away from `seen` (at once when `seen` is null), or for
+-- `wait_ms`, looking every 5 ms: its value then. A listening process waits here, so that
+-- waiting costs it no round trip. (The statement's snapshot holds back vacuum only as long as
+-- one wait.)
+CREATE OR REPLACE FUNCTION sse_ring(seen bigint, wait_ms integer) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    rung bigint;
+    deadline timestamptz := clock_timestamp() + wait_ms * interval '1 millisecond';
+BEGIN
+    LOOP
+        SELECT s.last_value INTO rung FROM sse_published s;
+        IF seen IS NULL OR rung <> seen OR clock_timestamp() >= deadline THEN
+            RETURN rung;
+        END IF;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+END
+$$;
+
 -- Numbers `n` events of group `g` (`events`: '<length>,<length>... <the events>') and keeps
 -- them: the first one's id, and the batch as kept; with an idempotency key `once` given within
 -- `once_us`, keeps nothing and returns the id the key got, and no batch. Keeps the events of
@@ -193,10 +213,12 @@ $$;
 
 -- The engine's publishes (`Hub::publish`): several batches at once, in order, each kept by
 -- `sse_store` and notified; the first id of each. The engine's own transaction commits without
--- waiting for its WAL to reach the disk (the WAL writer flushes it within `wal_writer_delay`,
--- 200 ms by default): a commit that waited would hold the notification lock, which the whole
--- server's notifying commits share, for the flush. So a crash of Postgres (not a clean stop)
--- can lose the engine's last publishes, as Redis with `appendfsync everysec` does.
+-- waiting for its WAL to reach the disk (the WAL writer flushes it within 3 ×
+-- `wal_writer_delay`, 600 ms by default): a commit that waited would hold the notification
+-- lock, which the whole server's notifying commits share, for the flush. So a crash of
+-- Postgres (not a clean stop) can lose the engine's last publishes, as Redis with `appendfsync
+-- everysec` does. `sse.durable_publish = on` (`ALTER DATABASE … SET`, or the connection's
+-- options) makes them wait for the disk.
 CREATE OR REPLACE FUNCTION sse_publish_all(
     gs text[], events bytea[], ns integer[], onces text[], keep bigint, once_us bigint
 ) RETURNS bigint[] LANGUAGE plpgsql AS $$
@@ -204,7 +226,9 @@ DECLARE
     firsts bigint[] := '{}';
     stored record;
 BEGIN
-    PERFORM set_config('synchronous_commit', 'off', true);
+    IF coalesce(current_setting('sse.durable_publish', true), '') <> 'on' THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     FOR i IN 1 .. coalesce(cardinality(gs), 0) LOOP
         SELECT * INTO stored FROM sse_store(gs[i], events[i], ns[i], onces[i], keep, once_us);
         firsts := firsts || stored.first;
