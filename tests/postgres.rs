@@ -155,6 +155,39 @@ async fn a_transaction_publishes_if_and_only_if_it_commits_in_commit_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn engine_and_transaction_publishes_to_one_group_arrive_once_in_id_order() {
+    // The engine's batches are notified; transactions' events are not, and are read from the
+    // table: a notification that arrives before the events under it is read with them.
+    let postgres = PostgresServer::start().await;
+    let (publisher, subscriber) = two_hubs(&postgres);
+    let mut client = listening(&subscriber, &publisher, "mixed", false).await;
+    let pool = postgres.pool().await;
+    let mut expected = Vec::new();
+    for i in 0..30 {
+        let data = format!("e{i}");
+        let id = match i % 3 {
+            0 => publisher.publish_async("mixed", None, &data).await.unwrap(),
+            _ => {
+                let mut tx = pool.begin().await.unwrap();
+                let outbox = sse::postgres::Outbox::new(&publisher);
+                let id = outbox.publish(&mut tx, "mixed", None, &data).await.unwrap();
+                tx.commit().await.unwrap();
+                id
+            }
+        };
+        expected.push((id.get(), data));
+    }
+    let events = until(&mut client, "e29").await;
+    let seen: Vec<(u64, String)> = events
+        .iter()
+        .map(|e| (e.id.parse().unwrap(), e.data.clone()))
+        .collect();
+    assert_eq!(seen, expected);
+    let ids: Vec<u64> = seen.iter().map(|&(id, _)| id).collect();
+    assert!(consecutive(&ids), "{ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_reconnect_to_another_process_replays_what_it_missed_and_large_events_arrive() {
     let postgres = PostgresServer::start().await;
     let (publisher, first) = two_hubs(&postgres);
