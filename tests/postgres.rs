@@ -155,6 +155,45 @@ async fn a_transaction_publishes_if_and_only_if_it_commits_in_commit_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_s_batch_arrives_whole_in_order_if_and_only_if_it_commits() {
+    let postgres = PostgresServer::start().await;
+    let (publisher, subscriber) = two_hubs(&postgres);
+    let mut client = listening(&subscriber, &publisher, "lines", false).await;
+    let pool = postgres.pool().await;
+    let outbox = sse::postgres::Outbox::new(&publisher);
+    let mut rolled_back = pool.begin().await.unwrap();
+    let gone = [(None, "gone 1"), (None, "gone 2")];
+    outbox
+        .publish_all(&mut rolled_back, "lines", gone)
+        .await
+        .unwrap();
+    rolled_back.rollback().await.unwrap();
+    // An invalid event name refuses the whole batch: nothing of it is written.
+    let mut tx = pool.begin().await.unwrap();
+    let refused = [(None, "fine"), (Some("bad\nname"), "refused")];
+    assert!(outbox.publish_all(&mut tx, "lines", refused).await.is_err());
+    let lines: Vec<(Option<&str>, String)> =
+        (0..5).map(|i| (Some("line"), format!("l{i}"))).collect();
+    let ids = outbox.publish_all(&mut tx, "lines", lines).await.unwrap();
+    tx.commit().await.unwrap();
+    let events = until(&mut client, "l4").await;
+    let seen: Vec<(u64, &str, &str)> = events
+        .iter()
+        .map(|e| (e.id.parse().unwrap(), e.event.as_str(), e.data.as_str()))
+        .collect();
+    let expected: Vec<(u64, &str, String)> = (0..5)
+        .map(|i| (ids[i].get(), "line", format!("l{i}")))
+        .collect();
+    let expected: Vec<(u64, &str, &str)> = expected
+        .iter()
+        .map(|(id, event, data)| (*id, *event, data.as_str()))
+        .collect();
+    assert_eq!(seen, expected);
+    let ids: Vec<u64> = ids.iter().map(|id| id.get()).collect();
+    assert!(consecutive(&ids), "{ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn engine_and_transaction_publishes_to_one_group_arrive_once_in_id_order() {
     // The engine's batches are notified; transactions' events are not, and are read from the
     // table: a notification that arrives before the events under it is read with them.

@@ -4,9 +4,11 @@
 //!
 //! 1. The outbox: tasks, each with a connection of its own from a pool, publishing inside
 //!    their own transactions (`BEGIN; sse::postgres::Outbox::publish …; COMMIT`), one event
-//!    per transaction and 100 per transaction, 1 and 64 of them, to one group and to a group
-//!    each; also with `synchronous_commit = off` on their sessions. Events/s, and the CPU time
-//!    of the whole Postgres server (the postmaster and every child of it) per event.
+//!    per transaction and 100 per transaction (also in one `Outbox::publish_all`), 1 and 64 of
+//!    them, to one group and to a group each; also with `synchronous_commit = off` on their
+//!    sessions. Events/s, the CPU time of the whole Postgres server (the postmaster and every
+//!    child of it) per event, and this process's (the publishers') per event. Also what a
+//!    process listening to a group costs while nothing is published.
 //! 2. The engine's publish path (`Hub::publish_async` on a hub with the Postgres engine), 1 and
 //!    64 tasks, beside the same on the Redis engine: events/s, and the server's CPU per event.
 //! 3. Publish → receive across processes at a steady 1,000 events/s for 10 s: a process of
@@ -90,22 +92,29 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
     println!("| publishers | groups | events per transaction | synchronous_commit | events/s | transactions/s | Postgres CPU µs/event | publishers' CPU µs/event |");
     println!("|---:|---:|---:|---|---:|---:|---:|---:|");
     let runs = [
-        (1, 1, 1),
-        (1, 1, 100),
-        (64, 1, 1),
-        (64, 64, 1),
-        (64, 1, 100),
-        (64, 64, 100),
+        (1, 1, 1, false),
+        (1, 1, 100, false),
+        (1, 1, 100, true),
+        (64, 1, 1, false),
+        (64, 64, 1, false),
+        (64, 1, 100, false),
+        (64, 64, 100, false),
+        (64, 64, 100, true),
     ];
-    for (publishers, groups, per_transaction) in runs {
+    for (publishers, groups, per_transaction, together) in runs {
         let outbox = Outbox {
             publishers,
             groups,
             per_transaction,
+            together,
+        };
+        let per_transaction = match together {
+            true => format!("{per_transaction} (`publish_all`)"),
+            false => per_transaction.to_string(),
         };
         let own_before = own_cpu()?;
         let (events, took, cpu) = timed(&postgres, outbox.run(&pool, &pg_hub, run_for)).await?;
-        let transactions = events / per_transaction as u64;
+        let transactions = events / outbox.per_transaction as u64;
         println!(
             "| {publishers} | {groups} | {per_transaction} | on | {:.0} | {:.0} | {:.1} | {:.1} |",
             events as f64 / took.as_secs_f64(),
@@ -121,6 +130,7 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
             publishers: PUBLISHERS,
             groups,
             per_transaction: 1,
+            together: false,
         };
         let own_before = own_cpu()?;
         let (events, took, cpu) = timed(&postgres, outbox.run(&unsynced, &pg_hub, run_for)).await?;
@@ -272,6 +282,8 @@ struct Outbox {
     /// Publisher `i` publishes to group `i % groups`.
     groups: usize,
     per_transaction: usize,
+    /// The transaction's events in one `Outbox::publish_all`, or one `Outbox::publish` each.
+    together: bool,
 }
 
 impl Outbox {
@@ -288,11 +300,16 @@ impl Outbox {
                     let mut committed = 0;
                     while tokio::time::Instant::now() < deadline {
                         let mut transaction = connection.begin().await?;
-                        for _ in 0..self.per_transaction {
-                            let data = format!("{publisher}-{committed}");
-                            outbox
-                                .publish(&mut transaction, &group, Some("tick"), data)
-                                .await?;
+                        let data = |i| format!("{publisher}-{committed}-{i}");
+                        if self.together {
+                            let events = (0..self.per_transaction).map(|i| (Some("tick"), data(i)));
+                            outbox.publish_all(&mut transaction, &group, events).await?;
+                        } else {
+                            for i in 0..self.per_transaction {
+                                outbox
+                                    .publish(&mut transaction, &group, Some("tick"), data(i))
+                                    .await?;
+                            }
                         }
                         transaction.commit().await?;
                         committed += self.per_transaction as u64;

@@ -116,11 +116,7 @@ impl Listener {
         });
         let (ring, rung) = mpsc::channel(1);
         let tasks = [hearing, tokio::spawn(wait_for_rings(ringing, ring))];
-        Ok(Hearing {
-            heard,
-            rung,
-            tasks,
-        })
+        Ok(Hearing { heard, rung, tasks })
     }
 
     /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
@@ -291,10 +287,12 @@ impl Listener {
         let stand = self.target.answer_within(asking).await?;
         let ahead: Vec<GroupName> = stand
             .into_iter()
-            .filter_map(|(group, seq)| match self.groups.get_key_value(group.as_str()) {
-                Some((group, &Some(mark))) if seq as u64 > mark => Some(group.clone()),
-                _ => None,
-            })
+            .filter_map(
+                |(group, seq)| match self.groups.get_key_value(group.as_str()) {
+                    Some((group, &Some(mark))) if seq as u64 > mark => Some(group.clone()),
+                    _ => None,
+                },
+            )
             .collect();
         if ahead.is_empty() {
             return Ok(());
