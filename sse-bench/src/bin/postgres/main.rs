@@ -78,6 +78,9 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
     print_flush_latency(&postgres, "before")?;
 
     let pg_hub = sse::Hub::connect(sse::Config::default().broker(&postgres.url)?)?;
+    // The engine's commits not waiting for the disk (`sse.durable_publish = off`).
+    let fast_url = format!("{}?options=-c%20sse.durable_publish%3Doff", postgres.url);
+    let pg_fast_hub = sse::Hub::connect(sse::Config::default().broker(&fast_url)?)?;
     let pg_subscriber = Subscriber::start(&postgres.url, LATENCY_GROUP)?;
     pg_subscriber.ready(&pg_hub, LATENCY_GROUP).await?;
     let pool = publishers_pool(&postgres.url, true).await?;
@@ -159,6 +162,13 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
         let cpu = cpu_per_event(cpu, events);
         let own = cpu_per_event(own_cpu()? - own_before, events);
         println!("| Postgres | {publishers} | {groups} | {rate:.0} | {cpu:.1} | {own:.1} |");
+        let own_before = own_cpu()?;
+        let (events, took, cpu) =
+            timed(&postgres, engine(&pg_fast_hub, publishers, groups, run_for)).await?;
+        let rate = events as f64 / took.as_secs_f64();
+        let cpu = cpu_per_event(cpu, events);
+        let own = cpu_per_event(own_cpu()? - own_before, events);
+        println!("| Postgres, `sse.durable_publish = off` | {publishers} | {groups} | {rate:.0} | {cpu:.1} | {own:.1} |");
         let (cpu_before, own_before) = (redis.cpu()?, own_cpu()?);
         let started = Instant::now();
         let events = engine(&redis_hub, publishers, groups, run_for).await?;
@@ -197,6 +207,14 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
         sent,
         cpu,
     );
+    let (sent, _, cpu) = timed(
+        &postgres,
+        steady(LATENCY_RATE, engine_publish(&pg_fast_hub)),
+    )
+    .await?;
+    let received = pg_subscriber.report(&pg_hub, LATENCY_GROUP).await?;
+    let path = "Postgres engine, `sse.durable_publish = off`";
+    print_latency(path, LATENCY_RATE, &received, sent, cpu);
 
     let latency_pool = publishers_pool(&postgres.url, true).await?;
     // Also at a rate a transaction per event keeps up with.

@@ -275,7 +275,9 @@ impl Listener {
     /// Asks where the held groups stand, and reads what those ahead of their marks got: events
     /// published in transactions, or a notification not yet handled (then skipped).
     async fn look(&mut self) -> Result<(), BrokerError> {
-        if self.groups.is_empty() {
+        // Without a history there is nothing to read, and every event is notified (even a
+        // transaction's): a group ahead has a notification on its way.
+        if self.groups.is_empty() || self.limits.events == 0 {
             return Ok(());
         }
         let names: Vec<&str> = self.groups.keys().map(GroupName::as_str).collect();
@@ -316,6 +318,15 @@ impl Listener {
         let mut missed: Vec<(u64, &GroupName, u64, &[u8])> = Vec::new();
         for ((group, mark), history) in groups.iter().zip(&marks).zip(&histories) {
             let Some(mark) = *mark else { continue };
+            if history.trimmed > mark {
+                // Events of transactions are read from the history: this process fell further
+                // behind than the history keeps.
+                tracing::warn!(
+                    group = %group,
+                    lost = history.trimmed - mark,
+                    "events were trimmed from Postgres before this process read them"
+                );
+            }
             let after = history.entries.iter().filter(|e| e.id > mark);
             missed.extend(after.map(|e| (e.at_us, group, e.id, &e.encoded[..])));
         }

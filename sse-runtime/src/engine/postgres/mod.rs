@@ -17,8 +17,7 @@
 //! holds to the hub once, in id order, and reads from `sse_events` what it was not told: events
 //! published in transactions, a batch too large for a notification (8,000 bytes at most, so it
 //! is announced by its ids), and what was missed while its connection was lost. Publishes are
-//! queued and sent in batches ([`publisher`]), one statement for many publishes, committed
-//! without waiting for the disk. Presence and closes ([`presence`]) use `sse_presence` and
+//! queued and sent in batches ([`publisher`]), one statement for many publishes. Presence and closes ([`presence`]) use `sse_presence` and
 //! channel `sse_control`.
 //!
 //! Everything runs on a thread of the engine's own (`sse-postgres`) with a small runtime, as

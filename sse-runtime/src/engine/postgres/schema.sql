@@ -183,9 +183,15 @@ CREATE OR REPLACE FUNCTION sse_read(
 ) LANGUAGE plpgsql AS $$
 BEGIN
     now_us := sse_now();
-    INSERT INTO sse_groups (name, seq, epoch, at) VALUES (g, now_us - 1, now_us, now_us)
-        ON CONFLICT (name) DO NOTHING;
+    -- Inserted only when missing: an insert that meets the row while a transaction that
+    -- published to the group is open waits for it to end, and publishing transactions may
+    -- follow each other for longer than a statement may take.
     SELECT s.seq, s.epoch INTO seq, epoch FROM sse_groups s WHERE s.name = g;
+    IF NOT FOUND THEN
+        INSERT INTO sse_groups (name, seq, epoch, at) VALUES (g, now_us - 1, now_us, now_us)
+            ON CONFLICT (name) DO NOTHING;
+        SELECT s.seq, s.epoch INTO seq, epoch FROM sse_groups s WHERE s.name = g;
+    END IF;
     trimmed := 0;
     ats := '{}';
     batches := '{}';
@@ -212,13 +218,13 @@ END
 $$;
 
 -- The engine's publishes (`Hub::publish`): several batches at once, in order, each kept by
--- `sse_store` and notified; the first id of each. The engine's own transaction commits without
--- waiting for its WAL to reach the disk (the WAL writer flushes it within 3 ×
--- `wal_writer_delay`, 600 ms by default): a commit that waited would hold the notification
--- lock, which the whole server's notifying commits share, for the flush. So a crash of
--- Postgres (not a clean stop) can lose the engine's last publishes, as Redis with `appendfsync
--- everysec` does. `sse.durable_publish = on` (`ALTER DATABASE … SET`, or the connection's
--- options) makes them wait for the disk.
+-- `sse_store` and notified; the first id of each. With `sse.durable_publish = off`
+-- (`ALTER DATABASE … SET`, or the connection's options), the engine's own transaction commits
+-- without waiting for its WAL to reach the disk (the WAL writer flushes it within 3 ×
+-- `wal_writer_delay`, 600 ms by default), so that it holds the notification lock, which the
+-- whole server's notifying commits share, for no flush; but a crash of Postgres (not a clean
+-- stop) can then lose the engine's last publishes after subscribers got them, and their ids
+-- are given again.
 CREATE OR REPLACE FUNCTION sse_publish_all(
     gs text[], events bytea[], ns integer[], onces text[], keep bigint, once_us bigint
 ) RETURNS bigint[] LANGUAGE plpgsql AS $$
@@ -226,7 +232,7 @@ DECLARE
     firsts bigint[] := '{}';
     stored record;
 BEGIN
-    IF coalesce(current_setting('sse.durable_publish', true), '') <> 'on' THEN
+    IF current_setting('sse.durable_publish', true) = 'off' THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
     FOR i IN 1 .. coalesce(cardinality(gs), 0) LOOP
