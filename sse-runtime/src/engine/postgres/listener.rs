@@ -327,8 +327,13 @@ impl Listener {
                     "events were trimmed from Postgres before this process read them"
                 );
             }
+            // A group's events in id order whatever their times say (a clock stepped back).
+            let mut at_us = 0;
             let after = history.entries.iter().filter(|e| e.id > mark);
-            missed.extend(after.map(|e| (e.at_us, group, e.id, &e.encoded[..])));
+            missed.extend(after.map(|e| {
+                at_us = e.at_us.max(at_us);
+                (at_us, group, e.id, &e.encoded[..])
+            }));
         }
         missed.sort_by_key(|&(at_us, _, id, _)| (at_us, id));
         for (_, group, id, encoded) in missed {

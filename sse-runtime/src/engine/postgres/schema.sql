@@ -98,12 +98,14 @@ CREATE OR REPLACE FUNCTION sse_store(
     OUT first bigint, OUT batch bytea
 ) LANGUAGE plpgsql AS $$
 DECLARE
-    now_us bigint := sse_now();
+    now_us bigint;
     v_last bigint;
     v_kept bigint;
     v_step bigint := greatest(keep / 16, 1);
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('sse_groups:' || g, 0));
+    -- Read under the lock, so that a group's times rise with its ids (readers order by them).
+    now_us := sse_now();
     IF once IS NULL THEN
         INSERT INTO sse_groups AS s (name, seq, epoch, at) VALUES (g, now_us + n - 1, now_us, now_us)
             ON CONFLICT (name) DO UPDATE SET seq = s.seq + n, at = now_us
