@@ -155,20 +155,19 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
     println!("|---|---:|---:|---:|---:|---:|");
     let redis_hub = sse::Hub::connect(sse::Config::default().broker(&redis.url)?)?;
     for (publishers, groups) in [(1, 1), (64, 1), (64, 64)] {
-        let own_before = own_cpu()?;
-        let (events, took, cpu) =
-            timed(&postgres, engine(&pg_hub, publishers, groups, run_for)).await?;
-        let rate = events as f64 / took.as_secs_f64();
-        let cpu = cpu_per_event(cpu, events);
-        let own = cpu_per_event(own_cpu()? - own_before, events);
-        println!("| Postgres | {publishers} | {groups} | {rate:.0} | {cpu:.1} | {own:.1} |");
-        let own_before = own_cpu()?;
-        let (events, took, cpu) =
-            timed(&postgres, engine(&pg_fast_hub, publishers, groups, run_for)).await?;
-        let rate = events as f64 / took.as_secs_f64();
-        let cpu = cpu_per_event(cpu, events);
-        let own = cpu_per_event(own_cpu()? - own_before, events);
-        println!("| Postgres, `sse.durable_publish = off` | {publishers} | {groups} | {rate:.0} | {cpu:.1} | {own:.1} |");
+        let postgres_hubs = [
+            ("Postgres", &pg_hub),
+            ("Postgres, `sse.durable_publish = off`", &pg_fast_hub),
+        ];
+        for (name, hub) in postgres_hubs {
+            let own_before = own_cpu()?;
+            let (events, took, cpu) =
+                timed(&postgres, engine(hub, publishers, groups, run_for)).await?;
+            let rate = events as f64 / took.as_secs_f64();
+            let cpu = cpu_per_event(cpu, events);
+            let own = cpu_per_event(own_cpu()? - own_before, events);
+            println!("| {name} | {publishers} | {groups} | {rate:.0} | {cpu:.1} | {own:.1} |");
+        }
         let (cpu_before, own_before) = (redis.cpu()?, own_cpu()?);
         let started = Instant::now();
         let events = engine(&redis_hub, publishers, groups, run_for).await?;

@@ -15,10 +15,8 @@
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
-use sqlx::PgConnection;
-
 use futures_util::future::try_join_all;
-use sqlx::{postgres::PgListener, PgPool};
+use sqlx::{postgres::PgListener, PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 use super::{
