@@ -16,12 +16,12 @@
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use futures_util::future::try_join_all;
-use sqlx::{postgres::PgListener, PgConnection, PgPool};
+use sqlx::{postgres::PgListener, PgPool};
 use tokio::sync::mpsc;
 
 use super::{
-    reads, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, POLL_EVERY, RINGING_FOR, RING_EVERY,
-    STATEMENT_TIMEOUT,
+    reads, wait_for_rings, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, POLL_EVERY,
+    RINGING_FOR, RING_EVERY,
 };
 use crate::{
     engine::{
@@ -38,8 +38,6 @@ use crate::{
 const TRIM_EVERY_POLLS: u32 = 10;
 /// Notifications heard and not yet handled: the hearing connection waits beyond this.
 const HEARD_BACKLOG: usize = 4096;
-/// The longest one wait in `sse_ring` lasts (ms): well within [`STATEMENT_TIMEOUT`].
-const RING_WAIT_MS: i32 = 1_000;
 
 pub(super) struct Listener {
     target: Target,
@@ -360,31 +358,6 @@ impl Listener {
             .zip(from)
             .map(|(group, since)| reads::history(&self.pool, &self.target, group.as_str(), *since));
         try_join_all(reads).await
-    }
-}
-
-/// Waits on `connection` for `sse_published` to move, and says so on `ring` (at once for the
-/// first time), until `ring` is dropped or the connection fails (then `None`).
-async fn wait_for_rings(mut connection: PgConnection, ring: mpsc::Sender<Option<()>>) {
-    let mut seen: Option<i64> = None;
-    loop {
-        let waiting = sqlx::query_scalar::<_, i64>("SELECT sse_ring($1, $2)")
-            .bind(seen)
-            .bind(RING_WAIT_MS)
-            .fetch_one(&mut connection);
-        let rung = match tokio::time::timeout(STATEMENT_TIMEOUT, waiting).await {
-            Ok(Ok(rung)) => rung,
-            _ => {
-                let _ = ring.send(None).await;
-                return;
-            }
-        };
-        if seen != Some(rung) {
-            seen = Some(rung);
-            if ring.send(Some(())).await.is_err() {
-                return;
-            }
-        }
     }
 }
 

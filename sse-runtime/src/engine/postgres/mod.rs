@@ -26,7 +26,10 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use once_cell::sync::OnceCell;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+    PgConnection,
+};
 use tokio::sync::mpsc;
 
 use super::{
@@ -63,13 +66,15 @@ pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// its groups (`NOTIFY` is not kept for a connection that was lost).
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// How often `sse_published`, which publishes inside apps' transactions move instead of
-/// notifying, is looked at (by `sse_ring` in Postgres, and by a relay), and then the groups
-/// held: such an event reaches other processes within this of its commit, and a read of its
-/// group.
+/// notifying, is looked at (by `sse_ring`, in Postgres), and then, for a while, the groups held
+/// (by the listening side and a relay): such an event reaches other processes within this of
+/// its commit, and a read of its group.
 pub(crate) const RING_EVERY: Duration = Duration::from_millis(5);
 /// How long after `sse_published` last moved its readers look at their groups at each read: a
 /// transaction that commits later than this after its publish is found by the poll.
 pub(crate) const RINGING_FOR: Duration = Duration::from_secs(1);
+/// The longest one wait in `sse_ring` lasts (ms): well within [`STATEMENT_TIMEOUT`].
+const RING_WAIT_MS: i32 = 1_000;
 /// How long a group's sequence outlives its last event (at least), as on Redis.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// After a publish found Postgres unreachable, how long the next ones fail at once with its
@@ -230,6 +235,31 @@ pub(crate) async fn migrate(connection: &mut sqlx::PgConnection) -> Result<(), s
         .await?;
     sqlx::raw_sql(SCHEMA).execute(&mut *transaction).await?;
     transaction.commit().await
+}
+
+/// Waits on `connection` for `sse_published` to move, and says so on `ring` (at once for the
+/// first time), until `ring` is dropped or the connection fails (then `None`).
+pub(crate) async fn wait_for_rings(mut connection: PgConnection, ring: mpsc::Sender<Option<()>>) {
+    let mut seen: Option<i64> = None;
+    loop {
+        let waiting = sqlx::query_scalar::<_, i64>("SELECT sse_ring($1, $2)")
+            .bind(seen)
+            .bind(RING_WAIT_MS)
+            .fetch_one(&mut connection);
+        let rung = match tokio::time::timeout(STATEMENT_TIMEOUT, waiting).await {
+            Ok(Ok(rung)) => rung,
+            _ => {
+                let _ = ring.send(None).await;
+                return;
+            }
+        };
+        if seen != Some(rung) {
+            seen = Some(rung);
+            if ring.send(Some(())).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl Threaded for PostgresEngine {
