@@ -540,8 +540,10 @@ async fn shutdown_ends_within_its_timeout_however_clients_stall() {
     stop.send(()).unwrap();
     within(server).await.unwrap().unwrap();
     let took = since.elapsed();
+    // Without the timeout the stalled clients would hold the server forever; the margin above it
+    // is for a loaded machine, where the closing itself can take seconds.
     assert!(
-        took >= SHUTDOWN_TIMEOUT && took < 2 * SHUTDOWN_TIMEOUT,
+        took >= SHUTDOWN_TIMEOUT && took < SHUTDOWN_TIMEOUT + Duration::from_secs(20),
         "the server ended {took:?} after the signal"
     );
     // Every connection is closed, the stalled ones before all was sent.

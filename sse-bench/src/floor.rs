@@ -1,47 +1,118 @@
-//! The floor: what this machine can do at all. No HTTP stack, no async runtime: a subscriber's
-//! socket gets a fixed header and is then only written to. A publish appends the pre-encoded
-//! event bytes to its group's pending bytes and returns; one plain thread per core takes
-//! everything pending and writes it to each of its sockets in one `write`. That is the least
-//! any server has to do for the workload (a server that batches gets the same benefit), so the
-//! bench prints how far each system is from it.
+//! The floor: the least work the kernel and the wire need for the bench's workloads, to tell
+//! how far each system is from what this machine can do at all. No HTTP stack, no async
+//! runtime, nothing allocated per event or per socket on the way:
 //!
-//! It reads just enough of a request to tell `GET /sub/{group}` from `POST /pub/{group}` (and
-//! the body's `Content-Length`), so the bench's client drives it like every other system.
+//! - a subscriber's socket gets a fixed, pre-encoded head, and is then only written to;
+//! - a publish encodes its event once and appends it to its group's log, one buffer shared by
+//!   every socket of the group ([`log`]);
+//! - one writer thread per core, each with its own epoll and its share of the sockets, writes
+//!   each socket everything appended since its cursor in one `writev` per pass: as many events
+//!   per write as have accumulated, at most one pass a millisecond ([`writer`]).
+//!
+//! A server that batches gets the same benefit, and none can do less per delivery; if a system
+//! beats this floor, the floor is wrong.
+//!
+//! It reads just enough of a request to tell `GET /sub/{group}` from `POST /pub/{group}` and
+//! `POST /batch/{groups}/{count}` (and the body's `Content-Length`), so the bench's client
+//! drives it like every other system.
+
+mod log;
+mod writer;
 
 use std::{
     collections::HashMap,
     io::{Read, Write},
     net::{TcpListener, TcpStream},
-    sync::{Arc, Condvar, Mutex},
-    time::Duration,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
 };
+
+use log::Log;
+use writer::{Joining, Writer};
 
 const STREAM_HEAD: &[u8] =
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\n";
 const PUBLISHED: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
 
-/// One writer thread's share: its sockets by group, and what they have still to be sent.
-#[derive(Default)]
-struct Writer {
-    state: Mutex<HashMap<String, Group>>,
-    pending: Condvar,
+/// A group: its log, and which writers hold its sockets.
+struct Group {
+    id: u32,
+    log: Log,
+    /// Per writer: it holds sockets of this group (never cleared).
+    members: Vec<AtomicBool>,
+    /// Per writer: it was told of events of this group it has not written yet.
+    marked: Vec<AtomicBool>,
 }
 
-#[derive(Default)]
-struct Group {
-    sockets: Vec<TcpStream>,
-    pending: Vec<u8>,
+impl Group {
+    /// Appends `event` and tells the writers.
+    fn publish(&self, event: &[u8], writers: &[Writer]) {
+        self.log.append(event);
+        self.tell(writers);
+    }
+
+    /// Tells the writers holding the group's sockets that it has new events, those not told
+    /// since they last wrote it.
+    fn tell(&self, writers: &[Writer]) {
+        for writer in writers {
+            let index = writer.index();
+            if self.members[index].load(Ordering::Acquire)
+                && !self.marked[index].swap(true, Ordering::AcqRel)
+            {
+                writer.mark(self.id);
+            }
+        }
+    }
+}
+
+/// The groups by name.
+struct Groups {
+    writers: usize,
+    by_name: Mutex<HashMap<String, Arc<Group>>>,
+}
+
+impl Groups {
+    fn get(&self, name: &str) -> Option<Arc<Group>> {
+        self.by_name.lock().unwrap().get(name).cloned()
+    }
+
+    fn get_or_add(&self, name: &str) -> Arc<Group> {
+        let mut by_name = self.by_name.lock().unwrap();
+        let id = by_name.len() as u32;
+        let flags = || (0..self.writers).map(|_| AtomicBool::new(false)).collect();
+        by_name
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Group {
+                    id,
+                    log: Log::new(),
+                    members: flags(),
+                    marked: flags(),
+                })
+            })
+            .clone()
+    }
 }
 
 /// Serves on `addr` until killed.
 pub(crate) fn serve(addr: &str) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let writers: Arc<Vec<Writer>> = Arc::new((0..threads).map(|_| Writer::default()).collect());
+    let writers: Arc<Vec<Writer>> =
+        Arc::new((0..threads).map(Writer::new).collect::<Result<_, _>>()?);
     for index in 0..threads {
         let writers = writers.clone();
-        std::thread::spawn(move || write_loop(&writers[index]));
+        std::thread::Builder::new()
+            .name(format!("floor-writer-{index}"))
+            .spawn(move || writers[index].run())
+            .map_err(|e| format!("writer thread: {e}"))?;
     }
+    let groups = Arc::new(Groups {
+        writers: threads,
+        by_name: Mutex::default(),
+    });
     let mut next_writer = 0;
     for socket in listener.incoming() {
         let Ok(mut socket) = socket else { continue };
@@ -49,83 +120,33 @@ pub(crate) fn serve(addr: &str) -> Result<(), String> {
         let Some(head) = read_head(&mut socket, &mut buffer) else {
             continue;
         };
-        if let Some(group) = head.path.strip_prefix("/sub/") {
-            if socket.write_all(STREAM_HEAD).is_ok() {
-                let writer = &writers[next_writer % threads];
-                next_writer += 1;
-                let mut state = writer.state.lock().unwrap();
-                state
-                    .entry(group.to_owned())
-                    .or_default()
-                    .sockets
-                    .push(socket);
+        if let Some(name) = head.path.strip_prefix("/sub/") {
+            if socket.write_all(STREAM_HEAD).is_err() || socket.set_nonblocking(true).is_err() {
+                continue;
             }
+            let writer = &writers[next_writer % threads];
+            next_writer += 1;
+            let group = groups.get_or_add(name);
+            // Before the cursor is taken: a publish after it tells this writer.
+            group.members[writer.index()].store(true, Ordering::Release);
+            let cursor = group.log.cursor();
+            writer.join(Joining {
+                socket,
+                group,
+                cursor,
+            });
         } else {
             // A publisher keeps its connection: it gets a thread of its own.
-            let writers = writers.clone();
-            std::thread::spawn(move || publish_loop(socket, buffer, head, &writers));
+            let (writers, groups) = (writers.clone(), groups.clone());
+            let publishing = std::thread::Builder::new()
+                .name("floor-publish".to_owned())
+                .spawn(move || publish_loop(socket, buffer, head, &writers, &groups));
+            if let Err(e) = publishing {
+                eprintln!("floor: no thread for a publisher: {e}");
+            }
         }
     }
     Ok(())
-}
-
-/// Writes whatever is pending, group by group, to every socket of the group; drops the
-/// sockets of clients that left (found by a failed write, or by a peek every 200 ms, since an
-/// idle socket is never written to).
-fn write_loop(writer: &Writer) {
-    let mut state = writer.state.lock().unwrap();
-    loop {
-        let (next, timeout) = writer
-            .pending
-            .wait_timeout_while(state, Duration::from_millis(200), |groups| {
-                groups.values().all(|group| group.pending.is_empty())
-            })
-            .unwrap();
-        state = next;
-        if timeout.timed_out() {
-            for group in state.values_mut() {
-                group.sockets.retain(is_open);
-            }
-            state.retain(|_, group| !group.sockets.is_empty());
-            continue;
-        }
-        // Take the work out, so publishers and new subscribers go on while this writes.
-        let work: Vec<(String, Vec<TcpStream>, Vec<u8>)> = state
-            .iter_mut()
-            .filter(|(_, group)| !group.pending.is_empty())
-            .map(|(name, group)| {
-                let sockets = std::mem::take(&mut group.sockets);
-                (name.clone(), sockets, std::mem::take(&mut group.pending))
-            })
-            .collect();
-        drop(state);
-        let mut written = Vec::with_capacity(work.len());
-        for (name, mut sockets, bytes) in work {
-            sockets.retain_mut(|socket| socket.write_all(&bytes).is_ok());
-            written.push((name, sockets));
-        }
-        state = writer.state.lock().unwrap();
-        for (name, sockets) in written {
-            state.entry(name).or_default().sockets.extend(sockets);
-        }
-    }
-}
-
-/// A peek that would block means the client is still there; end of stream or an error, gone.
-fn is_open(socket: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    // SAFETY: the fd is open for as long as `socket` is borrowed; one byte fits in `byte`.
-    let read = unsafe {
-        libc::recv(
-            socket.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    read > 0
-        || (read < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock)
 }
 
 struct Head {
@@ -159,10 +180,18 @@ fn read_head(socket: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Head> {
     }
 }
 
-fn publish_loop(mut socket: TcpStream, mut buffer: Vec<u8>, mut head: Head, writers: &[Writer]) {
+fn publish_loop(
+    mut socket: TcpStream,
+    mut buffer: Vec<u8>,
+    mut head: Head,
+    writers: &[Writer],
+    groups: &Groups,
+) {
     let mut chunk = [0u8; 4096];
     let mut next_id = 1u64;
     let mut random = 0x9E37_79B9_7F4A_7C15u64 ^ buffer.len() as u64;
+    // Reused for every event and every group name: nothing allocated per publish.
+    let (mut event, mut name) = (Vec::new(), String::new());
     loop {
         while buffer.len() < head.body_at + head.content_length {
             match socket.read(&mut chunk) {
@@ -171,45 +200,50 @@ fn publish_loop(mut socket: TcpStream, mut buffer: Vec<u8>, mut head: Head, writ
             }
         }
         let body = &buffer[head.body_at..head.body_at + head.content_length];
-        let mut event = Vec::with_capacity(body.len() + 32);
+        event.clear();
         event.extend_from_slice(b"data: ");
         event.extend_from_slice(body);
-        event.extend_from_slice(format!("\nid: {next_id}\n\n").as_bytes());
+        let _ = write!(event, "\nid: {next_id}\n\n");
         next_id += 1;
+        let mut published = None;
         if let Some(group) = head.path.strip_prefix("/pub/") {
-            append(writers, group, &event);
-        } else if let Some((groups, count)) = head
+            published = groups.get(group);
+            if let Some(group) = &published {
+                group.log.append(&event);
+            }
+        } else if let Some((count_of_groups, count)) = head
             .path
             .strip_prefix("/batch/")
             .and_then(|batch| batch.split_once('/'))
         {
             // Inside the process, as the bench server's batch route: `count` random groups.
-            let groups: u64 = groups.parse().unwrap_or(1).max(1);
+            let count_of_groups: u64 = count_of_groups.parse().unwrap_or(1).max(1);
             for _ in 0..count.parse().unwrap_or(0) {
                 random ^= random << 13;
                 random ^= random >> 7;
                 random ^= random << 17;
-                append(writers, &format!("g{}", random % groups), &event);
+                name.clear();
+                let _ = std::fmt::Write::write_fmt(
+                    &mut name,
+                    format_args!("g{}", random % count_of_groups),
+                );
+                if let Some(group) = groups.get(&name) {
+                    group.publish(&event, writers);
+                }
             }
         }
         if socket.write_all(PUBLISHED).is_err() {
             return;
         }
+        // The event is in the log before the answer; the writers are woken after it, so the
+        // publisher hears back before they take the cores.
+        if let Some(group) = published {
+            group.tell(writers);
+        }
         buffer.drain(..head.body_at + head.content_length);
         match read_head(&mut socket, &mut buffer) {
             Some(next) => head = next,
             None => return,
-        }
-    }
-}
-
-/// Appends `event` to what is pending for `group`, with whichever writer holds its sockets.
-fn append(writers: &[Writer], group: &str, event: &[u8]) {
-    for writer in writers {
-        let mut state = writer.state.lock().unwrap();
-        if let Some(group) = state.get_mut(group) {
-            group.pending.extend_from_slice(event);
-            writer.pending.notify_one();
         }
     }
 }

@@ -264,6 +264,26 @@ impl Config {
         self
     }
 
+    /// POSTs streams opened and closed, and users joining and leaving groups (whether or not
+    /// [`Config::presence_events`] publishes them too), to the app, as
+    /// [`Webhooks`](crate::Webhooks) says. A hub made from this config (or a clone of it) sends
+    /// them; what is queued when the process exits is lost, so treat them as news, and
+    /// [`Hub::presence`](crate::Hub::presence) as the truth. Feature `webhooks`; README,
+    /// "Webhooks".
+    ///
+    /// ```
+    /// let webhooks = sse::Webhooks::new("http://127.0.0.1:8000/sse/webhooks", [7; 32])?;
+    /// let config = sse::Config::default().webhooks(webhooks);
+    /// # let _ = config;
+    /// # Ok::<(), sse::WebhookError>(())
+    /// ```
+    #[cfg(feature = "webhooks")]
+    pub fn webhooks(mut self, webhooks: crate::Webhooks) -> Self {
+        let sender = crate::webhooks::Sender::new(webhooks);
+        self.hooks.webhooks = Some(std::sync::Arc::new(sender));
+        self
+    }
+
     /// Publishes [`presence-join`](crate::PRESENCE_JOIN) to a group when a user's first stream
     /// of it opens and [`presence-leave`](crate::PRESENCE_LEAVE) when their last one closes
     /// (in the whole deployment, with Redis). Off by default.

@@ -126,14 +126,31 @@ impl fmt::Display for CloseReason {
     }
 }
 
+impl CloseReason {
+    /// Its name in a webhook: `client-left`, `fell-behind`…
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CloseReason::ClientLeft => "client-left",
+            CloseReason::FellBehind => "fell-behind",
+            CloseReason::ShutDown => "shut-down",
+            CloseReason::Closed => "closed",
+            CloseReason::BrokerUnavailable => "broker-unavailable",
+            CloseReason::Expired => "expired",
+            CloseReason::Finished => "finished",
+        }
+    }
+}
+
 type OpenHook = Arc<dyn Fn(&StreamInfo) + Send + Sync>;
 type CloseHook = Arc<dyn Fn(&StreamInfo, CloseReason) + Send + Sync>;
 
-/// The hooks of a hub, as its settings hold them.
+/// The hooks of a hub, as its settings hold them, and its webhooks.
 #[derive(Clone, Default)]
 pub(crate) struct Hooks {
     pub(crate) on_open: Option<OpenHook>,
     pub(crate) on_close: Option<CloseHook>,
+    #[cfg(feature = "webhooks")]
+    pub(crate) webhooks: Option<Arc<crate::webhooks::Sender>>,
 }
 
 impl fmt::Debug for Hooks {
@@ -141,7 +158,78 @@ impl fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("on_open", &self.on_open.is_some())
             .field("on_close", &self.on_close.is_some())
+            .field("webhooks", &self.webhooks().is_some())
             .finish()
+    }
+}
+
+/// The webhooks are told at once (they only queue), the hooks on the worker.
+impl Hooks {
+    /// Whether anything wants to hear of streams closing (and so of them opening).
+    pub(crate) fn hear_closes(&self) -> bool {
+        self.on_close.is_some() || self.webhooks().is_some()
+    }
+
+    /// Tells the open hook and the webhooks that `stream` opened.
+    pub(crate) fn opened(&self, worker: &Worker, stream: &Arc<StreamInfo>) {
+        if let Some(webhooks) = self.webhooks() {
+            webhooks.opened(stream.number, &stream.groups, stream.identity());
+        }
+        if let Some(on_open) = self.on_open.clone() {
+            let stream = stream.clone();
+            worker.run(move || on_open(&stream));
+        }
+    }
+
+    /// Tells the close hook and the webhooks that `stream` closed.
+    pub(crate) fn closed(&self, worker: &Worker, stream: Arc<StreamInfo>, reason: CloseReason) {
+        if let Some(webhooks) = self.webhooks() {
+            let (number, groups, who) = (stream.number, &stream.groups, stream.identity());
+            webhooks.closed(number, groups, who, reason.name());
+        }
+        if let Some(on_close) = self.on_close.clone() {
+            worker.run(move || on_close(&stream, reason));
+        }
+    }
+
+    /// Tells the webhooks of a presence event (`name`, with its JSON `data`) in `group`.
+    pub(crate) fn presence_changed(&self, group: &GroupName, name: &str, data: &str) {
+        if let Some(webhooks) = self.webhooks() {
+            webhooks.presence(group, name, data);
+        }
+    }
+
+    /// What the webhooks have done, if there are any.
+    #[cfg(feature = "webhooks")]
+    pub(crate) fn webhook_stats(&self) -> Option<crate::WebhookStats> {
+        self.webhooks().map(|webhooks| webhooks.stats())
+    }
+
+    #[cfg(feature = "webhooks")]
+    fn webhooks(&self) -> Option<&crate::webhooks::Sender> {
+        self.webhooks.as_deref()
+    }
+
+    #[cfg(not(feature = "webhooks"))]
+    fn webhooks(&self) -> Option<&Unconfigured> {
+        None
+    }
+}
+
+/// What stands for the webhooks without feature `webhooks`: there are none.
+#[cfg(not(feature = "webhooks"))]
+pub(crate) enum Unconfigured {}
+
+#[cfg(not(feature = "webhooks"))]
+impl Unconfigured {
+    fn opened(&self, _: u64, _: &[GroupName], _: Option<&Identity>) {
+        match *self {}
+    }
+    fn closed(&self, _: u64, _: &[GroupName], _: Option<&Identity>, _: &str) {
+        match *self {}
+    }
+    fn presence(&self, _: &GroupName, _: &str, _: &str) {
+        match *self {}
     }
 }
 

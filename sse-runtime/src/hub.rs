@@ -833,6 +833,7 @@ impl Hub {
             &self.registry.counters,
             self.registry.group_count(),
             self.registry.open_streams(),
+            self.presence.hooks(),
         )
     }
 

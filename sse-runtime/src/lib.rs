@@ -98,6 +98,8 @@ mod stats;
 mod subscription;
 #[cfg(feature = "tokens")]
 mod token;
+#[cfg(feature = "webhooks")]
+mod webhooks;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -130,6 +132,10 @@ pub use stats::{GroupStats, Stats};
 pub use subscription::Subscription;
 #[cfg(feature = "tokens")]
 pub use token::{Token, TokenKey, TokenKeyError, TokenKeys, TokenRefused, TOKEN_COOKIE};
+#[cfg(feature = "webhooks")]
+pub use webhooks::{
+    WebhookError, WebhookStats, Webhooks, WEBHOOK_DELIVERY, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
+};
 
 /// Sends an event to every subscriber of a group, from sync or async code, on any thread.
 ///

@@ -243,18 +243,15 @@ impl Presence {
         identity: Option<Identity>,
         close: CloseHandle,
     ) -> Option<OnClose> {
-        let hooked = self.hooks.on_open.is_some() || self.hooks.on_close.is_some();
+        let hooked = self.hooks.on_open.is_some() || self.hooks.hear_closes();
         if identity.is_none() && !hooked {
             return None; // nothing to count, nobody to tell
         }
         let number = self.streams.fetch_add(1, Relaxed) + 1;
         let info = Arc::new(StreamInfo::new(number, groups.to_vec(), identity));
-        if let Some(on_open) = self.hooks.on_open.clone() {
-            let info = info.clone();
-            self.worker.run(move || on_open(&info));
-        }
+        self.hooks.opened(&self.worker, &info);
         let key = info.identity().map(|who| self.count_in(who, groups, close));
-        if key.is_none() && self.hooks.on_close.is_none() {
+        if key.is_none() && !self.hooks.hear_closes() {
             return None;
         }
         let this = self.clone();
@@ -262,9 +259,7 @@ impl Presence {
             if let Some(key) = key {
                 this.count_out(&info, key);
             }
-            if let Some(on_close) = this.hooks.on_close.clone() {
-                this.worker.run(move || on_close(&info, reason));
-            }
+            this.hooks.closed(&this.worker, info, reason);
         }))
     }
 
@@ -365,8 +360,13 @@ impl Presence {
         drop(table);
     }
 
-    /// Publishes join and leave events, on the worker, if they are wanted.
+    /// Tells the webhooks of joins and leaves, and publishes their events, on the worker, if
+    /// they are wanted.
     fn announce_all(&self, changes: Vec<(GroupName, Change)>) {
+        for (group, change) in &changes {
+            let (name, data) = change.event();
+            self.hooks.presence_changed(group, name, &data);
+        }
         if !self.settings.events || changes.is_empty() {
             return;
         }
@@ -376,6 +376,11 @@ impl Presence {
                 announce(group, change);
             }
         });
+    }
+
+    /// The hooks and webhooks it tells.
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     /// The users with streams of `group` open: here, or with a shared engine in every process.

@@ -94,10 +94,20 @@ pub struct Stats {
     /// Streams cut because their client fell more than `subscriber_queue` events behind (it
     /// reconnects and replays what it missed).
     pub dropped: u64,
+    /// What the webhooks have done, if the hub has any ([`Config::webhooks`](crate::Config::webhooks);
+    /// feature `webhooks`).
+    #[cfg(feature = "webhooks")]
+    pub webhooks: Option<crate::WebhookStats>,
 }
 
 impl Stats {
-    pub(crate) fn new(counters: &Counters, groups: usize, open_streams: usize) -> Self {
+    #[cfg_attr(not(feature = "webhooks"), allow(unused_variables))]
+    pub(crate) fn new(
+        counters: &Counters,
+        groups: usize,
+        open_streams: usize,
+        hooks: &crate::hooks::Hooks,
+    ) -> Self {
         Self {
             groups,
             open_streams,
@@ -105,6 +115,8 @@ impl Stats {
             delivered: counters.total(|s| &s.delivered),
             replayed: counters.total(|s| &s.replayed),
             dropped: counters.total(|s| &s.dropped),
+            #[cfg(feature = "webhooks")]
+            webhooks: hooks.webhook_stats(),
         }
     }
 }
@@ -169,6 +181,10 @@ impl fmt::Display for Stats {
                 f,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             )?;
+        }
+        #[cfg(feature = "webhooks")]
+        if let Some(webhooks) = &self.webhooks {
+            write!(f, "{webhooks}")?;
         }
         Ok(())
     }

@@ -28,7 +28,12 @@ A page subscribes with a token the app signs (SSE_TOKEN_SECRET, the server's HS2
 
     token = sse.subscribe_token(["room.7"], user="alice", ttl=3600)
 
-Django: `sse_publish.django` (publish_on_commit, tokens for a request's user) and, with
+The hub's webhooks (streams opened and closed, presence joins and leaves) are checked with
+
+    events = sse.verify_webhook(body, timestamp_header, signature_header)   # SSE_WEBHOOK_SECRET
+
+Django: `sse_publish.django` (publish_on_commit, tokens for a request's user, webhook_events)
+and, with
 "sse_publish" in INSTALLED_APPS, `{% load sse %}`. From a shell:
 
     python3 -m sse_publish GROUP EVENT DATA        (EVENT "" for a `message` event)
@@ -45,6 +50,7 @@ from .publisher import (
     publish_many,
 )
 from .tokens import SECRET_ENV, subscribe_token
+from .webhooks import WEBHOOK_SECRET_ENV, WebhookError, verify_webhook
 
 __all__ = [
     "AsyncPublisher",
@@ -54,9 +60,12 @@ __all__ = [
     "SECRET_ENV",
     "TOKEN_ENV",
     "URL_ENV",
+    "WEBHOOK_SECRET_ENV",
+    "WebhookError",
     "publish",
     "publish_async",
     "publish_many",
     "publish_many_async",
     "subscribe_token",
+    "verify_webhook",
 ]

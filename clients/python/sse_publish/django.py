@@ -2,7 +2,7 @@
 request's user in a page. Importing this module needs Django; `sse_publish` itself does not.
 
 Settings (each falls back to the environment variable of the same name): SSE_PUBLISH_URL,
-SSE_PUBLISH_TOKEN, SSE_TOKEN_SECRET; SSE_TOKEN_TTL (seconds, 3600 unless set).
+SSE_PUBLISH_TOKEN, SSE_TOKEN_SECRET, SSE_WEBHOOK_SECRET; SSE_TOKEN_TTL (seconds, 3600 unless set).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from django.db import transaction
 
 from .publisher import Publisher, PublishError
 from .tokens import subscribe_token
+from .webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_webhook
 
 logger = logging.getLogger("sse_publish")
 
@@ -70,3 +71,26 @@ def events_url(url: str, user: Any, groups: Iterable[str], ttl: Optional[float] 
     which cannot send headers."""
     separator = "&" if "?" in url else "?"
     return f"{url}{separator}{urlencode({'token': token_for(user, groups, ttl)})}"
+
+
+def webhook_events(request: Any) -> list:
+    """The events of the hub's webhook POSTed in `request`, checked with SSE_WEBHOOK_SECRET;
+    raises `sse_publish.WebhookError` (answer it 401) when it is not the hub's, or too old.
+
+        @csrf_exempt
+        @require_POST
+        def sse_webhooks(request):
+            try:
+                events = webhook_events(request)
+            except WebhookError:
+                return HttpResponse(status=401)
+            for event in events:
+                ...
+            return HttpResponse(status=204)
+    """
+    return verify_webhook(
+        request.body,
+        request.headers.get(TIMESTAMP_HEADER),
+        request.headers.get(SIGNATURE_HEADER),
+        secret=getattr(settings, "SSE_WEBHOOK_SECRET", None),
+    )

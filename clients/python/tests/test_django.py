@@ -75,3 +75,19 @@ def test_the_template_tag_gives_the_page_a_stream_for_its_user(server, monkeypat
     claims = token_part(token, 1)
     assert (claims["sub"], claims["meta"], claims["groups"]) == (str(alice.pk), "alice", ["dj.room"])
     assert "sub" not in token_part(token_for(AnonymousUser(), ["dj.room"]), 1)
+
+
+def test_webhook_events_checks_a_request_with_the_setting_s_secret(monkeypatch):
+    from django.test import RequestFactory
+
+    from test_webhooks import BODY, SECRET, SIGNATURE, TIMESTAMP
+    from sse_publish.django import webhook_events
+
+    monkeypatch.setattr(settings, "SSE_WEBHOOK_SECRET", SECRET, raising=False)
+    monkeypatch.setattr("time.time", lambda: int(TIMESTAMP) + 1)
+    headers = {"HTTP_X_SSE_TIMESTAMP": TIMESTAMP, "HTTP_X_SSE_SIGNATURE": SIGNATURE}
+    signed = RequestFactory().post("/sse/webhooks", BODY, "application/json", **headers)
+    assert [event["name"] for event in webhook_events(signed)] == ["presence-join"]
+    forged = RequestFactory().post("/sse/webhooks", BODY + b" ", "application/json", **headers)
+    with pytest.raises(sse.WebhookError, match="bad signature"):
+        webhook_events(forged)
