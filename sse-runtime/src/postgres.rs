@@ -4,12 +4,14 @@
 //!
 //! [`publish`] writes the event with the app's own connection or transaction, through the
 //! function `sse_publish` of sse's [schema](migrate). It numbers the event under its group's
-//! row lock, held until the transaction ends, so a group's ids rise in commit order; it keeps
-//! the event in `sse_events`; and it sends a `NOTIFY`, which Postgres delivers at commit, and
-//! never after a rollback. With the Postgres engine (`SSE_BROKER_URL=postgres://…`) every
-//! process listens and hands the event to its subscribers: the id `publish` returns is the one
-//! they see. With the in-memory or Redis engine, a [`Relay`] carries committed events into the
-//! hub.
+//! lock, held until the transaction ends, so a group's ids rise in commit order; it keeps the
+//! event in `sse_events`, where other transactions see it once it commits, and never after a
+//! rollback; and it moves the sequence `sse_published`, which the processes that listen read
+//! every 5 ms. (It sends no `NOTIFY`: Postgres makes the commits of transactions that notify
+//! wait for each other's flush to disk.) With the Postgres engine (`SSE_BROKER_URL=postgres://…`)
+//! every process then reads the events of the groups it holds and hands them to their
+//! subscribers: the id `publish` returns is the one they see. With the in-memory or Redis
+//! engine, a [`Relay`] carries committed events into the hub.
 //!
 //! ```no_run
 //! # async fn app(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
@@ -148,6 +150,43 @@ impl<'h> Outbox<'h> {
         self.insert(connection, group, draft).await
     }
 
+    /// Publishes `events` (each an event name, `None` for `message`, and its data) to `group`
+    /// together, inside the transaction `connection`, as [`Outbox::publish`] does one: one
+    /// statement and one row for them all, so a transaction that publishes many events costs
+    /// Postgres a fraction of a statement per event. Their ids are consecutive, in the order
+    /// given; returns them. With an idempotency key, the key stands for the whole batch. Nothing
+    /// is published if any event is refused.
+    ///
+    /// ```no_run
+    /// # async fn app(pool: sqlx::PgPool, hub: sse::Hub) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// let lines = [(Some("line"), "17 × tea"), (Some("line"), "2 × cake"), (None, "total 21")];
+    /// let ids = sse::postgres::Outbox::new(&hub).publish_all(&mut tx, "order-17", lines).await?;
+    /// tx.commit().await?;
+    /// assert_eq!(ids.len(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_all<'e, D: fmt::Display>(
+        &self,
+        connection: &mut PgConnection,
+        group: &str,
+        events: impl IntoIterator<Item = (Option<&'e str>, D)>,
+    ) -> Result<Vec<EventId>, PublishError> {
+        let key = self.key.as_deref();
+        let drafts = events
+            .into_iter()
+            .map(|(event, data)| {
+                self.hub
+                    .draft(group, key, |max| Draft::new(event, data, max))
+            })
+            .collect::<Result<Vec<Draft>, PublishError>>()?;
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = self.insert_all(connection, group, &drafts).await?;
+        Ok((first.0..).take(drafts.len()).map(EventId).collect())
+    }
+
     /// Publishes `value` as JSON, as [`Outbox::publish`] does text.
     ///
     /// ```no_run
@@ -179,12 +218,26 @@ impl<'h> Outbox<'h> {
         group: &str,
         draft: Draft,
     ) -> Result<EventId, PublishError> {
+        self.insert_all(connection, group, std::slice::from_ref(&draft))
+            .await
+    }
+
+    /// Publishes `drafts` as one batch: the first one's id.
+    async fn insert_all(
+        &self,
+        connection: &mut PgConnection,
+        group: &str,
+        drafts: &[Draft],
+    ) -> Result<EventId, PublishError> {
         let config = self.hub.config();
         let keep = i64::try_from(config.history_events).unwrap_or(i64::MAX);
         let once_us = config.idempotency_window.as_micros().max(1) as i64;
-        let first: i64 = sqlx::query_scalar("SELECT sse_publish($1, $2, 1, $3, $4, $5)")
+        let count = i32::try_from(drafts.len())
+            .map_err(|_| PublishError::Broker(BrokerError::new("too many events in one batch")))?;
+        let first: i64 = sqlx::query_scalar("SELECT sse_publish($1, $2, $3, $4, $5, $6)")
             .bind(group)
-            .bind(batch(std::iter::once(draft.as_bytes())))
+            .bind(batch(drafts.iter().map(Draft::as_bytes)))
+            .bind(count)
             .bind(self.key.as_deref())
             .bind(keep)
             .bind(once_us)

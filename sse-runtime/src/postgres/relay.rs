@@ -1,15 +1,23 @@
 //! The relay: committed events of `sse_events` carried into a hub on another engine.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{postgres::PgListener, PgConnection, PgPool};
-use tokio::task::JoinHandle;
+use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{engine::batch::split_batch, event::Draft, BrokerError, Hub};
+use crate::{
+    engine::{
+        batch::split_batch,
+        postgres::{wait_for_rings, EVENTS_CHANNEL, RINGING_FOR, RING_EVERY},
+    },
+    event::Draft,
+    BrokerError, Hub,
+};
 
 /// The key of the session advisory lock the active relay holds: one relay delivers at a time.
 const RELAY_LOCK: i64 = 0x5353_455f_5245_4c41;
-/// How often a relay looks for events it was not told of (and a standby for the lock).
+/// How often a relay looks at every group for events it was not told of (and a standby for the
+/// lock).
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// The most batches a group's read returns at once.
 const READ_BATCHES: i64 = 1_000;
@@ -95,13 +103,24 @@ impl Drop for Relay {
     }
 }
 
+/// A task of a relay's turn, ended with it.
+struct Helper(JoinHandle<()>);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn failed(error: sqlx::Error) -> BrokerError {
     BrokerError::caused_by("the Postgres relay failed", error)
 }
 
 /// One turn: registers, waits as a standby until the lock is its own, then relays what is
 /// committed whenever it is told of it (the groups notifications name), and everything behind
-/// at each poll. Returns on the first failure, letting go of the lock with its connection.
+/// at each poll, and every [`RING_EVERY`] for [`RINGING_FOR`] after `sse_published` moved
+/// (transactions publish without notifying; a connection of its own waits for that in
+/// Postgres). Returns on the first failure, letting go of the lock with its connection.
 async fn relay(hub: &Hub, pool: &PgPool) -> Result<(), BrokerError> {
     // The lock is the session's: held on a connection of its own, until it closes.
     let mut holder = pool.acquire().await.map_err(failed)?.detach();
@@ -121,28 +140,49 @@ async fn relay(hub: &Hub, pool: &PgPool) -> Result<(), BrokerError> {
         tokio::time::sleep(POLL_EVERY).await;
     }
     let mut listener = PgListener::connect_with(pool).await.map_err(failed)?;
-    listener
-        .listen(super::postgres::EVENTS_CHANNEL)
-        .await
-        .map_err(failed)?;
+    listener.listen(EVENTS_CHANNEL).await.map_err(failed)?;
+    let ringing = pool.acquire().await.map_err(failed)?.detach();
+    let (ring, mut rung) = mpsc::channel(1);
+    let _waiting = Helper(tokio::spawn(wait_for_rings(ringing, ring)));
     relay_committed(hub, &mut holder, None).await?;
+    let (mut moved, mut polled) = (None::<Instant>, Instant::now());
     loop {
-        match tokio::time::timeout(POLL_EVERY, listener.try_recv()).await {
-            Ok(Ok(Some(heard))) => {
-                let mut groups = vec![group_of(&heard)];
-                while let Some(heard) = listener.next_buffered() {
-                    groups.push(group_of(&heard));
+        let lately = moved.is_some_and(|at| at.elapsed() <= RINGING_FOR);
+        let look_in = match lately {
+            true => RING_EVERY,
+            false => POLL_EVERY.saturating_sub(polled.elapsed()),
+        };
+        tokio::select! {
+            heard = listener.try_recv() => match heard {
+                Ok(Some(heard)) => {
+                    let mut groups = vec![group_of(&heard)];
+                    while let Some(heard) = listener.next_buffered() {
+                        groups.push(group_of(&heard));
+                    }
+                    groups.sort_unstable();
+                    groups.dedup();
+                    relay_committed(hub, &mut holder, Some(&groups)).await?;
                 }
-                groups.sort_unstable();
-                groups.dedup();
-                relay_committed(hub, &mut holder, Some(&groups)).await?;
+                Ok(None) => {
+                    return Err(BrokerError::new("the Postgres relay lost its connection"));
+                }
+                Err(error) => return Err(failed(error)),
+            },
+            rang = rung.recv() => match rang.flatten() {
+                None => {
+                    return Err(BrokerError::new("the Postgres relay lost its connection"));
+                }
+                Some(()) => {
+                    moved = Some(Instant::now());
+                    relay_committed(hub, &mut holder, None).await?;
+                }
+            },
+            // Transactions published lately, or a poll: whatever a lost notification did not
+            // say, or a transaction committed late, is behind.
+            () = tokio::time::sleep(look_in) => {
+                polled = Instant::now();
+                relay_committed(hub, &mut holder, None).await?;
             }
-            Ok(Ok(None)) => {
-                return Err(BrokerError::new("the Postgres relay lost its connection"));
-            }
-            Ok(Err(error)) => return Err(failed(error)),
-            // A poll: whatever a lost notification did not say is behind.
-            Err(_) => relay_committed(hub, &mut holder, None).await?,
         }
     }
 }

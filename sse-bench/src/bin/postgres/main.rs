@@ -4,9 +4,11 @@
 //!
 //! 1. The outbox: tasks, each with a connection of its own from a pool, publishing inside
 //!    their own transactions (`BEGIN; sse::postgres::Outbox::publish …; COMMIT`), one event
-//!    per transaction and 100 per transaction, 1 and 64 of them, to one group and to a group
-//!    each; also with `synchronous_commit = off` on their sessions. Events/s, and the CPU time
-//!    of the whole Postgres server (the postmaster and every child of it) per event.
+//!    per transaction and 100 per transaction (also in one `Outbox::publish_all`), 1 and 64 of
+//!    them, to one group and to a group each; also with `synchronous_commit = off` on their
+//!    sessions. Events/s, the CPU time of the whole Postgres server (the postmaster and every
+//!    child of it) per event, and this process's (the publishers') per event. Also what a
+//!    process listening to a group costs while nothing is published.
 //! 2. The engine's publish path (`Hub::publish_async` on a hub with the Postgres engine), 1 and
 //!    64 tasks, beside the same on the Redis engine: events/s, and the server's CPU per event.
 //! 3. Publish → receive across processes at a steady 1,000 events/s for 10 s: a process of
@@ -37,7 +39,7 @@ mod servers;
 mod subscriber;
 
 use server::Postgres;
-use servers::{Error, Redis};
+use servers::{cpu_of, Error, Redis};
 use subscriber::{now_us, Subscriber};
 
 /// The group whose latency is measured; the throughput runs publish to others.
@@ -47,6 +49,8 @@ const PUBLISHERS: usize = 64;
 /// The steady rate of the latency runs (the goal's), and how long each lasts.
 const LATENCY_RATE: u64 = 1_000;
 const LATENCY_FOR: Duration = Duration::from_secs(10);
+/// How long the cost of listening while nothing is published is measured.
+const IDLE_FOR: Duration = Duration::from_secs(5);
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -74,9 +78,13 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
     print_flush_latency(&postgres, "before")?;
 
     let pg_hub = sse::Hub::connect(sse::Config::default().broker(&postgres.url)?)?;
+    // The engine's commits not waiting for the disk (`sse.durable_publish = off`).
+    let fast_url = format!("{}?options=-c%20sse.durable_publish%3Doff", postgres.url);
+    let pg_fast_hub = sse::Hub::connect(sse::Config::default().broker(&fast_url)?)?;
     let pg_subscriber = Subscriber::start(&postgres.url, LATENCY_GROUP)?;
     pg_subscriber.ready(&pg_hub, LATENCY_GROUP).await?;
     let pool = publishers_pool(&postgres.url, true).await?;
+    print_idle(&postgres, &pg_subscriber).await?;
 
     println!();
     println!(
@@ -84,29 +92,38 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
         run_for.as_secs()
     );
     println!();
-    println!("| publishers | groups | events per transaction | synchronous_commit | events/s | transactions/s | Postgres CPU µs/event |");
-    println!("|---:|---:|---:|---|---:|---:|---:|");
+    println!("| publishers | groups | events per transaction | synchronous_commit | events/s | transactions/s | Postgres CPU µs/event | publishers' CPU µs/event |");
+    println!("|---:|---:|---:|---|---:|---:|---:|---:|");
     let runs = [
-        (1, 1, 1),
-        (1, 1, 100),
-        (64, 1, 1),
-        (64, 64, 1),
-        (64, 1, 100),
-        (64, 64, 100),
+        (1, 1, 1, false),
+        (1, 1, 100, false),
+        (1, 1, 100, true),
+        (64, 1, 1, false),
+        (64, 64, 1, false),
+        (64, 1, 100, false),
+        (64, 64, 100, false),
+        (64, 64, 100, true),
     ];
-    for (publishers, groups, per_transaction) in runs {
+    for (publishers, groups, per_transaction, together) in runs {
         let outbox = Outbox {
             publishers,
             groups,
             per_transaction,
+            together,
         };
+        let per_transaction = match together {
+            true => format!("{per_transaction} (`publish_all`)"),
+            false => per_transaction.to_string(),
+        };
+        let own_before = own_cpu()?;
         let (events, took, cpu) = timed(&postgres, outbox.run(&pool, &pg_hub, run_for)).await?;
-        let transactions = events / per_transaction as u64;
+        let transactions = events / outbox.per_transaction as u64;
         println!(
-            "| {publishers} | {groups} | {per_transaction} | on | {:.0} | {:.0} | {:.1} |",
+            "| {publishers} | {groups} | {per_transaction} | on | {:.0} | {:.0} | {:.1} | {:.1} |",
             events as f64 / took.as_secs_f64(),
             transactions as f64 / took.as_secs_f64(),
             cpu_per_event(cpu, events),
+            cpu_per_event(own_cpu()? - own_before, events),
         );
     }
     pool.close().await;
@@ -116,12 +133,15 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
             publishers: PUBLISHERS,
             groups,
             per_transaction: 1,
+            together: false,
         };
+        let own_before = own_cpu()?;
         let (events, took, cpu) = timed(&postgres, outbox.run(&unsynced, &pg_hub, run_for)).await?;
         let rate = events as f64 / took.as_secs_f64();
         println!(
-            "| {PUBLISHERS} | {groups} | 1 | off | {rate:.0} | {rate:.0} | {:.1} |",
+            "| {PUBLISHERS} | {groups} | 1 | off | {rate:.0} | {rate:.0} | {:.1} | {:.1} |",
             cpu_per_event(cpu, events),
+            cpu_per_event(own_cpu()? - own_before, events),
         );
     }
 
@@ -131,21 +151,30 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
         run_for.as_secs()
     );
     println!();
-    println!("| engine | publishers | groups | events/s | server CPU µs/event |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| engine | publishers | groups | events/s | server CPU µs/event | publishers' CPU µs/event |");
+    println!("|---|---:|---:|---:|---:|---:|");
     let redis_hub = sse::Hub::connect(sse::Config::default().broker(&redis.url)?)?;
     for (publishers, groups) in [(1, 1), (64, 1), (64, 64)] {
-        let (events, took, cpu) =
-            timed(&postgres, engine(&pg_hub, publishers, groups, run_for)).await?;
-        let rate = events as f64 / took.as_secs_f64();
-        let cpu = cpu_per_event(cpu, events);
-        println!("| Postgres | {publishers} | {groups} | {rate:.0} | {cpu:.1} |");
-        let cpu_before = redis.cpu()?;
+        let postgres_hubs = [
+            ("Postgres", &pg_hub),
+            ("Postgres, `sse.durable_publish = off`", &pg_fast_hub),
+        ];
+        for (name, hub) in postgres_hubs {
+            let own_before = own_cpu()?;
+            let (events, took, cpu) =
+                timed(&postgres, engine(hub, publishers, groups, run_for)).await?;
+            let rate = events as f64 / took.as_secs_f64();
+            let cpu = cpu_per_event(cpu, events);
+            let own = cpu_per_event(own_cpu()? - own_before, events);
+            println!("| {name} | {publishers} | {groups} | {rate:.0} | {cpu:.1} | {own:.1} |");
+        }
+        let (cpu_before, own_before) = (redis.cpu()?, own_cpu()?);
         let started = Instant::now();
         let events = engine(&redis_hub, publishers, groups, run_for).await?;
         let rate = events as f64 / started.elapsed().as_secs_f64();
         let cpu = cpu_per_event(redis.cpu()? - cpu_before, events);
-        println!("| Redis | {publishers} | {groups} | {rate:.0} | {cpu:.1} |");
+        let own = cpu_per_event(own_cpu()? - own_before, events);
+        println!("| Redis | {publishers} | {groups} | {rate:.0} | {cpu:.1} | {own:.1} |");
     }
 
     println!();
@@ -177,6 +206,14 @@ async fn measure(run_for: Duration) -> Result<(), Error> {
         sent,
         cpu,
     );
+    let (sent, _, cpu) = timed(
+        &postgres,
+        steady(LATENCY_RATE, engine_publish(&pg_fast_hub)),
+    )
+    .await?;
+    let received = pg_subscriber.report(&pg_hub, LATENCY_GROUP).await?;
+    let path = "Postgres engine, `sse.durable_publish = off`";
+    print_latency(path, LATENCY_RATE, &received, sent, cpu);
 
     let latency_pool = publishers_pool(&postgres.url, true).await?;
     // Also at a rate a transaction per event keeps up with.
@@ -222,9 +259,12 @@ async fn publishers_pool(url: &str, synced: bool) -> Result<PgPool, Error> {
     if !synced {
         options = options.options([("synchronous_commit", "off")]);
     }
+    // A rate the transactions do not keep up with queues its publishers for the pool: they
+    // wait (the latency says how long) instead of failing.
     let pool = PgPoolOptions::new()
         .min_connections(PUBLISHERS as u32)
         .max_connections(PUBLISHERS as u32)
+        .acquire_timeout(Duration::from_secs(600))
         .connect_with(options)
         .await?;
     sse::postgres::migrate(&mut *pool.acquire().await?).await?;
@@ -243,6 +283,11 @@ async fn timed(
     Ok((events, started.elapsed(), postgres.cpu()? - cpu_before))
 }
 
+/// The CPU time of this process so far: the publishers, their hub and its engine's thread.
+fn own_cpu() -> Result<Duration, Error> {
+    cpu_of(std::process::id())
+}
+
 fn cpu_per_event(cpu: Duration, events: u64) -> f64 {
     cpu.as_secs_f64() * 1e6 / events.max(1) as f64
 }
@@ -254,6 +299,8 @@ struct Outbox {
     /// Publisher `i` publishes to group `i % groups`.
     groups: usize,
     per_transaction: usize,
+    /// The transaction's events in one `Outbox::publish_all`, or one `Outbox::publish` each.
+    together: bool,
 }
 
 impl Outbox {
@@ -270,11 +317,16 @@ impl Outbox {
                     let mut committed = 0;
                     while tokio::time::Instant::now() < deadline {
                         let mut transaction = connection.begin().await?;
-                        for _ in 0..self.per_transaction {
-                            let data = format!("{publisher}-{committed}");
-                            outbox
-                                .publish(&mut transaction, &group, Some("tick"), data)
-                                .await?;
+                        let data = |i| format!("{publisher}-{committed}-{i}");
+                        if self.together {
+                            let events = (0..self.per_transaction).map(|i| (Some("tick"), data(i)));
+                            outbox.publish_all(&mut transaction, &group, events).await?;
+                        } else {
+                            for i in 0..self.per_transaction {
+                                outbox
+                                    .publish(&mut transaction, &group, Some("tick"), data(i))
+                                    .await?;
+                            }
                         }
                         transaction.commit().await?;
                         committed += self.per_transaction as u64;
@@ -352,6 +404,20 @@ fn print_latency(path: &str, rate: u64, received: &subscriber::Received, sent: u
         received.max,
         cpu_per_event(cpu, sent),
     );
+}
+
+/// What a process listening to a group costs while nothing is published: Postgres's CPU and
+/// the process's own, per second, over [`IDLE_FOR`].
+async fn print_idle(postgres: &Postgres, listening: &Subscriber) -> Result<(), Error> {
+    let (postgres_before, process_before) = (postgres.cpu()?, listening.cpu()?);
+    tokio::time::sleep(IDLE_FOR).await;
+    let per_second = |cpu: Duration| cpu.as_secs_f64() * 1e6 / IDLE_FOR.as_secs_f64();
+    println!(
+        "idle, one process listening to one group: Postgres CPU {:.0} µs/s, the process's {:.0} µs/s",
+        per_second(postgres.cpu()? - postgres_before),
+        per_second(listening.cpu()? - process_before),
+    );
+    Ok(())
 }
 
 fn print_flush_latency(postgres: &Postgres, when: &str) -> Result<(), Error> {

@@ -14,8 +14,10 @@ use std::{
 
 use futures_util::StreamExt;
 
-use crate::servers::Error;
+use crate::servers::{cpu_of, Error};
 
+/// How many events the stream may fall behind before it is cut.
+const SUBSCRIBER_QUEUE: usize = 8_192;
 /// How long the subscribing process may take to hear its group, or to report.
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -28,7 +30,10 @@ pub(crate) fn now_us() -> u64 {
 
 /// `subscribe BROKER_URL GROUP`: the subscribing process, until its stdin closes.
 pub(crate) fn run(broker_url: &str, group: &str) -> Result<(), Error> {
-    let hub = sse::Hub::connect(sse::Config::default().broker(broker_url)?)?;
+    // A queue as deep as the bench server's: on this busy machine the process may wait for a
+    // core for longer than the default 256 events take at 1,000 events/s, and would be cut.
+    let config = sse::Config::default().subscriber_queue(SUBSCRIBER_QUEUE);
+    let hub = sse::Hub::connect(config.broker(broker_url)?)?;
     let group = sse::GroupName::new(group)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -138,6 +143,11 @@ impl Subscriber {
             }
         });
         Ok(Subscriber { process, lines })
+    }
+
+    /// The CPU time of the process so far.
+    pub(crate) fn cpu(&self) -> Result<Duration, Error> {
+        cpu_of(self.process.id())
     }
 
     /// Waits until the process hears `hub`'s events of `group`, which it publishes meanwhile.

@@ -1,17 +1,28 @@
 //! The listening side: how a process hears the events of the groups it has subscribers for, and
 //! the closes of other processes. One connection `LISTEN`s to both channels; a notification
 //! names its group, so every process hears every group's and keeps those it holds. Histories
-//! are read over the pool. After the connection was lost, and whenever the poll finds a group
-//! still ahead of what was heard a poll later (a notification lost some other way), what was
-//! missed is read from `sse_events`.
+//! are read over the pool.
+//!
+//! The engine's publishes are notified; those made inside apps' transactions are not (a
+//! notification would serialize their commits): they move the sequence `sse_published`. A
+//! second connection waits in Postgres for it to move (`sse_ring`, which looks every
+//! [`RING_EVERY`] without a round trip). From then on, for [`RINGING_FOR`], this side looks
+//! every [`RING_EVERY`] where the held groups stand, and reads what a group got beyond what was
+//! heard from `sse_events`; so does the poll, every [`POLL_EVERY`], for a transaction that
+//! committed later, after a lost connection, and for a notification lost some other way. A
+//! notification whose events do not follow the last ones heard of their group is read the same
+//! way.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use futures_util::future::try_join_all;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio::sync::mpsc;
 
-use super::{reads, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, POLL_EVERY};
+use super::{
+    reads, wait_for_rings, Limits, Target, CONTROL_CHANNEL, EVENTS_CHANNEL, POLL_EVERY,
+    RINGING_FOR, RING_EVERY,
+};
 use crate::{
     engine::{
         batch::split_batch,
@@ -40,20 +51,24 @@ pub(super) struct Listener {
     /// lower one was delivered here, or published before the group was held. `None` until the
     /// group's first read.
     groups: HashMap<GroupName, Option<u64>>,
-    /// Per group found ahead of its mark at the last poll: where it stood then.
-    ahead: HashMap<GroupName, u64>,
+    /// When `sse_published` last moved.
+    rung: Option<Instant>,
 }
 
-/// The connection that `LISTEN`s, on a task of its own that passes on what it hears: `None`
-/// once it was lost. Dropped, it stops.
+/// The connection that `LISTEN`s, on a task of its own that passes on what it hears, and the
+/// one that waits for `sse_published` to move, on another that says when it did: `None` once
+/// either connection was lost. Dropped, they stop.
 pub(super) struct Hearing {
     heard: mpsc::Receiver<Option<sqlx::postgres::PgNotification>>,
-    task: tokio::task::JoinHandle<()>,
+    rung: mpsc::Receiver<Option<()>>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Drop for Hearing {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -72,7 +87,7 @@ impl Listener {
             process,
             pool,
             groups: HashMap::new(),
-            ahead: HashMap::new(),
+            rung: None,
         }
     }
 
@@ -84,8 +99,9 @@ impl Listener {
             .await?;
         let channels = [EVENTS_CHANNEL, CONTROL_CHANNEL];
         target.answer_within(listener.listen_all(channels)).await?;
+        let ringing = target.answer_within(self.pool.acquire()).await?.detach();
         let (pass, heard) = mpsc::channel(HEARD_BACKLOG);
-        let task = tokio::spawn(async move {
+        let hearing = tokio::spawn(async move {
             loop {
                 let notification = listener.try_recv().await.ok().flatten();
                 let lost = notification.is_none();
@@ -94,7 +110,9 @@ impl Listener {
                 }
             }
         });
-        Ok(Hearing { heard, task })
+        let (ring, rung) = mpsc::channel(1);
+        let tasks = [hearing, tokio::spawn(wait_for_rings(ringing, ring))];
+        Ok(Hearing { heard, rung, tasks })
     }
 
     /// Listens until the connection is lost (`Err`) or the hub is gone (`Ok`).
@@ -109,6 +127,8 @@ impl Listener {
         self.catch_up(groups).await?;
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut look = tokio::time::interval(RING_EVERY);
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut polls = 0u32;
         loop {
             tokio::select! {
@@ -122,6 +142,16 @@ impl Listener {
                     polls = polls.wrapping_add(1);
                     self.poll(polls % TRIM_EVERY_POLLS == 0).await?;
                 }
+                rung = hearing.rung.recv() => match rung.flatten() {
+                    None => return Err(BrokerError::new(format!(
+                        "lost the connection waiting for publishes at {}", self.target.shown
+                    ))),
+                    Some(()) => {
+                        self.rung = Some(Instant::now());
+                        self.look().await?;
+                    }
+                },
+                _ = look.tick(), if self.ringing() => self.look().await?,
                 command = commands.recv() => match command {
                     None => return Ok(()),
                     Some(command) => self.command(command).await?,
@@ -140,7 +170,6 @@ impl Listener {
             }
             Listening::Free(group) => {
                 self.groups.remove(&group);
-                self.ahead.remove(&group);
             }
             Listening::CatchUp {
                 groups,
@@ -182,6 +211,13 @@ impl Listener {
             return Ok(()); // a group not held here
         };
         if let Some(events) = split_batch(batch.as_bytes()) {
+            // Events published in a transaction, not notified, came in between: read them.
+            let first = events.first().map(|&(id, _)| id);
+            if let (Some(mark), Some(first)) = (*mark, first) {
+                if first > mark + 1 {
+                    return self.catch_up(vec![group.clone()]).await;
+                }
+            }
             let mut last = *mark;
             for (id, event) in events {
                 // Ids at or below the mark were already read from the history.
@@ -212,8 +248,14 @@ impl Listener {
         }
     }
 
-    /// Asks where the held groups stand: those still ahead of their marks since the last poll
-    /// missed a notification, and read what they missed. Trims the tables by age when `trim`.
+    /// Whether `sse_published` moved within [`RINGING_FOR`], and groups are held here.
+    fn ringing(&self) -> bool {
+        let lately = self.rung.is_some_and(|at| at.elapsed() <= RINGING_FOR);
+        lately && !self.groups.is_empty()
+    }
+
+    /// Looks where the held groups stand, and reads what each got beyond what was heard; trims
+    /// the tables by age when `trim`.
     async fn poll(&mut self, trim: bool) -> Result<(), BrokerError> {
         if trim {
             let trimming = sqlx::query("SELECT sse_trim($1, $2, $3)")
@@ -223,6 +265,17 @@ impl Listener {
                 .execute(&self.pool);
             self.target.answer_within(trimming).await?;
         }
+        self.look().await
+    }
+
+    /// Asks where the held groups stand, and reads what those ahead of their marks got: events
+    /// published in transactions, or a notification not yet handled (then skipped).
+    async fn look(&mut self) -> Result<(), BrokerError> {
+        // Without a history there is nothing to read, and every event is notified (even a
+        // transaction's): a group ahead has a notification on its way.
+        if self.groups.is_empty() || self.limits.events == 0 {
+            return Ok(());
+        }
         let names: Vec<&str> = self.groups.keys().map(GroupName::as_str).collect();
         let asking = sqlx::query_as::<_, (String, i64)>(
             "SELECT name, seq FROM sse_groups WHERE name = ANY($1)",
@@ -230,27 +283,19 @@ impl Listener {
         .bind(names)
         .fetch_all(&self.pool);
         let stand = self.target.answer_within(asking).await?;
-        let mut ahead = HashMap::new();
-        let mut missed = Vec::new();
-        for (group, seq) in stand {
-            let Some((group, &Some(mark))) = self.groups.get_key_value(group.as_str()) else {
-                continue;
-            };
-            let seq = seq as u64;
-            if seq <= mark {
-                continue;
-            }
-            match self.ahead.get(group) {
-                Some(&was) if mark < was => missed.push(group.clone()),
-                _ => drop(ahead.insert(group.clone(), seq)),
-            }
+        let ahead: Vec<GroupName> = stand
+            .into_iter()
+            .filter_map(
+                |(group, seq)| match self.groups.get_key_value(group.as_str()) {
+                    Some((group, &Some(mark))) if seq as u64 > mark => Some(group.clone()),
+                    _ => None,
+                },
+            )
+            .collect();
+        if ahead.is_empty() {
+            return Ok(());
         }
-        self.ahead = ahead;
-        if !missed.is_empty() {
-            tracing::warn!(groups = ?missed, "missed notifications from Postgres: read them");
-            self.catch_up(missed).await?;
-        }
-        Ok(())
+        self.catch_up(ahead).await
     }
 
     /// Reads the history of `groups` after their marks, delivers what was missed (ordered by
@@ -269,8 +314,22 @@ impl Listener {
         let mut missed: Vec<(u64, &GroupName, u64, &[u8])> = Vec::new();
         for ((group, mark), history) in groups.iter().zip(&marks).zip(&histories) {
             let Some(mark) = *mark else { continue };
+            if history.trimmed > mark {
+                // Events of transactions are read from the history: this process fell further
+                // behind than the history keeps.
+                tracing::warn!(
+                    group = %group,
+                    lost = history.trimmed - mark,
+                    "events were trimmed from Postgres before this process read them"
+                );
+            }
+            // A group's events in id order whatever their times say (a clock stepped back).
+            let mut at_us = 0;
             let after = history.entries.iter().filter(|e| e.id > mark);
-            missed.extend(after.map(|e| (e.at_us, group, e.id, &e.encoded[..])));
+            missed.extend(after.map(|e| {
+                at_us = e.at_us.max(at_us);
+                (at_us, group, e.id, &e.encoded[..])
+            }));
         }
         missed.sort_by_key(|&(at_us, _, id, _)| (at_us, id));
         for (_, group, id, encoded) in missed {

@@ -1,20 +1,24 @@
 //! The Postgres engine: every process using the same database shares ids, history, events,
 //! presence and closes, with no other server.
 //!
-//! Publishing calls `sse_publish` (see [`SCHEMA`]), which numbers a group's events under its
-//! row's lock in `sse_groups`, keeps them as one row of `sse_events` per batch, and tells every
-//! listening process on channel `sse_events` when its transaction commits. The row lock is
-//! held until the publishing transaction ends, so a group's ids rise in the order their
-//! transactions commit; `NOTIFY` is sent at commit, in commit order, and not at all on a
-//! rollback. That is what makes [`sse::postgres::publish`](crate::postgres::publish) inside an
-//! app's transaction an outbox of its own: committed, it is delivered; rolled back, never.
+//! A publish numbers a group's events under the group's lock (`sse_store`, see [`SCHEMA`]),
+//! held until its transaction ends, so a group's ids rise in the order their transactions
+//! commit, and keeps them as one row of `sse_events` per batch. The engine's own publishes are
+//! then notified on channel `sse_events` (`sse_publish_all`), which Postgres delivers at commit,
+//! in commit order. One made inside an app's transaction
+//! ([`sse::postgres::publish`](crate::postgres::publish), `sse_publish`) is not notified:
+//! Postgres serializes the commits of transactions that notify, each holding one lock for the
+//! whole server until its commit is on disk, so they could not share a flush. It moves the
+//! sequence `sse_published` instead, which listening processes read every few milliseconds
+//! before reading what their groups got. Rolled back, it leaves nothing to read: committed, it
+//! is delivered; rolled back, never.
 //!
 //! Each process listens on one connection ([`listener`]), hands each event of the groups it
-//! holds to the hub once, in id order, and after a lost connection, or when its poll finds a
-//! group ahead of what it heard, reads what it missed from `sse_events`. A notification holds
-//! at most 8,000 bytes: a larger batch is announced by its ids, and read by them. Publishes
-//! are queued and sent in batches ([`publisher`]), one statement for many publishes. Presence
-//! and closes ([`presence`]) use `sse_presence` and channel `sse_control`.
+//! holds to the hub once, in id order, and reads from `sse_events` what it was not told: events
+//! published in transactions, a batch too large for a notification (8,000 bytes at most, so it
+//! is announced by its ids), and what was missed while its connection was lost. Publishes are
+//! queued and sent in batches ([`publisher`]), one statement for many publishes. Presence and closes ([`presence`]) use `sse_presence` and
+//! channel `sse_control`.
 //!
 //! Everything runs on a thread of the engine's own (`sse-postgres`) with a small runtime, as
 //! the Redis engine does, so it works the same under any runtime of the caller's, or none.
@@ -22,7 +26,10 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use once_cell::sync::OnceCell;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPool, PgPoolOptions},
+    PgConnection,
+};
 use tokio::sync::mpsc;
 
 use super::{
@@ -44,8 +51,8 @@ use presence::Presence;
 use publisher::Publisher;
 
 /// The schema: tables `sse_groups`, `sse_events`, `sse_once`, `sse_presence`, `sse_relays`,
-/// `sse_relayed` and functions `sse_publish`, `sse_read`, `sse_trim`. Every statement may run
-/// again.
+/// `sse_relayed`, sequence `sse_published`, and functions `sse_store`, `sse_publish`,
+/// `sse_publish_all`, `sse_read`, `sse_trim`. Every statement may run again.
 pub(crate) const SCHEMA: &str = include_str!("schema.sql");
 
 /// Serializes schema changes of concurrent processes (`CREATE OR REPLACE FUNCTION` run at once
@@ -58,6 +65,16 @@ pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the listening side checks that Postgres answers and that it heard every event of
 /// its groups (`NOTIFY` is not kept for a connection that was lost).
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How often `sse_published`, which publishes inside apps' transactions move instead of
+/// notifying, is looked at (by `sse_ring`, in Postgres), and then, for a while, the groups held
+/// (by the listening side and a relay): such an event reaches other processes within this of
+/// its commit, and a read of its group.
+pub(crate) const RING_EVERY: Duration = Duration::from_millis(5);
+/// How long after `sse_published` last moved its readers look at their groups at each read: a
+/// transaction that commits later than this after its publish is found by the poll.
+pub(crate) const RINGING_FOR: Duration = Duration::from_secs(1);
+/// The longest one wait in `sse_ring` lasts (ms): well within [`STATEMENT_TIMEOUT`].
+const RING_WAIT_MS: i32 = 1_000;
 /// How long a group's sequence outlives its last event (at least), as on Redis.
 const SEQ_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// After a publish found Postgres unreachable, how long the next ones fail at once with its
@@ -218,6 +235,31 @@ pub(crate) async fn migrate(connection: &mut sqlx::PgConnection) -> Result<(), s
         .await?;
     sqlx::raw_sql(SCHEMA).execute(&mut *transaction).await?;
     transaction.commit().await
+}
+
+/// Waits on `connection` for `sse_published` to move, and says so on `ring` (at once for the
+/// first time), until `ring` is dropped or the connection fails (then `None`).
+pub(crate) async fn wait_for_rings(mut connection: PgConnection, ring: mpsc::Sender<Option<()>>) {
+    let mut seen: Option<i64> = None;
+    loop {
+        let waiting = sqlx::query_scalar::<_, i64>("SELECT sse_ring($1, $2)")
+            .bind(seen)
+            .bind(RING_WAIT_MS)
+            .fetch_one(&mut connection);
+        let rung = match tokio::time::timeout(STATEMENT_TIMEOUT, waiting).await {
+            Ok(Ok(rung)) => rung,
+            _ => {
+                let _ = ring.send(None).await;
+                return;
+            }
+        };
+        if seen != Some(rung) {
+            seen = Some(rung);
+            if ring.send(Some(())).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl Threaded for PostgresEngine {

@@ -2,6 +2,10 @@
 //! takes what is queued, a batch, and publishes it in one statement (`sse_publish_all`), each
 //! group's events of the batch as one row and one notification. While a batch is in flight the
 //! next one gathers, so concurrent publishers share round trips, commits and notifications.
+//! With `sse.durable_publish = off` set for its connections, the statement commits without
+//! waiting for the disk (`sse_publish_all` sets `synchronous_commit` off for it): the commit of
+//! a transaction that notifies holds a lock of the whole server until it returns, and waiting
+//! for the flush under it makes every process's publishes wait for it too.
 //! One batch at a time: a group's events are numbered in the order they were published here.
 
 use std::sync::Arc;

@@ -58,29 +58,54 @@ CREATE TABLE IF NOT EXISTS sse_relayed (
 CREATE OR REPLACE FUNCTION sse_now() RETURNS bigint LANGUAGE sql AS
 $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;
 
--- Publishes `n` events of group `g` (`events`: '<length>,<length>... <the events>') and returns
--- the first one's id; with an idempotency key `once` given within `once_us`, publishes nothing
--- and returns the id the key got. Keeps the events of the group's last `keep` ids, and up to
--- `keep / 16` more: it trims when the ids cross a multiple of that, since each trim walks the
--- index past the rows deleted since the last vacuum, as many for one row as for many.
--- Publishes to one group wait for each other on an advisory lock taken before the group's row:
--- waiting on the row itself, every waiter would wake and retry at each commit. Subscribers hear
--- of them on channel `sse_events` when the transaction commits: '<group>\n<batch>', or
--- '<group>\n<first id>-<last id>' for a batch too large for a notification (or holding a NUL),
--- which they read from `sse_events`.
-CREATE OR REPLACE FUNCTION sse_publish(
-    g text, events bytea, n integer, once text, keep bigint, once_us bigint
-) RETURNS bigint LANGUAGE plpgsql AS $$
+-- Rung by every publish made inside an app's transaction (`sse_publish`), which sends no
+-- notification: listening processes read it every few milliseconds, and look at their groups
+-- while it moves. (A notification would make every committing transaction that publishes wait
+-- for the others: Postgres holds one lock for the whole server from the commit of a transaction
+-- that notified until its commit is on disk.)
+CREATE SEQUENCE IF NOT EXISTS sse_published;
+
+-- Waits until `sse_published` moves away from `seen` (at once when `seen` is null), or for
+-- `wait_ms`, looking every 5 ms: its value then. A listening process waits here, so that
+-- waiting costs it no round trip. (The statement's snapshot holds back vacuum only as long as
+-- one wait.)
+CREATE OR REPLACE FUNCTION sse_ring(seen bigint, wait_ms integer) RETURNS bigint
+LANGUAGE plpgsql AS $$
 DECLARE
-    now_us bigint := sse_now();
+    rung bigint;
+    deadline timestamptz := clock_timestamp() + wait_ms * interval '1 millisecond';
+BEGIN
+    LOOP
+        SELECT s.last_value INTO rung FROM sse_published s;
+        IF seen IS NULL OR rung <> seen OR clock_timestamp() >= deadline THEN
+            RETURN rung;
+        END IF;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+END
+$$;
+
+-- Numbers `n` events of group `g` (`events`: '<length>,<length>... <the events>') and keeps
+-- them: the first one's id, and the batch as kept; with an idempotency key `once` given within
+-- `once_us`, keeps nothing and returns the id the key got, and no batch. Keeps the events of
+-- the group's last `keep` ids, and up to `keep / 16` more: it trims when the ids cross a
+-- multiple of that, since each trim walks the index past the rows deleted since the last
+-- vacuum, as many for one row as for many.
+-- Publishes to one group wait for each other on an advisory lock taken before the group's row:
+-- waiting on the row itself, every waiter would wake and retry at each commit.
+CREATE OR REPLACE FUNCTION sse_store(
+    g text, events bytea, n integer, once text, keep bigint, once_us bigint,
+    OUT first bigint, OUT batch bytea
+) LANGUAGE plpgsql AS $$
+DECLARE
+    now_us bigint;
     v_last bigint;
-    v_first bigint;
-    v_given bigint;
-    v_batch bytea;
     v_kept bigint;
     v_step bigint := greatest(keep / 16, 1);
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('sse_groups:' || g, 0));
+    -- Read under the lock, so that a group's times rise with its ids (readers order by them).
+    now_us := sse_now();
     IF once IS NULL THEN
         INSERT INTO sse_groups AS s (name, seq, epoch, at) VALUES (g, now_us + n - 1, now_us, now_us)
             ON CONFLICT (name) DO UPDATE SET seq = s.seq + n, at = now_us
@@ -89,19 +114,19 @@ BEGIN
         INSERT INTO sse_groups AS s (name, seq, epoch, at) VALUES (g, now_us - 1, now_us, now_us)
             ON CONFLICT (name) DO UPDATE SET at = now_us
             RETURNING s.seq INTO v_last;
-        SELECT o.id INTO v_given FROM sse_once o
+        SELECT o.id INTO first FROM sse_once o
             WHERE o.grp = g AND o.key = once AND o.at >= now_us - once_us;
         IF FOUND THEN
-            RETURN v_given;
+            RETURN;
         END IF;
         v_last := v_last + n;
         UPDATE sse_groups SET seq = v_last WHERE name = g;
         INSERT INTO sse_once (grp, key, id, at) VALUES (g, once, v_last - n + 1, now_us)
             ON CONFLICT (grp, key) DO UPDATE SET id = EXCLUDED.id, at = EXCLUDED.at;
     END IF;
-    v_first := v_last - n + 1;
-    v_batch := convert_to(v_first::text || ':', 'UTF8') || events;
-    INSERT INTO sse_events (grp, last, first, at, batch) VALUES (g, v_last, v_first, now_us, v_batch);
+    first := v_last - n + 1;
+    batch := convert_to(first::text || ':', 'UTF8') || events;
+    INSERT INTO sse_events (grp, last, first, at, batch) VALUES (g, v_last, first, now_us, batch);
     v_kept := v_last - keep;
     IF EXISTS (SELECT 1 FROM sse_relays) THEN
         v_kept := least(v_kept, coalesce((SELECT r.id FROM sse_relayed r WHERE r.grp = g), 0));
@@ -109,12 +134,44 @@ BEGIN
     IF v_last / v_step <> (v_last - n) / v_step THEN
         DELETE FROM sse_events e WHERE e.grp = g AND e.last <= v_kept;
     END IF;
-    IF octet_length(v_batch) + octet_length(g) <= 7900 AND position('\x00'::bytea IN v_batch) = 0 THEN
-        PERFORM pg_notify('sse_events', g || E'\n' || convert_from(v_batch, 'UTF8'));
+END
+$$;
+
+-- Tells listening processes, on channel `sse_events` when the transaction commits, of the
+-- batch of group `g` that `sse_store` kept: '<group>\n<batch>', or '<group>\n<first id>-<last
+-- id>' for a batch too large for a notification (or holding a NUL), which they read from
+-- `sse_events`.
+CREATE OR REPLACE FUNCTION sse_notify(g text, first bigint, n integer, batch bytea)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF octet_length(batch) + octet_length(g) <= 7900 AND position('\x00'::bytea IN batch) = 0 THEN
+        PERFORM pg_notify('sse_events', g || E'\n' || convert_from(batch, 'UTF8'));
     ELSE
-        PERFORM pg_notify('sse_events', g || E'\n' || v_first || '-' || v_last);
+        PERFORM pg_notify('sse_events', g || E'\n' || first || '-' || (first + n - 1));
     END IF;
-    RETURN v_first;
+END
+$$;
+
+-- Publishes inside the caller's transaction (`sse::postgres::publish`): `sse_store`, then rings
+-- `sse_published` instead of notifying, so that concurrent transactions that publish share
+-- their commits' flushes. Listening processes find the events in `sse_events` within a few
+-- milliseconds of the commit. With no history to find them in (`keep` 0), it notifies.
+-- Returns the first event's id.
+CREATE OR REPLACE FUNCTION sse_publish(
+    g text, events bytea, n integer, once text, keep bigint, once_us bigint
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    stored record;
+BEGIN
+    SELECT * INTO stored FROM sse_store(g, events, n, once, keep, once_us);
+    IF stored.batch IS NOT NULL THEN
+        IF keep = 0 THEN
+            PERFORM sse_notify(g, stored.first, n, stored.batch);
+        ELSE
+            PERFORM nextval('sse_published');
+        END IF;
+    END IF;
+    RETURN stored.first;
 END
 $$;
 
@@ -128,9 +185,15 @@ CREATE OR REPLACE FUNCTION sse_read(
 ) LANGUAGE plpgsql AS $$
 BEGIN
     now_us := sse_now();
-    INSERT INTO sse_groups (name, seq, epoch, at) VALUES (g, now_us - 1, now_us, now_us)
-        ON CONFLICT (name) DO NOTHING;
+    -- Inserted only when missing: an insert that meets the row while a transaction that
+    -- published to the group is open waits for it to end, and publishing transactions may
+    -- follow each other for longer than a statement may take.
     SELECT s.seq, s.epoch INTO seq, epoch FROM sse_groups s WHERE s.name = g;
+    IF NOT FOUND THEN
+        INSERT INTO sse_groups (name, seq, epoch, at) VALUES (g, now_us - 1, now_us, now_us)
+            ON CONFLICT (name) DO NOTHING;
+        SELECT s.seq, s.epoch INTO seq, epoch FROM sse_groups s WHERE s.name = g;
+    END IF;
     trimmed := 0;
     ats := '{}';
     batches := '{}';
@@ -156,15 +219,30 @@ BEGIN
 END
 $$;
 
--- Publishes several batches at once, in order (`sse_publish` for each): the first id of each.
+-- The engine's publishes (`Hub::publish`): several batches at once, in order, each kept by
+-- `sse_store` and notified; the first id of each. With `sse.durable_publish = off`
+-- (`ALTER DATABASE … SET`, or the connection's options), the engine's own transaction commits
+-- without waiting for its WAL to reach the disk (the WAL writer flushes it within 3 ×
+-- `wal_writer_delay`, 600 ms by default), so that it holds the notification lock, which the
+-- whole server's notifying commits share, for no flush; but a crash of Postgres (not a clean
+-- stop) can then lose the engine's last publishes after subscribers got them, and their ids
+-- are given again.
 CREATE OR REPLACE FUNCTION sse_publish_all(
     gs text[], events bytea[], ns integer[], onces text[], keep bigint, once_us bigint
 ) RETURNS bigint[] LANGUAGE plpgsql AS $$
 DECLARE
     firsts bigint[] := '{}';
+    stored record;
 BEGIN
+    IF current_setting('sse.durable_publish', true) = 'off' THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     FOR i IN 1 .. coalesce(cardinality(gs), 0) LOOP
-        firsts := firsts || sse_publish(gs[i], events[i], ns[i], onces[i], keep, once_us);
+        SELECT * INTO stored FROM sse_store(gs[i], events[i], ns[i], onces[i], keep, once_us);
+        firsts := firsts || stored.first;
+        IF stored.batch IS NOT NULL THEN
+            PERFORM sse_notify(gs[i], stored.first, ns[i], stored.batch);
+        END IF;
     END LOOP;
     RETURN firsts;
 END
