@@ -446,21 +446,27 @@ async fn it_tells_the_app_of_streams_and_presence_by_signed_webhooks() {
     assert_eq!(app.0.lock().unwrap()[7]["reason"], "shut-down");
 }
 
+/// Two hubs on the engine at `broker_url`, each with a stream of `room.7`.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+async fn two_hubs_streaming_room_7(broker_url: &str) -> [(Child, SocketAddr, Client); 2] {
+    let env = [("SSE_TOKEN_SECRET", SECRET), ("SSE_BROKER_URL", broker_url)];
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
+    let token = token(&["room.7"], Algorithm::HS256, &key);
+    let mut hubs = Vec::new();
+    for _ in 0..2 {
+        let (child, addr) = hub(&env).await;
+        let stream = Client::open(&format!("http://{addr}/events/room.7?token={token}"), &[]).await;
+        hubs.push((child, addr, stream));
+    }
+    hubs.try_into().ok().expect("two hubs")
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn two_hubs_share_their_groups_through_redis() {
     let redis = sse_tests::redis_servers::RedisServer::start().await;
-    let env = [
-        ("SSE_TOKEN_SECRET", SECRET),
-        ("SSE_BROKER_URL", &redis.url()),
-    ];
-    let (_first, first) = hub(&env).await;
-    let (_second, second) = hub(&env).await;
-    let key = EncodingKey::from_secret(SECRET.as_bytes());
-    let token = token(&["room.7"], Algorithm::HS256, &key);
-    let url = |addr: SocketAddr| format!("http://{addr}/events/room.7?token={token}");
-    let mut on_first = Client::open(&url(first), &[]).await;
-    let mut on_second = Client::open(&url(second), &[]).await;
+    let [(_first, first, mut on_first), (_second, second, mut on_second)] =
+        two_hubs_streaming_room_7(&redis.url()).await;
     redis.wait_listeners("room.7", 2).await;
 
     assert_eq!(
@@ -481,17 +487,8 @@ async fn two_hubs_share_their_groups_through_redis() {
 #[tokio::test]
 async fn two_hubs_share_their_groups_through_postgres() {
     let postgres = sse_tests::postgres_server::PostgresServer::start().await;
-    let env = [
-        ("SSE_TOKEN_SECRET", SECRET),
-        ("SSE_BROKER_URL", &postgres.url()),
-    ];
-    let (_first, first) = hub(&env).await;
-    let (_second, second) = hub(&env).await;
-    let key = EncodingKey::from_secret(SECRET.as_bytes());
-    let token = token(&["room.7"], Algorithm::HS256, &key);
-    let url = |addr: SocketAddr| format!("http://{addr}/events/room.7?token={token}");
-    let mut on_first = Client::open(&url(first), &[]).await;
-    let mut on_second = Client::open(&url(second), &[]).await;
+    let [(_first, first, mut on_first), (_second, second, mut on_second)] =
+        two_hubs_streaming_room_7(&postgres.url()).await;
     // Postgres shows no listeners to wait for: the second hub listens once a publish on the
     // first reaches its stream. What was published before is not promised to it.
     let mut tries = 0;
