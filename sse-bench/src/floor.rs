@@ -5,9 +5,10 @@
 //! - a subscriber's socket gets a fixed, pre-encoded head, and is then only written to;
 //! - a publish encodes its event once and appends it to its group's log, one buffer shared by
 //!   every socket of the group ([`log`]);
-//! - one writer thread per core, each with its own epoll and its share of the sockets, writes
-//!   each socket everything appended since its cursor in one `writev` per pass: as many events
-//!   per write as have accumulated, at most one pass a millisecond ([`writer`]).
+//! - one writer thread per core but one (that one is the publishers'), each with its own epoll
+//!   and its share of the sockets, writes each socket everything appended since its cursor in
+//!   one `writev` per pass: as many events per write as have accumulated; an idle writer passes
+//!   as soon as it is woken, a busy one at most once a millisecond ([`writer`]).
 //!
 //! A server that batches gets the same benefit, and none can do less per delivery; if a system
 //! beats this floor, the floor is wrong.
@@ -99,7 +100,12 @@ impl Groups {
 /// Serves on `addr` until killed.
 pub(crate) fn serve(addr: &str) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("listen on {addr}: {e}"))?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One writer per core but one: that core is the publishers' (and, in the bench, the load
+    // generator's). Writers that take every core make each delivery dearer, not faster: they
+    // wait for the core the publish and the reading need (BENCHMARKS-HISTORY.md, "A floor that
+    // is a floor").
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.saturating_sub(1).max(1);
     let writers: Arc<Vec<Writer>> =
         Arc::new((0..threads).map(Writer::new).collect::<Result<_, _>>()?);
     for index in 0..threads {
@@ -136,7 +142,9 @@ pub(crate) fn serve(addr: &str) -> Result<(), String> {
                 cursor,
             });
         } else {
-            // A publisher keeps its connection: it gets a thread of its own.
+            // A publisher keeps its connection: it gets a thread of its own, and its answers go
+            // out at once (as the load generator's requests do).
+            let _ = socket.set_nodelay(true);
             let (writers, groups) = (writers.clone(), groups.clone());
             let publishing = std::thread::Builder::new()
                 .name("floor-publish".to_owned())

@@ -2,7 +2,7 @@
 //! gives every socket of every group with new events everything appended since its cursor, in
 //! one `writev`, straight from the group's log. Nothing is allocated per event or per socket on
 //! the way. Passes come at most once a millisecond ([`PASS_INTERVAL`]), so events published
-//! faster than that share writes.
+//! faster than that share writes; a writer that passed longer ago passes as soon as it is woken.
 //!
 //! A socket whose buffer is full waits for the kernel's `EPOLLOUT` (edge-triggered, registered
 //! once with the socket), and is then written from where it stopped; a socket that reads as
