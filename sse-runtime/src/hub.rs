@@ -13,7 +13,7 @@ use crate::{
     presence::{Change, Presence, Present},
     registry::{Registry, Start},
     resume,
-    subscription::{Settings, Subscription},
+    subscription::Subscription,
     BrokerError, Config, EventId, GroupName, GroupStats, Join, Keep, LastEventId, PublishError,
     Stats, SubscribeError, STREAM_END,
 };
@@ -665,14 +665,10 @@ impl Hub {
             Start::CatchUp(from) => Some(self.engine.history(groups.clone(), from.clone())),
             _ => None,
         };
-        let settings = Settings {
-            retry: config.retry,
-            keep_alive: config.keep_alive,
-        };
         let on_close = self
             .presence
             .opened(&groups, identity.clone(), reader.close_handle());
-        let subscription = Subscription::new(groups, reader, start, finished, settings)
+        let subscription = Subscription::new(groups, reader, start, finished, config.retry)
             .owned(identity, on_close)
             .expiring(expires);
         let subscription = match catch_up {

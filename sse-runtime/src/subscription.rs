@@ -64,7 +64,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 #[must_use = "a subscription receives events only while it is polled"]
 pub struct Subscription {
     // Not vectors: a stream of one group keeps these inline and one of several no spare room,
-    // and this struct fits in 256 bytes (see `BENCHMARKS.md`, "Where an idle stream's bytes
+    // and this struct fits in 192 bytes (see `BENCHMARKS.md`, "Where an idle stream's bytes
     // go").
     groups: OneOrMany<GroupName>,
     /// Per group, where the stream stands: what its ids say, and what it gave already.
@@ -72,11 +72,8 @@ pub struct Subscription {
     /// Per group, whether the stream gave its end (or the client had it): once each group's
     /// is given, the stream ends.
     finished: OneOrMany<bool>,
-    /// Sent first: the `retry:` hint, and where the stream starts or its `stream-reset`.
-    start: Option<Bytes>,
-    /// Then, when the client resumes from ids only the engine's shared history covers, the
-    /// events it missed; live events wait in the reader meanwhile.
-    catch_up: Option<CatchUp>,
+    /// What comes before the live events; boxed, as an idle stream sent it long ago.
+    opening: Option<Box<Opening>>,
     reader: Reader,
     keep_alive: Option<KeepAlive>,
     /// Why it ended, once it did.
@@ -84,6 +81,16 @@ pub struct Subscription {
     /// Who opened it and what it does once dropped; boxed, so an anonymous stream without
     /// hooks pays one pointer for them.
     owner: Option<Box<Owner>>,
+}
+
+/// What a stream sends before its live events.
+#[derive(Default)]
+struct Opening {
+    /// Sent first: the `retry:` hint, and where the stream starts or its `stream-reset`.
+    start: Option<Bytes>,
+    /// Then, when the client resumes from ids only the engine's shared history covers, the
+    /// events it missed; live events wait in the reader meanwhile.
+    catch_up: Option<CatchUp>,
 }
 
 #[derive(Default)]
@@ -104,8 +111,8 @@ struct Expiry {
 /// What a subscription does when it is dropped: let presence and the close hook know.
 pub(crate) type OnClose = Box<dyn FnOnce(CloseReason) + Send + Sync>;
 
+/// Its period is the hub's (the reader's `keep_alive`), not a copy in every stream.
 struct KeepAlive {
-    every: Duration,
     /// When something was last sent. Reading the clock is cheaper than moving the timer at
     /// every chunk: the timer is moved when it fires early.
     sent: Instant,
@@ -118,22 +125,16 @@ struct KeepAlive {
     registration: Registration,
 }
 
-/// What a subscription is made with.
-pub(crate) struct Settings {
-    pub(crate) retry: Option<Duration>,
-    pub(crate) keep_alive: Option<Duration>,
-}
-
 impl Subscription {
     pub(crate) fn new(
         groups: Vec<GroupName>,
         reader: Reader,
         start: Start,
         finished: Vec<bool>,
-        settings: Settings,
+        retry: Option<Duration>,
     ) -> Self {
         let mut first = BytesMut::new();
-        if let Some(retry) = settings.retry {
+        if let Some(retry) = retry {
             first.put(event::retry_hint(retry));
         }
         let cursors = match start {
@@ -158,16 +159,19 @@ impl Subscription {
             groups: groups.into(),
             cursors: cursors.into(),
             finished: finished.into(),
-            start: (!first.is_empty()).then(|| first.freeze()),
-            catch_up: None,
-            reader,
-            keep_alive: settings.keep_alive.map(|every| KeepAlive {
-                every,
+            opening: (!first.is_empty()).then(|| {
+                Box::new(Opening {
+                    start: Some(first.freeze()),
+                    catch_up: None,
+                })
+            }),
+            keep_alive: reader.keep_alive().map(|every| KeepAlive {
                 sent: Instant::now(),
                 fires: Instant::now() + every,
                 timer: None,
                 registration: Registration::default(),
             }),
+            reader,
             ended: None,
             owner: None,
         }
@@ -280,14 +284,18 @@ impl Subscription {
             return Poll::Pending;
         }
         ready!(registration.poll(timer.as_mut(), cx));
-        let due = keep_alive.sent + keep_alive.every;
+        // Read once the timer fired: the wakes of deliveries read nothing more than before.
+        let Some(every) = self.reader.keep_alive() else {
+            return Poll::Pending;
+        };
+        let due = keep_alive.sent + every;
         if due > Instant::now() {
             keep_alive.fires = due;
             timer.as_mut().reset(due);
             ready!(registration.poll(timer.as_mut(), cx));
         }
         keep_alive.sent = Instant::now();
-        keep_alive.fires = keep_alive.sent + keep_alive.every;
+        keep_alive.fires = keep_alive.sent + every;
         timer.as_mut().reset(keep_alive.fires);
         registration.forget();
         Poll::Ready(Some(Bytes::from_static(event::KEEP_ALIVE)))
@@ -296,7 +304,7 @@ impl Subscription {
     /// Starts with what `catch_up` gives from the engine's shared history, holding live events
     /// meanwhile.
     pub(crate) fn catching_up(mut self, catch_up: CatchUp) -> Self {
-        self.catch_up = Some(catch_up);
+        self.opening.get_or_insert_with(Box::default).catch_up = Some(catch_up);
         self
     }
 
@@ -446,7 +454,18 @@ impl Stream for Subscription {
         if this.ended.is_some() {
             return Poll::Ready(None);
         }
-        if let Some(start) = this.start.take() {
+        if let Some(start) = this
+            .opening
+            .as_mut()
+            .and_then(|opening| opening.start.take())
+        {
+            if this
+                .opening
+                .as_ref()
+                .is_some_and(|opening| opening.catch_up.is_none())
+            {
+                this.opening = None;
+            }
             this.sent_something();
             // A `stream-reset` past the end of every group is all there is to say.
             this.end_if_finished();
@@ -464,11 +483,15 @@ impl Stream for Subscription {
             );
             return Poll::Ready(Some(out.freeze()));
         }
-        if let Some(catch_up) = &mut this.catch_up {
+        if let Some(catch_up) = this
+            .opening
+            .as_mut()
+            .and_then(|opening| opening.catch_up.as_mut())
+        {
             match catch_up.as_mut().poll(cx) {
                 Poll::Pending => return this.poll_keep_alive(cx),
                 Poll::Ready(Ok(caught_up)) => {
-                    this.catch_up = None;
+                    this.opening = None;
                     this.sent_something();
                     return Poll::Ready(Some(this.caught_up(caught_up)));
                 }

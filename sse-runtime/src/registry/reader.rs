@@ -217,6 +217,11 @@ impl Reader {
         self.registry.config.shutdown_retry
     }
 
+    /// How long the stream may be idle before it sends a keep-alive comment, if it does.
+    pub(crate) fn keep_alive(&self) -> Option<std::time::Duration> {
+        self.registry.config.keep_alive
+    }
+
     /// What closes this stream from outside.
     pub(crate) fn close_handle(&self) -> CloseHandle {
         CloseHandle(self.waiter.clone())
