@@ -104,8 +104,13 @@ pub(crate) fn serve(addr: &str) -> Result<(), String> {
     // generator's). Writers that take every core make each delivery dearer, not faster: they
     // wait for the core the publish and the reading need (BENCHMARKS-HISTORY.md, "A floor that
     // is a floor").
+    // `FLOOR_WRITERS` sets another count, to measure the choice (BENCHMARKS.md).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.saturating_sub(1).max(1);
+    let threads = match std::env::var("FLOOR_WRITERS").map(|n| n.parse::<usize>()) {
+        Ok(Ok(count)) if count > 0 => count,
+        Ok(_) => return Err("FLOOR_WRITERS: expected a count of writer threads, 1 or more".into()),
+        Err(_) => cores.saturating_sub(1).max(1),
+    };
     let writers: Arc<Vec<Writer>> =
         Arc::new((0..threads).map(Writer::new).collect::<Result<_, _>>()?);
     for index in 0..threads {
