@@ -74,29 +74,17 @@ async fn run(settings: settings::Settings) -> Result<(), Box<dyn std::error::Err
 }
 
 /// Until the webhooks queued (the streams' closes, at the end) are sent, for at most `patience`.
-/// The server may end before the last streams are dropped, and a stream tells the webhooks of
-/// its close as it is dropped: so wait for no stream open and nothing queued, twice in a row.
 async fn webhooks_sent(patience: Duration) {
     let deadline = tokio::time::Instant::now() + patience;
-    let mut settled = false;
-    loop {
-        let stats = sse::hub().stats();
-        let Some(webhooks) = stats.webhooks else {
+    while let Some(webhooks) = sse::hub().stats().webhooks {
+        if webhooks.queued + webhooks.sending == 0 {
             return;
-        };
-        let unsent = webhooks.queued + webhooks.sending;
-        if stats.open_streams == 0 && unsent == 0 {
-            if settled {
-                return;
-            }
-            settled = true;
-        } else {
-            settled = false;
         }
         if tokio::time::Instant::now() >= deadline {
+            let unsent = webhooks.queued + webhooks.sending;
             return tracing::warn!(unsent, "stopping with webhooks unsent");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

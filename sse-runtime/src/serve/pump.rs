@@ -20,9 +20,6 @@ use super::{phase::Closing, Stream};
 ///
 /// It is the whole of a stream's task, so an open stream costs the task this, and no more.
 pub(super) struct Pump<Io> {
-    /// Polled first: once the server is gone (its runtime shutting down, say), the body is not
-    /// polled again, as it may use that runtime's timers from the writer threads.
-    closing: Closing,
     io: Io,
     body: Body,
     /// What the body gave that the socket has not taken yet.
@@ -33,18 +30,23 @@ pub(super) struct Pump<Io> {
     ended: bool,
     /// Running while the socket takes nothing.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Polled first: once the server is gone (its runtime shutting down, say), the body is not
+    /// polled again, as it may use that runtime's timers from the writer threads. Declared last,
+    /// so dropped last: the server counts a stream ended only once its body is dropped, and with
+    /// it the subscription whose close the hooks and webhooks hear.
+    closing: Closing,
 }
 
 impl<Io> Pump<Io> {
     pub(super) fn new(io: Io, stream: Stream, closing: Closing) -> Self {
         Pump {
-            closing,
             io,
             body: stream.body,
             unsent: stream.head,
             flushed: false,
             ended: false,
             stalled: None,
+            closing,
         }
     }
 }
