@@ -1,7 +1,14 @@
 //! `Hub::subscribe` without a socket: what a `Subscription` yields, chunk by chunk, for one group
 //! and for several, live, resumed and reset, while other threads publish.
 
-use std::{task::Poll, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering::SeqCst},
+        Arc,
+    },
+    task::{Context, Poll, Wake, Waker},
+    time::{Duration, Instant},
+};
 
 use futures_util::StreamExt;
 use sse::{Config, GroupName, Hub, LastEventId, Subscription};
@@ -564,4 +571,79 @@ async fn a_stream_whose_time_is_up_says_so_at_its_position_and_ends() {
     assert_eq!(reason, sse::CloseReason::Expired);
     // Alice is gone from presence with it.
     assert!(hub.presence("a").await.unwrap().is_empty());
+}
+
+/// Counts the wakes of a subscription polled by hand.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// An event that comes alone wakes its streams at once; those that follow it within the batch
+/// window wake them once, at the window's end, and come together.
+#[test]
+fn events_within_the_batch_window_wake_a_stream_once_at_its_end() {
+    let hub = Hub::new(
+        Config::default()
+            .keep_alive(None)
+            .retry(None)
+            .batch_window(Duration::from_secs(1)),
+    );
+    let mut subscription = open(&hub, &["g"], "");
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut poll = || match subscription.poll_next_unpin(&mut cx) {
+        Poll::Ready(Some(chunk)) => Some(String::from_utf8(chunk.to_vec()).unwrap()),
+        Poll::Ready(None) => panic!("the subscription ended"),
+        Poll::Pending => None,
+    };
+    assert!(poll().unwrap().contains("stream-start"));
+    assert_eq!(poll(), None);
+
+    let alone = publish(&hub, "g", "alone");
+    assert_eq!(wakes.0.load(SeqCst), 1, "woken at once");
+    assert_eq!(
+        poll().unwrap(),
+        format!("event: e\ndata: alone\nid: {alone}\n\n")
+    );
+    assert_eq!(poll(), None);
+
+    let (a, b) = (publish(&hub, "g", "a"), publish(&hub, "g", "b"));
+    assert_eq!(wakes.0.load(SeqCst), 1, "put off to the window's end");
+    let woken_by = Instant::now() + Duration::from_secs(20);
+    while wakes.0.load(SeqCst) == 1 {
+        assert!(Instant::now() < woken_by, "never woken");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        poll().unwrap(),
+        format!("event: e\ndata: a\nid: {a}\n\nevent: e\ndata: b\nid: {b}\n\n")
+    );
+}
+
+/// With no window, every event wakes the stream.
+#[test]
+fn with_no_batch_window_every_event_wakes_the_stream() {
+    let hub = Hub::new(
+        Config::default()
+            .keep_alive(None)
+            .retry(None)
+            .batch_window(Duration::ZERO),
+    );
+    let mut subscription = open(&hub, &["g"], "");
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(subscription.poll_next_unpin(&mut cx).is_ready());
+    for n in 1..=3 {
+        assert!(subscription.poll_next_unpin(&mut cx).is_pending());
+        publish(&hub, "g", "x");
+        assert_eq!(wakes.0.load(SeqCst), n);
+        assert!(subscription.poll_next_unpin(&mut cx).is_ready());
+    }
 }

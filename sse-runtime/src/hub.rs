@@ -939,7 +939,7 @@ impl Idempotent<'_> {
 /// Publishes `draft` to `group` through `engine`, or here when the engine leaves it to the
 /// group's own sequence; `once`: the table of idempotency keys kept here, and the publish's key.
 fn send(
-    registry: &Registry,
+    registry: &Arc<Registry>,
     engine: &dyn Engine,
     group: &str,
     draft: Draft,
@@ -954,7 +954,7 @@ fn send(
 
 /// Stores `draft` in `group` here, unless its idempotency key was published already.
 fn here(
-    registry: &Registry,
+    registry: &Arc<Registry>,
     group: &str,
     draft: Draft,
     once: Option<(&Seen, &str)>,
@@ -967,7 +967,7 @@ fn here(
 
 /// Publishes a join or leave event (on the hooks' thread: with a shared engine it blocks for a
 /// round trip).
-fn announce(registry: &Registry, engine: &dyn Engine, group: &GroupName, change: &Change) {
+fn announce(registry: &Arc<Registry>, engine: &dyn Engine, group: &GroupName, change: &Change) {
     let (event, data) = change.event();
     let draft = Draft::new(Some(event), data, registry.config.max_event_bytes);
     let sent = draft.and_then(|draft| send(registry, engine, group.as_str(), draft, None));
@@ -985,14 +985,14 @@ fn announce(registry: &Registry, engine: &dyn Engine, group: &GroupName, change:
 /// `group` ended with event `end`, published by this process. In memory its ring knows that
 /// already; an engine shared by processes delivers the end later, if this process listens to
 /// the group at all, so the registry is told now.
-fn finished(registry: &Registry, engine: &dyn Engine, group: &str, end: EventId) {
+fn finished(registry: &Arc<Registry>, engine: &dyn Engine, group: &str, end: EventId) {
     if let (true, Ok(group)) = (engine.shared(), GroupName::new(group)) {
         registry.finished(&group, end.get());
     }
 }
 
 /// Counts an event published to `registry`'s groups.
-fn published(registry: &Registry, group: &str, id: EventId) -> EventId {
+fn published(registry: &Arc<Registry>, group: &str, id: EventId) -> EventId {
     registry.counters.published();
     tracing::trace!(group, id = id.get(), "published");
     id

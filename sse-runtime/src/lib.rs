@@ -86,6 +86,7 @@ mod idempotency;
 mod identity;
 mod lock_timing;
 mod one_or_many;
+mod pacer;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod presence;

@@ -56,13 +56,14 @@ pub(crate) use reader::{Read, Reader};
 pub(crate) use ring::Stored;
 
 use members::{Member, Members, Waiter};
-use ring::Ring;
+use ring::{Ring, Wake};
 
 use crate::{
     cursor::Cursor,
     event::{self, Draft},
     group::Held,
     lock_timing::{timed, Lock},
+    pacer,
     resume::{self, LocalHistory, Plan, Since},
     stats::Counters,
     Config, EventId, GroupName, Keep, PublishError, SubscribeError,
@@ -184,7 +185,11 @@ impl Registry {
     /// has any. A group nobody holds keeps nothing, but its id still rises; except its end,
     /// which holds it (until it expires), so that streams opened later end too. A group that
     /// ended takes no more events.
-    pub(crate) fn publish(&self, group: &str, draft: Draft) -> Result<EventId, PublishError> {
+    pub(crate) fn publish(
+        self: &Arc<Self>,
+        group: &str,
+        draft: Draft,
+    ) -> Result<EventId, PublishError> {
         if self.is_shut_down() {
             return Err(PublishError::ShutDown);
         }
@@ -256,12 +261,18 @@ impl Registry {
 
     /// Appends an event to `group` (`encoded` without its id line, with `given` id from an
     /// engine, or the group's next one), wakes its subscribers and cuts those it leaves too far
-    /// behind. Returns the id; an id from an engine not above the group's last is a repeat and
-    /// is dropped. `None`: the group ended, it takes nothing more (from an engine: an event
+    /// behind (the event that follows another within the batch window wakes them at its end).
+    /// Returns the id; an id from an engine not above the group's last is a repeat and is
+    /// dropped. `None`: the group ended, it takes nothing more (from an engine: an event
     /// published in another process as the end was).
-    fn push(&self, group: &Group, given: Option<u64>, encoded: &[u8]) -> Option<u64> {
+    fn push(
+        self: &Arc<Self>,
+        group: &Arc<Group>,
+        given: Option<u64>,
+        encoded: &[u8],
+    ) -> Option<u64> {
         let config = &self.config;
-        let (id, first, head) = {
+        let (id, first, head, wake) = {
             let mut ring = timed(Lock::RingWrite, || {
                 group.ring.write().unwrap_or_else(PoisonError::into_inner)
             });
@@ -277,26 +288,50 @@ impl Registry {
             };
             ring.append(id, encoded, config);
             group.head.store(ring.head(), Release);
-            (id, ring.first_pos, ring.head())
+            let wake = ring.wake(config.batch_window);
+            (id, ring.first_pos, ring.head(), wake)
         };
-        let queue = config.subscriber_queue as u64;
+        // Those it leaves too far behind are cut now, even when the others' wake is put off.
+        self.wake(group, first, head, matches!(wake, Wake::Now));
+        if let Wake::At(at) = wake {
+            let (registry, group) = (self.clone(), group.clone());
+            pacer::at(at, Box::new(move || registry.wake_put_off(&group)));
+        }
+        Some(id)
+    }
+
+    /// The wake `group` put off is due: its subscribers hear of every event stored until now.
+    fn wake_put_off(&self, group: &Group) {
+        let (first, head) = {
+            let mut ring = timed(Lock::RingWrite, || {
+                group.ring.write().unwrap_or_else(PoisonError::into_inner)
+            });
+            ring.woken();
+            (ring.first_pos, ring.head())
+        };
+        self.wake(group, first, head, true);
+    }
+
+    /// Cuts `group`'s subscribers more than the queue behind, its ring now holding the
+    /// positions from `first` to `head`, and wakes the others if `wake`.
+    fn wake(&self, group: &Group, first: u64, head: u64, wake: bool) {
+        let queue = self.config.subscriber_queue as u64;
         // Pairs with the fence of `Reader::poll_read`: either its read sees this event, or
         // this sees that it is no longer woken.
         fence(SeqCst);
         let mut members = timed(Lock::Members, || lock(&group.members));
-        let (cut, idle_since) = members.wake_or_cut(first, head, queue);
+        let (cut, idle_since) = members.wake_or_cut(first, head, queue, wake);
         drop(members);
         if cut > 0 {
             self.streams.fetch_sub(cut, Relaxed);
             self.counters.dropped(cut as u64);
-            tracing::debug!(id, cut, "subscribers too far behind: cut, they will resume");
+            tracing::debug!(group = %group.name, cut, "subscribers too far behind: cut, they will resume");
         }
         if let Some(since) = idle_since {
             lock(self.shard(group.name.as_str()))
                 .idle
                 .push_back((since, group.name.clone()));
         }
-        Some(id)
     }
 
     /// Opens a subscription to `groups`, resuming after the given ids (one per group) when the
@@ -507,7 +542,7 @@ impl Registry {
 impl Registry {
     /// An event of `group` (encoded without its id line) with the id the engine gave it, in id
     /// order; dropped when no such group is held here.
-    pub(crate) fn deliver(&self, group: &str, id: u64, encoded: &[u8]) {
+    pub(crate) fn deliver(self: &Arc<Self>, group: &str, id: u64, encoded: &[u8]) {
         if let Some(group) = self.held(group) {
             self.push(&group, Some(id), encoded);
         }

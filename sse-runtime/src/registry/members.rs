@@ -48,9 +48,10 @@ pub(super) struct Waiter {
 
 impl Members {
     /// After a publish stored its event, with the ring now holding the positions from `first`
-    /// to `head`: wakes the members within `queue` events of `head`, and cuts (removes) the
-    /// others. Returns how many streams it cut that were still open, and when the group was
-    /// left without members, if this left it so.
+    /// to `head`: cuts (removes) the members more than `queue` events behind `head`, and wakes
+    /// the others if `wake` (else their wake is put off: see `Ring::wake`). Returns how many
+    /// streams it cut that were still open, and when the group was left without members, if
+    /// this left it so.
     ///
     /// The publish fences before it takes the members' lock, pairing with the fence of
     /// `Reader::poll_read`.
@@ -59,11 +60,14 @@ impl Members {
         first: u64,
         head: u64,
         queue: u64,
+        wake: bool,
     ) -> (usize, Option<Instant>) {
         let (mut removed, mut cut) = (0, 0);
         if self.lowest >= first && head.saturating_sub(self.lowest) <= queue {
-            for (_, member) in &self.slab {
-                member.waiter.wake();
+            if wake {
+                for (_, member) in &self.slab {
+                    member.waiter.wake();
+                }
             }
         } else {
             let mut lowest = u64::MAX;
@@ -74,7 +78,9 @@ impl Members {
                 let keep = pos >= first && head.saturating_sub(pos) <= queue;
                 if keep {
                     lowest = lowest.min(pos);
-                    member.waiter.wake();
+                    if wake {
+                        member.waiter.wake();
+                    }
                 } else {
                     removed += 1;
                     // It may have been cut by another of its groups already.

@@ -1,7 +1,10 @@
 //! A group's ring: its recent events, at once the history a reconnecting client replays from
 //! and the queue every live subscriber reads from.
 
-use std::{collections::VecDeque, time::Instant};
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use super::arena::{Arena, Run};
 use crate::{
@@ -28,6 +31,25 @@ pub(super) struct Ring {
     pub(super) end: Option<u64>,
     /// How much history the group keeps: the settings', unless [`Keep`] sized it.
     pub(super) keep: Keep,
+    /// When its subscribers were last woken, and whether a wake is put off.
+    pace: Pace,
+}
+
+/// When a group's subscribers are woken: at once for an event that comes alone, and once at the
+/// end of the batch window for the events that follow it within the window.
+#[derive(Default)]
+struct Pace {
+    woken: Option<Instant>,
+    put_off: bool,
+}
+
+/// What a group does with its subscribers after it stored an event.
+pub(super) enum Wake {
+    Now,
+    /// At this instant, once, for every event stored until then.
+    At(Instant),
+    /// A wake is put off already, and it comes after this event was stored.
+    Due,
 }
 
 /// An event in a group's ring.
@@ -55,7 +77,34 @@ impl Ring {
             complete_after,
             end: None,
             keep,
+            pace: Pace::default(),
         }
+    }
+
+    /// When the subscribers hear of the event just stored, with `window` the batch window.
+    pub(super) fn wake(&mut self, window: Duration) -> Wake {
+        if self.pace.put_off {
+            return Wake::Due;
+        }
+        let now = Instant::now();
+        match self.pace.woken.and_then(|woken| woken.checked_add(window)) {
+            Some(ends) if now < ends => {
+                self.pace.put_off = true;
+                Wake::At(ends)
+            }
+            _ => {
+                self.pace.woken = Some(now);
+                Wake::Now
+            }
+        }
+    }
+
+    /// The wake that was put off comes now.
+    pub(super) fn woken(&mut self) {
+        self.pace = Pace {
+            woken: Some(Instant::now()),
+            put_off: false,
+        };
     }
 
     /// Stores the event `encoded` (without its id line) as the group's event `id`, and drops
