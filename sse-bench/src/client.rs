@@ -6,7 +6,6 @@
 
 use std::{
     net::SocketAddr,
-    pin::pin,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
@@ -18,9 +17,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::{client::conn::http1, header, Request};
 use hyper_util::rt::TokioIo;
-use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio::{net::TcpStream, task::JoinHandle};
 
-use crate::scan::Scanner;
+use crate::{http1::Connection, scan::Scanner};
 
 /// The size of every event's data, as the issue specifies.
 pub(crate) const EVENT_BYTES: usize = 100;
@@ -147,38 +146,41 @@ pub(crate) async fn subscribe(
     abort_on_close: bool,
     page: Option<&Url>,
 ) -> Result<Subscriber, String> {
-    let (mut sender, mut conn) = connect(url, abort_on_close).await?;
-    if let Some(page) = page {
-        tokio::select! {
-            loaded = get(&mut sender, page) => loaded?,
-            _ = &mut conn => return Err("connection ended before the page".to_owned()),
+    let socket = open_socket(url, abort_on_close).await?;
+    let host = url.addr.to_string();
+    let events = (url.path(group), "text/event-stream");
+    let connection = match page {
+        Some(page) => {
+            let mut connection = Connection::get(socket, &host, &page.path(""), "*/*")
+                .await
+                .map_err(|e| format!("page: {e}"))?;
+            let loaded = connection.read_body(&mut |_| {}).await;
+            loaded.map_err(|e| format!("page: {e}"))?;
+            connection.ask(&host, &events.0, events.1).await?;
+            connection
         }
-    }
-    let request = Request::get(url.path(group))
-        .header(header::HOST, url.addr.to_string())
-        .header(header::ACCEPT, "text/event-stream")
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
+        None => Connection::get(socket, &host, &events.0, events.1).await?,
+    };
     let seen = Arc::new(Seen::default());
-    let (opened, is_open) = oneshot::channel();
-    let task = tokio::spawn(read_stream(
-        sender.send_request(request),
-        conn,
-        opened,
-        shared.clone(),
-        seen.clone(),
-    ));
-    // From here on, giving up (an error, or the caller's timeout) closes the connection.
-    let subscriber = Subscriber {
+    let task = tokio::spawn(read_stream(connection, shared.clone(), seen.clone()));
+    // Dropping the subscriber aborts the task, which closes the connection.
+    Ok(Subscriber {
         group: group.to_owned(),
         seen,
         task,
-    };
-    match is_open.await {
-        Ok(Ok(())) => Ok(subscriber),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err("connection ended before the answer".to_owned()),
+    })
+}
+
+/// A TCP connection to `url`'s server, reset when closed if `abort_on_close`.
+async fn open_socket(url: &Url, abort_on_close: bool) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect(url.addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    if abort_on_close {
+        stream.set_zero_linger().map_err(|e| e.to_string())?;
     }
+    Ok(stream)
 }
 
 /// A client connection to `url`'s server, and the future that drives it.
@@ -192,13 +194,7 @@ async fn connect(
     ),
     String,
 > {
-    let stream = TcpStream::connect(url.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    if abort_on_close {
-        stream.set_zero_linger().map_err(|e| e.to_string())?;
-    }
+    let stream = open_socket(url, abort_on_close).await?;
     http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("handshake: {e}"))
@@ -284,84 +280,69 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn read_stream(
-    response: impl std::future::Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>>,
-    conn: http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>,
-    opened: oneshot::Sender<Result<(), String>>,
-    shared: Arc<Shared>,
-    seen: Arc<Seen>,
-) {
-    let mut conn = pin!(conn);
-    let response = tokio::select! {
-        response = response => response,
-        _ = &mut conn => return,
-    };
-    let mut body = match response {
-        Ok(response) if response.status().is_success() => response.into_body(),
-        Ok(response) => {
-            let _ = opened.send(Err(format!("answered {}", response.status())));
-            return;
-        }
-        Err(e) => {
-            let _ = opened.send(Err(format!("request: {e}")));
-            return;
-        }
-    };
-    let _ = opened.send(Ok(()));
+/// Reads a subscriber's stream to its end, counting its events.
+async fn read_stream(mut connection: Connection, shared: Arc<Shared>, seen: Arc<Seen>) {
     let mut scanner = Scanner::default();
-    loop {
-        tokio::select! {
-            biased;
-            frame = body.frame() => match frame {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        on_frame(data, &mut scanner, &shared, &seen);
-                    }
-                }
-                _ => return,
-            },
-            _ = &mut conn => return,
-        }
-    }
+    let mut tally = Tally::default();
+    let recording = || shared.recording.load(Relaxed);
+    let _ = connection
+        .read_body(&mut |data| {
+            tally.scan(data, &mut scanner, &seen, recording());
+            tally.count(&shared, &seen);
+        })
+        .await;
 }
 
-/// Counts the events of one frame. The counters every subscriber shares are touched once a
-/// frame, not once an event, and the clock read once: events that came in one read arrived
+/// The events of one chunk of a stream, counted where every subscriber shares them once a
+/// chunk, not once an event, with the clock read once: events that came in one chunk arrived
 /// together, and at millions of deliveries a second the loader's own contended atomics would
 /// otherwise bound the rate it can measure.
-fn on_frame(data: &[u8], scanner: &mut Scanner, shared: &Shared, seen: &Seen) {
-    let recording = shared.recording.load(Relaxed);
-    let now = shared.now_us();
-    let mut events = 0;
-    let mut latencies = Vec::new();
-    scanner.feed(data, &mut |event: &[u8]| {
-        if event == PROBE {
-            seen.probes.fetch_add(1, Relaxed);
-            return;
-        }
-        let mut fields = event.split(|&b| b == b' ');
-        let (Some(_seq), Some(sent_us)) = (fields.next(), fields.next()) else {
-            return; // not one of ours (e.g. django-eventstream's `stream-open`)
-        };
-        let Some(sent_us) = std::str::from_utf8(sent_us)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            return;
-        };
-        events += 1;
-        if recording {
-            latencies.push(now.saturating_sub(sent_us).min(u32::MAX as u64) as u32);
-        }
-    });
-    if events == 0 {
-        return;
+#[derive(Default)]
+struct Tally {
+    events: u64,
+    /// The send times of its events, when latencies are recorded.
+    sent_us: Vec<u64>,
+}
+
+impl Tally {
+    fn scan(&mut self, data: &[u8], scanner: &mut Scanner, seen: &Seen, recording: bool) {
+        scanner.feed(data, &mut |event: &[u8]| {
+            if event == PROBE {
+                seen.probes.fetch_add(1, Relaxed);
+                return;
+            }
+            let mut fields = event.split(|&b| b == b' ');
+            let (Some(_seq), Some(sent_us)) = (fields.next(), fields.next()) else {
+                return; // not one of ours (e.g. django-eventstream's `stream-open`)
+            };
+            let Some(sent_us) = std::str::from_utf8(sent_us)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                return;
+            };
+            self.events += 1;
+            if recording {
+                self.sent_us.push(sent_us);
+            }
+        });
     }
-    seen.events.fetch_add(events, Relaxed);
-    shared.delivered.fetch_add(events, Relaxed);
-    shared.last_delivery_us.fetch_max(now, Relaxed);
-    if !latencies.is_empty() {
-        seen.latencies_us.lock().unwrap().extend(latencies);
+
+    /// The chunk ended: its events count now.
+    fn count(&mut self, shared: &Shared, seen: &Seen) {
+        if self.events == 0 {
+            return;
+        }
+        let now = shared.now_us();
+        seen.events.fetch_add(self.events, Relaxed);
+        shared.delivered.fetch_add(self.events, Relaxed);
+        shared.last_delivery_us.fetch_max(now, Relaxed);
+        if !self.sent_us.is_empty() {
+            let latencies = self.sent_us.drain(..);
+            let latencies = latencies.map(|sent| now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+            seen.latencies_us.lock().unwrap().extend(latencies);
+        }
+        self.events = 0;
     }
 }
 

@@ -27,6 +27,7 @@
 
 mod client;
 mod floor;
+mod http1;
 mod report;
 mod restart;
 mod scan;
