@@ -455,14 +455,8 @@ impl Connection {
             return;
         };
         let mut io = Some(io);
-        match writers.adopt(&mut io) {
-            Some(Ok(Socket::Tcp(tcp))) => {
-                writers.spawn(Pump::new(tcp, stream, closing));
-            }
-            #[cfg(unix)]
-            Some(Ok(Socket::Unix(unix))) => {
-                writers.spawn(Pump::new(unix, stream, closing));
-            }
+        match Socket::adopt(&mut io) {
+            Some(Ok(socket)) => writers.spawn(Pump::new(socket, stream, closing)),
             Some(Err(error)) => {
                 tracing::warn!(%error, "a stream's socket could not move to the writer threads: closed");
             }
