@@ -11,7 +11,7 @@
 //! stream costs its pump and its slot's waker (`inbox.rs`), where a tokio task would add its
 //! task cell and the socket's registration with tokio, each aligned to 128 bytes. Their
 //! timers (keep-alives, stalls, a shutdown's timeout) are tokio's, driven by a thread of their
-//! own: the writer threads poll in that runtime's context.
+//! own, `sse-drivers`: the writer threads poll in that runtime's context.
 
 // The wakers' `unsafe`, its reasons with it.
 #[allow(unsafe_code)]
@@ -64,7 +64,7 @@ impl Writers {
     }
 
     /// Has `stream` written by one of the threads, each in turn.
-    pub(super) fn spawn(self, stream: Pump<Socket>) {
+    pub(super) fn hand_over(self, stream: Pump<Socket>) {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         // Never empty: `start` fails rather.
         let next = NEXT.fetch_add(1, Ordering::Relaxed) % self.0.len();
@@ -72,10 +72,10 @@ impl Writers {
     }
 }
 
-/// Starts the timers' thread, then a writer thread per core (or as many as
+/// Starts the drivers' thread, then a writer thread per core (or as many as
 /// `TOKIO_WORKER_THREADS` says, as for tokio's runtimes); fails only if none started.
 fn start() -> io::Result<Writers> {
-    let timers = timers()?;
+    let drivers = drivers()?;
     let threads = std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|threads| threads.parse().ok())
@@ -84,7 +84,7 @@ fn start() -> io::Result<Writers> {
         .unwrap_or(1);
     let mut inboxes = Vec::with_capacity(threads);
     for _ in 0..threads {
-        match Writer::start(timers.clone()) {
+        match Writer::start(drivers.clone()) {
             Ok(inbox) => inboxes.push(inbox),
             Err(error) if !inboxes.is_empty() => {
                 tracing::warn!(%error, started = inboxes.len(), "fewer writer threads than cores");
@@ -96,13 +96,13 @@ fn start() -> io::Result<Writers> {
     Ok(Writers(inboxes.leak()))
 }
 
-/// A runtime for the streams' timers alone, driven by a thread of its own, so that a timer
-/// fires while its writer thread waits on its poll.
-fn timers() -> io::Result<Handle> {
-    let runtime = Builder::new_current_thread().enable_time().build()?;
+/// A runtime whose drivers, for the streams' timers (and any I/O a body of the app's starts),
+/// run on a thread of their own, so that a timer fires while its writer thread waits on its poll.
+fn drivers() -> io::Result<Handle> {
+    let runtime = Builder::new_current_thread().enable_all().build()?;
     let handle = runtime.handle().clone();
     thread::Builder::new()
-        .name("sse-timers".into())
+        .name("sse-drivers".into())
         .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
     Ok(handle)
 }
@@ -118,8 +118,8 @@ struct Writer {
 }
 
 impl Writer {
-    /// Starts a writer thread, whose streams' timers are `timers`'s: its inbox.
-    fn start(timers: Handle) -> io::Result<&'static Inbox> {
+    /// Starts a writer thread, whose streams' timers are `drivers`'s: its inbox.
+    fn start(drivers: Handle) -> io::Result<&'static Inbox> {
         let poll = Poll::new()?;
         let inbox: &'static Inbox = Box::leak(Box::new(Inbox::new(poll.registry(), WAKE)?));
         let writer = Writer {
@@ -132,7 +132,7 @@ impl Writer {
         thread::Builder::new()
             .name("sse-writer".into())
             .spawn(move || {
-                let _timers = timers.enter();
+                let _drivers = drivers.enter();
                 writer.run();
             })?;
         Ok(inbox)
