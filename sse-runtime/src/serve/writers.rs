@@ -154,10 +154,14 @@ impl Writer {
             }
             for event in &events {
                 let Token(slot) = event.token();
-                if let Some(cell) = self.cell(slot) {
-                    if cell.queue() {
-                        turn.extend(u32::try_from(slot));
-                    }
+                let Ok(slot) = u32::try_from(slot) else {
+                    continue;
+                };
+                if let Some(Some(stream)) = self.entry(slot) {
+                    stream.io_mut().stirred();
+                }
+                if self.cell(slot as usize).is_some_and(WakeCell::queue) {
+                    turn.push(slot);
                 }
             }
             self.inbox.take(&mut queued);

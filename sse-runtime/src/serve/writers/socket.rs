@@ -16,59 +16,82 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 ///
 /// It registers no waker: when it would block, the readiness event of its token, registered
 /// once with its thread's poll, polls its stream again.
-pub(in crate::serve) enum Socket {
+pub(in crate::serve) struct Socket {
+    stream: Stream,
+    /// A read may find something: cleared when one would block, set again by the socket's
+    /// next readiness event. A stream looks for its client leaving at every poll, and this
+    /// spares it a read that finds nothing each time (as tokio's readiness does).
+    readable: bool,
+}
+
+enum Stream {
     Tcp(mio::net::TcpStream),
     #[cfg(unix)]
     Unix(mio::net::UnixStream),
+}
+
+impl Stream {
+    fn adopt<Io: 'static>(io: &mut Option<Io>) -> Option<io::Result<Self>> {
+        let io = io as &mut dyn Any;
+        if let Some(tcp) = taken(io, tokio::net::TcpStream::into_std) {
+            return Some(tcp.map(|tcp| Stream::Tcp(mio::net::TcpStream::from_std(tcp))));
+        }
+        #[cfg(unix)]
+        if let Some(unix) = taken(io, tokio::net::UnixStream::into_std) {
+            return Some(unix.map(|unix| Stream::Unix(mio::net::UnixStream::from_std(unix))));
+        }
+        None
+    }
 }
 
 impl Socket {
     /// Takes the socket out of `io` when it is a tokio TCP or Unix socket, out of its runtime;
     /// leaves any other kind in `io`. The error is the socket's, lost with it.
     pub(in crate::serve) fn adopt<Io: 'static>(io: &mut Option<Io>) -> Option<io::Result<Self>> {
-        let io = io as &mut dyn Any;
-        if let Some(tcp) = taken(io, tokio::net::TcpStream::into_std) {
-            return Some(tcp.map(|tcp| Socket::Tcp(mio::net::TcpStream::from_std(tcp))));
-        }
-        #[cfg(unix)]
-        if let Some(unix) = taken(io, tokio::net::UnixStream::into_std) {
-            return Some(unix.map(|unix| Socket::Unix(mio::net::UnixStream::from_std(unix))));
-        }
-        None
+        let stream = Stream::adopt(io)?;
+        Some(stream.map(|stream| Socket {
+            stream,
+            readable: true,
+        }))
     }
 
     /// Registers the socket with a writer thread's poll under `token`, for both directions:
     /// a client leaving is read, a full socket waits to be writable.
     pub(super) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let interest = Interest::READABLE | Interest::WRITABLE;
-        match self {
-            Socket::Tcp(tcp) => registry.register(tcp, token, interest),
+        match &mut self.stream {
+            Stream::Tcp(tcp) => registry.register(tcp, token, interest),
             #[cfg(unix)]
-            Socket::Unix(unix) => registry.register(unix, token, interest),
+            Stream::Unix(unix) => registry.register(unix, token, interest),
         }
     }
 
+    /// The socket's token had an event: a read may find something again.
+    pub(super) fn stirred(&mut self) {
+        self.readable = true;
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(tcp) => tcp.read(buf),
+        match &mut self.stream {
+            Stream::Tcp(tcp) => tcp.read(buf),
             #[cfg(unix)]
-            Socket::Unix(unix) => unix.read(buf),
+            Stream::Unix(unix) => unix.read(buf),
         }
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(tcp) => tcp.write(buf),
+        match &mut self.stream {
+            Stream::Tcp(tcp) => tcp.write(buf),
             #[cfg(unix)]
-            Socket::Unix(unix) => unix.write(buf),
+            Stream::Unix(unix) => unix.write(buf),
         }
     }
 
     fn shutdown(&self) -> io::Result<()> {
-        match self {
-            Socket::Tcp(tcp) => tcp.shutdown(Shutdown::Write),
+        match &self.stream {
+            Stream::Tcp(tcp) => tcp.shutdown(Shutdown::Write),
             #[cfg(unix)]
-            Socket::Unix(unix) => unix.shutdown(Shutdown::Write),
+            Stream::Unix(unix) => unix.shutdown(Shutdown::Write),
         }
     }
 }
@@ -100,9 +123,19 @@ impl AsyncRead for Socket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let read = std::task::ready!(non_blocking(|| this.read(buf.initialize_unfilled())))?;
-        buf.advance(read);
-        Poll::Ready(Ok(()))
+        if !this.readable {
+            return Poll::Pending;
+        }
+        match non_blocking(|| this.read(buf.initialize_unfilled())) {
+            Poll::Ready(read) => {
+                buf.advance(read?);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                this.readable = false;
+                Poll::Pending
+            }
+        }
     }
 }
 
