@@ -145,7 +145,9 @@ impl Writer {
         let mut queued = Queued::default();
         let mut turn = Vec::new();
         loop {
-            if let Err(error) = self.poll.poll(&mut events, None) {
+            // Only a look at the sockets when streams wait already.
+            let timeout = (!self.inbox.sleep()).then_some(Duration::ZERO);
+            if let Err(error) = self.poll.poll(&mut events, timeout) {
                 if error.kind() != io::ErrorKind::Interrupted {
                     tracing::warn!(%error, "a writer thread's poll failed: tried again");
                     thread::sleep(Duration::from_millis(100));

@@ -31,12 +31,9 @@ pub(super) struct Queued {
     pub(super) streams: Vec<Pump<Socket>>,
     /// Slots whose stream was woken.
     pub(super) woken: Vec<u32>,
-}
-
-impl Queued {
-    fn is_empty(&self) -> bool {
-        self.streams.is_empty() && self.woken.is_empty()
-    }
+    /// The thread waits on its poll, or is about to, with nothing queued: the next to queue
+    /// something wakes it. While it works, queuing costs no system call.
+    asleep: bool,
 }
 
 impl Inbox {
@@ -54,16 +51,26 @@ impl Inbox {
     }
 
     /// Takes what waits into `taken` (left empty by its last use), so that its vectors' room is
-    /// reused from turn to turn.
+    /// reused from turn to turn. The thread is awake.
     pub(super) fn take(&self, taken: &mut Queued) {
-        std::mem::swap(&mut *self.queued(), taken);
+        let mut queued = self.queued();
+        std::mem::swap(&mut queued.streams, &mut taken.streams);
+        std::mem::swap(&mut queued.woken, &mut taken.woken);
+        queued.asleep = false;
+    }
+
+    /// Whether the thread may wait on its poll until woken: nothing waits for it, and what is
+    /// queued from now on wakes it.
+    pub(super) fn sleep(&self) -> bool {
+        let mut queued = self.queued();
+        queued.asleep = queued.streams.is_empty() && queued.woken.is_empty();
+        queued.asleep
     }
 
     fn queue(&self, push: impl FnOnce(&mut Queued)) {
         let mut queued = self.queued();
-        // The thread takes everything at each turn: only the first of a turn needs to wake it.
-        let wake = queued.is_empty();
         push(&mut queued);
+        let wake = std::mem::take(&mut queued.asleep);
         drop(queued);
         if wake {
             if let Err(error) = self.waker.wake() {
