@@ -144,3 +144,45 @@ unsafe fn wake(data: *const ()) {
 }
 
 unsafe fn drop_waker(_: *const ()) {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mio::{Events, Poll};
+
+    use super::*;
+
+    /// Whether `poll` has an event now.
+    fn stirred(poll: &mut Poll) -> bool {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
+        !events.is_empty()
+    }
+
+    #[test]
+    fn a_slot_is_queued_once_until_polled_and_its_thread_woken_only_when_asleep() {
+        let mut poll = Poll::new().unwrap();
+        let inbox: &'static Inbox =
+            Box::leak(Box::new(Inbox::new(poll.registry(), Token(0)).unwrap()));
+        let cell: &'static WakeCell = Box::leak(Box::new(WakeCell::new(inbox, 7)));
+        let waker = cell.waker();
+        assert!(waker.will_wake(&waker.clone()), "one waker for the slot");
+
+        assert!(inbox.sleep(), "nothing queued");
+        waker.wake_by_ref();
+        waker.clone().wake();
+        assert!(stirred(&mut poll), "asleep: woken");
+        let mut taken = Queued::default();
+        inbox.take(&mut taken);
+        assert_eq!(taken.woken, [7], "queued once");
+
+        taken.woken.clear();
+        cell.unqueue();
+        waker.wake_by_ref();
+        assert!(!stirred(&mut poll), "awake: not woken");
+        assert!(!inbox.sleep(), "something queued");
+        inbox.take(&mut taken);
+        assert_eq!(taken.woken, [7], "queued again once polled");
+    }
+}
