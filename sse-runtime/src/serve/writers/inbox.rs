@@ -171,7 +171,8 @@ mod tests {
 
         assert!(inbox.sleep(), "nothing queued");
         waker.wake_by_ref();
-        waker.clone().wake();
+        let twin = waker.clone();
+        twin.wake();
         assert!(stirred(&mut poll), "asleep: woken");
         let mut taken = Queued::default();
         inbox.take(&mut taken);
