@@ -639,3 +639,32 @@ async fn a_stream_over_a_unix_socket_is_written_by_the_writer_threads_too() {
         "{written}"
     );
 }
+
+#[tokio::test]
+async fn many_streams_over_the_writer_threads_get_every_publish_and_keep_alive_and_end_with_their_clients(
+) {
+    // More streams than a writer thread's chunk of slots, twice: the second round reuses the
+    // slots the first one left.
+    const STREAMS: usize = 150;
+    let hub = sse::Hub::new(sse::Config::default().keep_alive(Some(Duration::from_millis(200))));
+    let addr = sse_tests::serve(app(&hub)).await;
+    for round in ["one", "two"] {
+        let mut clients = Vec::with_capacity(STREAMS);
+        for _ in 0..STREAMS {
+            let mut tcp = raw_get(addr, "/events", "").await;
+            read_until(&mut tcp, "retry: 3000\n\n").await;
+            clients.push(tcp);
+        }
+        eventually("all open", || hub.stats().open_streams == STREAMS).await;
+        hub.publish("g", None, round).unwrap();
+        for tcp in &mut clients {
+            read_until(tcp, &format!("data: {round}\n")).await;
+        }
+        // Timers fire on the writer threads' streams, idle as they are now.
+        for tcp in &mut clients {
+            read_until(tcp, ":\n\n").await;
+        }
+        drop(clients);
+        eventually("all closed", || hub.stats().open_streams == 0).await;
+    }
+}

@@ -63,7 +63,8 @@
 //! # }
 //! ```
 
-// The one exception, with the reasons it is sound, is the registry's arena.
+// The two exceptions, with the reasons they are sound, are the registry's arena and the writer
+// threads' wakers.
 #![deny(unsafe_code)]
 // Without every engine shared by processes, part of what such engines call has no caller (the
 // sink, shared histories and their errors' sources without any; the relay's pieces without

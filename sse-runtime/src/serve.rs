@@ -251,9 +251,10 @@ impl<L, Signal> Serve<L, Signal> {
     /// Whether open streams are written by writer threads of their own (the default) or by
     /// the runtime that serves the app.
     ///
-    /// By default a stream over TCP or a Unix socket, once answered, is written by a runtime
-    /// `sse` starts with the first stream: one thread per core (or as many as
-    /// `TOKIO_WORKER_THREADS` says), named `sse-writer`, shared by every server of the process.
+    /// By default a stream over TCP or a Unix socket, once answered, is written by threads
+    /// `sse` starts with the first stream: one per core (or as many as `TOKIO_WORKER_THREADS`
+    /// says), named `sse-writer`, each polling its streams' sockets itself, and one named
+    /// `sse-drivers` that runs their timers; they are shared by every server of the process.
     /// A publish wakes every stream of its group at once; written by the app's runtime, those
     /// writes would queue the requests behind them, the next publish among them. On threads of
     /// their own, requests are answered while streams are written, and each write carries
@@ -455,14 +456,8 @@ impl Connection {
             return;
         };
         let mut io = Some(io);
-        match writers.adopt(&mut io) {
-            Some(Ok(Socket::Tcp(tcp))) => {
-                writers.spawn(Pump::new(tcp, stream, closing));
-            }
-            #[cfg(unix)]
-            Some(Ok(Socket::Unix(unix))) => {
-                writers.spawn(Pump::new(unix, stream, closing));
-            }
+        match Socket::adopt(&mut io) {
+            Some(Ok(socket)) => writers.hand_over(Pump::new(socket, stream, closing)),
             Some(Err(error)) => {
                 tracing::warn!(%error, "a stream's socket could not move to the writer threads: closed");
             }

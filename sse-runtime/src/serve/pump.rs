@@ -18,7 +18,7 @@ use super::{phase::Closing, Stream};
 
 /// Moves a stream's body to its socket until either ends, or the server closes its streams.
 ///
-/// It is the whole of a stream's task, so an open stream costs the task this, and no more.
+/// It is the whole of what serves an open stream: a tokio task's, or a writer thread's slot.
 pub(super) struct Pump<Io> {
     io: Io,
     body: Body,
@@ -48,6 +48,11 @@ impl<Io> Pump<Io> {
             stalled: None,
             closing,
         }
+    }
+
+    /// The socket, for a writer thread to register it with its poll before its first poll.
+    pub(super) fn io_mut(&mut self) -> &mut Io {
+        &mut self.io
     }
 }
 
