@@ -7,7 +7,7 @@
 //!   every socket of the group ([`log`]);
 //! - one writer thread per core but one (that one is the publishers'), each with its own epoll
 //!   and its share of the sockets, writes each socket everything appended since its cursor in
-//!   one `writev` per pass: as many events per write as have accumulated; an idle writer passes
+//!   one `sendmsg` per pass: as many events per write as have accumulated; an idle writer passes
 //!   as soon as it is woken, a busy one at most once a millisecond ([`writer`]).
 //!
 //! A server that batches gets the same benefit, and none can do less per delivery; if a system
