@@ -339,7 +339,8 @@ impl Tally {
         shared.last_delivery_us.fetch_max(now, Relaxed);
         if !self.sent_us.is_empty() {
             let latencies = self.sent_us.drain(..);
-            let latencies = latencies.map(|sent| now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+            let latencies =
+                latencies.map(|sent| now.saturating_sub(sent).min(u32::MAX as u64) as u32);
             seen.latencies_us.lock().unwrap().extend(latencies);
         }
         self.events = 0;

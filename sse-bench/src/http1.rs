@@ -86,7 +86,10 @@ impl Connection {
 
     /// Gives `on_data` the body's bytes as they come, a call per chunk (or per read, unchunked);
     /// returns at the body's end, or the connection's.
-    pub(crate) async fn read_body(&mut self, on_data: &mut impl FnMut(&[u8])) -> Result<(), String> {
+    pub(crate) async fn read_body(
+        &mut self,
+        on_data: &mut impl FnMut(&[u8]),
+    ) -> Result<(), String> {
         loop {
             if self.take(on_data)? {
                 return Ok(());
