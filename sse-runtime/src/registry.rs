@@ -286,9 +286,8 @@ impl Registry {
                 Some(id) => id,
                 None => ring.last_id + 1,
             };
-            ring.append(id, encoded, config);
+            let wake = ring.append(id, encoded, config);
             group.head.store(ring.head(), Release);
-            let wake = ring.wake(config.batch_window);
             (id, ring.first_pos, ring.head(), wake)
         };
         // Those it leaves too far behind are cut now, even when the others' wake is put off.

@@ -81,12 +81,11 @@ impl Ring {
         }
     }
 
-    /// When the subscribers hear of the event just stored, with `window` the batch window.
-    pub(super) fn wake(&mut self, window: Duration) -> Wake {
+    /// When the subscribers hear of the event stored `now`, with `window` the batch window.
+    fn wake(&mut self, now: Instant, window: Duration) -> Wake {
         if self.pace.put_off {
             return Wake::Due;
         }
-        let now = Instant::now();
         match self.pace.woken.and_then(|woken| woken.checked_add(window)) {
             Some(ends) if now < ends => {
                 self.pace.put_off = true;
@@ -107,9 +106,9 @@ impl Ring {
         };
     }
 
-    /// Stores the event `encoded` (without its id line) as the group's event `id`, and drops
-    /// what is no longer needed.
-    pub(super) fn append(&mut self, id: u64, encoded: &[u8], config: &Config) {
+    /// Stores the event `encoded` (without its id line) as the group's event `id`, drops what
+    /// is no longer needed, and says when the subscribers hear of it.
+    pub(super) fn append(&mut self, id: u64, encoded: &[u8], config: &Config) -> Wake {
         self.last_id = id;
         if event::is_end(encoded) {
             self.end = Some(id);
@@ -128,6 +127,7 @@ impl Ring {
             body_len: encoded.len(),
         });
         self.trim(at, config);
+        self.wake(at, config.batch_window)
     }
 
     pub(super) fn head(&self) -> u64 {
