@@ -139,6 +139,5 @@ mod tests {
             .map(|_| received.recv_timeout(Duration::from_secs(10)).unwrap())
             .collect();
         assert_eq!(order, ["first", "second", "third"]);
-        assert!(Instant::now() >= now + Duration::from_millis(30));
     }
 }
