@@ -985,14 +985,14 @@ fn announce(registry: &Arc<Registry>, engine: &dyn Engine, group: &GroupName, ch
 /// `group` ended with event `end`, published by this process. In memory its ring knows that
 /// already; an engine shared by processes delivers the end later, if this process listens to
 /// the group at all, so the registry is told now.
-fn finished(registry: &Arc<Registry>, engine: &dyn Engine, group: &str, end: EventId) {
+fn finished(registry: &Registry, engine: &dyn Engine, group: &str, end: EventId) {
     if let (true, Ok(group)) = (engine.shared(), GroupName::new(group)) {
         registry.finished(&group, end.get());
     }
 }
 
 /// Counts an event published to `registry`'s groups.
-fn published(registry: &Arc<Registry>, group: &str, id: EventId) -> EventId {
+fn published(registry: &Registry, group: &str, id: EventId) -> EventId {
     registry.counters.published();
     tracing::trace!(group, id = id.get(), "published");
     id
