@@ -15,7 +15,7 @@ use once_cell::sync::OnceCell;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    presence_task,
+    presence_task::{self, ClosesHeard},
     queue::{Pending, Reply},
     Engine, Entry, PresenceRead, Publishing, Sent, Sink, Taken,
 };
@@ -68,18 +68,22 @@ pub(crate) trait Threaded: Send + Sync {
     /// Queues a publish on the engine's thread: its reply gets the answer.
     fn enqueue(&self, publish: Pending);
 
-    /// Spawns the listening side on the engine's thread, passing what it hears to `sink`.
+    /// Spawns the listening side on the engine's thread, passing what it hears to `sink`; it
+    /// tells `closes` once it hears other processes' closes.
     fn start_listener(
         &self,
         sink: Arc<dyn Sink>,
         commands: mpsc::UnboundedReceiver<Listening>,
+        closes: ClosesHeard,
     ) -> Result<(), BrokerError>;
 
-    /// Spawns presence on the engine's thread, passing who joins and leaves to `sink`.
+    /// Spawns presence on the engine's thread, passing who joins and leaves to `sink`; it
+    /// writes once the listening side tells `closes`.
     fn start_presence(
         &self,
         sink: Arc<dyn Sink>,
         commands: mpsc::UnboundedReceiver<presence_task::Command>,
+        closes: ClosesHeard,
     ) -> Result<(), BrokerError>;
 
     /// Ends the engine's thread, and what is queued on it.
@@ -206,13 +210,15 @@ impl<T: Threaded> Tell for T {
 
     fn tell_listener(&self, command: Listening) {
         let tasks = self.tasks();
-        let start = |sink, commands| self.start_listener(sink, commands);
+        let closes = &tasks.closes;
+        let start = |sink, commands| self.start_listener(sink, commands, closes.clone());
         tasks.tell(T::NAME, &tasks.listener, "the listener", &start, command);
     }
 
     fn tell_presence(&self, command: presence_task::Command) {
         let tasks = self.tasks();
-        let start = |sink, commands| self.start_presence(sink, commands);
+        let closes = &tasks.closes;
+        let start = |sink, commands| self.start_presence(sink, commands, closes.clone());
         tasks.tell(T::NAME, &tasks.presence, "presence", &start, command);
     }
 }
@@ -261,6 +267,8 @@ pub(crate) struct Tasks {
     sink: Mutex<Option<Arc<dyn Sink>>>,
     listener: OnceCell<mpsc::UnboundedSender<Listening>>,
     presence: OnceCell<mpsc::UnboundedSender<presence_task::Command>>,
+    /// Told by the listener, waited for by presence.
+    closes: ClosesHeard,
 }
 
 /// Spawns a task of the engine's thread, passing what it hears to the sink, with the commands

@@ -27,6 +27,7 @@ use crate::{
     engine::{
         batch::split_batch,
         control,
+        presence_task::ClosesHeard,
         threaded::{self, Listening},
         Sink,
     },
@@ -44,6 +45,8 @@ pub(super) struct Listener {
     limits: Limits,
     /// Where the events heard, and the closes of other processes, go.
     sink: Arc<dyn Sink>,
+    /// Told once the control channel is listened to.
+    closes: ClosesHeard,
     /// Names this process in closes: its own are not heard again.
     process: Arc<str>,
     pool: PgPool,
@@ -76,7 +79,7 @@ impl Listener {
     pub(super) fn new(
         target: Target,
         limits: Limits,
-        sink: Arc<dyn Sink>,
+        (sink, closes): (Arc<dyn Sink>, ClosesHeard),
         process: Arc<str>,
         pool: PgPool,
     ) -> Self {
@@ -84,6 +87,7 @@ impl Listener {
             target,
             limits,
             sink,
+            closes,
             process,
             pool,
             groups: HashMap::new(),
@@ -99,6 +103,7 @@ impl Listener {
             .await?;
         let channels = [EVENTS_CHANNEL, CONTROL_CHANNEL];
         target.answer_within(listener.listen_all(channels)).await?;
+        self.closes.heard();
         let ringing = target.answer_within(self.pool.acquire()).await?.detach();
         let (pass, heard) = mpsc::channel(HEARD_BACKLOG);
         let hearing = tokio::spawn(async move {

@@ -34,7 +34,8 @@ use tokio::sync::mpsc;
 
 use super::{
     background::Background,
-    control, presence_task,
+    control,
+    presence_task::{self, ClosesHeard},
     queue::Pending,
     threaded::{self, Listening, Tasks, Threaded},
     History, Sink,
@@ -281,6 +282,7 @@ impl Threaded for PostgresEngine {
         &self,
         sink: Arc<dyn Sink>,
         commands: mpsc::UnboundedReceiver<Listening>,
+        closes: ClosesHeard,
     ) -> Result<(), BrokerError> {
         let running = self.running()?;
         let (target, process, pool) = (
@@ -288,7 +290,7 @@ impl Threaded for PostgresEngine {
             self.process.clone(),
             running.pool.clone(),
         );
-        let listener = Listener::new(target, self.limits, sink, process, pool);
+        let listener = Listener::new(target, self.limits, (sink, closes), process, pool);
         let listening = threaded::listen(listener, commands);
         running.background.runtime.spawn(listening);
         Ok(())
@@ -298,6 +300,7 @@ impl Threaded for PostgresEngine {
         &self,
         sink: Arc<dyn Sink>,
         commands: mpsc::UnboundedReceiver<presence_task::Command>,
+        closes: ClosesHeard,
     ) -> Result<(), BrokerError> {
         let running = self.running()?;
         let ttl = self.limits.presence_ttl;
@@ -308,7 +311,7 @@ impl Threaded for PostgresEngine {
             pool: running.pool.clone(),
         };
         let shown = self.target.shown.clone();
-        let task = presence_task::run(store, sink, ttl, shown, commands);
+        let task = presence_task::run(store, sink, (ttl, shown), closes, commands);
         running.background.runtime.spawn(task);
         Ok(())
     }

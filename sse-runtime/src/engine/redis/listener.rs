@@ -20,6 +20,7 @@ use super::{
 use crate::{
     engine::{
         control,
+        presence_task::ClosesHeard,
         threaded::{self, Listening},
         Sink,
     },
@@ -35,6 +36,8 @@ pub(super) struct Listener {
     limits: Limits,
     /// Where the events heard, and the closes of other processes, go.
     sink: Arc<dyn Sink>,
+    /// Told once the control channel is subscribed to.
+    closes: ClosesHeard,
     /// Names this process on the control channel: its own closes are not heard again.
     process: Arc<str>,
     /// Where the histories are read: the node of each group's slot.
@@ -59,7 +62,7 @@ impl Listener {
     pub(super) fn new(
         target: Target,
         limits: Limits,
-        sink: Arc<dyn Sink>,
+        (sink, closes): (Arc<dyn Sink>, ClosesHeard),
         process: Arc<str>,
         router: Arc<Router>,
     ) -> Self {
@@ -67,6 +70,7 @@ impl Listener {
             target,
             limits,
             sink,
+            closes,
             process,
             router,
             read: scripts::read(),
@@ -100,6 +104,7 @@ impl Listener {
                 sink.subscribe(&channels)
                     .await
                     .map_err(|e| self.target.failed(e))?;
+                self.closes.heard();
             }
             Hearing::Cluster { .. } => {
                 self.subscribe_control(&mut hearing).await;
@@ -297,11 +302,12 @@ impl Listener {
     /// that fails leaves it to be tried again once every node answers.
     async fn subscribe_control(&mut self, hearing: &mut Hearing) {
         let subscribed = hearing.subscribe(presence::CONTROL_CHANNEL).await;
-        if let Err(error) = &subscribed {
-            tracing::warn!(
+        match &subscribed {
+            Ok(()) => self.closes.heard(),
+            Err(error) => tracing::warn!(
                 error = error as &dyn std::error::Error,
                 "cannot hear closes from other processes yet"
-            );
+            ),
         }
         self.control_stale = subscribed.is_err();
     }

@@ -41,7 +41,8 @@ use tokio::sync::mpsc;
 
 use super::{
     background::Background,
-    control, presence_task,
+    control,
+    presence_task::{self, ClosesHeard},
     queue::Pending,
     threaded::{self, Listening, Tasks, Threaded},
     History, Sink,
@@ -195,13 +196,14 @@ impl Threaded for RedisEngine {
         &self,
         sink: Arc<dyn Sink>,
         commands: mpsc::UnboundedReceiver<Listening>,
+        closes: ClosesHeard,
     ) -> Result<(), BrokerError> {
         let (target, process, router) = (
             self.target.clone(),
             self.process.clone(),
             self.router.clone(),
         );
-        let listener = Listener::new(target, self.limits, sink, process, router);
+        let listener = Listener::new(target, self.limits, (sink, closes), process, router);
         self.runtime()?.spawn(threaded::listen(listener, commands));
         Ok(())
     }
@@ -210,12 +212,13 @@ impl Threaded for RedisEngine {
         &self,
         sink: Arc<dyn Sink>,
         commands: mpsc::UnboundedReceiver<presence_task::Command>,
+        closes: ClosesHeard,
     ) -> Result<(), BrokerError> {
         let (target, ttl) = (self.target.clone(), self.limits.presence_ttl);
         let (process, router) = (self.process.clone(), self.router.clone());
         let shown = target.shown.clone();
         let store = Presence::new(target, ttl, process, router);
-        let running = presence_task::run(store, sink, ttl, shown, commands);
+        let running = presence_task::run(store, sink, (ttl, shown), closes, commands);
         self.runtime()?.spawn(running);
         Ok(())
     }
