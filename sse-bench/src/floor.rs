@@ -111,13 +111,25 @@ pub(crate) fn serve(addr: &str) -> Result<(), String> {
         Ok(_) => return Err("FLOOR_WRITERS: expected a count of writer threads, 1 or more".into()),
         Err(_) => cores.saturating_sub(1).max(1),
     };
+    // `FLOOR_NICE` lowers the writers' priority below the publishers' (and the readers'), to
+    // measure what answering publishes first gives (BENCHMARKS.md).
+    let nice = match std::env::var("FLOOR_NICE").map(|n| n.parse::<i32>()) {
+        Ok(Ok(nice)) if (0..=19).contains(&nice) => nice,
+        Ok(_) => return Err("FLOOR_NICE: expected a nice value from 0 to 19".into()),
+        Err(_) => 0,
+    };
     let writers: Arc<Vec<Writer>> =
         Arc::new((0..threads).map(Writer::new).collect::<Result<_, _>>()?);
     for index in 0..threads {
         let writers = writers.clone();
         std::thread::Builder::new()
             .name(format!("floor-writer-{index}"))
-            .spawn(move || writers[index].run())
+            .spawn(move || {
+                // SAFETY: setpriority on this thread (0: the calling thread's id) has no memory
+                // effects; a failure leaves the priority as it was.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+                writers[index].run()
+            })
             .map_err(|e| format!("writer thread: {e}"))?;
     }
     let groups = Arc::new(Groups {

@@ -3,11 +3,15 @@
 //! ```text
 //! sse-bench quick [--out DIR]            seconds: sse, the axum baseline and the floor, small N;
 //!                                        fails unless every event reached every subscriber
-//! sse-bench full [--out DIR] [--only WORKLOAD,..] [--fanout N,..] [--rounds N] [SYSTEM..]
+//! sse-bench full [--out DIR] [--only WORKLOAD,..] [--fanout N,..] [--rounds N]
+//!                [--deliveries N] [--pin] [SYSTEM..]
 //!                                        every workload at full size against every system
 //!                                        (peers started with ../shared/peers/peer; sse@PATH
 //!                                        is another build of our server, to compare two;
-//!                                        --rounds: fan-out rounds, the median reported)
+//!                                        --rounds: fan-out rounds, the median reported;
+//!                                        --deliveries: about that many per round (400,000);
+//!                                        --pin: the servers on every core but the last, this
+//!                                        program on the last)
 //! sse-bench floor ADDR                   the no-HTTP floor server (the runner starts it)
 //! sse-bench soak [--minutes N] [--healthy N] [--groups N] [--rate N] [--stalled N]
 //!                [--hostile N] [--churners N] [--out DIR]
@@ -67,6 +71,8 @@ fn main() -> ExitCode {
                 only,
                 fanout,
                 rounds,
+                deliveries,
+                pin,
             } = options(rest);
             let quick = mode == "quick";
             let names = match names {
@@ -92,11 +98,23 @@ fn main() -> ExitCode {
                     _ => return fail(&format!("--rounds {rounds}: not a count above 0")),
                 }
             }
+            if let Some(deliveries) = deliveries {
+                match deliveries.parse() {
+                    Ok(deliveries) if deliveries > 0 => sizes.fanout_deliveries = deliveries,
+                    _ => return fail(&format!("--deliveries {deliveries}: not a count above 0")),
+                }
+            }
+            if pin {
+                match systems::pin() {
+                    Ok(split) => eprintln!("{split}"),
+                    Err(e) => return fail(&e),
+                }
+            }
             run(&names, &sizes, &out, quick)
         }
         _ => {
             eprintln!(
-                "usage: sse-bench quick|full [--out DIR] [SYSTEM..]   (systems: {})\n       sse-bench soak [--minutes N] [--out DIR] ...\n       sse-bench restart [--clients N] [--out DIR] [sse] [nchan-redis] ...",
+                "usage: sse-bench quick|full [--out DIR] [--only W,..] [--fanout N,..] [--rounds N] [--deliveries N] [--pin] [SYSTEM..]   (systems: {})\n       sse-bench soak [--minutes N] [--out DIR] ...\n       sse-bench restart [--clients N] [--out DIR] [sse] [nchan-redis] ...",
                 systems::ALL.join(" ")
             );
             ExitCode::from(2)
@@ -119,6 +137,10 @@ struct Options {
     fanout: Option<String>,
     /// How many fan-out rounds, if not the mode's.
     rounds: Option<String>,
+    /// About how many deliveries a fan-out round makes, if not the mode's.
+    deliveries: Option<String>,
+    /// The servers on every core but the last, this program on the last (`--pin`).
+    pin: bool,
 }
 
 /// Where results go unless `--out` says otherwise.
@@ -128,7 +150,8 @@ fn default_out() -> PathBuf {
 
 fn options(args: &[String]) -> Options {
     let mut out = default_out();
-    let (mut names, mut only, mut fanout, mut rounds) = (Vec::new(), None, None, None);
+    let (mut names, mut only, mut fanout) = (Vec::new(), None, None);
+    let (mut rounds, mut deliveries, mut pin) = (None, None, false);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -136,6 +159,8 @@ fn options(args: &[String]) -> Options {
             "--only" => only = args.next().cloned(),
             "--fanout" => fanout = args.next().cloned(),
             "--rounds" => rounds = args.next().cloned(),
+            "--deliveries" => deliveries = args.next().cloned(),
+            "--pin" => pin = true,
             name => names.push(name.to_owned()),
         }
     }
@@ -145,6 +170,8 @@ fn options(args: &[String]) -> Options {
         only,
         fanout,
         rounds,
+        deliveries,
+        pin,
     }
 }
 

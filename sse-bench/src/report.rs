@@ -254,12 +254,13 @@ fn fan_out_tables(
                     figure: Box::new(figure),
                 },
                 Column {
-                    title: "server CPU µs/delivery, all rounds".into(),
+                    title: "server CPU µs/delivery, all rounds (load generator's)".into(),
                     better: Better::Lower,
                     figure: Box::new(move |r: &SystemResult| {
                         let f = fanouts(r).iter().find(|f| f.subscribers == n)?;
                         let cost = f.server_cpu_us_per_delivery;
-                        Some((cost, format!("{cost:.3}")))
+                        let generator = f.generator_cpu_us_per_delivery;
+                        Some((cost, format!("{cost:.3} ({generator:.3})")))
                     }),
                 },
             ],

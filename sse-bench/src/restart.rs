@@ -124,21 +124,9 @@ impl Processes {
             survivor: server(0),
             other: server(1),
             redis,
-            load_generator: own_cpu_secs(),
+            load_generator: systems::own_cpu_secs(),
         }
     }
-}
-
-/// CPU seconds this program used so far, user and system.
-fn own_cpu_secs() -> f64 {
-    // SAFETY: an all-zero rusage is valid, and getrusage only fills it in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid rusage for the kernel to fill in.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return 0.0;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// How many connections the machine's listening sockets dropped so far because their accept

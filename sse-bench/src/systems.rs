@@ -139,6 +139,7 @@ fn server_command(binary: &str, addr: &str) -> Result<Command, String> {
 pub(crate) fn spawn(mut command: Command, log: &Path) -> Result<Child, String> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    on_server_cores(&mut command);
     command
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -163,7 +164,9 @@ fn start_peer(
     redis_port: Option<u16>,
 ) -> Result<Running, String> {
     let script = peer_script();
-    let output = Command::new(&script)
+    let mut command = Command::new(&script);
+    on_server_cores(&mut command);
+    let output = command
         .arg("start")
         .arg(name)
         .arg(dir)
@@ -380,4 +383,70 @@ pub(crate) fn wait_port(port: u16) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Err(format!("nothing listens on port {port} after 10 s"))
+}
+
+/// CPU seconds this program used so far, user and system.
+pub(crate) fn own_cpu_secs() -> f64 {
+    // SAFETY: an all-zero rusage is valid, and getrusage only fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid rusage for the kernel to fill in.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// The cores the servers run on when this program keeps one for itself (`--pin`).
+static SERVER_CORES: std::sync::OnceLock<libc::cpu_set_t> = std::sync::OnceLock::new();
+
+/// Splits the cores this program may use: the last for this program (its subscribers and its
+/// publishers, and every thread it starts from now on), the others for the servers it starts,
+/// as if the load generator were another machine. Says how it split them.
+pub(crate) fn pin() -> Result<String, String> {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: an all-zero cpu_set_t is an empty set; the calls only read and fill the sets
+    // given, of the size given.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return Err(format!("--pin: {}", std::io::Error::last_os_error()));
+        }
+        let cores: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&core| libc::CPU_ISSET(core, &allowed))
+            .collect();
+        let Some((&generator, servers)) = cores.split_last().filter(|(_, s)| !s.is_empty()) else {
+            return Err("--pin: needs 2 cores at least".into());
+        };
+        let mut own: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(generator, &mut own);
+        if libc::sched_setaffinity(0, size, &own) != 0 {
+            return Err(format!("--pin: {}", std::io::Error::last_os_error()));
+        }
+        let mut theirs: libc::cpu_set_t = std::mem::zeroed();
+        servers
+            .iter()
+            .for_each(|&core| libc::CPU_SET(core, &mut theirs));
+        let _ = SERVER_CORES.set(theirs);
+        Ok(format!(
+            "pinned: the servers on cores {servers:?}, the load generator on core {generator}"
+        ))
+    }
+}
+
+/// Has `command` (and whatever it starts) run on the servers' cores, if `pin` split them.
+fn on_server_cores(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    if let Some(&cores) = SERVER_CORES.get() {
+        // SAFETY: between fork and exec the child calls sched_setaffinity alone: no allocation,
+        // no lock.
+        unsafe {
+            command.pre_exec(move || {
+                match libc::sched_setaffinity(0, std::mem::size_of_val(&cores), &cores) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+    }
 }

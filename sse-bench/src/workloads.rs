@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::{
     client::{self, Publisher, Shared, Subscriber},
-    systems::Running,
+    systems::{self, Running},
 };
 
 /// How big each workload is.
@@ -159,6 +159,9 @@ pub(crate) struct FanOut {
     /// delivery costs, whatever the number of cores. Over all the rounds: the kernel counts
     /// CPU time in 10 ms ticks, a tenth of a short round's.
     pub(crate) server_cpu_us_per_delivery: f64,
+    /// The same for the load generator (this program: its subscribers and its publisher), to
+    /// tell a round bound by the server from one bound by the load generator on the same cores.
+    pub(crate) generator_cpu_us_per_delivery: f64,
     /// Deliveries, and deliveries expected, summed over the rounds.
     pub(crate) delivered: u64,
     pub(crate) expected: u64,
@@ -325,7 +328,7 @@ pub(crate) async fn fan_out(
         let mut publisher =
             ready_publisher(system, group, subscribers, sizes.patience, (&what, notes)).await?;
         for _ in 0..sizes.fanout_rounds {
-            let cpu_before = system.cpu_secs();
+            let cpu_before = (system.cpu_secs(), systems::own_cpu_secs());
             let round_began = unix_ms();
             let started = shared.reset();
             // A system slower than the patience gets the events it took in that time, and is
@@ -341,7 +344,8 @@ pub(crate) async fn fan_out(
             until_delivered(shared, published * n, sizes.patience).await;
             let delivered = shared.delivered.load(Relaxed);
             let secs = (shared.last_delivery_us() - started) as f64 / 1e6;
-            let cpu_secs = system.cpu_secs() - cpu_before;
+            let cpu_secs = system.cpu_secs() - cpu_before.0;
+            let generator_cpu_secs = systems::own_cpu_secs() - cpu_before.1;
             // When, so a tool watching the server (`perf stat -I`) can tell the rounds apart.
             eprintln!(
                 "   {what}: round of {delivered} deliveries from {round_began} to {} (Unix ms)",
@@ -352,6 +356,7 @@ pub(crate) async fn fan_out(
                 delivered,
                 per_sec: delivered as f64 / secs.max(1e-6),
                 cpu_secs,
+                generator_cpu_secs,
             });
         }
         Ok::<_, String>(())
@@ -361,14 +366,18 @@ pub(crate) async fn fan_out(
         all.sort_unstable_by(f64::total_cmp);
         all[all.len() / 2]
     };
+    let per_delivery = |secs: fn(&Round) -> f64| {
+        rounds.iter().map(secs).sum::<f64>() * 1e6
+            / rounds.iter().map(|r| r.delivered).sum::<u64>().max(1) as f64
+    };
     let published = rounds.iter().map(|r| r.published).min().unwrap_or(0);
     Ok(FanOut {
         subscribers: wanted,
         opened: subscribers.len(),
         events,
         published,
-        server_cpu_us_per_delivery: rounds.iter().map(|r| r.cpu_secs).sum::<f64>() * 1e6
-            / rounds.iter().map(|r| r.delivered).sum::<u64>().max(1) as f64,
+        server_cpu_us_per_delivery: per_delivery(|r| r.cpu_secs),
+        generator_cpu_us_per_delivery: per_delivery(|r| r.generator_cpu_secs),
         delivered: rounds.iter().map(|r| r.delivered).sum(),
         expected: rounds.iter().map(|r| r.published * n).sum(),
         per_sec: median(|r| r.per_sec),
@@ -381,7 +390,9 @@ struct Round {
     published: u64,
     delivered: u64,
     per_sec: f64,
+    /// CPU time of the server, and of the load generator.
     cpu_secs: f64,
+    generator_cpu_secs: f64,
 }
 
 /// Events at a steady rate to `subscribers` already open on `group`.

@@ -73,10 +73,17 @@ async fn main() {
     }
     // Sized for the bench: up to 19k streams (the machine's 20k open files per process), and
     // queues deep enough that a publisher flooding one group does not cut healthy clients.
-    let config = sse::Config::default()
+    let mut config = sse::Config::default()
         .max_streams(20_000)
         .subscriber_queue(8_192)
         .history(1_000, Duration::from_secs(60));
+    // `SSE_BENCH_BATCH_WINDOW_US` sets another batch window, to measure the choice.
+    if let Ok(window) = std::env::var("SSE_BENCH_BATCH_WINDOW_US") {
+        let window = window
+            .parse()
+            .expect("SSE_BENCH_BATCH_WINDOW_US: microseconds");
+        config = config.batch_window(Duration::from_micros(window));
+    }
     sse::init(config).expect("nothing used the hub yet");
     let app = Router::new()
         .route("/sub/{group}", get(sub))
