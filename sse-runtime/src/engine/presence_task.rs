@@ -127,12 +127,15 @@ mod tests {
 
     use super::*;
 
-    /// Keeps every write, as `(group, users, full)`.
+    /// A write: group, users, full.
+    type Write = (String, Vec<String>, bool);
+
+    /// Keeps every write.
     #[derive(Clone, Default)]
-    struct Written(Arc<Mutex<Vec<(String, Vec<String>, bool)>>>);
+    struct Written(Arc<Mutex<Vec<Write>>>);
 
     impl Written {
-        fn all(&self) -> Vec<(String, Vec<String>, bool)> {
+        fn all(&self) -> Vec<Write> {
             self.0.lock().unwrap().clone()
         }
     }
