@@ -140,13 +140,15 @@ pub(crate) fn spawn(mut command: Command, log: &Path) -> Result<Child, String> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     on_server_cores(&mut command);
-    command
+    let child = command
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot start {command:?}: {e}"))
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    check_pinned(&child)?;
+    Ok(child)
 }
 
 /// The peers' kit: `../shared/peers/peer` beside the repository, or `$SSE_PEERS/peer`.
@@ -431,6 +433,26 @@ pub(crate) fn pin() -> Result<String, String> {
         Ok(format!(
             "pinned: the servers on cores {servers:?}, the load generator on core {generator}"
         ))
+    }
+}
+
+/// With `pin`, whether `child` runs on the servers' cores (and not on the load generator's).
+fn check_pinned(child: &Child) -> Result<(), String> {
+    let Some(cores) = SERVER_CORES.get() else {
+        return Ok(());
+    };
+    // SAFETY: an all-zero cpu_set_t is an empty set; the kernel fills in `actual`, of the size
+    // given; comparing two sets only reads them.
+    unsafe {
+        let mut actual: libc::cpu_set_t = std::mem::zeroed();
+        let pid = child.id() as libc::pid_t;
+        if libc::sched_getaffinity(pid, std::mem::size_of_val(&actual), &mut actual) != 0 {
+            return Err(format!("--pin: {}", std::io::Error::last_os_error()));
+        }
+        match libc::CPU_EQUAL(&actual, cores) {
+            true => Ok(()),
+            false => Err("--pin: a server did not start on the servers' cores".into()),
+        }
     }
 }
 

@@ -31,3 +31,46 @@ fn quick_bench_delivers_every_event_and_reports_each_workload() {
     let chart = std::fs::read_to_string(out.join("fanout.svg")).expect("the chart was written");
     assert!(chart.starts_with("<svg"), "fanout.svg is not an SVG");
 }
+
+#[test]
+fn pinned_the_servers_and_the_load_generator_run_on_cores_of_their_own() {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-quick-pinned");
+    let run = Command::new(env!("CARGO_BIN_EXE_sse-bench"))
+        .args([
+            "quick",
+            "--pin",
+            "--only",
+            "fanout",
+            "--deliveries",
+            "4000",
+            "--out",
+        ])
+        .arg(&out)
+        .args(["sse", "floor"])
+        .output()
+        .expect("sse-bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 {
+        assert!(!run.status.success(), "one core cannot be split\n{stderr}");
+        assert!(stderr.contains("--pin: needs 2 cores at least"), "{stderr}");
+        return;
+    }
+    // A server that did not start on the servers' cores fails the run.
+    assert!(
+        run.status.success(),
+        "sse-bench quick --pin failed\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("pinned: the servers on cores"),
+        "no word of the split in\n{stderr}"
+    );
+    for system in ["| sse |", "| floor |"] {
+        assert!(stdout.contains(system), "no row {system} in\n{stdout}");
+    }
+    assert!(
+        stdout.contains("(load generator's)"),
+        "no load generator's CPU in\n{stdout}"
+    );
+}
