@@ -92,16 +92,11 @@ fn main() -> ExitCode {
                     Err(e) => return fail(&format!("--fanout {fanout}: {e}")),
                 }
             }
-            if let Some(rounds) = rounds {
-                match rounds.parse() {
-                    Ok(rounds) if rounds > 0 => sizes.fanout_rounds = rounds,
-                    _ => return fail(&format!("--rounds {rounds}: not a count above 0")),
-                }
-            }
-            if let Some(deliveries) = deliveries {
-                match deliveries.parse() {
-                    Ok(deliveries) if deliveries > 0 => sizes.fanout_deliveries = deliveries,
-                    _ => return fail(&format!("--deliveries {deliveries}: not a count above 0")),
+            match (count("--rounds", rounds), count("--deliveries", deliveries)) {
+                (Err(e), _) | (_, Err(e)) => return fail(&e),
+                (Ok(rounds), Ok(deliveries)) => {
+                    sizes.fanout_rounds = rounds.map_or(sizes.fanout_rounds, |n| n as usize);
+                    sizes.fanout_deliveries = deliveries.unwrap_or(sizes.fanout_deliveries);
                 }
             }
             if pin {
@@ -120,6 +115,16 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The count an option gave, if it was given: a whole number above 0.
+fn count(option: &str, value: Option<String>) -> Result<Option<u64>, String> {
+    value
+        .map(|value| match value.parse() {
+            Ok(count) if count > 0 => Ok(count),
+            _ => Err(format!("{option} {value}: not a count above 0")),
+        })
+        .transpose()
 }
 
 fn fail(why: &str) -> ExitCode {

@@ -4,21 +4,26 @@
 
 use std::process::Command;
 
-#[test]
-fn quick_bench_delivers_every_event_and_reports_each_workload() {
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-quick");
+/// Runs `sse-bench quick --out <tmp>/<dir>` with `args`: whether it succeeded, what it printed
+/// (stdout, stderr) and where it wrote.
+fn quick(dir: &str, args: &[&str]) -> (bool, String, String, std::path::PathBuf) {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(dir);
     let run = Command::new(env!("CARGO_BIN_EXE_sse-bench"))
         .arg("quick")
         .arg("--out")
         .arg(&out)
+        .args(args)
         .output()
         .expect("sse-bench runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "sse-bench quick failed\n{stdout}\n{stderr}"
-    );
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    (run.status.success(), stdout, stderr, out)
+}
+
+#[test]
+fn quick_bench_delivers_every_event_and_reports_each_workload() {
+    let (success, stdout, stderr, out) = quick("bench-quick", &[]);
+    assert!(success, "sse-bench quick failed\n{stdout}\n{stderr}");
     for workload in ["Fan-out", "Latency", "Many groups", "Capacity", "Churn"] {
         assert!(
             stdout.contains(workload),
@@ -34,34 +39,24 @@ fn quick_bench_delivers_every_event_and_reports_each_workload() {
 
 #[test]
 fn pinned_the_servers_and_the_load_generator_run_on_cores_of_their_own() {
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-quick-pinned");
-    let run = Command::new(env!("CARGO_BIN_EXE_sse-bench"))
-        .args([
-            "quick",
-            "--pin",
-            "--only",
-            "fanout",
-            "--deliveries",
-            "4000",
-            "--out",
-        ])
-        .arg(&out)
-        .args(["sse", "floor"])
-        .output()
-        .expect("sse-bench runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let args = [
+        "--pin",
+        "--only",
+        "fanout",
+        "--deliveries",
+        "4000",
+        "sse",
+        "floor",
+    ];
+    let (success, stdout, stderr, _) = quick("bench-quick-pinned", &args);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if cores < 2 {
-        assert!(!run.status.success(), "one core cannot be split\n{stderr}");
+        assert!(!success, "one core cannot be split\n{stderr}");
         assert!(stderr.contains("--pin: needs 2 cores at least"), "{stderr}");
         return;
     }
     // A server that did not start on the servers' cores fails the run.
-    assert!(
-        run.status.success(),
-        "sse-bench quick --pin failed\n{stdout}\n{stderr}"
-    );
+    assert!(success, "sse-bench quick --pin failed\n{stdout}\n{stderr}");
     assert!(
         stderr.contains("pinned: the servers on cores"),
         "no word of the split in\n{stderr}"
